@@ -1,0 +1,19 @@
+//! asg-dicom: DICOM files -> calibrated pixels -> model input; and the writer used by the phantom
+//! generator and the tests.
+//!
+//! Reading and pixel decoding are dicom-rs (`dicom-object`, `dicom-pixeldata`); this crate adds the
+//! checks a clinical archive needs (size caps before allocating, typed errors that name the file and
+//! the element), the display transform (VOI window, MONOCHROME1 inversion) and the model's
+//! letterboxed, normalised input with the exact transform back to image pixels.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod preprocess;
+mod read;
+mod write;
+
+pub use error::{DicomError, DicomErrorKind};
+pub use preprocess::{area_resize, preprocess, Letterbox, ModelInput, Normalisation};
+pub use read::{read_bytes, read_file, Image, ImageMeta, ReadOptions, VoiWindow};
+pub use write::{uid_from_u128, write_file, NewImage, SOP_CLASS_DX_PRESENTATION, SOP_CLASS_SECONDARY_CAPTURE};

@@ -1,0 +1,208 @@
+//! The model's input: area-averaging resize, letterbox to a square, normalisation; and the exact
+//! transform between model-input and original-image pixel coordinates.
+
+use serde::{Deserialize, Serialize};
+
+/// Per-pixel normalisation applied after the display transform: `(v - mean) / std`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Normalisation {
+    pub mean: f32,
+    pub std: f32,
+}
+
+/// Where an image sits inside the square model input. Coordinates are continuous, in pixel
+/// units, with (0, 0) the top-left corner of the top-left pixel.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Letterbox {
+    /// Side of the square model input.
+    pub size: u32,
+    pub image_width: u32,
+    pub image_height: u32,
+    /// The resized image's extent inside the square.
+    pub content_width: u32,
+    pub content_height: u32,
+    /// Left and top padding.
+    pub offset_x: u32,
+    pub offset_y: u32,
+}
+
+impl Letterbox {
+    /// Fits a `width` x `height` image into a `size` square, keeping its aspect ratio, centred.
+    pub fn new(width: u32, height: u32, size: u32) -> Self {
+        let (width, height, size) = (width.max(1), height.max(1), size.max(1));
+        let scale = size as f64 / width.max(height) as f64;
+        let content_width = ((width as f64 * scale).round() as u32).clamp(1, size);
+        let content_height = ((height as f64 * scale).round() as u32).clamp(1, size);
+        Self {
+            size,
+            image_width: width,
+            image_height: height,
+            content_width,
+            content_height,
+            offset_x: (size - content_width) / 2,
+            offset_y: (size - content_height) / 2,
+        }
+    }
+
+    fn scale(&self) -> (f64, f64) {
+        (
+            self.content_width as f64 / self.image_width as f64,
+            self.content_height as f64 / self.image_height as f64,
+        )
+    }
+
+    /// Original-image coordinates -> model-input coordinates.
+    pub fn to_model(&self, x: f64, y: f64) -> (f64, f64) {
+        let (sx, sy) = self.scale();
+        (self.offset_x as f64 + x * sx, self.offset_y as f64 + y * sy)
+    }
+
+    /// Model-input coordinates -> original-image coordinates (not clamped).
+    pub fn to_image(&self, x: f64, y: f64) -> (f64, f64) {
+        let (sx, sy) = self.scale();
+        ((x - self.offset_x as f64) / sx, (y - self.offset_y as f64) / sy)
+    }
+}
+
+/// A `[1, 1, size, size]` tensor, row-major, and where the image lies in it.
+#[derive(Debug, Clone)]
+pub struct ModelInput {
+    pub tensor: Vec<f32>,
+    pub letterbox: Letterbox,
+}
+
+/// Resizes a single-channel image by area averaging: each output pixel is the mean of the source
+/// area it covers, with fractional pixels weighted by their coverage (no aliasing on downscaling).
+pub fn area_resize(src: &[f32], width: u32, height: u32, out_width: u32, out_height: u32) -> Vec<f32> {
+    let (w, h) = (width as usize, height as usize);
+    let (ow, oh) = (out_width as usize, out_height as usize);
+    if w == 0 || h == 0 || ow == 0 || oh == 0 || src.len() < w * h {
+        return vec![0.0; ow * oh];
+    }
+    let cols = axis_weights(w, ow);
+    let rows = axis_weights(h, oh);
+    // Horizontal pass: h x ow.
+    let mut tmp = vec![0.0f32; h * ow];
+    for y in 0..h {
+        let line = &src[y * w..(y + 1) * w];
+        for (ox, taps) in cols.iter().enumerate() {
+            tmp[y * ow + ox] = taps.iter().map(|&(i, wt)| line[i] * wt).sum();
+        }
+    }
+    // Vertical pass: oh x ow.
+    let mut out = vec![0.0f32; oh * ow];
+    for (oy, taps) in rows.iter().enumerate() {
+        let dst = &mut out[oy * ow..(oy + 1) * ow];
+        for &(i, wt) in taps {
+            let line = &tmp[i * ow..(i + 1) * ow];
+            for (d, s) in dst.iter_mut().zip(line) {
+                *d += s * wt;
+            }
+        }
+    }
+    out
+}
+
+/// For each output index along an axis, the source indices it covers and their normalised weights.
+fn axis_weights(n: usize, out: usize) -> Vec<Vec<(usize, f32)>> {
+    let ratio = n as f64 / out as f64;
+    (0..out)
+        .map(|o| {
+            let (start, end) = (o as f64 * ratio, (o as f64 + 1.0) * ratio);
+            let first = start.floor() as usize;
+            let last = (end.ceil() as usize).min(n);
+            let mut taps: Vec<(usize, f32)> = (first..last)
+                .map(|i| {
+                    let cover = (end.min(i as f64 + 1.0) - start.max(i as f64)).max(0.0);
+                    (i, (cover / ratio) as f32)
+                })
+                .filter(|&(_, wt)| wt > 0.0)
+                .collect();
+            let total: f32 = taps.iter().map(|t| t.1).sum();
+            if total > 0.0 {
+                taps.iter_mut().for_each(|t| t.1 /= total);
+            }
+            taps
+        })
+        .collect()
+}
+
+/// Builds the model input from a display image in [0, 1]: area resize into the letterbox, black
+/// padding, then normalisation.
+pub fn preprocess(display: &[f32], width: u32, height: u32, size: u32, norm: Normalisation) -> ModelInput {
+    let letterbox = Letterbox::new(width, height, size);
+    let resized = area_resize(
+        display,
+        width,
+        height,
+        letterbox.content_width,
+        letterbox.content_height,
+    );
+    let s = letterbox.size as usize;
+    let std = if norm.std.abs() > f32::EPSILON { norm.std } else { 1.0 };
+    let pad = (0.0 - norm.mean) / std;
+    let mut tensor = vec![pad; s * s];
+    let (cw, ch) = (letterbox.content_width as usize, letterbox.content_height as usize);
+    let (ox, oy) = (letterbox.offset_x as usize, letterbox.offset_y as usize);
+    for y in 0..ch {
+        let row = &resized[y * cw..(y + 1) * cw];
+        let dst = &mut tensor[(oy + y) * s + ox..(oy + y) * s + ox + cw];
+        for (d, v) in dst.iter_mut().zip(row) {
+            *d = (v - norm.mean) / std;
+        }
+    }
+    ModelInput { tensor, letterbox }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn letterbox_round_trip_is_exact() {
+        for &(w, h, s) in &[(2000u32, 2500u32, 224u32), (3000, 2000, 256), (7, 5, 64), (512, 512, 128)] {
+            let lb = Letterbox::new(w, h, s);
+            assert!(lb.content_width <= s && lb.content_height <= s);
+            assert!(lb.content_width == s || lb.content_height == s);
+            for &(x, y) in &[(0.0, 0.0), (w as f64, h as f64), (w as f64 * 0.37, h as f64 * 0.81)] {
+                let (mx, my) = lb.to_model(x, y);
+                let (bx, by) = lb.to_image(mx, my);
+                assert!((bx - x).abs() < 1e-9 && (by - y).abs() < 1e-9, "{w}x{h}: {x},{y} -> {bx},{by}");
+            }
+            // The image's corners land on the content's corners.
+            let (x1, y1) = lb.to_model(w as f64, h as f64);
+            assert_eq!((x1, y1), ((lb.offset_x + lb.content_width) as f64, (lb.offset_y + lb.content_height) as f64));
+        }
+    }
+
+    #[test]
+    fn area_resize_averages_blocks_exactly() {
+        // 4x4 -> 2x2: each output is the mean of a 2x2 block.
+        let src: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let out = area_resize(&src, 4, 4, 2, 2);
+        assert_eq!(out, vec![2.5, 4.5, 10.5, 12.5]);
+    }
+
+    #[test]
+    fn area_resize_fractional_cover_keeps_the_mean() {
+        // 3 -> 2 along x: output 0 covers pixel 0 fully and half of pixel 1.
+        let src = vec![0.0, 3.0, 6.0];
+        let out = area_resize(&src, 3, 1, 2, 1);
+        assert!((out[0] - 1.0).abs() < 1e-6 && (out[1] - 5.0).abs() < 1e-6, "{out:?}");
+        let mean_in: f32 = src.iter().sum::<f32>() / 3.0;
+        let mean_out: f32 = out.iter().sum::<f32>() / 2.0;
+        assert!((mean_in - mean_out).abs() < 1e-6);
+    }
+
+    #[test]
+    fn preprocess_pads_and_normalises() {
+        let display = vec![1.0f32; 4 * 2]; // 4 wide, 2 high
+        let input = preprocess(&display, 4, 2, 4, Normalisation { mean: 0.5, std: 0.25 });
+        assert_eq!(input.letterbox.content_height, 2);
+        assert_eq!(input.letterbox.offset_y, 1);
+        let pad = -2.0;
+        let content = 2.0;
+        let expect: Vec<f32> = (0..16).map(|i| if (4..12).contains(&i) { content } else { pad }).collect();
+        assert_eq!(input.tensor, expect);
+    }
+}

@@ -1,0 +1,462 @@
+//! Reading a DICOM image: parse with dicom-object, check, decode with dicom-pixeldata.
+
+use crate::error::{DicomError, DicomErrorKind};
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_object::file::ReadPreamble;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Limits checked before anything large is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Largest Rows x Columns x Frames x Samples accepted.
+    pub max_pixels: u64,
+    /// Largest file accepted, in bytes.
+    pub max_file_bytes: u64,
+    /// Which frame of a multi-frame image to decode (0-based).
+    pub frame: u32,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            // 16k x 16k single frame, or e.g. 64 frames of 2k x 2k.
+            max_pixels: 1 << 28,
+            max_file_bytes: 2 << 30,
+            frame: 0,
+        }
+    }
+}
+
+/// A VOI window (centre/width) as DICOM defines it (C.11.2.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct VoiWindow {
+    pub center: f64,
+    pub width: f64,
+}
+
+impl VoiWindow {
+    /// Maps a modality value to [0, 1] with the LINEAR VOI LUT function.
+    pub fn apply_linear(&self, x: f64) -> f64 {
+        let w = self.width.max(1.0);
+        let c = self.center;
+        if w <= 1.0 {
+            // Width 1 degenerates to a threshold at the centre.
+            return if x < c - 0.5 { 0.0 } else { 1.0 };
+        }
+        let low = c - 0.5 - (w - 1.0) / 2.0;
+        let high = c - 0.5 + (w - 1.0) / 2.0;
+        if x <= low {
+            0.0
+        } else if x > high {
+            1.0
+        } else {
+            ((x - (c - 0.5)) / (w - 1.0) + 0.5).clamp(0.0, 1.0)
+        }
+    }
+}
+
+/// What the viewer and the model need to know about an image; no patient identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageMeta {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub study_instance_uid: String,
+    pub series_instance_uid: String,
+    pub transfer_syntax_uid: String,
+    pub modality: Option<String>,
+    pub rows: u32,
+    pub columns: u32,
+    pub frames: u32,
+    pub bits_allocated: u16,
+    pub bits_stored: u16,
+    pub pixel_representation: u16,
+    pub photometric_interpretation: String,
+    pub rescale_slope: f64,
+    pub rescale_intercept: f64,
+    /// Row spacing, column spacing in mm (Pixel Spacing, else Imager Pixel Spacing).
+    pub pixel_spacing_mm: Option<[f64; 2]>,
+    pub view_position: Option<String>,
+    pub laterality: Option<String>,
+    pub window: Option<VoiWindow>,
+}
+
+/// One decoded frame: modality values (rescale applied), row-major, `width * height` of them.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<f32>,
+    pub meta: ImageMeta,
+}
+
+impl Image {
+    /// The image as a radiologist sees it, in [0, 1], white = dense: the file's VOI window (else a
+    /// robust 0.5-99.5 percentile window), then MONOCHROME1 inversion.
+    pub fn display(&self) -> Vec<f32> {
+        let window = self
+            .meta
+            .window
+            .unwrap_or_else(|| percentile_window(&self.pixels));
+        let invert = self.meta.photometric_interpretation == "MONOCHROME1";
+        self.pixels
+            .iter()
+            .map(|&x| {
+                let v = window.apply_linear(x as f64) as f32;
+                if invert {
+                    1.0 - v
+                } else {
+                    v
+                }
+            })
+            .collect()
+    }
+}
+
+/// A window spanning the 0.5th to the 99.5th percentile of the values (robust to outliers such as
+/// collimator edges and burnt-in markers).
+fn percentile_window(pixels: &[f32]) -> VoiWindow {
+    // Sample at most ~1M values so the sort stays cheap on large images.
+    let step = (pixels.len() / (1 << 20)).max(1);
+    let mut sample: Vec<f32> = pixels
+        .iter()
+        .step_by(step)
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    if sample.is_empty() {
+        return VoiWindow {
+            center: 0.5,
+            width: 1.0,
+        };
+    }
+    sample.sort_unstable_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| sample[((sample.len() - 1) as f64 * q).round() as usize] as f64;
+    let (lo, hi) = (at(0.005), at(0.995));
+    let width = (hi - lo).max(1e-3) + 1.0;
+    VoiWindow {
+        center: (lo + hi) / 2.0 + 0.5,
+        width,
+    }
+}
+
+/// Reads and decodes one frame of a DICOM image file.
+pub fn read_file(path: &Path, options: &ReadOptions) -> Result<Image, DicomError> {
+    let name = path.display().to_string();
+    let err = |kind| DicomError::new(&name, kind);
+    let len = std::fs::metadata(path)
+        .map_err(|e| err(DicomErrorKind::Io(e)))?
+        .len();
+    if len > options.max_file_bytes {
+        return Err(err(DicomErrorKind::InvalidElement {
+            name: "file",
+            tag: String::new(),
+            reason: format!("{len} bytes exceeds the cap of {}", options.max_file_bytes),
+        }));
+    }
+    let bytes = std::fs::read(path).map_err(|e| err(DicomErrorKind::Io(e)))?;
+    read_bytes(&bytes, &name, options)
+}
+
+/// Reads and decodes one frame of a DICOM image from memory; `source_name` names it in errors.
+/// Accepts streams with or without the 128-byte preamble.
+pub fn read_bytes(bytes: &[u8], source_name: &str, options: &ReadOptions) -> Result<Image, DicomError> {
+    let err = |kind| DicomError::new(source_name, kind);
+    if bytes.len() as u64 > options.max_file_bytes {
+        return Err(err(DicomErrorKind::InvalidElement {
+            name: "file",
+            tag: String::new(),
+            reason: format!(
+                "{} bytes exceeds the cap of {}",
+                bytes.len(),
+                options.max_file_bytes
+            ),
+        }));
+    }
+    let has_preamble = bytes.len() >= 132 && &bytes[128..132] == b"DICM";
+    let has_magic = bytes.len() >= 4 && &bytes[..4] == b"DICM";
+    if !has_preamble && !has_magic {
+        return Err(err(DicomErrorKind::NotDicom(
+            "no 'DICM' magic at byte 0 or 128".into(),
+        )));
+    }
+    let preamble = if has_preamble {
+        ReadPreamble::Always
+    } else {
+        ReadPreamble::Never
+    };
+    let obj = OpenFileOptions::new()
+        .read_preamble(preamble)
+        .from_reader(bytes)
+        .map_err(|e| err(DicomErrorKind::NotDicom(error_chain(&e))))?;
+    decode(&obj, source_name, options)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn tag_text(tag: Tag) -> String {
+    format!("({:04X},{:04X})", tag.group(), tag.element())
+}
+
+struct Elements<'a> {
+    obj: &'a DefaultDicomObject,
+    source_name: &'a str,
+}
+
+impl Elements<'_> {
+    fn err(&self, kind: DicomErrorKind) -> DicomError {
+        DicomError::new(self.source_name, kind)
+    }
+
+    fn string(&self, tag: Tag) -> Option<String> {
+        let element = self.obj.element_opt(tag).ok().flatten()?;
+        let text = element.to_str().ok()?;
+        let trimmed = text.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+        (!trimmed.is_empty()).then(|| trimmed.to_string())
+    }
+
+    fn required_string(&self, name: &'static str, tag: Tag) -> Result<String, DicomError> {
+        self.string(tag).ok_or_else(|| {
+            self.err(DicomErrorKind::MissingElement {
+                name,
+                tag: tag_text(tag),
+            })
+        })
+    }
+
+    fn floats(&self, name: &'static str, tag: Tag) -> Result<Option<Vec<f64>>, DicomError> {
+        let Some(element) = self.obj.element_opt(tag).ok().flatten() else {
+            return Ok(None);
+        };
+        if element.to_str().map(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).is_empty()).unwrap_or(false) {
+            return Ok(None);
+        }
+        element
+            .to_multi_float64()
+            .map(Some)
+            .map_err(|e| {
+                self.err(DicomErrorKind::InvalidElement {
+                    name,
+                    tag: tag_text(tag),
+                    reason: e.to_string(),
+                })
+            })
+    }
+
+    fn float(&self, name: &'static str, tag: Tag) -> Result<Option<f64>, DicomError> {
+        Ok(self.floats(name, tag)?.and_then(|v| v.first().copied()))
+    }
+
+    fn uint(&self, name: &'static str, tag: Tag) -> Result<Option<u32>, DicomError> {
+        let Some(element) = self.obj.element_opt(tag).ok().flatten() else {
+            return Ok(None);
+        };
+        if element.to_str().map(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).is_empty()).unwrap_or(false) {
+            return Ok(None);
+        }
+        element.to_int::<u32>().map(Some).map_err(|e| {
+            self.err(DicomErrorKind::InvalidElement {
+                name,
+                tag: tag_text(tag),
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    fn required_uint(&self, name: &'static str, tag: Tag) -> Result<u32, DicomError> {
+        self.uint(name, tag)?.ok_or_else(|| {
+            self.err(DicomErrorKind::MissingElement {
+                name,
+                tag: tag_text(tag),
+            })
+        })
+    }
+}
+
+fn decode(obj: &DefaultDicomObject, source_name: &str, options: &ReadOptions) -> Result<Image, DicomError> {
+    let el = Elements { obj, source_name };
+    let sop_class_uid = el.string(tags::SOP_CLASS_UID).unwrap_or_else(|| {
+        obj.meta()
+            .media_storage_sop_class_uid()
+            .trim_end_matches('\0')
+            .to_string()
+    });
+    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+        return Err(el.err(DicomErrorKind::NotAnImage { sop_class_uid }));
+    }
+    let transfer_syntax_uid = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    let rows = el.required_uint("Rows", tags::ROWS)?;
+    let columns = el.required_uint("Columns", tags::COLUMNS)?;
+    let frames = el.uint("Number of Frames", tags::NUMBER_OF_FRAMES)?.unwrap_or(1);
+    let samples = el
+        .uint("Samples per Pixel", tags::SAMPLES_PER_PIXEL)?
+        .unwrap_or(1);
+    let bits_allocated = el.required_uint("Bits Allocated", tags::BITS_ALLOCATED)?;
+    let bits_stored = el
+        .uint("Bits Stored", tags::BITS_STORED)?
+        .unwrap_or(bits_allocated);
+    let pixel_representation = el
+        .uint("Pixel Representation", tags::PIXEL_REPRESENTATION)?
+        .unwrap_or(0);
+    for (name, tag, value) in [
+        ("Rows", tags::ROWS, rows),
+        ("Columns", tags::COLUMNS, columns),
+        ("Number of Frames", tags::NUMBER_OF_FRAMES, frames),
+    ] {
+        if value == 0 {
+            return Err(el.err(DicomErrorKind::InvalidElement {
+                name,
+                tag: tag_text(tag),
+                reason: "must be at least 1".into(),
+            }));
+        }
+    }
+    if !matches!(bits_allocated, 1 | 8 | 16 | 32) || bits_stored == 0 || bits_stored > bits_allocated {
+        return Err(el.err(DicomErrorKind::InvalidElement {
+            name: "Bits Allocated",
+            tag: tag_text(tags::BITS_ALLOCATED),
+            reason: format!("bits allocated {bits_allocated} with bits stored {bits_stored}"),
+        }));
+    }
+    let total = rows as u64 * columns as u64 * frames as u64 * samples as u64;
+    if total > options.max_pixels {
+        return Err(el.err(DicomErrorKind::TooLarge {
+            rows: rows as u64,
+            columns: columns as u64,
+            frames: frames as u64,
+            cap: options.max_pixels,
+        }));
+    }
+    if options.frame >= frames {
+        return Err(el.err(DicomErrorKind::InvalidElement {
+            name: "Number of Frames",
+            tag: tag_text(tags::NUMBER_OF_FRAMES),
+            reason: format!("frame {} requested, the image has {frames}", options.frame),
+        }));
+    }
+    let photometric = el.required_string("Photometric Interpretation", tags::PHOTOMETRIC_INTERPRETATION)?;
+    if photometric != "MONOCHROME1" && photometric != "MONOCHROME2" {
+        return Err(el.err(DicomErrorKind::UnsupportedPhotometric(photometric)));
+    }
+    use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+    let registry = dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+    let Some(ts) = registry.get(&transfer_syntax_uid) else {
+        return Err(el.err(DicomErrorKind::UnsupportedTransferSyntax {
+            name: "unknown transfer syntax".into(),
+            uid: transfer_syntax_uid,
+        }));
+    };
+    let unsupported = || {
+        el.err(DicomErrorKind::UnsupportedTransferSyntax {
+            name: ts.name().to_string(),
+            uid: transfer_syntax_uid.clone(),
+        })
+    };
+    if ts.is_unsupported_pixel_encapsulation() {
+        return Err(unsupported());
+    }
+    if !ts.can_decode_all() {
+        return Err(unsupported());
+    }
+    if !ts.is_encapsulated_pixel_data() {
+        // Native pixel data: its length must cover every frame before we slice it.
+        let element = obj
+            .element(tags::PIXEL_DATA)
+            .map_err(|e| el.err(DicomErrorKind::Decode(e.to_string())))?;
+        let have = element.value().to_bytes().map(|b| b.len() as u64).unwrap_or(0);
+        let need = if bits_allocated == 1 {
+            total.div_ceil(8)
+        } else {
+            total * (bits_allocated as u64 / 8)
+        };
+        if have < need {
+            return Err(el.err(DicomErrorKind::InvalidElement {
+                name: "Pixel Data",
+                tag: tag_text(tags::PIXEL_DATA),
+                reason: format!("{have} bytes, but Rows x Columns x Frames x Bits Allocated needs {need}"),
+            }));
+        }
+    }
+    let decoded = obj
+        .decode_pixel_data_frame(options.frame)
+        .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
+    let convert = ConvertOptions::new()
+        .with_modality_lut(ModalityLutOption::Default)
+        .with_voi_lut(VoiLutOption::Identity);
+    let pixels: Vec<f32> = decoded
+        .to_vec_frame_with_options(0, &convert)
+        .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
+    if pixels.len() as u64 != rows as u64 * columns as u64 {
+        return Err(el.err(DicomErrorKind::Decode(format!(
+            "decoded {} values for a {rows} x {columns} frame",
+            pixels.len()
+        ))));
+    }
+    let spacing = match el.floats("Pixel Spacing", tags::PIXEL_SPACING)? {
+        Some(v) => Some(v),
+        None => el.floats("Imager Pixel Spacing", tags::IMAGER_PIXEL_SPACING)?,
+    };
+    let pixel_spacing_mm = spacing.and_then(|v| match v.as_slice() {
+        [r, c, ..] if *r > 0.0 && *c > 0.0 => Some([*r, *c]),
+        _ => None,
+    });
+    let window = match (
+        el.float("Window Center", tags::WINDOW_CENTER)?,
+        el.float("Window Width", tags::WINDOW_WIDTH)?,
+    ) {
+        (Some(center), Some(width)) if width > 0.0 && center.is_finite() => {
+            Some(VoiWindow { center, width })
+        }
+        _ => None,
+    };
+    let meta = ImageMeta {
+        sop_instance_uid: el.string(tags::SOP_INSTANCE_UID).unwrap_or_default(),
+        study_instance_uid: el.string(tags::STUDY_INSTANCE_UID).unwrap_or_default(),
+        series_instance_uid: el.string(tags::SERIES_INSTANCE_UID).unwrap_or_default(),
+        sop_class_uid,
+        transfer_syntax_uid,
+        modality: el.string(tags::MODALITY),
+        rows,
+        columns,
+        frames,
+        bits_allocated: bits_allocated as u16,
+        bits_stored: bits_stored as u16,
+        pixel_representation: pixel_representation as u16,
+        photometric_interpretation: photometric,
+        rescale_slope: el.float("Rescale Slope", tags::RESCALE_SLOPE)?.unwrap_or(1.0),
+        rescale_intercept: el
+            .float("Rescale Intercept", tags::RESCALE_INTERCEPT)?
+            .unwrap_or(0.0),
+        pixel_spacing_mm,
+        view_position: el.string(tags::VIEW_POSITION),
+        laterality: el
+            .string(tags::IMAGE_LATERALITY)
+            .or_else(|| el.string(tags::LATERALITY)),
+        window,
+    };
+    Ok(Image {
+        width: columns,
+        height: rows,
+        pixels,
+        meta,
+    })
+}

@@ -1,0 +1,117 @@
+//! Write -> read round trips and bad input, on files this test writes itself.
+
+use asg_dicom::*;
+use std::path::Path;
+
+fn sample(rows: u32, columns: u32) -> NewImage {
+    NewImage {
+        rows,
+        columns,
+        pixels: (0..rows * columns).map(|i| (i * 7 % 4096) as u16).collect(),
+        bits_stored: 12,
+        photometric_interpretation: "MONOCHROME2".into(),
+        rescale_slope: 0.5,
+        rescale_intercept: -100.0,
+        window: Some(VoiWindow { center: 900.0, width: 1800.0 }),
+        pixel_spacing_mm: Some([0.2, 0.25]),
+        view_position: Some("PA".into()),
+        modality: "DX".into(),
+        sop_class_uid: SOP_CLASS_DX_PRESENTATION.into(),
+        study_instance_uid: uid_from_u128(1),
+        series_instance_uid: uid_from_u128(2),
+        sop_instance_uid: uid_from_u128(3),
+        patient_name: "PHANTOM^ONE".into(),
+        patient_id: "PH0001".into(),
+        study_description: None,
+    }
+}
+
+fn write(dir: &Path, image: &NewImage) -> std::path::PathBuf {
+    let path = dir.join("img.dcm");
+    write_file(&path, image).unwrap();
+    path
+}
+
+#[test]
+fn written_file_reads_back_with_rescale_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = sample(30, 40);
+    let path = write(dir.path(), &img);
+    let read = read_file(&path, &ReadOptions::default()).unwrap();
+    assert_eq!((read.width, read.height), (40, 30));
+    for (got, stored) in read.pixels.iter().zip(&img.pixels) {
+        assert_eq!(*got, *stored as f32 * 0.5 - 100.0);
+    }
+    assert_eq!(read.meta.pixel_spacing_mm, Some([0.2, 0.25]));
+    assert_eq!(read.meta.view_position.as_deref(), Some("PA"));
+    assert_eq!(read.meta.sop_instance_uid, uid_from_u128(3));
+    assert_eq!(read.meta.window, Some(VoiWindow { center: 900.0, width: 1800.0 }));
+    // No partial file is left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn bytes_without_preamble_read_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &sample(8, 8));
+    let bytes = std::fs::read(&path).unwrap();
+    let a = read_bytes(&bytes, "with-preamble", &ReadOptions::default()).unwrap();
+    let b = read_bytes(&bytes[128..], "no-preamble", &ReadOptions::default()).unwrap();
+    assert_eq!(a.pixels, b.pixels);
+}
+
+#[test]
+fn display_applies_window_and_monochrome1_inversion() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut img = sample(4, 4);
+    img.window = Some(VoiWindow { center: 0.5, width: 2.0 });
+    img.rescale_slope = 1.0;
+    img.rescale_intercept = 0.0;
+    img.pixels = vec![0; 16];
+    img.pixels[0] = 4095;
+    let path = write(dir.path(), &img);
+    let mono2 = read_file(&path, &ReadOptions::default()).unwrap().display();
+    assert_eq!(mono2[0], 1.0);
+    assert_eq!(mono2[1], 0.5);
+    img.photometric_interpretation = "MONOCHROME1".into();
+    let path = write(dir.path(), &img);
+    let mono1 = read_file(&path, &ReadOptions::default()).unwrap().display();
+    assert_eq!(mono1[0], 0.0);
+}
+
+#[test]
+fn not_dicom_is_a_typed_error_naming_the_file() {
+    let e = read_bytes(b"hello, this is not DICOM at all", "notes.txt", &ReadOptions::default()).unwrap_err();
+    assert!(matches!(e.kind, DicomErrorKind::NotDicom(_)), "{e}");
+    assert!(e.to_string().starts_with("notes.txt: "), "{e}");
+}
+
+#[test]
+fn truncation_at_every_byte_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &sample(6, 5));
+    let bytes = std::fs::read(&path).unwrap();
+    for cut in 0..bytes.len() {
+        let r = read_bytes(&bytes[..cut], "cut.dcm", &ReadOptions::default());
+        assert!(r.is_err(), "truncated at {cut} of {} still decoded", bytes.len());
+    }
+}
+
+#[test]
+fn size_cap_is_checked_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &sample(100, 100));
+    let opts = ReadOptions { max_pixels: 9_999, ..ReadOptions::default() };
+    let e = read_file(&path, &opts).unwrap_err();
+    assert!(matches!(e.kind, DicomErrorKind::TooLarge { rows: 100, columns: 100, .. }), "{e}");
+}
+
+#[test]
+fn writer_refuses_inconsistent_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut img = sample(4, 4);
+    img.pixels.pop();
+    let e = write_file(&dir.path().join("x.dcm"), &img).unwrap_err();
+    assert!(matches!(e.kind, DicomErrorKind::InvalidImage(_)));
+    assert!(!dir.path().join("x.dcm").exists());
+}
