@@ -1,0 +1,275 @@
+//! asg-bundle: the model bundle's manifest (`manifest.json`), written by `asg-train` and checked by
+//! the plugin. A bundle is a folder: `manifest.json` plus the ONNX files it lists with their SHA-256.
+//! No candle, no tract: both sides share these types without pulling each other in.
+
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// The manifest format this code reads and writes.
+pub const FORMAT: &str = "asg-bundle";
+/// Its version; bumped on any incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+/// The file name of the manifest inside a bundle.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Everything the plugin needs to run a bundle and to explain what it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub format_version: u32,
+    /// Model name and version, shown to users.
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    /// The image model's input and preprocessing.
+    pub input: InputSpec,
+    /// The image model's file inside the bundle.
+    pub image_model: String,
+    /// Its outputs, by ONNX name, with the shape at batch size 1.
+    pub outputs: Vec<OutputSpec>,
+    /// Finding names, in the order of the finding logits.
+    pub findings: Vec<String>,
+    /// Probability above which a finding is reported, per finding name.
+    pub thresholds: BTreeMap<String, f32>,
+    /// SHA-256 (lower-case hex) and size of each file of the bundle.
+    pub files: BTreeMap<String, FileDigest>,
+    /// How the model was made and how well it does.
+    pub training: Training,
+}
+
+/// The image model's input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputSpec {
+    /// ONNX input name.
+    pub name: String,
+    /// Side of the square input, in pixels.
+    pub size: u32,
+    /// How the image is fitted into the square.
+    pub letterbox: String,
+    /// Normalisation applied to display values in [0, 1]: (v - mean) / std.
+    pub mean: f32,
+    pub std: f32,
+}
+
+/// One output of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputSpec {
+    pub name: String,
+    /// Shape at batch size 1.
+    pub shape: Vec<usize>,
+    pub description: String,
+}
+
+/// A file's digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// Provenance and measurements.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Training {
+    pub data: String,
+    pub steps: u64,
+    pub seed: u64,
+    pub notes: String,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// Why a manifest or a bundle file does not match.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ManifestError {
+    #[error("manifest.json is not valid: {0}")]
+    Syntax(String),
+    #[error("manifest.json has format {format:?} version {version}; this build reads {FORMAT:?} version {FORMAT_VERSION}")]
+    Version { format: String, version: u32 },
+    #[error("manifest.json lists no digest for {0}")]
+    Unlisted(String),
+    #[error("{file}: SHA-256 is {actual}, the manifest says {expected}")]
+    Digest {
+        file: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{file}: {actual} bytes, the manifest says {expected}")]
+    Size {
+        file: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("manifest.json is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl FileDigest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self {
+            sha256: sha256_hex(bytes),
+            bytes: bytes.len() as u64,
+        }
+    }
+}
+
+impl Manifest {
+    /// Parses and checks a manifest's own consistency.
+    pub fn from_json(text: &str) -> Result<Self, ManifestError> {
+        let m: Manifest =
+            serde_json::from_str(text).map_err(|e| ManifestError::Syntax(e.to_string()))?;
+        if m.format != FORMAT || m.format_version != FORMAT_VERSION {
+            return Err(ManifestError::Version {
+                format: m.format,
+                version: m.format_version,
+            });
+        }
+        m.check()?;
+        Ok(m)
+    }
+
+    /// Serialises the manifest as pretty JSON.
+    pub fn to_json(&self) -> String {
+        // A manifest holds only strings, numbers and maps with string keys: always serialisable.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    fn check(&self) -> Result<(), ManifestError> {
+        let bad = |s: String| Err(ManifestError::Inconsistent(s));
+        if self.input.size == 0 || self.input.size > 4096 {
+            return bad(format!("input size {} is not in 1..=4096", self.input.size));
+        }
+        if !(self.input.std.is_finite() && self.input.std > 0.0) || !self.input.mean.is_finite() {
+            return bad(format!(
+                "normalisation mean {} std {} is not usable",
+                self.input.mean, self.input.std
+            ));
+        }
+        if let Some(logits) = self.outputs.iter().find(|o| o.name == "finding_logits") {
+            if logits.shape != [1, self.findings.len()] {
+                return bad(format!(
+                    "finding_logits has shape {:?} but {} findings are named",
+                    logits.shape,
+                    self.findings.len()
+                ));
+            }
+        }
+        for name in self.thresholds.keys() {
+            if !self.findings.contains(name) {
+                return bad(format!("threshold for unknown finding {name:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks `bytes` against the digest listed for `file`.
+    pub fn verify_file(&self, file: &str, bytes: &[u8]) -> Result<(), ManifestError> {
+        let listed = self
+            .files
+            .get(file)
+            .ok_or_else(|| ManifestError::Unlisted(file.to_string()))?;
+        if listed.bytes != bytes.len() as u64 {
+            return Err(ManifestError::Size {
+                file: file.to_string(),
+                expected: listed.bytes,
+                actual: bytes.len() as u64,
+            });
+        }
+        let actual = sha256_hex(bytes);
+        if actual != listed.sha256 {
+            return Err(ManifestError::Digest {
+                file: file.to_string(),
+                expected: listed.sha256.clone(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    /// The probability threshold of a finding (0.5 when the manifest sets none).
+    pub fn threshold(&self, finding: &str) -> f32 {
+        self.thresholds.get(finding).copied().unwrap_or(0.5)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            name: "t".into(),
+            version: "0".into(),
+            description: String::new(),
+            input: InputSpec {
+                name: "image".into(),
+                size: 64,
+                letterbox: "centre".into(),
+                mean: 0.5,
+                std: 0.25,
+            },
+            image_model: "image.onnx".into(),
+            outputs: vec![OutputSpec {
+                name: "finding_logits".into(),
+                shape: vec![1, 2],
+                description: String::new(),
+            }],
+            findings: vec!["a".into(), "b".into()],
+            thresholds: BTreeMap::from([("a".into(), 0.3)]),
+            files: BTreeMap::from([("image.onnx".into(), FileDigest::of(b"abc"))]),
+            training: Training {
+                data: "none".into(),
+                steps: 0,
+                seed: 0,
+                notes: String::new(),
+                metrics: BTreeMap::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn sha256_matches_the_published_test_vector() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn round_trip_and_verification() {
+        let m = manifest();
+        let back = Manifest::from_json(&m.to_json()).unwrap();
+        assert_eq!(back, m);
+        assert!(m.verify_file("image.onnx", b"abc").is_ok());
+        assert!(matches!(m.verify_file("image.onnx", b"abd"), Err(ManifestError::Digest { .. })));
+        assert!(matches!(m.verify_file("image.onnx", b"ab"), Err(ManifestError::Size { .. })));
+        assert!(matches!(m.verify_file("text.onnx", b"ab"), Err(ManifestError::Unlisted(_))));
+        assert_eq!(m.threshold("a"), 0.3);
+        assert_eq!(m.threshold("b"), 0.5);
+    }
+
+    #[test]
+    fn inconsistent_manifests_are_refused_with_the_reason() {
+        let mut m = manifest();
+        m.findings.pop();
+        let e = Manifest::from_json(&m.to_json()).unwrap_err();
+        assert!(e.to_string().contains("finding_logits has shape [1, 2] but 1 findings"), "{e}");
+        let mut m = manifest();
+        m.format_version = 99;
+        assert!(matches!(Manifest::from_json(&m.to_json()), Err(ManifestError::Version { .. })));
+        assert!(matches!(Manifest::from_json("{"), Err(ManifestError::Syntax(_))));
+    }
+}

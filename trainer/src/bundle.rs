@@ -1,0 +1,108 @@
+//! Writing a model bundle: the ONNX files and `manifest.json` with their digests.
+
+use crate::model::{new_seeded, ThinConfig, ThinNet};
+use anyhow::Context;
+use asg_bundle::{FileDigest, InputSpec, Manifest, OutputSpec, Training, FORMAT, FORMAT_VERSION, MANIFEST_FILE};
+use asg_dicom::{preprocess, read_file, Normalisation, ReadOptions};
+use candle_core::{Device, Tensor};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Normalisation of display values used by our models.
+pub const NORMALISATION: Normalisation = Normalisation { mean: 0.5, std: 0.25 };
+
+/// Writes `bytes` to `dir/name` under a temporary name first, then renames.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = dir.join(format!(".{name}.partial"));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(name)).with_context(|| format!("renaming {} into place", tmp.display()))?;
+    Ok(())
+}
+
+/// Exports `model` into the bundle folder `out` (created if needed) and returns its manifest.
+pub fn write_thin_bundle(model: &ThinNet, out: &Path, training: Training) -> anyhow::Result<Manifest> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let onnx = model.to_onnx()?;
+    let cfg = &model.config;
+    let findings: Vec<String> = asg_report::FINDINGS.iter().map(|f| f.to_string()).collect();
+    anyhow::ensure!(findings.len() == cfg.findings, "model has {} finding logits for {} findings", cfg.findings, findings.len());
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        name: "asg-thin".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        description: "Thin-slice image model: small CNN, embedding and finding logits.".into(),
+        input: InputSpec {
+            name: "image".into(),
+            size: cfg.input_size as u32,
+            letterbox: "aspect kept, centred, black padding; display values (VOI window, MONOCHROME1 inverted) in [0,1], area-averaged".into(),
+            mean: NORMALISATION.mean,
+            std: NORMALISATION.std,
+        },
+        image_model: "image.onnx".into(),
+        outputs: vec![
+            OutputSpec { name: "embedding".into(), shape: vec![1, cfg.embedding_dim], description: "global image embedding, unit L2 norm".into() },
+            OutputSpec { name: "finding_logits".into(), shape: vec![1, cfg.findings], description: "one logit per finding, in the order of `findings`".into() },
+        ],
+        thresholds: findings.iter().map(|f| (f.clone(), 0.5)).collect(),
+        findings,
+        files: BTreeMap::from([("image.onnx".to_string(), FileDigest::of(&onnx))]),
+        training,
+    };
+    write_atomically(out, "image.onnx", &onnx)?;
+    write_atomically(out, MANIFEST_FILE, manifest.to_json().as_bytes())?;
+    Ok(manifest)
+}
+
+/// Builds the untrained thin-slice bundle: seeded random weights, batch-norm statistics calibrated
+/// on `calibration` phantom radiographs read back through asg-dicom.
+pub fn init_thin_bundle(out: &Path, seed: u64, input_size: usize, calibration: u32) -> anyhow::Result<Manifest> {
+    let config = ThinConfig { input_size, ..ThinConfig::default() };
+    let (model, _vars) = new_seeded(config, seed)?;
+    let tmp = tempfile_dir()?;
+    let mut batch = Vec::new();
+    for i in 0..calibration {
+        let path = asg_phantom::write_phantom(tmp.path(), 256, seed, i)?;
+        let image = read_file(&path, &ReadOptions::default())?;
+        let input = preprocess(&image.display(), image.width, image.height, input_size as u32, NORMALISATION);
+        batch.push(Tensor::from_vec(input.tensor, (1, 1, input_size, input_size), &Device::Cpu)?);
+    }
+    if !batch.is_empty() {
+        let stacked = Tensor::cat(&batch, 0)?;
+        // A few passes so the running statistics converge (momentum 0.1).
+        model.calibrate(&vec![stacked; 20])?;
+    }
+    write_thin_bundle(
+        &model,
+        out,
+        Training {
+            data: format!("none (random init, seed {seed}); batch norm calibrated on {calibration} phantoms"),
+            steps: 0,
+            seed,
+            notes: "UNTRAINED thin-slice model: its outputs carry no medical meaning. Not for diagnosis.".into(),
+            metrics: BTreeMap::new(),
+        },
+    )
+}
+
+/// A scratch folder that removes itself.
+pub struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir() -> anyhow::Result<ScratchDir> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("asg-train-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(ScratchDir(dir))
+}
