@@ -1,1 +1,13 @@
+//! asg-plugin: runs a model bundle with tract on DICOM images and returns an [`Analysis`] whose
+//! coordinates are the original image's pixels. Native and wasm32 alike (no threads, no clocks
+//! that wasm lacks, no file system in the library's core).
 
+#![forbid(unsafe_code)]
+
+mod analysis;
+mod error;
+mod runtime;
+
+pub use analysis::{Analysis, FindingScore, ImageInfo, ModelInfo, NamedOutput, Timings, ANALYSIS_SCHEMA_VERSION};
+pub use error::PluginError;
+pub use runtime::{ModelBundle, OnnxModel};
