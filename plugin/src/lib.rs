@@ -11,3 +11,5 @@ mod runtime;
 pub use analysis::{Analysis, FindingScore, ImageInfo, ModelInfo, NamedOutput, Timings, ANALYSIS_SCHEMA_VERSION};
 pub use error::PluginError;
 pub use runtime::{ModelBundle, OnnxModel};
+/// The DICOM layer the plugin reads with, for callers that need it directly (the wasm face).
+pub use asg_dicom as asg_dicom_reexport;

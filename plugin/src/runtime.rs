@@ -1,7 +1,7 @@
 //! Loading a bundle into tract, checked against its manifest, and running it.
 
 use crate::error::PluginError;
-use asg_bundle::{Manifest, MANIFEST_FILE};
+use asg_bundle::Manifest;
 use std::sync::Arc;
 use tract_onnx::prelude::*;
 
@@ -88,7 +88,7 @@ impl ModelBundle {
             let path = dir.join(name);
             std::fs::read(&path).map_err(|source| PluginError::Io { path: path.display().to_string(), source })
         };
-        let manifest_bytes = read(MANIFEST_FILE)?;
+        let manifest_bytes = read(asg_bundle::MANIFEST_FILE)?;
         let manifest_text = String::from_utf8_lossy(&manifest_bytes);
         let source = dir.display().to_string();
         let manifest = Manifest::from_json(&manifest_text)

@@ -1,1 +1,88 @@
+//! asg-wasm: the browser face of asg-plugin (wasm-bindgen). Everything runs inside the page's
+//! WebAssembly instance: no pixel and no report leaves the machine.
+//!
+//! ```js
+//! import init, { Analyzer, displayImage } from "./pkg/asg_wasm.js";
+//! await init();
+//! const analyzer = new Analyzer(manifestText, new Uint8Array(onnxBytes));
+//! const analysis = JSON.parse(analyzer.analyze(dicomBytes, "file.dcm"));
+//! ```
 
+#![forbid(unsafe_code)]
+
+use asg_plugin::{ModelBundle, asg_dicom_reexport as dicom};
+use wasm_bindgen::prelude::*;
+
+/// A loaded model bundle.
+#[wasm_bindgen]
+pub struct Analyzer {
+    bundle: ModelBundle,
+}
+
+#[wasm_bindgen]
+impl Analyzer {
+    /// Loads a bundle from its `manifest.json` text and `image.onnx` bytes; throws if the hash,
+    /// the names or the shapes do not match.
+    #[wasm_bindgen(constructor)]
+    pub fn new(manifest_json: &str, image_onnx: &[u8]) -> Result<Analyzer, JsError> {
+        let bundle = ModelBundle::from_parts("bundle", manifest_json, image_onnx).map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(Analyzer { bundle })
+    }
+
+    /// Analyses one DICOM file's bytes; returns the analysis as JSON text (the same layout as
+    /// `asg analyze`). `name` names the file in error messages.
+    pub fn analyze(&self, dicom_bytes: &[u8], name: &str) -> Result<String, JsError> {
+        let analysis = self
+            .bundle
+            .analyze_dicom(dicom_bytes, name, &dicom::ReadOptions::default())
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        serde_json::to_string(&analysis).map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// The bundle's manifest as JSON text.
+    pub fn manifest(&self) -> String {
+        self.bundle.manifest.to_json()
+    }
+}
+
+/// An 8-bit RGBA rendering of a DICOM image for a canvas.
+#[wasm_bindgen]
+pub struct DisplayImage {
+    width: u32,
+    height: u32,
+    rgba: Vec<u8>,
+}
+
+#[wasm_bindgen]
+impl DisplayImage {
+    #[wasm_bindgen(getter)]
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// RGBA bytes, row-major, `width * height * 4` of them (for `new ImageData(...)`).
+    #[wasm_bindgen(getter)]
+    pub fn rgba(&self) -> Vec<u8> {
+        self.rgba.clone()
+    }
+}
+
+/// Decodes a DICOM file and renders it with its VOI window (MONOCHROME1 inverted) for display.
+#[wasm_bindgen(js_name = displayImage)]
+pub fn display_image(dicom_bytes: &[u8], name: &str) -> Result<DisplayImage, JsError> {
+    let image = dicom::read_bytes(dicom_bytes, name, &dicom::ReadOptions::default()).map_err(|e| JsError::new(&e.to_string()))?;
+    let rgba = image
+        .display()
+        .iter()
+        .flat_map(|&v| {
+            let g = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+            [g, g, g, 255]
+        })
+        .collect();
+    Ok(DisplayImage { width: image.width, height: image.height, rgba })
+}

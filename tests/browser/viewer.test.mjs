@@ -1,0 +1,152 @@
+// Browser end-to-end test: the viewer page in real headless Chromium analyses a DICOM file with
+// the WebAssembly build, and its result must match the native `asg analyze` output for the same
+// file. The page must request nothing outside its own origin.
+//
+// Inputs (set by scripts/test.sh): ASG_WEB_DIR (the built web/ folder, with pkg/ and model/),
+// ASG_DICOM (a DICOM file), ASG_NATIVE_JSON (native `asg analyze` output for it),
+// ASG_SCREENSHOT (optional: where to save a screenshot).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import http from "node:http";
+import fs from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const env = (name) => {
+  const v = process.env[name];
+  assert.ok(v, `${name} must be set (run through scripts/test.sh)`);
+  return v;
+};
+
+const TYPES = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".wasm": "application/wasm",
+  ".json": "application/json",
+  ".onnx": "application/octet-stream",
+};
+
+function serve(root) {
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url, "http://localhost");
+    const rel = decodeURIComponent(url.pathname === "/" ? "/index.html" : url.pathname);
+    const file = path.join(root, path.normalize(rel));
+    if (!file.startsWith(root) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { "Content-Type": TYPES[path.extname(file)] ?? "application/octet-stream" });
+    fs.createReadStream(file).pipe(res);
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
+
+function assertClose(what, browser, native) {
+  assert.equal(browser.length, native.length, `${what}: lengths differ`);
+  browser.forEach((b, i) => {
+    const n = native[i];
+    const tol = 1e-4 * Math.max(Math.abs(b), Math.abs(n)) + 1e-6;
+    assert.ok(Math.abs(b - n) <= tol, `${what}[${i}]: browser ${b} vs native ${n}`);
+  });
+}
+
+test("the viewer analyses a DICOM file in the browser exactly as the native CLI does", async () => {
+  const webDir = path.resolve(env("ASG_WEB_DIR"));
+  const dicom = path.resolve(env("ASG_DICOM"));
+  const native = JSON.parse(fs.readFileSync(env("ASG_NATIVE_JSON"), "utf8"));
+  const server = await serve(webDir);
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+  try {
+    const page = await browser.newPage();
+    const requests = [];
+    const problems = [];
+    page.on("request", (r) => requests.push(r.url()));
+    page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+    page.on("console", (m) => m.type() === "error" && problems.push(`console error: ${m.text()}`));
+    // Requests from the worker are reported too (context-wide).
+    page.context().on("request", (r) => requests.push(r.url()));
+
+    await page.goto(`${origin}/`);
+    await page.waitForSelector('#status[data-state="ready"], #status[data-state="error"]', { timeout: 60_000 });
+    assert.equal(await page.getAttribute("#status", "data-state"), "ready", await page.textContent("#status"));
+
+    await page.setInputFiles("#file", dicom);
+    await page.waitForSelector('#status[data-state="done"], #status[data-state="error"]', { timeout: 60_000 });
+    assert.equal(await page.getAttribute("#status", "data-state"), "done", await page.textContent("#status"));
+
+    const shown = JSON.parse(await page.textContent("#result"));
+    // Same model, same image geometry, same letterbox.
+    assert.equal(shown.model.image_sha256, native.model.image_sha256);
+    assert.deepEqual([shown.image.width, shown.image.height], [native.image.width, native.image.height]);
+    assert.deepEqual(shown.letterbox, native.letterbox);
+    // Every output element within 1e-4 relative.
+    assert.deepEqual(shown.outputs.map((o) => o.name), native.outputs.map((o) => o.name));
+    shown.outputs.forEach((o, i) => {
+      assert.deepEqual(o.shape, native.outputs[i].shape);
+      assertClose(o.name, o.values, native.outputs[i].values);
+    });
+    assertClose("probabilities", shown.findings.map((f) => f.probability), native.findings.map((f) => f.probability));
+
+    // What a person sees: the image on the canvas at full size, and the findings table as text.
+    const canvas = await page.evaluate(() => {
+      const c = document.getElementById("image");
+      const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let sum = 0;
+      for (let i = 0; i < px.length; i += 4) sum += px[i];
+      return { width: c.width, height: c.height, mean: sum / (px.length / 4) };
+    });
+    assert.deepEqual([canvas.width, canvas.height], [native.image.width, native.image.height]);
+    assert.ok(canvas.mean > 5 && canvas.mean < 250, `canvas looks blank (mean grey ${canvas.mean})`);
+    const rows = await page.$$eval("#findings tbody tr", (trs) =>
+      trs.map((tr) => [tr.cells[0].textContent, Number(tr.cells[1].textContent)]));
+    assert.equal(rows.length, native.findings.length);
+    rows.forEach(([name, p], i) => {
+      assert.equal(name, native.findings[i].name);
+      assert.ok(Math.abs(p - native.findings[i].probability) < 1e-3, `${name}: shown ${p}`);
+    });
+
+    if (process.env.ASG_SCREENSHOT) await page.screenshot({ path: process.env.ASG_SCREENSHOT, fullPage: true });
+
+    // Privacy: nothing outside the page's own origin was requested.
+    const foreign = requests.filter((u) => !u.startsWith(`${origin}/`) && !u.startsWith("blob:") && !u.startsWith("data:"));
+    assert.deepEqual(foreign, [], "requests outside the page's origin");
+    assert.ok(requests.some((u) => u.endsWith("/model/image.onnx")), "the model was loaded from the page's origin");
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+});
+
+test("a file that is not DICOM gets a clear error on the page, not a crash", async () => {
+  const webDir = path.resolve(env("ASG_WEB_DIR"));
+  const server = await serve(webDir);
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${origin}/`);
+    await page.waitForSelector('#status[data-state="ready"]', { timeout: 60_000 });
+    await page.setInputFiles("#file", { name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("not a DICOM file") });
+    await page.waitForSelector('#status[data-state="error"]', { timeout: 30_000 });
+    const text = await page.textContent("#status");
+    assert.match(text, /notes\.txt/);
+    assert.match(text, /not a readable DICOM file/);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+});
