@@ -4,13 +4,21 @@ use asg_e2e::{asg_binary, Fixture};
 use std::process::Command;
 
 fn analyze(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    Command::new(asg_binary()).arg("analyze").args(args).output().expect("run asg")
+    Command::new(asg_binary())
+        .arg("analyze")
+        .args(args)
+        .output()
+        .expect("run asg")
 }
 
 #[test]
 fn analyze_prints_the_model_outputs_as_json() {
     let fx = Fixture::new(128, 1, 300);
-    let out = analyze(&[fx.dicom(0).as_os_str(), "--model".as_ref(), fx.bundle().as_os_str()]);
+    let out = analyze(&[
+        fx.dicom(0).as_os_str(),
+        "--model".as_ref(),
+        fx.bundle().as_os_str(),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
@@ -23,7 +31,12 @@ fn analyze_prints_the_model_outputs_as_json() {
     assert_eq!(findings[0]["name"], "pleural effusion");
     let outputs = json["outputs"].as_array().unwrap();
     assert_eq!(outputs[0]["name"], "embedding");
-    let emb: Vec<f64> = outputs[0]["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let emb: Vec<f64> = outputs[0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     let norm: f64 = emb.iter().map(|v| v * v).sum::<f64>().sqrt();
     assert!((norm - 1.0).abs() < 1e-4, "embedding norm {norm}");
     for stage in ["decode_ms", "preprocess_ms", "inference_ms", "total_ms"] {
@@ -33,17 +46,32 @@ fn analyze_prints_the_model_outputs_as_json() {
     // The CLI and the library agree exactly on the same file.
     let bundle = asg_plugin::ModelBundle::from_dir(&fx.bundle()).unwrap();
     let bytes = std::fs::read(fx.dicom(0)).unwrap();
-    let lib = bundle.analyze_dicom(&bytes, "x", &Default::default()).unwrap();
-    let cli_logits: Vec<f32> = outputs[1]["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let lib = bundle
+        .analyze_dicom(&bytes, "x", &Default::default())
+        .unwrap();
+    let cli_logits: Vec<f32> = outputs[1]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
     assert_eq!(cli_logits, lib.outputs[1].values);
 }
 
 #[test]
 fn no_patient_identity_in_output_or_logs() {
     let fx = Fixture::new(64, 1, 128);
-    let out = analyze(&[fx.dicom(0).as_os_str(), "--model".as_ref(), fx.bundle().as_os_str()]);
+    let out = analyze(&[
+        fx.dicom(0).as_os_str(),
+        "--model".as_ref(),
+        fx.bundle().as_os_str(),
+    ]);
     assert!(out.status.success());
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The phantom carries a patient name "PHANTOM^00000" and an ID "PH<seed>".
     assert!(!all.contains("PHANTOM^"), "patient name leaked");
     assert!(!all.contains("\"PH"), "patient id leaked");
@@ -53,10 +81,17 @@ fn no_patient_identity_in_output_or_logs() {
 fn a_folder_with_a_bad_file_reports_it_by_name_and_still_analyses_the_rest() {
     let fx = Fixture::new(64, 2, 128);
     std::fs::write(fx.dicom_dir().join("broken.dcm"), b"definitely not DICOM").unwrap();
-    let out = analyze(&[fx.dicom_dir().as_os_str(), "--model".as_ref(), fx.bundle().as_os_str()]);
+    let out = analyze(&[
+        fx.dicom_dir().as_os_str(),
+        "--model".as_ref(),
+        fx.bundle().as_os_str(),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("broken.dcm: not a readable DICOM file"), "{stderr}");
+    assert!(
+        stderr.contains("broken.dcm: not a readable DICOM file"),
+        "{stderr}"
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2);
 }
@@ -69,7 +104,11 @@ fn a_tampered_model_file_is_refused_with_the_reason() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
     std::fs::write(&onnx, bytes).unwrap();
-    let out = analyze(&[fx.dicom(0).as_os_str(), "--model".as_ref(), fx.bundle().as_os_str()]);
+    let out = analyze(&[
+        fx.dicom(0).as_os_str(),
+        "--model".as_ref(),
+        fx.bundle().as_os_str(),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("image.onnx: SHA-256 is"), "{stderr}");
@@ -83,8 +122,13 @@ fn a_manifest_that_disagrees_with_the_model_names_the_output() {
     let mut manifest = asg_bundle::Manifest::from_json(&text).unwrap();
     manifest.outputs[0].shape = vec![1, 64];
     std::fs::write(&path, manifest.to_json()).unwrap();
-    let e = asg_plugin::ModelBundle::from_dir(&fx.bundle()).unwrap_err().to_string();
-    assert!(e.contains("output \"embedding\" has shape [1, 128], the manifest says [1, 64]"), "{e}");
+    let e = asg_plugin::ModelBundle::from_dir(&fx.bundle())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("output \"embedding\" has shape [1, 128], the manifest says [1, 64]"),
+        "{e}"
+    );
 }
 
 #[test]

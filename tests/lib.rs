@@ -12,7 +12,8 @@ impl Fixture {
     /// Makes a thin bundle (input `size`) and `n` phantoms of `image_size` pixels.
     pub fn new(size: usize, n: u32, image_size: u32) -> Self {
         let dir = tempfile::tempdir().expect("scratch folder");
-        asg_trainer::bundle::init_thin_bundle(&dir.path().join("bundle"), 3, size, 4).expect("thin bundle");
+        asg_trainer::bundle::init_thin_bundle(&dir.path().join("bundle"), 3, size, 4)
+            .expect("thin bundle");
         let dicom = dir.path().join("dicom");
         std::fs::create_dir_all(&dicom).expect("dicom folder");
         for i in 0..n {
@@ -26,7 +27,10 @@ impl Fixture {
     }
 
     pub fn dicom(&self, i: u32) -> PathBuf {
-        self.dir.path().join("dicom").join(format!("phantom_{i:05}.dcm"))
+        self.dir
+            .path()
+            .join("dicom")
+            .join(format!("phantom_{i:05}.dcm"))
     }
 
     pub fn dicom_dir(&self) -> PathBuf {
@@ -37,8 +41,15 @@ impl Fixture {
 /// The `asg` binary next to this test executable's folder (target/<profile>/asg).
 pub fn asg_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir: &Path = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let profile_dir: &Path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let bin = profile_dir.join(format!("asg{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} is missing: run `cargo build -p asg-plugin` (or `cargo test --workspace`)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p asg-plugin` (or `cargo test --workspace`)",
+        bin.display()
+    );
     bin
 }

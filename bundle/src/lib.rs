@@ -150,7 +150,7 @@ impl Manifest {
         if self.input.size == 0 || self.input.size > 4096 {
             return bad(format!("input size {} is not in 1..=4096", self.input.size));
         }
-        if !(self.input.std.is_finite() && self.input.std > 0.0) || !self.input.mean.is_finite() {
+        if !(self.input.std.is_finite() && self.input.std > 0.0 && self.input.mean.is_finite()) {
             return bad(format!(
                 "normalisation mean {} std {} is not usable",
                 self.input.mean, self.input.std
@@ -254,9 +254,18 @@ mod tests {
         let back = Manifest::from_json(&m.to_json()).unwrap();
         assert_eq!(back, m);
         assert!(m.verify_file("image.onnx", b"abc").is_ok());
-        assert!(matches!(m.verify_file("image.onnx", b"abd"), Err(ManifestError::Digest { .. })));
-        assert!(matches!(m.verify_file("image.onnx", b"ab"), Err(ManifestError::Size { .. })));
-        assert!(matches!(m.verify_file("text.onnx", b"ab"), Err(ManifestError::Unlisted(_))));
+        assert!(matches!(
+            m.verify_file("image.onnx", b"abd"),
+            Err(ManifestError::Digest { .. })
+        ));
+        assert!(matches!(
+            m.verify_file("image.onnx", b"ab"),
+            Err(ManifestError::Size { .. })
+        ));
+        assert!(matches!(
+            m.verify_file("text.onnx", b"ab"),
+            Err(ManifestError::Unlisted(_))
+        ));
         assert_eq!(m.threshold("a"), 0.3);
         assert_eq!(m.threshold("b"), 0.5);
     }
@@ -266,10 +275,20 @@ mod tests {
         let mut m = manifest();
         m.findings.pop();
         let e = Manifest::from_json(&m.to_json()).unwrap_err();
-        assert!(e.to_string().contains("finding_logits has shape [1, 2] but 1 findings"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("finding_logits has shape [1, 2] but 1 findings"),
+            "{e}"
+        );
         let mut m = manifest();
         m.format_version = 99;
-        assert!(matches!(Manifest::from_json(&m.to_json()), Err(ManifestError::Version { .. })));
-        assert!(matches!(Manifest::from_json("{"), Err(ManifestError::Syntax(_))));
+        assert!(matches!(
+            Manifest::from_json(&m.to_json()),
+            Err(ManifestError::Version { .. })
+        ));
+        assert!(matches!(
+            Manifest::from_json("{"),
+            Err(ManifestError::Syntax(_))
+        ));
     }
 }

@@ -60,7 +60,10 @@ impl Letterbox {
     /// Model-input coordinates -> original-image coordinates (not clamped).
     pub fn to_image(&self, x: f64, y: f64) -> (f64, f64) {
         let (sx, sy) = self.scale();
-        ((x - self.offset_x as f64) / sx, (y - self.offset_y as f64) / sy)
+        (
+            (x - self.offset_x as f64) / sx,
+            (y - self.offset_y as f64) / sy,
+        )
     }
 }
 
@@ -73,7 +76,13 @@ pub struct ModelInput {
 
 /// Resizes a single-channel image by area averaging: each output pixel is the mean of the source
 /// area it covers, with fractional pixels weighted by their coverage (no aliasing on downscaling).
-pub fn area_resize(src: &[f32], width: u32, height: u32, out_width: u32, out_height: u32) -> Vec<f32> {
+pub fn area_resize(
+    src: &[f32],
+    width: u32,
+    height: u32,
+    out_width: u32,
+    out_height: u32,
+) -> Vec<f32> {
     let (w, h) = (width as usize, height as usize);
     let (ow, oh) = (out_width as usize, out_height as usize);
     if w == 0 || h == 0 || ow == 0 || oh == 0 || src.len() < w * h {
@@ -129,7 +138,13 @@ fn axis_weights(n: usize, out: usize) -> Vec<Vec<(usize, f32)>> {
 
 /// Builds the model input from a display image in [0, 1]: area resize into the letterbox, black
 /// padding, then normalisation.
-pub fn preprocess(display: &[f32], width: u32, height: u32, size: u32, norm: Normalisation) -> ModelInput {
+pub fn preprocess(
+    display: &[f32],
+    width: u32,
+    height: u32,
+    size: u32,
+    norm: Normalisation,
+) -> ModelInput {
     let letterbox = Letterbox::new(width, height, size);
     let resized = area_resize(
         display,
@@ -139,10 +154,17 @@ pub fn preprocess(display: &[f32], width: u32, height: u32, size: u32, norm: Nor
         letterbox.content_height,
     );
     let s = letterbox.size as usize;
-    let std = if norm.std.abs() > f32::EPSILON { norm.std } else { 1.0 };
+    let std = if norm.std.abs() > f32::EPSILON {
+        norm.std
+    } else {
+        1.0
+    };
     let pad = (0.0 - norm.mean) / std;
     let mut tensor = vec![pad; s * s];
-    let (cw, ch) = (letterbox.content_width as usize, letterbox.content_height as usize);
+    let (cw, ch) = (
+        letterbox.content_width as usize,
+        letterbox.content_height as usize,
+    );
     let (ox, oy) = (letterbox.offset_x as usize, letterbox.offset_y as usize);
     for y in 0..ch {
         let row = &resized[y * cw..(y + 1) * cw];
@@ -160,18 +182,36 @@ mod tests {
 
     #[test]
     fn letterbox_round_trip_is_exact() {
-        for &(w, h, s) in &[(2000u32, 2500u32, 224u32), (3000, 2000, 256), (7, 5, 64), (512, 512, 128)] {
+        for &(w, h, s) in &[
+            (2000u32, 2500u32, 224u32),
+            (3000, 2000, 256),
+            (7, 5, 64),
+            (512, 512, 128),
+        ] {
             let lb = Letterbox::new(w, h, s);
             assert!(lb.content_width <= s && lb.content_height <= s);
             assert!(lb.content_width == s || lb.content_height == s);
-            for &(x, y) in &[(0.0, 0.0), (w as f64, h as f64), (w as f64 * 0.37, h as f64 * 0.81)] {
+            for &(x, y) in &[
+                (0.0, 0.0),
+                (w as f64, h as f64),
+                (w as f64 * 0.37, h as f64 * 0.81),
+            ] {
                 let (mx, my) = lb.to_model(x, y);
                 let (bx, by) = lb.to_image(mx, my);
-                assert!((bx - x).abs() < 1e-9 && (by - y).abs() < 1e-9, "{w}x{h}: {x},{y} -> {bx},{by}");
+                assert!(
+                    (bx - x).abs() < 1e-9 && (by - y).abs() < 1e-9,
+                    "{w}x{h}: {x},{y} -> {bx},{by}"
+                );
             }
             // The image's corners land on the content's corners.
             let (x1, y1) = lb.to_model(w as f64, h as f64);
-            assert_eq!((x1, y1), ((lb.offset_x + lb.content_width) as f64, (lb.offset_y + lb.content_height) as f64));
+            assert_eq!(
+                (x1, y1),
+                (
+                    (lb.offset_x + lb.content_width) as f64,
+                    (lb.offset_y + lb.content_height) as f64
+                )
+            );
         }
     }
 
@@ -188,7 +228,10 @@ mod tests {
         // 3 -> 2 along x: output 0 covers pixel 0 fully and half of pixel 1.
         let src = vec![0.0, 3.0, 6.0];
         let out = area_resize(&src, 3, 1, 2, 1);
-        assert!((out[0] - 1.0).abs() < 1e-6 && (out[1] - 5.0).abs() < 1e-6, "{out:?}");
+        assert!(
+            (out[0] - 1.0).abs() < 1e-6 && (out[1] - 5.0).abs() < 1e-6,
+            "{out:?}"
+        );
         let mean_in: f32 = src.iter().sum::<f32>() / 3.0;
         let mean_out: f32 = out.iter().sum::<f32>() / 2.0;
         assert!((mean_in - mean_out).abs() < 1e-6);
@@ -197,12 +240,23 @@ mod tests {
     #[test]
     fn preprocess_pads_and_normalises() {
         let display = vec![1.0f32; 4 * 2]; // 4 wide, 2 high
-        let input = preprocess(&display, 4, 2, 4, Normalisation { mean: 0.5, std: 0.25 });
+        let input = preprocess(
+            &display,
+            4,
+            2,
+            4,
+            Normalisation {
+                mean: 0.5,
+                std: 0.25,
+            },
+        );
         assert_eq!(input.letterbox.content_height, 2);
         assert_eq!(input.letterbox.offset_y, 1);
         let pad = -2.0;
         let content = 2.0;
-        let expect: Vec<f32> = (0..16).map(|i| if (4..12).contains(&i) { content } else { pad }).collect();
+        let expect: Vec<f32> = (0..16)
+            .map(|i| if (4..12).contains(&i) { content } else { pad })
+            .collect();
         assert_eq!(input.tensor, expect);
     }
 }

@@ -163,7 +163,11 @@ pub fn read_file(path: &Path, options: &ReadOptions) -> Result<Image, DicomError
 
 /// Reads and decodes one frame of a DICOM image from memory; `source_name` names it in errors.
 /// Accepts streams with or without the 128-byte preamble.
-pub fn read_bytes(bytes: &[u8], source_name: &str, options: &ReadOptions) -> Result<Image, DicomError> {
+pub fn read_bytes(
+    bytes: &[u8],
+    source_name: &str,
+    options: &ReadOptions,
+) -> Result<Image, DicomError> {
     let err = |kind| DicomError::new(source_name, kind);
     if bytes.len() as u64 > options.max_file_bytes {
         return Err(err(DicomErrorKind::InvalidElement {
@@ -243,19 +247,23 @@ impl Elements<'_> {
         let Some(element) = self.obj.element_opt(tag).ok().flatten() else {
             return Ok(None);
         };
-        if element.to_str().map(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).is_empty()).unwrap_or(false) {
+        if element
+            .to_str()
+            .map(|s| {
+                s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                    .is_empty()
+            })
+            .unwrap_or(false)
+        {
             return Ok(None);
         }
-        element
-            .to_multi_float64()
-            .map(Some)
-            .map_err(|e| {
-                self.err(DicomErrorKind::InvalidElement {
-                    name,
-                    tag: tag_text(tag),
-                    reason: e.to_string(),
-                })
+        element.to_multi_float64().map(Some).map_err(|e| {
+            self.err(DicomErrorKind::InvalidElement {
+                name,
+                tag: tag_text(tag),
+                reason: e.to_string(),
             })
+        })
     }
 
     fn float(&self, name: &'static str, tag: Tag) -> Result<Option<f64>, DicomError> {
@@ -266,7 +274,14 @@ impl Elements<'_> {
         let Some(element) = self.obj.element_opt(tag).ok().flatten() else {
             return Ok(None);
         };
-        if element.to_str().map(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).is_empty()).unwrap_or(false) {
+        if element
+            .to_str()
+            .map(|s| {
+                s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                    .is_empty()
+            })
+            .unwrap_or(false)
+        {
             return Ok(None);
         }
         element.to_int::<u32>().map(Some).map_err(|e| {
@@ -288,7 +303,11 @@ impl Elements<'_> {
     }
 }
 
-fn decode(obj: &DefaultDicomObject, source_name: &str, options: &ReadOptions) -> Result<Image, DicomError> {
+fn decode(
+    obj: &DefaultDicomObject,
+    source_name: &str,
+    options: &ReadOptions,
+) -> Result<Image, DicomError> {
     let el = Elements { obj, source_name };
     let sop_class_uid = el.string(tags::SOP_CLASS_UID).unwrap_or_else(|| {
         obj.meta()
@@ -306,7 +325,9 @@ fn decode(obj: &DefaultDicomObject, source_name: &str, options: &ReadOptions) ->
         .to_string();
     let rows = el.required_uint("Rows", tags::ROWS)?;
     let columns = el.required_uint("Columns", tags::COLUMNS)?;
-    let frames = el.uint("Number of Frames", tags::NUMBER_OF_FRAMES)?.unwrap_or(1);
+    let frames = el
+        .uint("Number of Frames", tags::NUMBER_OF_FRAMES)?
+        .unwrap_or(1);
     let samples = el
         .uint("Samples per Pixel", tags::SAMPLES_PER_PIXEL)?
         .unwrap_or(1);
@@ -330,7 +351,10 @@ fn decode(obj: &DefaultDicomObject, source_name: &str, options: &ReadOptions) ->
             }));
         }
     }
-    if !matches!(bits_allocated, 1 | 8 | 16 | 32) || bits_stored == 0 || bits_stored > bits_allocated {
+    if !matches!(bits_allocated, 1 | 8 | 16 | 32)
+        || bits_stored == 0
+        || bits_stored > bits_allocated
+    {
         return Err(el.err(DicomErrorKind::InvalidElement {
             name: "Bits Allocated",
             tag: tag_text(tags::BITS_ALLOCATED),
@@ -353,7 +377,10 @@ fn decode(obj: &DefaultDicomObject, source_name: &str, options: &ReadOptions) ->
             reason: format!("frame {} requested, the image has {frames}", options.frame),
         }));
     }
-    let photometric = el.required_string("Photometric Interpretation", tags::PHOTOMETRIC_INTERPRETATION)?;
+    let photometric = el.required_string(
+        "Photometric Interpretation",
+        tags::PHOTOMETRIC_INTERPRETATION,
+    )?;
     if photometric != "MONOCHROME1" && photometric != "MONOCHROME2" {
         return Err(el.err(DicomErrorKind::UnsupportedPhotometric(photometric)));
     }
@@ -382,7 +409,11 @@ fn decode(obj: &DefaultDicomObject, source_name: &str, options: &ReadOptions) ->
         let element = obj
             .element(tags::PIXEL_DATA)
             .map_err(|e| el.err(DicomErrorKind::Decode(e.to_string())))?;
-        let have = element.value().to_bytes().map(|b| b.len() as u64).unwrap_or(0);
+        let have = element
+            .value()
+            .to_bytes()
+            .map(|b| b.len() as u64)
+            .unwrap_or(0);
         let need = if bits_allocated == 1 {
             total.div_ceil(8)
         } else {
@@ -392,7 +423,9 @@ fn decode(obj: &DefaultDicomObject, source_name: &str, options: &ReadOptions) ->
             return Err(el.err(DicomErrorKind::InvalidElement {
                 name: "Pixel Data",
                 tag: tag_text(tags::PIXEL_DATA),
-                reason: format!("{have} bytes, but Rows x Columns x Frames x Bits Allocated needs {need}"),
+                reason: format!(
+                    "{have} bytes, but Rows x Columns x Frames x Bits Allocated needs {need}"
+                ),
             }));
         }
     }
@@ -442,7 +475,9 @@ fn decode(obj: &DefaultDicomObject, source_name: &str, options: &ReadOptions) ->
         bits_stored: bits_stored as u16,
         pixel_representation: pixel_representation as u16,
         photometric_interpretation: photometric,
-        rescale_slope: el.float("Rescale Slope", tags::RESCALE_SLOPE)?.unwrap_or(1.0),
+        rescale_slope: el
+            .float("Rescale Slope", tags::RESCALE_SLOPE)?
+            .unwrap_or(1.0),
         rescale_intercept: el
             .float("Rescale Intercept", tags::RESCALE_INTERCEPT)?
             .unwrap_or(0.0),

@@ -62,7 +62,10 @@ fn ds(v: f64) -> String {
 impl NewImage {
     fn validate(&self) -> Result<(), String> {
         if self.rows == 0 || self.columns == 0 || self.rows > 65535 || self.columns > 65535 {
-            return Err(format!("{} x {} is not a valid image size", self.rows, self.columns));
+            return Err(format!(
+                "{} x {} is not a valid image size",
+                self.rows, self.columns
+            ));
         }
         if self.pixels.len() != self.rows as usize * self.columns as usize {
             return Err(format!(
@@ -75,12 +78,25 @@ impl NewImage {
         if !(1..=16).contains(&self.bits_stored) {
             return Err(format!("bits stored {} is not in 1..=16", self.bits_stored));
         }
-        let max = if self.bits_stored == 16 { u16::MAX } else { (1u16 << self.bits_stored) - 1 };
+        let max = if self.bits_stored == 16 {
+            u16::MAX
+        } else {
+            (1u16 << self.bits_stored) - 1
+        };
         if let Some(p) = self.pixels.iter().find(|&&p| p > max) {
-            return Err(format!("pixel value {p} does not fit in {} bits", self.bits_stored));
+            return Err(format!(
+                "pixel value {p} does not fit in {} bits",
+                self.bits_stored
+            ));
         }
-        if !matches!(self.photometric_interpretation.as_str(), "MONOCHROME1" | "MONOCHROME2") {
-            return Err(format!("photometric interpretation {}", self.photometric_interpretation));
+        if !matches!(
+            self.photometric_interpretation.as_str(),
+            "MONOCHROME1" | "MONOCHROME2"
+        ) {
+            return Err(format!(
+                "photometric interpretation {}",
+                self.photometric_interpretation
+            ));
         }
         Ok(())
     }
@@ -111,7 +127,11 @@ impl NewImage {
         if let Some(view) = &self.view_position {
             put_str(tags::VIEW_POSITION, VR::CS, view);
         }
-        put_str(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, &self.photometric_interpretation);
+        put_str(
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            &self.photometric_interpretation,
+        );
         put_str(tags::RESCALE_INTERCEPT, VR::DS, &ds(self.rescale_intercept));
         put_str(tags::RESCALE_SLOPE, VR::DS, &ds(self.rescale_slope));
         put_str(tags::RESCALE_TYPE, VR::LO, "US");
@@ -161,7 +181,10 @@ pub fn write_file(path: &Path, image: &NewImage) -> Result<(), DicomError> {
                 .implementation_version_name("ASG_0_1"),
         )
         .map_err(|e| err(DicomErrorKind::InvalidImage(e.to_string())))?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let file_name = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())

@@ -12,7 +12,10 @@ fn sample(rows: u32, columns: u32) -> NewImage {
         photometric_interpretation: "MONOCHROME2".into(),
         rescale_slope: 0.5,
         rescale_intercept: -100.0,
-        window: Some(VoiWindow { center: 900.0, width: 1800.0 }),
+        window: Some(VoiWindow {
+            center: 900.0,
+            width: 1800.0,
+        }),
         pixel_spacing_mm: Some([0.2, 0.25]),
         view_position: Some("PA".into()),
         modality: "DX".into(),
@@ -45,7 +48,13 @@ fn written_file_reads_back_with_rescale_applied() {
     assert_eq!(read.meta.pixel_spacing_mm, Some([0.2, 0.25]));
     assert_eq!(read.meta.view_position.as_deref(), Some("PA"));
     assert_eq!(read.meta.sop_instance_uid, uid_from_u128(3));
-    assert_eq!(read.meta.window, Some(VoiWindow { center: 900.0, width: 1800.0 }));
+    assert_eq!(
+        read.meta.window,
+        Some(VoiWindow {
+            center: 900.0,
+            width: 1800.0
+        })
+    );
     // No partial file is left behind.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
@@ -64,7 +73,10 @@ fn bytes_without_preamble_read_too() {
 fn display_applies_window_and_monochrome1_inversion() {
     let dir = tempfile::tempdir().unwrap();
     let mut img = sample(4, 4);
-    img.window = Some(VoiWindow { center: 0.5, width: 2.0 });
+    img.window = Some(VoiWindow {
+        center: 0.5,
+        width: 2.0,
+    });
     img.rescale_slope = 1.0;
     img.rescale_intercept = 0.0;
     img.pixels = vec![0; 16];
@@ -81,7 +93,12 @@ fn display_applies_window_and_monochrome1_inversion() {
 
 #[test]
 fn not_dicom_is_a_typed_error_naming_the_file() {
-    let e = read_bytes(b"hello, this is not DICOM at all", "notes.txt", &ReadOptions::default()).unwrap_err();
+    let e = read_bytes(
+        b"hello, this is not DICOM at all",
+        "notes.txt",
+        &ReadOptions::default(),
+    )
+    .unwrap_err();
     assert!(matches!(e.kind, DicomErrorKind::NotDicom(_)), "{e}");
     assert!(e.to_string().starts_with("notes.txt: "), "{e}");
 }
@@ -93,7 +110,11 @@ fn truncation_at_every_byte_never_panics() {
     let bytes = std::fs::read(&path).unwrap();
     for cut in 0..bytes.len() {
         let r = read_bytes(&bytes[..cut], "cut.dcm", &ReadOptions::default());
-        assert!(r.is_err(), "truncated at {cut} of {} still decoded", bytes.len());
+        assert!(
+            r.is_err(),
+            "truncated at {cut} of {} still decoded",
+            bytes.len()
+        );
     }
 }
 
@@ -101,9 +122,22 @@ fn truncation_at_every_byte_never_panics() {
 fn size_cap_is_checked_before_decoding() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), &sample(100, 100));
-    let opts = ReadOptions { max_pixels: 9_999, ..ReadOptions::default() };
+    let opts = ReadOptions {
+        max_pixels: 9_999,
+        ..ReadOptions::default()
+    };
     let e = read_file(&path, &opts).unwrap_err();
-    assert!(matches!(e.kind, DicomErrorKind::TooLarge { rows: 100, columns: 100, .. }), "{e}");
+    assert!(
+        matches!(
+            e.kind,
+            DicomErrorKind::TooLarge {
+                rows: 100,
+                columns: 100,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]

@@ -6,7 +6,9 @@
 
 #![forbid(unsafe_code)]
 
-use asg_dicom::{uid_from_u128, write_file, DicomError, NewImage, VoiWindow, SOP_CLASS_DX_PRESENTATION};
+use asg_dicom::{
+    uid_from_u128, write_file, DicomError, NewImage, VoiWindow, SOP_CLASS_DX_PRESENTATION,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -51,7 +53,12 @@ impl Volume {
     }
 
     fn bbox(&self) -> [f32; 4] {
-        [self.cx - self.ax, self.cy - self.ay, self.cx + self.ax, self.cy + self.ay]
+        [
+            self.cx - self.ax,
+            self.cy - self.ay,
+            self.cx + self.ax,
+            self.cy + self.ay,
+        ]
     }
 }
 
@@ -60,15 +67,57 @@ pub fn render(size: u32, seed: u64) -> Phantom {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let s = size as f32;
     let mut jitter = |v: f32, spread: f32| v + rng.random_range(-spread..=spread);
-    let body = Volume { cx: jitter(0.5, 0.02) * s, cy: 0.55 * s, ax: jitter(0.44, 0.03) * s, ay: 0.55 * s, depth: 1.0, mu: 1.0 };
+    let body = Volume {
+        cx: jitter(0.5, 0.02) * s,
+        cy: 0.55 * s,
+        ax: jitter(0.44, 0.03) * s,
+        ay: 0.55 * s,
+        depth: 1.0,
+        mu: 1.0,
+    };
     let lung_y = jitter(0.45, 0.03) * s;
     let lung_h = jitter(0.27, 0.03) * s;
-    let right_lung = Volume { cx: body.cx - jitter(0.17, 0.02) * s, cy: lung_y, ax: jitter(0.13, 0.015) * s, ay: lung_h, depth: 0.8, mu: -0.85 };
-    let left_lung = Volume { cx: body.cx + jitter(0.17, 0.02) * s, cy: lung_y, ax: jitter(0.12, 0.015) * s, ay: lung_h * 0.97, depth: 0.8, mu: -0.85 };
+    let right_lung = Volume {
+        cx: body.cx - jitter(0.17, 0.02) * s,
+        cy: lung_y,
+        ax: jitter(0.13, 0.015) * s,
+        ay: lung_h,
+        depth: 0.8,
+        mu: -0.85,
+    };
+    let left_lung = Volume {
+        cx: body.cx + jitter(0.17, 0.02) * s,
+        cy: lung_y,
+        ax: jitter(0.12, 0.015) * s,
+        ay: lung_h * 0.97,
+        depth: 0.8,
+        mu: -0.85,
+    };
     let heart_w = jitter(0.13, 0.03) * s;
-    let heart = Volume { cx: body.cx + 0.04 * s, cy: lung_y + 0.14 * s, ax: heart_w, ay: 0.11 * s, depth: 0.5, mu: 0.9 };
-    let spine = Volume { cx: body.cx, cy: 0.55 * s, ax: 0.035 * s, ay: 0.6 * s, depth: 0.25, mu: 2.5 };
-    let trachea = Volume { cx: body.cx, cy: lung_y - 0.22 * s, ax: 0.018 * s, ay: 0.12 * s, depth: 0.1, mu: -1.0 };
+    let heart = Volume {
+        cx: body.cx + 0.04 * s,
+        cy: lung_y + 0.14 * s,
+        ax: heart_w,
+        ay: 0.11 * s,
+        depth: 0.5,
+        mu: 0.9,
+    };
+    let spine = Volume {
+        cx: body.cx,
+        cy: 0.55 * s,
+        ax: 0.035 * s,
+        ay: 0.6 * s,
+        depth: 0.25,
+        mu: 2.5,
+    };
+    let trachea = Volume {
+        cx: body.cx,
+        cy: lung_y - 0.22 * s,
+        ax: 0.018 * s,
+        ay: 0.12 * s,
+        depth: 0.1,
+        mu: -1.0,
+    };
     let volumes = [&body, &right_lung, &left_lung, &heart, &spine, &trachea];
 
     let mut pixels = Vec::with_capacity((size * size) as usize);
@@ -77,8 +126,12 @@ pub fn render(size: u32, seed: u64) -> Phantom {
             let (fx, fy) = (x as f32 + 0.5, y as f32 + 0.5);
             let mut attenuation: f32 = volumes.iter().map(|v| v.path(fx, fy)).sum();
             // Ribs: faint periodic arcs over the lungs.
-            let rib = ((fy / s * 28.0 + ((fx / s - 0.5).abs() * 6.0)).sin()).max(0.0).powi(8) * 0.12;
-            attenuation += rib * ((right_lung.path(fx, fy) + left_lung.path(fx, fy)) < 0.0) as u8 as f32;
+            let rib = ((fy / s * 28.0 + ((fx / s - 0.5).abs() * 6.0)).sin())
+                .max(0.0)
+                .powi(8)
+                * 0.12;
+            attenuation +=
+                rib * ((right_lung.path(fx, fy) + left_lung.path(fx, fy)) < 0.0) as u8 as f32;
             let noise: f32 = rng.random_range(-0.02..0.02);
             let value = ((attenuation.max(0.0) + 0.05 + noise) * 2400.0).clamp(0.0, 4095.0);
             pixels.push(value as u16);
@@ -88,12 +141,29 @@ pub fn render(size: u32, seed: u64) -> Phantom {
     // The cardiac silhouette is the heart's visible outline; the mediastinum spans the spine width
     // up to the heart. Lung boxes are the air volumes.
     let regions = vec![
-        RegionBox { name: "right lung".into(), bbox: clip(right_lung.bbox()) },
-        RegionBox { name: "left lung".into(), bbox: clip(left_lung.bbox()) },
-        RegionBox { name: "cardiac silhouette".into(), bbox: clip(heart.bbox()) },
-        RegionBox { name: "trachea".into(), bbox: clip(trachea.bbox()) },
+        RegionBox {
+            name: "right lung".into(),
+            bbox: clip(right_lung.bbox()),
+        },
+        RegionBox {
+            name: "left lung".into(),
+            bbox: clip(left_lung.bbox()),
+        },
+        RegionBox {
+            name: "cardiac silhouette".into(),
+            bbox: clip(heart.bbox()),
+        },
+        RegionBox {
+            name: "trachea".into(),
+            bbox: clip(trachea.bbox()),
+        },
     ];
-    Phantom { size, pixels, regions, seed }
+    Phantom {
+        size,
+        pixels,
+        regions,
+        seed,
+    }
 }
 
 /// The ground truth written next to each phantom DICOM file.
@@ -112,12 +182,20 @@ pub enum PhantomError {
     #[error(transparent)]
     Dicom(#[from] DicomError),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Renders phantom `index` of the set seeded by `seed` and writes `<out>/phantom_<index>.dcm`
 /// (DX, explicit VR little endian) and its `.json` ground truth. Returns the DICOM path.
-pub fn write_phantom(out: &Path, size: u32, seed: u64, index: u32) -> Result<PathBuf, PhantomError> {
+pub fn write_phantom(
+    out: &Path,
+    size: u32,
+    seed: u64,
+    index: u32,
+) -> Result<PathBuf, PhantomError> {
     let image_seed = seed.wrapping_mul(1_000_003).wrapping_add(index as u64);
     let p = render(size, image_seed);
     let stem = format!("phantom_{index:05}");
@@ -131,7 +209,10 @@ pub fn write_phantom(out: &Path, size: u32, seed: u64, index: u32) -> Result<Pat
         photometric_interpretation: "MONOCHROME2".into(),
         rescale_slope: 1.0,
         rescale_intercept: 0.0,
-        window: Some(VoiWindow { center: 2048.0, width: 4096.0 }),
+        window: Some(VoiWindow {
+            center: 2048.0,
+            width: 4096.0,
+        }),
         pixel_spacing_mm: Some([430.0 / size as f64; 2]),
         view_position: Some("PA".into()),
         modality: "DX".into(),
@@ -144,10 +225,22 @@ pub fn write_phantom(out: &Path, size: u32, seed: u64, index: u32) -> Result<Pat
         study_description: Some("Synthetic chest phantom".into()),
     };
     write_file(&dcm, &image)?;
-    let truth = Truth { image: format!("{stem}.dcm"), seed: image_seed, width: size, height: size, regions: p.regions };
+    let truth = Truth {
+        image: format!("{stem}.dcm"),
+        seed: image_seed,
+        width: size,
+        height: size,
+        regions: p.regions,
+    };
     let json_path = out.join(format!("{stem}.json"));
-    let text = serde_json::to_string_pretty(&truth).map_err(|e| PhantomError::Io { path: json_path.clone(), source: e.into() })?;
-    std::fs::write(&json_path, text).map_err(|source| PhantomError::Io { path: json_path, source })?;
+    let text = serde_json::to_string_pretty(&truth).map_err(|e| PhantomError::Io {
+        path: json_path.clone(),
+        source: e.into(),
+    })?;
+    std::fs::write(&json_path, text).map_err(|source| PhantomError::Io {
+        path: json_path,
+        source,
+    })?;
     Ok(dcm)
 }
 
@@ -163,7 +256,10 @@ mod tests {
         assert_ne!(a.pixels, render(128, 8).pixels);
         let mean_in = |name: &str| {
             let bb = &a.regions.iter().find(|r| r.name == name).unwrap().bbox;
-            let (cx, cy) = (((bb[0] + bb[2]) / 2.0) as usize, ((bb[1] + bb[3]) / 2.0) as usize);
+            let (cx, cy) = (
+                ((bb[0] + bb[2]) / 2.0) as usize,
+                ((bb[1] + bb[3]) / 2.0) as usize,
+            );
             a.pixels[cy * 128 + cx] as f32
         };
         assert!(mean_in("right lung") < mean_in("cardiac silhouette"));
@@ -175,7 +271,9 @@ mod tests {
         let path = write_phantom(dir.path(), 96, 1, 0).unwrap();
         let img = asg_dicom::read_file(&path, &Default::default()).unwrap();
         assert_eq!((img.width, img.height), (96, 96));
-        let truth: Truth = serde_json::from_str(&std::fs::read_to_string(path.with_extension("json")).unwrap()).unwrap();
+        let truth: Truth =
+            serde_json::from_str(&std::fs::read_to_string(path.with_extension("json")).unwrap())
+                .unwrap();
         assert_eq!(truth.regions.len(), 4);
     }
 }

@@ -94,7 +94,12 @@ fn view_warnings(image: &Image) -> Vec<String> {
 
 impl ModelBundle {
     /// Decodes a DICOM file held in memory and analyses it; `source_name` names it in errors.
-    pub fn analyze_dicom(&self, bytes: &[u8], source_name: &str, options: &ReadOptions) -> Result<Analysis, PluginError> {
+    pub fn analyze_dicom(
+        &self,
+        bytes: &[u8],
+        source_name: &str,
+        options: &ReadOptions,
+    ) -> Result<Analysis, PluginError> {
         let start = Instant::now();
         let image = read_bytes(bytes, source_name, options)?;
         let decode_ms = ms_since(start);
@@ -108,15 +113,27 @@ impl ModelBundle {
     pub fn analyze(&self, image: &Image) -> Result<Analysis, PluginError> {
         let m = &self.manifest;
         let t0 = Instant::now();
-        let norm = Normalisation { mean: m.input.mean, std: m.input.std };
-        let input = preprocess(&image.display(), image.width, image.height, m.input.size, norm);
+        let norm = Normalisation {
+            mean: m.input.mean,
+            std: m.input.std,
+        };
+        let input = preprocess(
+            &image.display(),
+            image.width,
+            image.height,
+            m.input.size,
+            norm,
+        );
         let preprocess_ms = ms_since(t0);
 
         let t1 = Instant::now();
-        let values = self.image_model.run(input.tensor).map_err(|e| PluginError::Model {
-            bundle: self.source.clone(),
-            reason: format!("inference failed: {e:#}"),
-        })?;
+        let values = self
+            .image_model
+            .run(input.tensor)
+            .map_err(|e| PluginError::Model {
+                bundle: self.source.clone(),
+                reason: format!("inference failed: {e:#}"),
+            })?;
         let inference_ms = ms_since(t1);
 
         let t2 = Instant::now();
@@ -126,7 +143,11 @@ impl ModelBundle {
             .iter()
             .zip(self.image_model.output_shapes())
             .zip(values)
-            .map(|((name, shape), values)| NamedOutput { name: name.clone(), shape: shape.clone(), values })
+            .map(|((name, shape), values)| NamedOutput {
+                name: name.clone(),
+                shape: shape.clone(),
+                values,
+            })
             .collect();
         let findings = match outputs.iter().find(|o| o.name == "finding_logits") {
             Some(logits) => m
@@ -135,7 +156,12 @@ impl ModelBundle {
                 .zip(&logits.values)
                 .map(|(name, &logit)| {
                     let probability = sigmoid(logit);
-                    FindingScore { name: name.clone(), logit, probability, present: probability >= m.threshold(name) }
+                    FindingScore {
+                        name: name.clone(),
+                        logit,
+                        probability,
+                        present: probability >= m.threshold(name),
+                    }
                 })
                 .collect(),
             None => vec![],
@@ -143,7 +169,11 @@ impl ModelBundle {
         let postprocess_ms = ms_since(t2);
         Ok(Analysis {
             schema_version: ANALYSIS_SCHEMA_VERSION,
-            model: ModelInfo { name: m.name.clone(), version: m.version.clone(), image_sha256: self.image_sha256.clone() },
+            model: ModelInfo {
+                name: m.name.clone(),
+                version: m.version.clone(),
+                image_sha256: self.image_sha256.clone(),
+            },
             image: ImageInfo {
                 width: image.width,
                 height: image.height,

@@ -8,8 +8,10 @@ mod analysis;
 mod error;
 mod runtime;
 
-pub use analysis::{Analysis, FindingScore, ImageInfo, ModelInfo, NamedOutput, Timings, ANALYSIS_SCHEMA_VERSION};
-pub use error::PluginError;
-pub use runtime::{ModelBundle, OnnxModel};
+pub use analysis::{
+    Analysis, FindingScore, ImageInfo, ModelInfo, NamedOutput, Timings, ANALYSIS_SCHEMA_VERSION,
+};
 /// The DICOM layer the plugin reads with, for callers that need it directly (the wasm face).
 pub use asg_dicom as asg_dicom_reexport;
+pub use error::PluginError;
+pub use runtime::{ModelBundle, OnnxModel};

@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "asg", version, about = "Anatomy-aware chest X-ray analysis, on this machine only")]
+#[command(
+    name = "asg",
+    version,
+    about = "Anatomy-aware chest X-ray analysis, on this machine only"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,12 +43,17 @@ fn collect_files(input: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
             .collect();
         entries.sort();
         for e in entries {
-            if e.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+            if e.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
                 continue;
             }
             if e.is_dir() {
                 collect_files(&e, out)?;
-            } else if e.extension().is_none_or(|x| !x.eq_ignore_ascii_case("json")) {
+            } else if e
+                .extension()
+                .is_none_or(|x| !x.eq_ignore_ascii_case("json"))
+            {
                 out.push(e);
             }
         }
@@ -56,7 +65,11 @@ fn collect_files(input: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Analyze { inputs, model, max_pixels } => {
+        Command::Analyze {
+            inputs,
+            model,
+            max_pixels,
+        } => {
             let model = model.context(
                 "no --model given, and this build embeds no default bundle yet: \
                  make one with `asg-train init --out DIR` and pass --model DIR",
@@ -64,12 +77,18 @@ fn main() -> anyhow::Result<()> {
             let load_start = Instant::now();
             let bundle = ModelBundle::from_dir(&model)?;
             let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
-            eprintln!("loaded model {} {} in {load_ms:.1} ms", bundle.manifest.name, bundle.manifest.version);
+            eprintln!(
+                "loaded model {} {} in {load_ms:.1} ms",
+                bundle.manifest.name, bundle.manifest.version
+            );
             let mut files = Vec::new();
             for input in &inputs {
                 collect_files(input, &mut files)?;
             }
-            let options = ReadOptions { max_pixels, ..ReadOptions::default() };
+            let options = ReadOptions {
+                max_pixels,
+                ..ReadOptions::default()
+            };
             let mut results = Vec::new();
             let mut failures = 0usize;
             for file in &files {

@@ -34,18 +34,31 @@ impl OnnxModel {
         let mut output_names = Vec::new();
         let mut output_shapes = Vec::new();
         for outlet in model.output_outlets()? {
-            let name = model.outlet_label(*outlet).unwrap_or(&model.node(outlet.node).name).to_string();
+            let name = model
+                .outlet_label(*outlet)
+                .unwrap_or(&model.node(outlet.node).name)
+                .to_string();
             let fact = model.outlet_fact(*outlet)?;
             let shape = fact
                 .shape
                 .as_concrete()
                 .map(|s| s.to_vec())
-                .ok_or_else(|| tract_onnx::tract_core::internal::format_err!("output {name} has a symbolic shape {:?}", fact.shape))?;
+                .ok_or_else(|| {
+                    tract_onnx::tract_core::internal::format_err!(
+                        "output {name} has a symbolic shape {:?}",
+                        fact.shape
+                    )
+                })?;
             output_names.push(name);
             output_shapes.push(shape);
         }
         let plan = model.into_runnable()?;
-        Ok(Self { plan, input_shape: input_shape.to_vec(), output_names, output_shapes })
+        Ok(Self {
+            plan,
+            input_shape: input_shape.to_vec(),
+            output_names,
+            output_shapes,
+        })
     }
 
     /// Output names, in the graph's order.
@@ -60,7 +73,8 @@ impl OnnxModel {
 
     /// Runs the model on row-major input values; returns each output's values (row-major).
     pub fn run(&self, input: Vec<f32>) -> TractResult<Vec<Vec<f32>>> {
-        let tensor = tract_ndarray::ArrayD::from_shape_vec(self.input_shape.clone(), input)?.into_tensor();
+        let tensor =
+            tract_ndarray::ArrayD::from_shape_vec(self.input_shape.clone(), input)?.into_tensor();
         let outputs = self.plan.run(tvec!(tensor.into()))?;
         outputs
             .iter()
@@ -86,28 +100,54 @@ impl ModelBundle {
     pub fn from_dir(dir: &std::path::Path) -> Result<Self, PluginError> {
         let read = |name: &str| {
             let path = dir.join(name);
-            std::fs::read(&path).map_err(|source| PluginError::Io { path: path.display().to_string(), source })
+            std::fs::read(&path).map_err(|source| PluginError::Io {
+                path: path.display().to_string(),
+                source,
+            })
         };
         let manifest_bytes = read(asg_bundle::MANIFEST_FILE)?;
         let manifest_text = String::from_utf8_lossy(&manifest_bytes);
         let source = dir.display().to_string();
-        let manifest = Manifest::from_json(&manifest_text)
-            .map_err(|source_err| PluginError::Manifest { bundle: source.clone(), source: source_err })?;
+        let manifest =
+            Manifest::from_json(&manifest_text).map_err(|source_err| PluginError::Manifest {
+                bundle: source.clone(),
+                source: source_err,
+            })?;
         let image = read(&manifest.image_model)?;
         Self::from_parts(&source, &manifest_text, &image)
     }
 
     /// Loads a bundle from its manifest text and image-model bytes (the browser's path).
-    pub fn from_parts(source: &str, manifest_json: &str, image_onnx: &[u8]) -> Result<Self, PluginError> {
-        let manifest_err = |e| PluginError::Manifest { bundle: source.to_string(), source: e };
-        let model_err = |reason: String| PluginError::Model { bundle: source.to_string(), reason };
+    pub fn from_parts(
+        source: &str,
+        manifest_json: &str,
+        image_onnx: &[u8],
+    ) -> Result<Self, PluginError> {
+        let manifest_err = |e| PluginError::Manifest {
+            bundle: source.to_string(),
+            source: e,
+        };
+        let model_err = |reason: String| PluginError::Model {
+            bundle: source.to_string(),
+            reason,
+        };
         let manifest = Manifest::from_json(manifest_json).map_err(manifest_err)?;
-        manifest.verify_file(&manifest.image_model, image_onnx).map_err(manifest_err)?;
+        manifest
+            .verify_file(&manifest.image_model, image_onnx)
+            .map_err(manifest_err)?;
         let s = manifest.input.size as usize;
-        let image_model = OnnxModel::from_bytes(image_onnx, &[1, 1, s, s])
-            .map_err(|e| model_err(format!("{} does not load in tract: {e:#}", manifest.image_model)))?;
+        let image_model = OnnxModel::from_bytes(image_onnx, &[1, 1, s, s]).map_err(|e| {
+            model_err(format!(
+                "{} does not load in tract: {e:#}",
+                manifest.image_model
+            ))
+        })?;
         for spec in &manifest.outputs {
-            let Some(i) = image_model.output_names().iter().position(|n| *n == spec.name) else {
+            let Some(i) = image_model
+                .output_names()
+                .iter()
+                .position(|n| *n == spec.name)
+            else {
                 return Err(model_err(format!(
                     "{} has no output {:?} (it has {:?})",
                     manifest.image_model,
@@ -124,6 +164,11 @@ impl ModelBundle {
             }
         }
         let image_sha256 = asg_bundle::sha256_hex(image_onnx);
-        Ok(Self { source: source.to_string(), manifest, image_model, image_sha256 })
+        Ok(Self {
+            source: source.to_string(),
+            manifest,
+            image_model,
+            image_sha256,
+        })
     }
 }

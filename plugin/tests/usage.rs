@@ -5,7 +5,10 @@ use std::process::Command;
 
 #[test]
 fn analyze_without_inputs_is_a_usage_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_asg")).arg("analyze").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_asg"))
+        .arg("analyze")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("<INPUTS>"));
 }

@@ -2,30 +2,45 @@
 
 use crate::model::{new_seeded, ThinConfig, ThinNet};
 use anyhow::Context;
-use asg_bundle::{FileDigest, InputSpec, Manifest, OutputSpec, Training, FORMAT, FORMAT_VERSION, MANIFEST_FILE};
+use asg_bundle::{
+    FileDigest, InputSpec, Manifest, OutputSpec, Training, FORMAT, FORMAT_VERSION, MANIFEST_FILE,
+};
 use asg_dicom::{preprocess, read_file, Normalisation, ReadOptions};
 use candle_core::{Device, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Normalisation of display values used by our models.
-pub const NORMALISATION: Normalisation = Normalisation { mean: 0.5, std: 0.25 };
+pub const NORMALISATION: Normalisation = Normalisation {
+    mean: 0.5,
+    std: 0.25,
+};
 
 /// Writes `bytes` to `dir/name` under a temporary name first, then renames.
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = dir.join(format!(".{name}.partial"));
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join(name)).with_context(|| format!("renaming {} into place", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(name))
+        .with_context(|| format!("renaming {} into place", tmp.display()))?;
     Ok(())
 }
 
 /// Exports `model` into the bundle folder `out` (created if needed) and returns its manifest.
-pub fn write_thin_bundle(model: &ThinNet, out: &Path, training: Training) -> anyhow::Result<Manifest> {
+pub fn write_thin_bundle(
+    model: &ThinNet,
+    out: &Path,
+    training: Training,
+) -> anyhow::Result<Manifest> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let onnx = model.to_onnx()?;
     let cfg = &model.config;
     let findings: Vec<String> = asg_report::FINDINGS.iter().map(|f| f.to_string()).collect();
-    anyhow::ensure!(findings.len() == cfg.findings, "model has {} finding logits for {} findings", cfg.findings, findings.len());
+    anyhow::ensure!(
+        findings.len() == cfg.findings,
+        "model has {} finding logits for {} findings",
+        cfg.findings,
+        findings.len()
+    );
     let manifest = Manifest {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
@@ -56,16 +71,34 @@ pub fn write_thin_bundle(model: &ThinNet, out: &Path, training: Training) -> any
 
 /// Builds the untrained thin-slice bundle: seeded random weights, batch-norm statistics calibrated
 /// on `calibration` phantom radiographs read back through asg-dicom.
-pub fn init_thin_bundle(out: &Path, seed: u64, input_size: usize, calibration: u32) -> anyhow::Result<Manifest> {
-    let config = ThinConfig { input_size, ..ThinConfig::default() };
+pub fn init_thin_bundle(
+    out: &Path,
+    seed: u64,
+    input_size: usize,
+    calibration: u32,
+) -> anyhow::Result<Manifest> {
+    let config = ThinConfig {
+        input_size,
+        ..ThinConfig::default()
+    };
     let (model, _vars) = new_seeded(config, seed)?;
     let tmp = tempfile_dir()?;
     let mut batch = Vec::new();
     for i in 0..calibration {
         let path = asg_phantom::write_phantom(tmp.path(), 256, seed, i)?;
         let image = read_file(&path, &ReadOptions::default())?;
-        let input = preprocess(&image.display(), image.width, image.height, input_size as u32, NORMALISATION);
-        batch.push(Tensor::from_vec(input.tensor, (1, 1, input_size, input_size), &Device::Cpu)?);
+        let input = preprocess(
+            &image.display(),
+            image.width,
+            image.height,
+            input_size as u32,
+            NORMALISATION,
+        );
+        batch.push(Tensor::from_vec(
+            input.tensor,
+            (1, 1, input_size, input_size),
+            &Device::Cpu,
+        )?);
     }
     if !batch.is_empty() {
         let stacked = Tensor::cat(&batch, 0)?;
@@ -101,7 +134,10 @@ impl Drop for ScratchDir {
 }
 
 fn tempfile_dir() -> anyhow::Result<ScratchDir> {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let dir = std::env::temp_dir().join(format!("asg-train-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(ScratchDir(dir))

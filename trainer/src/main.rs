@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "asg-train", version, about = "Train and export ASG chest X-ray models")]
+#[command(
+    name = "asg-train",
+    version,
+    about = "Train and export ASG chest X-ray models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,17 +47,35 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Synth { n, seed, out, size } => {
-            anyhow::ensure!((32..=4096).contains(&size), "--size must be in 32..=4096, got {size}");
+            anyhow::ensure!(
+                (32..=4096).contains(&size),
+                "--size must be in 32..=4096, got {size}"
+            );
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             for i in 0..n {
                 let path = asg_phantom::write_phantom(&out, size, seed, i)?;
                 println!("{}", path.display());
             }
         }
-        Command::Init { out, seed, size, calibration } => {
-            anyhow::ensure!((32..=1024).contains(&size) && size % 16 == 0, "--size must be a multiple of 16 in 32..=1024, got {size}");
+        Command::Init {
+            out,
+            seed,
+            size,
+            calibration,
+        } => {
+            anyhow::ensure!(
+                (32..=1024).contains(&size) && size % 16 == 0,
+                "--size must be a multiple of 16 in 32..=1024, got {size}"
+            );
             let manifest = asg_trainer::bundle::init_thin_bundle(&out, seed, size, calibration)?;
-            eprintln!("wrote {} ({} findings, input {}x{}) to {}", manifest.name, manifest.findings.len(), size, size, out.display());
+            eprintln!(
+                "wrote {} ({} findings, input {}x{}) to {}",
+                manifest.name,
+                manifest.findings.len(),
+                size,
+                size,
+                out.display()
+            );
         }
     }
     Ok(())

@@ -106,7 +106,15 @@ impl ThinNet {
     pub fn to_onnx(&self) -> std::result::Result<Vec<u8>, ExportError> {
         let s = self.config.input_size;
         let mut g = GraphBuilder::new();
-        let mut h = g.input("image", &[Dim::Param("batch"), Dim::Fixed(1), Dim::Fixed(s), Dim::Fixed(s)])?;
+        let mut h = g.input(
+            "image",
+            &[
+                Dim::Param("batch"),
+                Dim::Fixed(1),
+                Dim::Fixed(s),
+                Dim::Fixed(s),
+            ],
+        )?;
         for (i, (conv, bn)) in self.stages.iter().enumerate() {
             let c = conv.export(&mut g, &format!("stage{i}.conv"), &h)?;
             let b = bn.export(&mut g, &format!("stage{i}.bn"), &c)?;
@@ -126,8 +134,14 @@ impl ThinNet {
         g.node("Div", &[&projected, &denom], &[], "embedding")?;
         let logits = self.finding_head.export(&mut g, "finding_head", &pooled)?;
         g.node("Identity", &[&logits], &[], "finding_logits")?;
-        g.output("embedding", &[Dim::Param("batch"), Dim::Fixed(self.config.embedding_dim)]);
-        g.output("finding_logits", &[Dim::Param("batch"), Dim::Fixed(self.config.findings)]);
+        g.output(
+            "embedding",
+            &[Dim::Param("batch"), Dim::Fixed(self.config.embedding_dim)],
+        );
+        g.output(
+            "finding_logits",
+            &[Dim::Param("batch"), Dim::Fixed(self.config.findings)],
+        );
         g.finish("asg_thin_image", "ASG thin-slice image model")
     }
 }
@@ -142,7 +156,10 @@ pub fn new_seeded(config: ThinConfig, seed: u64) -> Result<(ThinNet, candle_nn::
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
     let model = ThinNet::new(config, vb)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let data = varmap.data().lock().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
     for name in names {
@@ -158,7 +175,9 @@ pub fn new_seeded(config: ThinConfig, seed: u64) -> Result<(ThinNet, candle_nn::
         } else {
             // Weights [out, in, ...] and biases share the layer's fan-in.
             let layer = name.rsplit_once('.').map(|(l, _)| l).unwrap_or(name);
-            let weight = data.get(&format!("{layer}.weight")).map(|w| w.dims().to_vec());
+            let weight = data
+                .get(&format!("{layer}.weight"))
+                .map(|w| w.dims().to_vec());
             let fan_in: usize = weight.map(|d| d[1..].iter().product()).unwrap_or(1).max(1);
             let b = 1.0 / (fan_in as f32).sqrt();
             (-b, b)

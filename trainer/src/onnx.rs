@@ -98,12 +98,20 @@ impl GraphBuilder {
 
     /// Stores a Candle tensor (converted to f32) as an initializer named `name`.
     pub fn tensor(&mut self, name: &str, t: &Tensor) -> Result<String, ExportError> {
-        let values: Vec<f32> = t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?;
+        let values: Vec<f32> = t
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
         self.floats(name, t.dims(), &values)
     }
 
     /// Stores raw f32 values of the given shape as an initializer.
-    pub fn floats(&mut self, name: &str, dims: &[usize], values: &[f32]) -> Result<String, ExportError> {
+    pub fn floats(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        values: &[f32],
+    ) -> Result<String, ExportError> {
         let count: usize = dims.iter().product();
         if count != values.len() {
             return Err(ExportError::Graph(format!(
@@ -174,7 +182,10 @@ impl GraphBuilder {
         }
         for o in &self.outputs {
             if !self.names.contains(&o.name) {
-                return Err(ExportError::Graph(format!("output {:?} is never produced", o.name)));
+                return Err(ExportError::Graph(format!(
+                    "output {:?} is never produced",
+                    o.name
+                )));
             }
         }
         let model = pb::ModelProto {
@@ -204,11 +215,21 @@ impl GraphBuilder {
 pub trait ExportOnnx {
     /// Appends this module's nodes reading `input`; names start with `prefix`. Returns the name of
     /// the module's output value.
-    fn export(&self, g: &mut GraphBuilder, prefix: &str, input: &str) -> Result<String, ExportError>;
+    fn export(
+        &self,
+        g: &mut GraphBuilder,
+        prefix: &str,
+        input: &str,
+    ) -> Result<String, ExportError>;
 }
 
 impl ExportOnnx for candle_nn::Conv2d {
-    fn export(&self, g: &mut GraphBuilder, prefix: &str, input: &str) -> Result<String, ExportError> {
+    fn export(
+        &self,
+        g: &mut GraphBuilder,
+        prefix: &str,
+        input: &str,
+    ) -> Result<String, ExportError> {
         let cfg = self.config();
         let w = g.tensor(&format!("{prefix}.weight"), self.weight())?;
         let mut inputs = vec![input.to_string(), w];
@@ -217,7 +238,11 @@ impl ExportOnnx for candle_nn::Conv2d {
         }
         let (kh, kw) = match self.weight().dims() {
             [_, _, kh, kw] => (*kh as i64, *kw as i64),
-            d => return Err(ExportError::Graph(format!("{prefix}: conv weight of shape {d:?}"))),
+            d => {
+                return Err(ExportError::Graph(format!(
+                    "{prefix}: conv weight of shape {d:?}"
+                )))
+            }
         };
         let p = cfg.padding as i64;
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
@@ -237,11 +262,19 @@ impl ExportOnnx for candle_nn::Conv2d {
 }
 
 impl ExportOnnx for candle_nn::BatchNorm {
-    fn export(&self, g: &mut GraphBuilder, prefix: &str, input: &str) -> Result<String, ExportError> {
+    fn export(
+        &self,
+        g: &mut GraphBuilder,
+        prefix: &str,
+        input: &str,
+    ) -> Result<String, ExportError> {
         let mean = self.running_mean();
         let n = mean.dims1()?;
         let (scale, bias) = match self.weight_and_bias() {
-            Some((w, b)) => (g.tensor(&format!("{prefix}.weight"), w)?, g.tensor(&format!("{prefix}.bias"), b)?),
+            Some((w, b)) => (
+                g.tensor(&format!("{prefix}.weight"), w)?,
+                g.tensor(&format!("{prefix}.bias"), b)?,
+            ),
             None => (
                 g.floats(&format!("{prefix}.weight"), &[n], &vec![1.0; n])?,
                 g.floats(&format!("{prefix}.bias"), &[n], &vec![0.0; n])?,
@@ -259,7 +292,12 @@ impl ExportOnnx for candle_nn::BatchNorm {
 }
 
 impl ExportOnnx for candle_nn::Linear {
-    fn export(&self, g: &mut GraphBuilder, prefix: &str, input: &str) -> Result<String, ExportError> {
+    fn export(
+        &self,
+        g: &mut GraphBuilder,
+        prefix: &str,
+        input: &str,
+    ) -> Result<String, ExportError> {
         let w = g.tensor(&format!("{prefix}.weight"), self.weight())?;
         let mut inputs = vec![input.to_string(), w];
         if let Some(b) = self.bias() {
@@ -267,6 +305,11 @@ impl ExportOnnx for candle_nn::Linear {
         }
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         // Candle's Linear is x W^T + b: Gemm with transB.
-        g.node("Gemm", &refs, &[("transB", Attr::Int(1))], &format!("{prefix}.out"))
+        g.node(
+            "Gemm",
+            &refs,
+            &[("transB", Attr::Int(1))],
+            &format!("{prefix}.out"),
+        )
     }
 }

@@ -12,22 +12,34 @@ fn assert_close(name: &str, candle: &[f32], tract: &[f32]) {
     assert_eq!(candle.len(), tract.len(), "{name}: element counts differ");
     let mut worst = 0.0f32;
     for (i, (&a, &b)) in candle.iter().zip(tract).enumerate() {
-        assert!(a.is_finite() && b.is_finite(), "{name}[{i}]: candle {a}, tract {b}");
+        assert!(
+            a.is_finite() && b.is_finite(),
+            "{name}[{i}]: candle {a}, tract {b}"
+        );
         let diff = (a - b).abs();
         let tol = RTOL * a.abs().max(b.abs()) + ATOL;
-        assert!(diff <= tol, "{name}[{i}]: candle {a} vs tract {b} (diff {diff:e} > {tol:e})");
+        assert!(
+            diff <= tol,
+            "{name}[{i}]: candle {a} vs tract {b} (diff {diff:e} > {tol:e})"
+        );
         if a.abs().max(b.abs()) > 1e-3 {
             worst = worst.max(diff / a.abs().max(b.abs()));
         }
     }
-    eprintln!("{name}: {} elements, worst relative error {worst:e}", candle.len());
+    eprintln!(
+        "{name}: {} elements, worst relative error {worst:e}",
+        candle.len()
+    );
 }
 
 fn check(config: ThinConfig, seed: u64, batch: usize) {
     let (model, _vars) = new_seeded(config.clone(), seed).unwrap();
     let s = config.input_size;
     // Move the batch-norm running statistics away from 0/1 so the export of them is exercised.
-    let calib = Tensor::randn(0f32, 1.0, (4, 1, s, s), &Device::Cpu).unwrap().affine(0.7, 0.3).unwrap();
+    let calib = Tensor::randn(0f32, 1.0, (4, 1, s, s), &Device::Cpu)
+        .unwrap()
+        .affine(0.7, 0.3)
+        .unwrap();
     model.calibrate(&[calib.clone(), calib]).unwrap();
     let onnx = model.to_onnx().unwrap();
     let runner = OnnxModel::from_bytes(&onnx, &[batch, 1, s, s]).unwrap();
@@ -54,7 +66,12 @@ fn tract_matches_candle_on_the_default_configuration() {
 
 #[test]
 fn tract_matches_candle_with_a_batch_and_other_sizes() {
-    let config = ThinConfig { input_size: 96, channels: vec![8, 24, 40], embedding_dim: 32, findings: 40 };
+    let config = ThinConfig {
+        input_size: 96,
+        channels: vec![8, 24, 40],
+        embedding_dim: 32,
+        findings: 40,
+    };
     check(config, 5, 3);
 }
 

@@ -10,7 +10,7 @@
 
 #![forbid(unsafe_code)]
 
-use asg_plugin::{ModelBundle, asg_dicom_reexport as dicom};
+use asg_plugin::{asg_dicom_reexport as dicom, ModelBundle};
 use wasm_bindgen::prelude::*;
 
 /// A loaded model bundle.
@@ -25,7 +25,8 @@ impl Analyzer {
     /// the names or the shapes do not match.
     #[wasm_bindgen(constructor)]
     pub fn new(manifest_json: &str, image_onnx: &[u8]) -> Result<Analyzer, JsError> {
-        let bundle = ModelBundle::from_parts("bundle", manifest_json, image_onnx).map_err(|e| JsError::new(&e.to_string()))?;
+        let bundle = ModelBundle::from_parts("bundle", manifest_json, image_onnx)
+            .map_err(|e| JsError::new(&e.to_string()))?;
         Ok(Analyzer { bundle })
     }
 
@@ -75,7 +76,8 @@ impl DisplayImage {
 /// Decodes a DICOM file and renders it with its VOI window (MONOCHROME1 inverted) for display.
 #[wasm_bindgen(js_name = displayImage)]
 pub fn display_image(dicom_bytes: &[u8], name: &str) -> Result<DisplayImage, JsError> {
-    let image = dicom::read_bytes(dicom_bytes, name, &dicom::ReadOptions::default()).map_err(|e| JsError::new(&e.to_string()))?;
+    let image = dicom::read_bytes(dicom_bytes, name, &dicom::ReadOptions::default())
+        .map_err(|e| JsError::new(&e.to_string()))?;
     let rgba = image
         .display()
         .iter()
@@ -84,5 +86,9 @@ pub fn display_image(dicom_bytes: &[u8], name: &str) -> Result<DisplayImage, JsE
             [g, g, g, 255]
         })
         .collect();
-    Ok(DisplayImage { width: image.width, height: image.height, rgba })
+    Ok(DisplayImage {
+        width: image.width,
+        height: image.height,
+        rgba,
+    })
 }

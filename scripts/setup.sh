@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building and testing need, once; safe to re-run (skips what is already there).
+# Debian's chromium (browser tests), the wasm32 rustup target, wasm-bindgen-cli at exactly the
+# version in Cargo.lock, and the browser tests' npm packages (playwright-core, no browser download).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing Debian's chromium"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  echo "setup: adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+if [ "$have" != "$want" ]; then
+  echo "setup: installing wasm-bindgen-cli $want (found '${have:-none}'); this takes a few minutes"
+  cargo install --quiet wasm-bindgen-cli --version "$want"
+fi
+
+(cd tests/browser && npm ci --no-audit --no-fund --silent)
+echo "setup: done"

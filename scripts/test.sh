@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust unit and end-to-end tests (parity tract vs Candle included), then the
+# browser test (wasm build in headless Chromium vs the native CLI on the same DICOM file).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+
+cargo test --workspace
+
+echo "== browser test"
+e2e=target/e2e
+rm -rf "$e2e" && mkdir -p "$e2e"
+"$target_dir/debug/asg-train" init --out "$e2e/bundle" --seed 2
+bash scripts/build-web.sh "$e2e/bundle"
+"$target_dir/debug/asg-train" synth --n 1 --seed 7 --size 700 --out "$e2e/dicom" >/dev/null
+"$target_dir/debug/asg" analyze "$e2e/dicom/phantom_00000.dcm" --model "$e2e/bundle" >"$e2e/native.json"
+(
+  cd tests/browser
+  ASG_WEB_DIR=../../web ASG_DICOM="../../$e2e/dicom/phantom_00000.dcm" \
+  ASG_NATIVE_JSON="../../$e2e/native.json" ASG_SCREENSHOT="../../$e2e/viewer.png" \
+    node --test
+)
