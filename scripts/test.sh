@@ -7,6 +7,10 @@ target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import j
 
 cargo test --workspace
 
+echo "== onnx.checker and onnxruntime on an exported model vs Candle and tract"
+cargo run --quiet -p asg-trainer --example onnx_io -- target/onnx-check
+.venv/bin/python bench/onnx_check.py target/onnx-check
+
 echo "== browser test"
 e2e=target/e2e
 rm -rf "$e2e" && mkdir -p "$e2e"

@@ -149,3 +149,30 @@ fn writer_refuses_inconsistent_images() {
     assert!(matches!(e.kind, DicomErrorKind::InvalidImage(_)));
     assert!(!dir.path().join("x.dcm").exists());
 }
+
+/// Lengths beyond the end of the data are errors. Known gap (left to the DICOM issue): dicom-parser
+/// zero-fills a value buffer of the declared length before reading, so a 1 KB file declaring a
+/// 4 GB element costs 4 GB natively (wasm32 fails the reservation cleanly); this test stays
+/// below that size.
+#[test]
+fn lying_pixel_data_lengths_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &sample(16, 16));
+    let bytes = std::fs::read(&path).unwrap();
+    let header = b"\xE0\x7F\x10\x00OW\x00\x00";
+    let at = bytes.windows(header.len()).position(|w| w == header).expect("pixel data header");
+    for len in [0x00FF_FFF0u32, 0x0001_0000, 511, 1] {
+        let mut bad = bytes.clone();
+        bad[at + 8..at + 12].copy_from_slice(&len.to_le_bytes());
+        let r = read_bytes(&bad, "lying.dcm", &ReadOptions::default());
+        let e = r.expect_err("a lying Pixel Data length must not decode");
+        assert!(e.to_string().starts_with("lying.dcm: "), "{e}");
+    }
+    // Rows claiming more than the data holds.
+    let rows = b"\x28\x00\x10\x00US\x02\x00";
+    let at = bytes.windows(rows.len()).position(|w| w == rows).expect("rows header");
+    let mut bad = bytes.clone();
+    bad[at + 8..at + 10].copy_from_slice(&60000u16.to_le_bytes());
+    let e = read_bytes(&bad, "rows.dcm", &ReadOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("Pixel Data"), "{e}");
+}

@@ -148,7 +148,8 @@ impl ThinNet {
 
 /// A fresh model on the CPU whose parameters are drawn from `seed` (Candle's CPU generator cannot
 /// be seeded): weights and biases uniform in +-1/sqrt(fan_in), batch-norm scales in [0.5, 1.5] and
-/// shifts in +-0.1.
+/// shifts in +-0.1. Batch-norm running statistics keep their initial 0 / 1 (they share storage with
+/// the model's, and a negative variance would make NaNs).
 pub fn new_seeded(config: ThinConfig, seed: u64) -> Result<(ThinNet, candle_nn::VarMap)> {
     use rand::{Rng, SeedableRng};
     let device = Device::Cpu;
@@ -162,7 +163,7 @@ pub fn new_seeded(config: ThinConfig, seed: u64) -> Result<(ThinNet, candle_nn::
         .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
-    for name in names {
+    for name in names.into_iter().filter(|n| !n.contains("running_")) {
         let var = &data[name];
         let dims = var.dims().to_vec();
         let count: usize = dims.iter().product();

@@ -119,6 +119,9 @@ impl GraphBuilder {
                 values.len()
             )));
         }
+        if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+            return Err(ExportError::Graph(format!("initializer {name} holds {bad}")));
+        }
         self.claim(name)?;
         self.initializers.push(pb::TensorProto {
             name: name.to_string(),
@@ -281,6 +284,12 @@ impl ExportOnnx for candle_nn::BatchNorm {
             ),
         };
         let mean = g.tensor(&format!("{prefix}.running_mean"), mean)?;
+        let running_var: Vec<f32> = self.running_var().flatten_all()?.to_vec1()?;
+        if let Some(v) = running_var.iter().find(|&&v| v < 0.0) {
+            return Err(ExportError::Graph(format!(
+                "{prefix}: running variance {v} is negative (runtimes disagree on the NaN it makes)"
+            )));
+        }
         let var = g.tensor(&format!("{prefix}.running_var"), self.running_var())?;
         g.node(
             "BatchNormalization",
