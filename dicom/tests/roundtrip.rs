@@ -160,7 +160,10 @@ fn lying_pixel_data_lengths_are_errors() {
     let path = write(dir.path(), &sample(16, 16));
     let bytes = std::fs::read(&path).unwrap();
     let header = b"\xE0\x7F\x10\x00OW\x00\x00";
-    let at = bytes.windows(header.len()).position(|w| w == header).expect("pixel data header");
+    let at = bytes
+        .windows(header.len())
+        .position(|w| w == header)
+        .expect("pixel data header");
     for len in [0x00FF_FFF0u32, 0x0001_0000, 511, 1] {
         let mut bad = bytes.clone();
         bad[at + 8..at + 12].copy_from_slice(&len.to_le_bytes());
@@ -170,7 +173,10 @@ fn lying_pixel_data_lengths_are_errors() {
     }
     // Rows claiming more than the data holds.
     let rows = b"\x28\x00\x10\x00US\x02\x00";
-    let at = bytes.windows(rows.len()).position(|w| w == rows).expect("rows header");
+    let at = bytes
+        .windows(rows.len())
+        .position(|w| w == rows)
+        .expect("rows header");
     let mut bad = bytes.clone();
     bad[at + 8..at + 10].copy_from_slice(&60000u16.to_le_bytes());
     let e = read_bytes(&bad, "rows.dcm", &ReadOptions::default()).unwrap_err();

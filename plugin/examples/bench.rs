@@ -29,12 +29,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bundle = bundle?;
     let bytes = std::fs::read(&args[2])?;
     let m = &bundle.manifest;
-    let norm = Normalisation { mean: m.input.mean, std: m.input.std };
+    let norm = Normalisation {
+        mean: m.input.mean,
+        std: m.input.std,
+    };
     let (mut decode, mut prep, mut infer) = (vec![], vec![], vec![]);
     for _ in 0..runs {
         let (image, d) = time(|| read_bytes(&bytes, "bench.dcm", &ReadOptions::default()));
         let image = image?;
-        let (input, p) = time(|| preprocess(&image.display(), image.width, image.height, m.input.size, norm));
+        let (input, p) = time(|| {
+            preprocess(
+                &image.display(),
+                image.width,
+                image.height,
+                m.input.size,
+                norm,
+            )
+        });
         let (out, i) = time(|| bundle.image_model.run(input.tensor));
         out?;
         decode.push(d);

@@ -33,8 +33,14 @@ fn main() -> anyhow::Result<()> {
     let input: Vec<f32> = x.flatten_all()?.to_vec1()?;
     write_f32(&out.join("input.f32"), &input)?;
     let candle = model.forward(&x, false)?;
-    write_f32(&out.join("candle_embedding.f32"), &candle.embedding.flatten_all()?.to_vec1()?)?;
-    write_f32(&out.join("candle_finding_logits.f32"), &candle.finding_logits.flatten_all()?.to_vec1()?)?;
+    write_f32(
+        &out.join("candle_embedding.f32"),
+        &candle.embedding.flatten_all()?.to_vec1()?,
+    )?;
+    write_f32(
+        &out.join("candle_finding_logits.f32"),
+        &candle.finding_logits.flatten_all()?.to_vec1()?,
+    )?;
 
     let runner = asg_plugin::OnnxModel::from_bytes(&onnx, &[1, 1, s, s])?;
     let outputs = runner.run(input)?;
@@ -45,7 +51,10 @@ fn main() -> anyhow::Result<()> {
         "input": [1, 1, s, s],
         "outputs": runner.output_names().iter().zip(runner.output_shapes()).map(|(n, s)| (n.clone(), s.clone())).collect::<std::collections::BTreeMap<_, _>>(),
     });
-    std::fs::write(out.join("shapes.json"), serde_json::to_string_pretty(&shapes)?)?;
+    std::fs::write(
+        out.join("shapes.json"),
+        serde_json::to_string_pretty(&shapes)?,
+    )?;
     eprintln!("wrote {}", out.display());
     Ok(())
 }

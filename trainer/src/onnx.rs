@@ -120,7 +120,9 @@ impl GraphBuilder {
             )));
         }
         if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
-            return Err(ExportError::Graph(format!("initializer {name} holds {bad}")));
+            return Err(ExportError::Graph(format!(
+                "initializer {name} holds {bad}"
+            )));
         }
         self.claim(name)?;
         self.initializers.push(pb::TensorProto {

@@ -80,10 +80,21 @@ fn non_finite_weights_and_negative_variances_are_refused() {
     let mut g = asg_trainer::onnx::GraphBuilder::new();
     assert!(g.floats("w", &[2], &[1.0, f32::NAN]).is_err());
     let t = |v: &[f32]| Tensor::new(v, &Device::Cpu).unwrap();
-    let bn = candle_nn::BatchNorm::new(2, t(&[0.0, 0.0]), t(&[1.0, -0.5]), t(&[1.0, 1.0]), t(&[0.0, 0.0]), 1e-5).unwrap();
+    let bn = candle_nn::BatchNorm::new(
+        2,
+        t(&[0.0, 0.0]),
+        t(&[1.0, -0.5]),
+        t(&[1.0, 1.0]),
+        t(&[0.0, 0.0]),
+        1e-5,
+    )
+    .unwrap();
     use asg_trainer::onnx::ExportOnnx;
     let e = bn.export(&mut g, "bn", "x").unwrap_err();
-    assert!(e.to_string().contains("running variance -0.5 is negative"), "{e}");
+    assert!(
+        e.to_string().contains("running variance -0.5 is negative"),
+        "{e}"
+    );
 }
 
 #[test]
