@@ -8,7 +8,9 @@ target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import j
 cargo test --workspace
 
 echo "== onnx.checker and onnxruntime on an exported model vs Candle and tract"
-cargo run --quiet -p asg-trainer --example onnx_io -- target/onnx-check
+# (cargo test --workspace built the example with the workspace's features; `cargo run -p` would
+# resolve other features and rebuild candle and tract.)
+"$target_dir/debug/examples/onnx_io" target/onnx-check
 .venv/bin/python bench/onnx_check.py target/onnx-check
 
 echo "== browser test"

@@ -1,13 +1,26 @@
-//! asg-report: the vocabulary ASG speaks (anatomical regions, finding tags) and, as it grows, report
-//! text -> <region, finding, existence> triplets.
+//! asg-report: the vocabulary ASG speaks (anatomical regions, finding tags) and report text ->
+//! <region, finding, existence> triplets.
 //!
-//! The vocabulary is data: one table per kind, reviewable in one place (`vocabulary.rs`).
+//! The vocabulary is data: `report/data/findings.tsv` (tags, synonyms, CheXpert and Chest
+//! ImaGenome labels, default locations), `regions.tsv` (the words for places and sides) and
+//! `cues.tsv` (negation, uncertainty, pseudo-negation, normality, scope ends).
+//!
+//! ```
+//! let r = asg_report::parse("No effusion or pneumothorax. Right lower lobe consolidation.");
+//! assert_eq!(r.tags["pleural effusion"], asg_report::Existence::Negative);
+//! assert_eq!(r.sentences[1].triplets[0].region, "right lower lung zone");
+//! ```
 
 #![forbid(unsafe_code)]
 
+mod lexicon;
+mod parse;
+pub mod text;
 mod vocabulary;
 
-pub use vocabulary::{finding_index, region_index, Region, Side, FINDINGS, REGIONS};
+pub use lexicon::{lexicon, FindingRow, Lexicon};
+pub use parse::{parse, Existence, ParsedReport, Sentence, Triplet, UNSPECIFIED};
+pub use vocabulary::{finding_index, region_index, region_parent, Region, Side, FINDINGS, REGIONS};
 
 #[cfg(test)]
 mod tests {
@@ -36,5 +49,13 @@ mod tests {
         let left = REGIONS.iter().filter(|r| r.side == Side::Left).count();
         assert_eq!(right, left);
         assert_eq!(right, 9); // 8 lung/pleura regions + the clavicle
+    }
+
+    #[test]
+    fn hierarchy() {
+        assert_eq!(region_parent("right lower lung zone"), Some("right lung"));
+        assert_eq!(region_parent("left costophrenic angle"), Some("left lung"));
+        assert_eq!(region_parent("upper mediastinum"), Some("mediastinum"));
+        assert_eq!(region_parent("right lung"), None);
     }
 }

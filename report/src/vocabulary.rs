@@ -108,3 +108,28 @@ pub fn region_index(name: &str) -> Option<usize> {
 pub fn finding_index(name: &str) -> Option<usize> {
     FINDINGS.iter().position(|f| *f == name)
 }
+
+/// The region that contains `name` (a zone is part of its lung), if any.
+pub fn region_parent(name: &str) -> Option<&'static str> {
+    let side = if name.starts_with("right ") {
+        "right lung"
+    } else if name.starts_with("left ") {
+        "left lung"
+    } else {
+        return match name {
+            "upper mediastinum"
+            | "svc"
+            | "aortic arch"
+            | "cardiac silhouette"
+            | "cavoatrial junction"
+            | "right atrium" => Some("mediastinum"),
+            "carina" => Some("trachea"),
+            _ => None,
+        };
+    };
+    match name {
+        "right lung" | "left lung" | "right clavicle" | "left clavicle" => None,
+        "right atrium" => Some("cardiac silhouette"),
+        _ => Some(side),
+    }
+}

@@ -1,0 +1,556 @@
+//! Report text -> sentences -> <region, finding, existence> triplets, and the report's tags.
+//!
+//! Rule-based, in the NegEx / NegBio / CheXpert-labeler tradition: findings and places are found
+//! by longest phrase match against the vocabulary tables; a finding's existence comes from the
+//! nearest negation or uncertainty cue whose scope reaches it (cues before it reach forward up to
+//! a scope end; cues after it reach back over a coordinated list); places attach to the nearest
+//! finding. Hand-written: no Rust library does this.
+
+use crate::lexicon::{lexicon, CueKind, Meaning, Place, SideWord};
+use crate::text::{sentences, tokens, Token};
+use crate::vocabulary::{region_index, REGIONS};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Whether the report says a finding is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Existence {
+    Negative,
+    Uncertain,
+    Positive,
+}
+
+/// The region of a triplet when the text implies none.
+pub const UNSPECIFIED: &str = "unspecified";
+
+/// One <region, finding, existence> statement, with the finding's byte span in the text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Triplet {
+    /// A Chest ImaGenome region name, or "unspecified".
+    pub region: String,
+    pub finding: String,
+    pub existence: Existence,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// One sentence: its text, byte span, section and triplets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sentence {
+    pub text: String,
+    pub start: usize,
+    pub end: usize,
+    pub section: Option<String>,
+    pub triplets: Vec<Triplet>,
+}
+
+/// A parsed report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParsedReport {
+    pub sentences: Vec<Sentence>,
+    /// Each finding the report's findings/impression speak of, with its strongest existence
+    /// (positive over uncertain over negative). Indication and history sections do not count.
+    pub tags: BTreeMap<String, Existence>,
+}
+
+/// Sections whose sentences describe the request, not the image.
+const NON_FINDING_SECTIONS: &[&str] = &[
+    "indication",
+    "indications",
+    "history",
+    "clinical history",
+    "clinical information",
+    "reason for exam",
+    "reason for examination",
+    "comparison",
+    "comparisons",
+    "technique",
+    "examination",
+    "exam",
+    "procedure",
+];
+
+/// Words that may stand between coordinated findings ("small effusion and mild edema").
+const COORDINATION: &[&str] = &[
+    ",",
+    "and",
+    "or",
+    "nor",
+    "/",
+    "-",
+    "the",
+    "a",
+    "an",
+    "small",
+    "large",
+    "moderate",
+    "mild",
+    "severe",
+    "trace",
+    "minimal",
+    "tiny",
+    "new",
+    "focal",
+    "patchy",
+    "bilateral",
+    "definite",
+    "acute",
+    "significant",
+    "any",
+    "other",
+    "of",
+    "either",
+    "both",
+    "multifocal",
+    "diffuse",
+    "residual",
+    "overt",
+    "frank",
+    "layering",
+    "subsegmental",
+    "interstitial",
+    "pulmonary",
+    "pleural",
+];
+
+/// A place as the text gives it: a side, a part or region, or both.
+type PlaceRef = (Option<SideWord>, Option<Place>);
+
+#[derive(Debug, Clone)]
+enum Item {
+    Finding {
+        tag: usize,
+        start: usize,
+        end: usize,
+    },
+    Place {
+        side: Option<SideWord>,
+        place: Option<Place>,
+        start: usize,
+        end: usize,
+    },
+    Cue {
+        kinds: Vec<CueKind>,
+        start: usize,
+        end: usize,
+    },
+    Word(String),
+}
+
+fn items(toks: &[Token]) -> Vec<Item> {
+    let lex = lexicon();
+    let norms: Vec<String> = toks.iter().map(|t| t.norm.clone()).collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        match lex.longest_match(&norms, i) {
+            Some((len, meanings)) => {
+                let (start, end) = (toks[i].start, toks[i + len - 1].end);
+                // A phrase that is both a finding and something else reads as the finding.
+                let m = meanings
+                    .iter()
+                    .find(|m| matches!(m, Meaning::Finding(_)))
+                    .unwrap_or(&meanings[0]);
+                out.push(match m {
+                    Meaning::Finding(tag) => Item::Finding {
+                        tag: *tag,
+                        start,
+                        end,
+                    },
+                    Meaning::Place { side, place } => Item::Place {
+                        side: *side,
+                        place: *place,
+                        start,
+                        end,
+                    },
+                    Meaning::Cue(kinds) => Item::Cue {
+                        kinds: kinds.clone(),
+                        start,
+                        end,
+                    },
+                });
+                i += len;
+            }
+            None => {
+                out.push(Item::Word(norms[i].clone()));
+                i += 1;
+            }
+        }
+    }
+    merge_places(out)
+}
+
+/// "right" + "lower lobe" -> one place; "left lung" + "base" -> the more specific part.
+fn merge_places(items: Vec<Item>) -> Vec<Item> {
+    let mut out: Vec<Item> = Vec::with_capacity(items.len());
+    for it in items {
+        if let (
+            Some(Item::Place {
+                side: s1,
+                place: p1,
+                start,
+                ..
+            }),
+            Item::Place {
+                side: s2,
+                place: p2,
+                end,
+                ..
+            },
+        ) = (out.last(), &it)
+        {
+            let mergeable = matches!(
+                (p1, p2),
+                (None, _)
+                    | (_, None)
+                    | (Some(Place::Part("lung")), Some(Place::Part(_)))
+                    | (Some(Place::Part(_)), Some(Place::Part("lung")))
+            );
+            if mergeable {
+                let side = match (s1, s2) {
+                    (Some(a), Some(SideWord::Both)) if *a != SideWord::Both => Some(*a),
+                    (Some(a), _) => Some(*a),
+                    (None, b) => *b,
+                };
+                let place = match (p1, p2) {
+                    (Some(Place::Part("lung")), Some(p)) => Some(*p),
+                    (Some(p), _) => Some(*p),
+                    (None, p) => *p,
+                };
+                let start = *start;
+                out.pop();
+                out.push(Item::Place {
+                    side,
+                    place,
+                    start,
+                    end: *end,
+                });
+                continue;
+            }
+        }
+        out.push(it);
+    }
+    out
+}
+
+fn is_scope_end(item: &Item) -> bool {
+    matches!(item, Item::Cue { kinds, .. } if kinds.contains(&CueKind::ScopeEnd))
+}
+
+fn has(item: &Item, kind: CueKind) -> bool {
+    matches!(item, Item::Cue { kinds, .. } if kinds.contains(&kind))
+}
+
+/// The existence of the finding at `i`.
+fn existence(items: &[Item], i: usize) -> Existence {
+    let mut negative = false;
+    let mut uncertain = false;
+    // Cues before it, back to a scope end.
+    for it in items[..i].iter().rev() {
+        if is_scope_end(it) {
+            break;
+        }
+        if has(it, CueKind::UncertainBefore) || has(it, CueKind::UncertainBoth) {
+            uncertain = true;
+            break;
+        }
+        if has(it, CueKind::NegationBefore) {
+            negative = true;
+            break;
+        }
+    }
+    // Cues after it, over a coordinated list of findings, up to a scope end.
+    let mut since_finding_plain = true;
+    let mut passed_finding = false;
+    for it in &items[i + 1..] {
+        if is_scope_end(it) || has(it, CueKind::NegationBefore) || has(it, CueKind::UncertainBefore)
+        {
+            break;
+        }
+        // "A versus B" makes A uncertain only when A stands right before it.
+        if has(it, CueKind::UncertainBoth) && passed_finding {
+            break;
+        }
+        if has(it, CueKind::UncertainAfter) || has(it, CueKind::UncertainBoth) {
+            uncertain = true;
+            break;
+        }
+        if has(it, CueKind::NegationAfter) {
+            negative = true;
+            break;
+        }
+        match it {
+            Item::Finding { .. } if !since_finding_plain => break,
+            Item::Finding { .. } => {
+                since_finding_plain = true;
+                passed_finding = true;
+            }
+            Item::Word(w) if !COORDINATION.contains(&w.as_str()) => since_finding_plain = false,
+            _ => {}
+        }
+    }
+    if uncertain {
+        Existence::Uncertain
+    } else if negative {
+        Existence::Negative
+    } else {
+        Existence::Positive
+    }
+}
+
+fn region_names(
+    side: Option<SideWord>,
+    place: Option<Place>,
+    finding_location: Option<Place>,
+) -> Vec<String> {
+    let place = place.or(finding_location);
+    match place {
+        Some(Place::Region(r)) => vec![REGIONS[r].name.to_string()],
+        Some(Place::Part(part)) => match side {
+            Some(SideWord::Right) => vec![format!("right {part}")],
+            Some(SideWord::Left) => vec![format!("left {part}")],
+            Some(SideWord::Both) => vec![format!("right {part}"), format!("left {part}")],
+            None => vec![UNSPECIFIED.to_string()],
+        },
+        None => vec![UNSPECIFIED.to_string()],
+    }
+    .into_iter()
+    .map(|n| {
+        if n == UNSPECIFIED || region_index(&n).is_some() {
+            n
+        } else {
+            UNSPECIFIED.to_string()
+        }
+    })
+    .collect()
+}
+
+/// The finding that the normality of a place denies ("heart size is normal" -> cardiomegaly).
+fn normal_denies(place: Option<Place>) -> Option<&'static str> {
+    match place {
+        Some(Place::Region(r)) => match REGIONS[r].name {
+            "cardiac silhouette" | "right atrium" => Some("cardiomegaly"),
+            "mediastinum" | "upper mediastinum" => Some("enlarged cardiomediastinum"),
+            _ => None,
+        },
+        Some(Place::Part("lung"))
+        | Some(Place::Part("upper lung zone"))
+        | Some(Place::Part("mid lung zone"))
+        | Some(Place::Part("lower lung zone")) => Some("opacity"),
+        _ => None,
+    }
+}
+
+fn parse_sentence(text: &str, start: usize, end: usize) -> Vec<Triplet> {
+    let lex = lexicon();
+    let toks = tokens(&text[start..end], start);
+    let items = items(&toks);
+    let findings: Vec<usize> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, it)| matches!(it, Item::Finding { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    // Attach each place to the nearest finding within its scope (ties go to the finding after).
+    let mut places: BTreeMap<usize, Vec<PlaceRef>> = BTreeMap::new();
+    for (p, it) in items.iter().enumerate() {
+        let Item::Place { side, place, .. } = it else {
+            continue;
+        };
+        let reachable = |f: usize| {
+            let (a, b) = if f < p { (f, p) } else { (p, f) };
+            !items[a..b].iter().any(is_scope_end)
+        };
+        // Distance in items; a comma or a cue in between counts as more (it starts a new phrase).
+        let cost = |f: usize| {
+            let (a, b) = if f < p { (f, p) } else { (p, f) };
+            let breaks = items[a + 1..b]
+                .iter()
+                .filter(|it| {
+                    matches!(it, Item::Cue { .. }) || matches!(it, Item::Word(w) if w == ",")
+                })
+                .count();
+            (b - a) + 3 * breaks
+        };
+        let best = findings
+            .iter()
+            .copied()
+            .filter(|&f| reachable(f))
+            .min_by_key(|&f| (cost(f), f < p));
+        if let Some(f) = best {
+            places.entry(f).or_default().push((*side, *place));
+        }
+    }
+    let mut out = Vec::new();
+    for (k, &f) in findings.iter().enumerate() {
+        let Item::Finding { tag, start, end } = items[f] else {
+            continue;
+        };
+        let ex = existence(&items, f);
+        let mut attached = places.get(&f).cloned().unwrap_or_default();
+        if attached.is_empty() {
+            // Inherit from a coordinated neighbour ("bilateral effusions and atelectasis").
+            let neighbours = [
+                k.checked_sub(1).map(|j| findings[j]),
+                findings.get(k + 1).copied(),
+            ];
+            for n in neighbours.into_iter().flatten() {
+                let (a, b) = if n < f { (n, f) } else { (f, n) };
+                let coordinated = items[a + 1..b].iter().all(|it| {
+                    matches!(it, Item::Word(w) if COORDINATION.contains(&w.as_str()))
+                        || matches!(it, Item::Place { .. })
+                });
+                if coordinated {
+                    if let Some(p) = places.get(&n) {
+                        attached = p.clone();
+                        break;
+                    }
+                }
+            }
+        }
+        let location = lex.findings[tag].location;
+        let mut regions: Vec<String> = if attached.is_empty() {
+            region_names(None, None, location)
+        } else {
+            attached
+                .iter()
+                .flat_map(|&(side, place)| region_names(side, place, location))
+                .collect()
+        };
+        regions.dedup();
+        for region in regions {
+            out.push(Triplet {
+                region,
+                finding: lex.findings[tag].tag.to_string(),
+                existence: ex,
+                start,
+                end,
+            });
+        }
+    }
+    // "Heart size is normal", "lungs are clear": the structure's normality denies a finding.
+    for (c, it) in items.iter().enumerate() {
+        if !has(it, CueKind::Normal) {
+            continue;
+        }
+        let clause = |range: &mut dyn Iterator<Item = usize>| -> Option<usize> {
+            for j in range {
+                match &items[j] {
+                    Item::Place { .. } => return Some(j),
+                    x if is_scope_end(x) => return None,
+                    Item::Word(w) if w == "," => return None,
+                    _ => {}
+                }
+            }
+            None
+        };
+        let place_at = clause(&mut (0..c).rev()).or_else(|| clause(&mut (c + 1..items.len())));
+        let Some(p) = place_at else { continue };
+        let Item::Place {
+            side,
+            place,
+            start,
+            end,
+        } = items[p]
+        else {
+            continue;
+        };
+        let Some(finding) = normal_denies(place) else {
+            continue;
+        };
+        let (s, e) = match items[c] {
+            Item::Cue {
+                start: cs, end: ce, ..
+            } => (start.min(cs), end.max(ce)),
+            _ => (start, end),
+        };
+        let side = side.or(if matches!(place, Some(Place::Part(_))) {
+            Some(SideWord::Both)
+        } else {
+            None
+        });
+        for region in region_names(side, place, None) {
+            let t = Triplet {
+                region,
+                finding: finding.to_string(),
+                existence: Existence::Negative,
+                start: s,
+                end: e,
+            };
+            if !out
+                .iter()
+                .any(|o: &Triplet| o.finding == t.finding && o.region == t.region)
+            {
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
+/// Parses a radiology report. Never fails: text that says nothing gives no triplets.
+pub fn parse(text: &str) -> ParsedReport {
+    let mut tags: BTreeMap<String, Existence> = BTreeMap::new();
+    let sentences: Vec<Sentence> = sentences(text)
+        .into_iter()
+        .map(|s| {
+            let triplets = parse_sentence(text, s.start, s.end);
+            let counts = s
+                .section
+                .as_deref()
+                .is_none_or(|sec| !NON_FINDING_SECTIONS.contains(&sec));
+            if counts {
+                for t in &triplets {
+                    let e = tags.entry(t.finding.clone()).or_insert(t.existence);
+                    *e = (*e).max(t.existence);
+                }
+            }
+            Sentence {
+                text: text[s.start..s.end].to_string(),
+                start: s.start,
+                end: s.end,
+                section: s.section,
+                triplets,
+            }
+        })
+        .collect();
+    ParsedReport { sentences, tags }
+}
+
+impl ParsedReport {
+    /// The tag vector in the model's finding order: 1 for positive, `uncertain_as` for
+    /// uncertain, 0 for negative or unmentioned.
+    pub fn tag_vector(&self, uncertain_as: f32) -> Vec<f32> {
+        crate::FINDINGS
+            .iter()
+            .map(|f| match self.tags.get(*f) {
+                Some(Existence::Positive) => 1.0,
+                Some(Existence::Uncertain) => uncertain_as,
+                _ => 0.0,
+            })
+            .collect()
+    }
+
+    /// Findings per region (strongest existence), from the sentences that count for tags.
+    pub fn region_findings(&self) -> BTreeMap<String, BTreeMap<String, Existence>> {
+        let mut out: BTreeMap<String, BTreeMap<String, Existence>> = BTreeMap::new();
+        for s in &self.sentences {
+            if s.section
+                .as_deref()
+                .is_some_and(|sec| NON_FINDING_SECTIONS.contains(&sec))
+            {
+                continue;
+            }
+            for t in &s.triplets {
+                let e = out
+                    .entry(t.region.clone())
+                    .or_default()
+                    .entry(t.finding.clone())
+                    .or_insert(t.existence);
+                *e = (*e).max(t.existence);
+            }
+        }
+        out
+    }
+}
