@@ -33,6 +33,94 @@ enum Command {
         #[arg(long, default_value_t = ReadOptions::default().max_pixels)]
         max_pixels: u64,
     },
+    /// Parse a radiology report (a file, or - for standard input) into sentences and
+    /// <region, finding, existence> triplets.
+    Report {
+        /// Report text file, or - for standard input. Not needed with --eval.
+        #[arg(required_unless_present = "eval")]
+        input: Option<PathBuf>,
+        /// Print JSON (sentences with spans and triplets, and the report's tags).
+        #[arg(long)]
+        json: bool,
+        /// Score the parser on a labelled TSV (see report/eval/sentences.tsv) and print the table.
+        #[arg(long, conflicts_with = "input")]
+        eval: Option<PathBuf>,
+    },
+}
+
+/// Largest report accepted (a report is a few KB; this is far beyond any real one).
+const MAX_REPORT_BYTES: u64 = 16 << 20;
+
+fn read_report(input: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    if input.as_os_str() == "-" {
+        std::io::stdin()
+            .take(MAX_REPORT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .context("reading standard input")?;
+    } else {
+        let file =
+            std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+        file.take(MAX_REPORT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("reading {}", input.display()))?;
+    }
+    anyhow::ensure!(
+        bytes.len() as u64 <= MAX_REPORT_BYTES,
+        "{}: larger than {MAX_REPORT_BYTES} bytes",
+        input.display()
+    );
+    // Invalid UTF-8 (a report saved in Latin-1, say) is read with replacement characters.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn report(input: Option<PathBuf>, json: bool, eval: Option<PathBuf>) -> anyhow::Result<()> {
+    if let Some(path) = eval {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let examples = asg_report::eval::read_examples(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        print!("{}", asg_report::eval::evaluate(&examples));
+        return Ok(());
+    }
+    let input = input.context("a report file or - is needed")?;
+    let parsed = asg_report::parse(&read_report(&input)?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&parsed)?);
+        return Ok(());
+    }
+    for s in &parsed.sentences {
+        let section = s
+            .section
+            .as_deref()
+            .map(|x| format!("[{x}] "))
+            .unwrap_or_default();
+        println!(
+            "{section}{}",
+            s.text.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        for t in &s.triplets {
+            println!(
+                "    {:<26} {:<10} {}",
+                t.finding,
+                format!("{:?}", t.existence).to_lowercase(),
+                t.region
+            );
+        }
+    }
+    if !parsed.tags.is_empty() {
+        println!(
+            "tags: {}",
+            parsed
+                .tags
+                .iter()
+                .map(|(f, e)| format!("{f}={e:?}").to_lowercase())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn collect_files(input: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
@@ -65,6 +153,7 @@ fn collect_files(input: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Report { input, json, eval } => report(input, json, eval)?,
         Command::Analyze {
             inputs,
             model,

@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod eval;
 mod lexicon;
 mod parse;
 pub mod text;
