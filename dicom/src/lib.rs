@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod lengths;
 mod preprocess;
 mod read;
 mod write;

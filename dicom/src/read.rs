@@ -187,6 +187,21 @@ pub fn read_bytes(
             "no 'DICM' magic at byte 0 or 128".into(),
         )));
     }
+    let body = if has_preamble {
+        &bytes[132..]
+    } else {
+        &bytes[4..]
+    };
+    if let Err(overrun) = crate::lengths::check(body) {
+        return Err(err(DicomErrorKind::InvalidElement {
+            name: "element",
+            tag: tag_text(overrun.tag),
+            reason: format!(
+                "declares {} bytes but only {} remain in the file (truncated or corrupt)",
+                overrun.declared, overrun.remaining
+            ),
+        }));
+    }
     let preamble = if has_preamble {
         ReadPreamble::Always
     } else {

@@ -150,12 +150,10 @@ fn writer_refuses_inconsistent_images() {
     assert!(!dir.path().join("x.dcm").exists());
 }
 
-/// Lengths beyond the end of the data are errors. Known gap (left to the DICOM issue): dicom-parser
-/// zero-fills a value buffer of the declared length before reading, so a 1 KB file declaring a
-/// 4 GB element costs 4 GB natively (wasm32 fails the reservation cleanly); this test stays
-/// below that size.
+/// Lengths beyond the end of the data are errors found before anything is allocated (dicom-parser
+/// would zero-fill a buffer of the declared length first: 4 GB for a 1 KB file).
 #[test]
-fn lying_pixel_data_lengths_are_errors() {
+fn lying_lengths_are_errors_not_allocations() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), &sample(16, 16));
     let bytes = std::fs::read(&path).unwrap();
@@ -164,12 +162,15 @@ fn lying_pixel_data_lengths_are_errors() {
         .windows(header.len())
         .position(|w| w == header)
         .expect("pixel data header");
-    for len in [0x00FF_FFF0u32, 0x0001_0000, 511, 1] {
+    for len in [0xFFFF_FFF0u32, 0x7FFF_FFFF, 0x0001_0000, 511, 1] {
         let mut bad = bytes.clone();
         bad[at + 8..at + 12].copy_from_slice(&len.to_le_bytes());
         let r = read_bytes(&bad, "lying.dcm", &ReadOptions::default());
         let e = r.expect_err("a lying Pixel Data length must not decode");
         assert!(e.to_string().starts_with("lying.dcm: "), "{e}");
+        if len > 1 << 16 {
+            assert!(e.to_string().contains("(7FE0,0010): declares"), "{e}");
+        }
     }
     // Rows claiming more than the data holds.
     let rows = b"\x28\x00\x10\x00US\x02\x00";
@@ -181,4 +182,31 @@ fn lying_pixel_data_lengths_are_errors() {
     bad[at + 8..at + 10].copy_from_slice(&60000u16.to_le_bytes());
     let e = read_bytes(&bad, "rows.dcm", &ReadOptions::default()).unwrap_err();
     assert!(e.to_string().contains("Pixel Data"), "{e}");
+}
+
+#[test]
+fn a_lying_length_inside_a_sequence_is_caught() {
+    // Explicit VR LE data set: an SQ of undefined length holding one item with a text element
+    // that claims 0x7FFF_FFF0 bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &sample(4, 4));
+    let bytes = std::fs::read(&path).unwrap();
+    let header = b"\x28\x00\x02\x00US"; // Samples per Pixel: insert the sequence before it
+    let at = bytes
+        .windows(header.len())
+        .position(|w| w == header)
+        .unwrap();
+    let mut seq = Vec::new();
+    seq.extend_from_slice(b"\x08\x00\x15\x11SQ\x00\x00\xFF\xFF\xFF\xFF"); // (0008,1115)
+    seq.extend_from_slice(b"\xFE\xFF\x00\xE0\xFF\xFF\xFF\xFF"); // item, undefined length
+    seq.extend_from_slice(b"\x08\x00\x3E\x10UT\x00\x00\xF0\xFF\xFF\x7F"); // (0008,103E) UT
+    let mut bad = bytes[..at].to_vec();
+    bad.extend_from_slice(&seq);
+    bad.extend_from_slice(&bytes[at..]);
+    let e = read_bytes(&bad, "nested.dcm", &ReadOptions::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("(0008,103E): declares 2147483632 bytes"),
+        "{e}"
+    );
 }

@@ -1,0 +1,179 @@
+//! A pre-walk of a DICOM stream's element headers that rejects any declared length running past
+//! the end of the data, before dicom-parser allocates (and zero-fills) a buffer of that length.
+//! Hand-written because the parser has no such bound; it reads headers only and never allocates.
+//! Anything it does not understand is left for dicom-parser to judge.
+
+use dicom_core::Tag;
+
+/// An element whose declared length runs past the end of the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LengthOverrun {
+    pub tag: Tag,
+    pub declared: u64,
+    pub remaining: u64,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Encoding {
+    ExplicitLe,
+    ImplicitLe,
+    ExplicitBe,
+}
+
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+
+fn long_vr(vr: &[u8]) -> bool {
+    matches!(
+        vr,
+        b"OB"
+            | b"OD"
+            | b"OF"
+            | b"OL"
+            | b"OV"
+            | b"OW"
+            | b"SQ"
+            | b"SV"
+            | b"UC"
+            | b"UN"
+            | b"UR"
+            | b"UT"
+            | b"UV"
+    )
+}
+
+fn is_sequence_in_dictionary(tag: Tag) -> bool {
+    use dicom_core::dictionary::DataDictionary;
+    use dicom_core::dictionary::DataDictionaryEntry;
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(tag)
+        .is_some_and(|e| matches!(e.vr().relaxed(), dicom_core::VR::SQ))
+}
+
+/// Walks `data` (the bytes after the "DICM" magic). `Ok` when every header fits (or the walk met
+/// something it leaves to the parser); `Err` names the first element whose length overruns.
+pub fn check(data: &[u8]) -> Result<(), LengthOverrun> {
+    let mut pos = 0usize;
+    let mut encoding = Encoding::ExplicitLe;
+    let mut transfer_syntax: Option<String> = None;
+    let mut in_meta = true;
+    let mut in_fragments = false;
+    let u16_at = |p: usize, be: bool| -> Option<u16> {
+        let b: [u8; 2] = data.get(p..p + 2)?.try_into().ok()?;
+        Some(if be {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
+    };
+    let u32_at = |p: usize, be: bool| -> Option<u32> {
+        let b: [u8; 4] = data.get(p..p + 4)?.try_into().ok()?;
+        Some(if be {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    while pos < data.len() {
+        // The meta group is explicit VR little endian; the data set follows its transfer syntax.
+        let Some(group_le) = u16_at(pos, false) else {
+            return Ok(());
+        };
+        if in_meta && group_le != 0x0002 {
+            in_meta = false;
+            match transfer_syntax.as_deref() {
+                Some("1.2.840.10008.1.2") => encoding = Encoding::ImplicitLe,
+                Some("1.2.840.10008.1.2.2") => encoding = Encoding::ExplicitBe,
+                // Deflated data sets cannot be walked without inflating them.
+                Some("1.2.840.10008.1.2.1.99") | Some("1.2.840.10008.1.2.1.99\0") => return Ok(()),
+                _ => encoding = Encoding::ExplicitLe,
+            }
+        }
+        let be = encoding == Encoding::ExplicitBe && !in_meta;
+        let (Some(group), Some(element)) = (u16_at(pos, be), u16_at(pos + 2, be)) else {
+            return Ok(());
+        };
+        let tag = Tag(group, element);
+        let remaining_after = |header: usize| data.len().saturating_sub(pos + header) as u64;
+        if group == 0xFFFE {
+            // Item, item delimiter, sequence delimiter: tag + 4-byte length, no VR.
+            let Some(len) = u32_at(pos + 4, be) else {
+                return Ok(());
+            };
+            match element {
+                0xE000 if in_fragments && len != UNDEFINED => {
+                    if len as u64 > remaining_after(8) {
+                        return Err(LengthOverrun {
+                            tag,
+                            declared: len as u64,
+                            remaining: remaining_after(8),
+                        });
+                    }
+                    pos += 8 + len as usize;
+                }
+                0xE0DD => {
+                    in_fragments = false;
+                    pos += 8;
+                }
+                _ => {
+                    if len != UNDEFINED && len as u64 > remaining_after(8) {
+                        return Err(LengthOverrun {
+                            tag,
+                            declared: len as u64,
+                            remaining: remaining_after(8),
+                        });
+                    }
+                    pos += 8; // step into the item
+                }
+            }
+            continue;
+        }
+        let (len, header, sequence) = if encoding == Encoding::ImplicitLe && !in_meta {
+            let Some(len) = u32_at(pos + 4, false) else {
+                return Ok(());
+            };
+            (len, 8, len == UNDEFINED || is_sequence_in_dictionary(tag))
+        } else {
+            let Some(vr) = data.get(pos + 4..pos + 6) else {
+                return Ok(());
+            };
+            if !vr.iter().all(u8::is_ascii_uppercase) {
+                return Ok(()); // not a header we understand: the parser will say what is wrong
+            }
+            if long_vr(vr) {
+                let Some(len) = u32_at(pos + 8, be) else {
+                    return Ok(());
+                };
+                (len, 12, vr == b"SQ" || len == UNDEFINED)
+            } else {
+                let Some(len) = u16_at(pos + 6, be) else {
+                    return Ok(());
+                };
+                (len as u32, 8, false)
+            }
+        };
+        if in_meta && tag == Tag(0x0002, 0x0010) {
+            if let Some(v) = data.get(pos + header..pos + header + len as usize) {
+                transfer_syntax = Some(
+                    String::from_utf8_lossy(v)
+                        .trim_end_matches(['\0', ' '])
+                        .to_string(),
+                );
+            }
+        }
+        if len == UNDEFINED {
+            // A sequence or encapsulated pixel data: step into it.
+            in_fragments = tag == Tag(0x7FE0, 0x0010);
+            pos += header;
+            continue;
+        }
+        if len as u64 > remaining_after(header) {
+            return Err(LengthOverrun {
+                tag,
+                declared: len as u64,
+                remaining: remaining_after(header),
+            });
+        }
+        pos += header + if sequence { 0 } else { len as usize };
+    }
+    Ok(())
+}
