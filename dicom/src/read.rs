@@ -258,20 +258,23 @@ impl Elements<'_> {
         })
     }
 
-    fn floats(&self, name: &'static str, tag: Tag) -> Result<Option<Vec<f64>>, DicomError> {
-        let Some(element) = self.obj.element_opt(tag).ok().flatten() else {
-            return Ok(None);
-        };
-        if element
+    /// The element, unless it is absent or holds only padding.
+    fn present(&self, tag: Tag) -> Option<&dicom_object::mem::InMemElement> {
+        let element = self.obj.element_opt(tag).ok().flatten()?;
+        let blank = element
             .to_str()
             .map(|s| {
                 s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
                     .is_empty()
             })
-            .unwrap_or(false)
-        {
+            .unwrap_or(false);
+        (!blank).then_some(element)
+    }
+
+    fn floats(&self, name: &'static str, tag: Tag) -> Result<Option<Vec<f64>>, DicomError> {
+        let Some(element) = self.present(tag) else {
             return Ok(None);
-        }
+        };
         element.to_multi_float64().map(Some).map_err(|e| {
             self.err(DicomErrorKind::InvalidElement {
                 name,
@@ -286,19 +289,9 @@ impl Elements<'_> {
     }
 
     fn uint(&self, name: &'static str, tag: Tag) -> Result<Option<u32>, DicomError> {
-        let Some(element) = self.obj.element_opt(tag).ok().flatten() else {
+        let Some(element) = self.present(tag) else {
             return Ok(None);
         };
-        if element
-            .to_str()
-            .map(|s| {
-                s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
-                    .is_empty()
-            })
-            .unwrap_or(false)
-        {
-            return Ok(None);
-        }
         element.to_int::<u32>().map(Some).map_err(|e| {
             self.err(DicomErrorKind::InvalidElement {
                 name,

@@ -228,6 +228,24 @@ pub trait ExportOnnx {
     ) -> Result<String, ExportError>;
 }
 
+/// `[input, weight, (bias)]` for a layer, storing its parameters as initializers.
+fn weight_inputs(
+    g: &mut GraphBuilder,
+    prefix: &str,
+    input: &str,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+) -> Result<Vec<String>, ExportError> {
+    let mut inputs = vec![
+        input.to_string(),
+        g.tensor(&format!("{prefix}.weight"), weight)?,
+    ];
+    if let Some(b) = bias {
+        inputs.push(g.tensor(&format!("{prefix}.bias"), b)?);
+    }
+    Ok(inputs)
+}
+
 impl ExportOnnx for candle_nn::Conv2d {
     fn export(
         &self,
@@ -236,11 +254,7 @@ impl ExportOnnx for candle_nn::Conv2d {
         input: &str,
     ) -> Result<String, ExportError> {
         let cfg = self.config();
-        let w = g.tensor(&format!("{prefix}.weight"), self.weight())?;
-        let mut inputs = vec![input.to_string(), w];
-        if let Some(b) = self.bias() {
-            inputs.push(g.tensor(&format!("{prefix}.bias"), b)?);
-        }
+        let inputs = weight_inputs(g, prefix, input, self.weight(), self.bias())?;
         let (kh, kw) = match self.weight().dims() {
             [_, _, kh, kw] => (*kh as i64, *kw as i64),
             d => {
@@ -309,11 +323,7 @@ impl ExportOnnx for candle_nn::Linear {
         prefix: &str,
         input: &str,
     ) -> Result<String, ExportError> {
-        let w = g.tensor(&format!("{prefix}.weight"), self.weight())?;
-        let mut inputs = vec![input.to_string(), w];
-        if let Some(b) = self.bias() {
-            inputs.push(g.tensor(&format!("{prefix}.bias"), b)?);
-        }
+        let inputs = weight_inputs(g, prefix, input, self.weight(), self.bias())?;
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         // Candle's Linear is x W^T + b: Gemm with transB.
         g.node(
