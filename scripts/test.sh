@@ -13,6 +13,11 @@ echo "== onnx.checker and onnxruntime on an exported model vs Candle and tract"
 "$target_dir/debug/examples/onnx_io" target/onnx-check
 .venv/bin/python bench/onnx_check.py target/onnx-check
 
+echo "== asg-dicom vs pydicom on the pydicom wheel's test files"
+.venv/bin/python bench/conformance.py "$target_dir/debug/asg" target/conformance >target/conformance.md 2>/dev/null \
+  || { cat target/conformance.md; exit 1; }
+tail -n 2 target/conformance.md
+
 echo "== browser test"
 e2e=target/e2e
 rm -rf "$e2e" && mkdir -p "$e2e"

@@ -70,8 +70,6 @@ impl fmt::Display for DicomError {
     }
 }
 
-impl std::error::Error for DicomError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.kind)
-    }
-}
+/// The message already carries the kind's text, so the kind is not repeated as a source (a `{:#}`
+/// chain would print it twice).
+impl std::error::Error for DicomError {}

@@ -10,13 +10,14 @@
 
 mod error;
 mod lengths;
+pub mod npy;
 mod preprocess;
 mod read;
 mod write;
 
 pub use error::{DicomError, DicomErrorKind};
 pub use preprocess::{area_resize, preprocess, Letterbox, ModelInput, Normalisation};
-pub use read::{read_bytes, read_file, Image, ImageMeta, ReadOptions, VoiWindow};
+pub use read::{read_bytes, read_file, read_meta_bytes, Image, ImageMeta, ReadOptions, VoiWindow};
 pub use write::{
     uid_from_u128, write_file, NewImage, SOP_CLASS_DX_PRESENTATION, SOP_CLASS_SECONDARY_CAPTURE,
 };

@@ -18,6 +18,8 @@ pub struct ReadOptions {
     pub max_file_bytes: u64,
     /// Which frame of a multi-frame image to decode (0-based).
     pub frame: u32,
+    /// Also keep the raw stored values ([`Image::stored`]), as pydicom's `pixel_array` gives them.
+    pub keep_stored: bool,
 }
 
 impl Default for ReadOptions {
@@ -27,6 +29,7 @@ impl Default for ReadOptions {
             max_pixels: 1 << 28,
             max_file_bytes: 2 << 30,
             frame: 0,
+            keep_stored: false,
         }
     }
 }
@@ -90,6 +93,8 @@ pub struct Image {
     pub width: u32,
     pub height: u32,
     pub pixels: Vec<f32>,
+    /// Stored values before any LUT, with their signedness (only with `keep_stored`).
+    pub stored: Option<Vec<i64>>,
     pub meta: ImageMeta,
 }
 
@@ -161,13 +166,13 @@ pub fn read_file(path: &Path, options: &ReadOptions) -> Result<Image, DicomError
     read_bytes(&bytes, &name, options)
 }
 
-/// Reads and decodes one frame of a DICOM image from memory; `source_name` names it in errors.
-/// Accepts streams with or without the 128-byte preamble.
-pub fn read_bytes(
+/// Parses a DICOM stream (with or without the 128-byte preamble) after checking its size and
+/// every declared length.
+fn parse_object(
     bytes: &[u8],
     source_name: &str,
     options: &ReadOptions,
-) -> Result<Image, DicomError> {
+) -> Result<DefaultDicomObject, DicomError> {
     let err = |kind| DicomError::new(source_name, kind);
     if bytes.len() as u64 > options.max_file_bytes {
         return Err(err(DicomErrorKind::InvalidElement {
@@ -211,7 +216,28 @@ pub fn read_bytes(
         .read_preamble(preamble)
         .from_reader(bytes)
         .map_err(|e| err(DicomErrorKind::NotDicom(error_chain(&e))))?;
+    Ok(obj)
+}
+
+/// Reads and decodes one frame of a DICOM image from memory; `source_name` names it in errors.
+/// Accepts streams with or without the 128-byte preamble.
+pub fn read_bytes(
+    bytes: &[u8],
+    source_name: &str,
+    options: &ReadOptions,
+) -> Result<Image, DicomError> {
+    let obj = parse_object(bytes, source_name, options)?;
     decode(&obj, source_name, options)
+}
+
+/// Reads and checks a DICOM image's metadata without decoding its pixels.
+pub fn read_meta_bytes(
+    bytes: &[u8],
+    source_name: &str,
+    options: &ReadOptions,
+) -> Result<ImageMeta, DicomError> {
+    let obj = parse_object(bytes, source_name, options)?;
+    header(&obj, source_name, options)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -311,11 +337,12 @@ impl Elements<'_> {
     }
 }
 
-fn decode(
+/// Reads and checks everything but the pixels.
+fn header(
     obj: &DefaultDicomObject,
     source_name: &str,
     options: &ReadOptions,
-) -> Result<Image, DicomError> {
+) -> Result<ImageMeta, DicomError> {
     let el = Elements { obj, source_name };
     let sop_class_uid = el.string(tags::SOP_CLASS_UID).unwrap_or_else(|| {
         obj.meta()
@@ -437,21 +464,6 @@ fn decode(
             }));
         }
     }
-    let decoded = obj
-        .decode_pixel_data_frame(options.frame)
-        .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
-    let convert = ConvertOptions::new()
-        .with_modality_lut(ModalityLutOption::Default)
-        .with_voi_lut(VoiLutOption::Identity);
-    let pixels: Vec<f32> = decoded
-        .to_vec_frame_with_options(0, &convert)
-        .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
-    if pixels.len() as u64 != rows as u64 * columns as u64 {
-        return Err(el.err(DicomErrorKind::Decode(format!(
-            "decoded {} values for a {rows} x {columns} frame",
-            pixels.len()
-        ))));
-    }
     let spacing = match el.floats("Pixel Spacing", tags::PIXEL_SPACING)? {
         Some(v) => Some(v),
         None => el.floats("Imager Pixel Spacing", tags::IMAGER_PIXEL_SPACING)?,
@@ -496,10 +508,46 @@ fn decode(
             .or_else(|| el.string(tags::LATERALITY)),
         window,
     };
+    Ok(meta)
+}
+
+fn decode(
+    obj: &DefaultDicomObject,
+    source_name: &str,
+    options: &ReadOptions,
+) -> Result<Image, DicomError> {
+    let meta = header(obj, source_name, options)?;
+    let el = Elements { obj, source_name };
+    let (rows, columns) = (meta.rows, meta.columns);
+    let decoded = obj
+        .decode_pixel_data_frame(options.frame)
+        .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
+    let convert = ConvertOptions::new()
+        .with_modality_lut(ModalityLutOption::Default)
+        .with_voi_lut(VoiLutOption::Identity);
+    let pixels: Vec<f32> = decoded
+        .to_vec_frame_with_options(0, &convert)
+        .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
+    if pixels.len() as u64 != rows as u64 * columns as u64 {
+        return Err(el.err(DicomErrorKind::Decode(format!(
+            "decoded {} values for a {rows} x {columns} frame",
+            pixels.len()
+        ))));
+    }
+    let stored = if options.keep_stored {
+        let raw = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
+        let values: Vec<i64> = decoded
+            .to_vec_frame_with_options(0, &raw)
+            .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
+        Some(values)
+    } else {
+        None
+    };
     Ok(Image {
         width: columns,
         height: rows,
         pixels,
+        stored,
         meta,
     })
 }

@@ -33,6 +33,11 @@ enum Command {
         #[arg(long, default_value_t = ReadOptions::default().max_pixels)]
         max_pixels: u64,
     },
+    /// Inspect DICOM files: metadata as JSON, or decoded pixels as a NumPy .npy file.
+    Dicom {
+        #[command(subcommand)]
+        command: DicomCommand,
+    },
     /// Parse a radiology report (a file, or - for standard input) into sentences and
     /// <region, finding, existence> triplets.
     Report {
@@ -46,6 +51,91 @@ enum Command {
         #[arg(long, conflicts_with = "input")]
         eval: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum DicomCommand {
+    /// Print the image metadata (no patient identity) as JSON, without decoding the pixels.
+    Info { file: PathBuf },
+    /// Decode one frame and write it as a NumPy .npy file.
+    Pixels {
+        file: PathBuf,
+        #[arg(long)]
+        npy: PathBuf,
+        /// Frame to decode (0-based).
+        #[arg(long, default_value_t = 0)]
+        frame: u32,
+        /// stored: raw stored values with their signedness (as pydicom's pixel_array);
+        /// modality: after rescale / modality LUT (f32); display: after the VOI window and
+        /// MONOCHROME1 inversion, in [0, 1] (f32).
+        #[arg(long, value_enum, default_value_t = Stage::Stored)]
+        stage: Stage,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Stage {
+    Stored,
+    Modality,
+    Display,
+}
+
+fn dicom(command: DicomCommand) -> anyhow::Result<()> {
+    use asg_dicom::npy::{encode, NpyType};
+    match command {
+        DicomCommand::Info { file } => {
+            let name = file.display().to_string();
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {name}"))?;
+            let meta = asg_dicom::read_meta_bytes(&bytes, &name, &ReadOptions::default())?;
+            println!("{}", serde_json::to_string_pretty(&meta)?);
+        }
+        DicomCommand::Pixels {
+            file,
+            npy,
+            frame,
+            stage,
+        } => {
+            let options = ReadOptions {
+                frame,
+                keep_stored: matches!(stage, Stage::Stored),
+                ..ReadOptions::default()
+            };
+            let image = asg_dicom::read_file(&file, &options)?;
+            let shape = [image.height as usize, image.width as usize];
+            let bytes = match stage {
+                Stage::Stored => {
+                    let stored = image.stored.as_deref().unwrap_or_default();
+                    let ty = NpyType::for_stored(
+                        image.meta.bits_allocated,
+                        image.meta.pixel_representation == 1,
+                    );
+                    encode(&shape, ty, stored.iter().map(|&v| v as f64))
+                }
+                Stage::Modality => {
+                    encode(&shape, NpyType::F32, image.pixels.iter().map(|&v| v as f64))
+                }
+                Stage::Display => encode(
+                    &shape,
+                    NpyType::F32,
+                    image.display().into_iter().map(f64::from),
+                ),
+            };
+            let dir = npy
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let tmp = dir.join(format!(
+                ".{}.partial",
+                npy.file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ));
+            std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &npy)
+                .with_context(|| format!("renaming into {}", npy.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Largest report accepted (a report is a few KB; this is far beyond any real one).
@@ -151,9 +241,21 @@ fn collect_files(input: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors are printed as one line of causes (no backtrace, whatever RUST_BACKTRACE says).
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Report { input, json, eval } => report(input, json, eval)?,
+        Command::Dicom { command } => dicom(command)?,
         Command::Analyze {
             inputs,
             model,

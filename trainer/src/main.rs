@@ -44,7 +44,18 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors are printed as one line of causes (no backtrace, whatever RUST_BACKTRACE says).
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Synth { n, seed, out, size } => {
             anyhow::ensure!(
