@@ -138,3 +138,52 @@ fn a_missing_model_argument_says_what_to_do() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("asg-train init"));
 }
+
+#[test]
+fn dicom_info_and_pixels_for_outside_checks() {
+    let fx = Fixture::new(64, 1, 96);
+    let info = Command::new(asg_binary())
+        .args(["dicom", "info"])
+        .arg(fx.dicom(0))
+        .output()
+        .unwrap();
+    assert!(info.status.success());
+    let meta: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(meta["rows"], 96);
+    assert_eq!(meta["bits_stored"], 12);
+    assert!(
+        !String::from_utf8_lossy(&info.stdout).contains("PHANTOM^"),
+        "patient name in info"
+    );
+
+    let npy = fx.dir.path().join("px.npy");
+    let out = Command::new(asg_binary())
+        .args(["dicom", "pixels"])
+        .arg(fx.dicom(0))
+        .arg("--npy")
+        .arg(&npy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&npy).unwrap();
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = String::from_utf8_lossy(&bytes[10..10 + hlen]).to_string();
+    assert!(
+        header.contains("'descr': '<u2'") && header.contains("'shape': (96, 96)"),
+        "{header}"
+    );
+    let values: Vec<u16> = bytes[10 + hlen..]
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    // The phantom's stored values, rendered again from the same seed.
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.dicom(0).with_extension("json")).unwrap())
+            .unwrap();
+    let rendered = asg_phantom::render(96, truth["seed"].as_u64().unwrap());
+    assert_eq!(values, rendered.pixels);
+}
