@@ -1,9 +1,9 @@
 //! A pre-walk of a DICOM stream's element headers that rejects any declared length running past
 //! the end of the data, before dicom-parser allocates (and zero-fills) a buffer of that length.
 //! Hand-written because the parser has no such bound; it reads headers only and never allocates.
-//! Anything it does not understand is left for dicom-parser to judge.
+//! Headers are read the way dicom-encoding reads them (an unknown VR is UN, with a 32-bit length).
 
-use dicom_core::Tag;
+use dicom_core::{Tag, VR};
 
 /// An element whose declared length runs past the end of the data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,22 +22,31 @@ enum Encoding {
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 
-fn long_vr(vr: &[u8]) -> bool {
+/// VRs whose explicit length is 16 bits (PS3.5 7.1.2), as dicom-encoding decodes them.
+fn short_length(vr: VR) -> bool {
+    use VR::*;
     matches!(
         vr,
-        b"OB"
-            | b"OD"
-            | b"OF"
-            | b"OL"
-            | b"OV"
-            | b"OW"
-            | b"SQ"
-            | b"SV"
-            | b"UC"
-            | b"UN"
-            | b"UR"
-            | b"UT"
-            | b"UV"
+        AE | AS
+            | AT
+            | CS
+            | DA
+            | DS
+            | DT
+            | FL
+            | FD
+            | IS
+            | LO
+            | LT
+            | PN
+            | SH
+            | SL
+            | SS
+            | ST
+            | TM
+            | UI
+            | UL
+            | US
     )
 }
 
@@ -46,7 +55,7 @@ fn is_sequence_in_dictionary(tag: Tag) -> bool {
     use dicom_core::dictionary::DataDictionaryEntry;
     dicom_dictionary_std::StandardDataDictionary
         .by_tag(tag)
-        .is_some_and(|e| matches!(e.vr().relaxed(), dicom_core::VR::SQ))
+        .is_some_and(|e| matches!(e.vr().relaxed(), VR::SQ))
 }
 
 /// Walks `data` (the bytes after the "DICM" magic). `Ok` when every header fits (or the walk met
@@ -133,22 +142,21 @@ pub fn check(data: &[u8]) -> Result<(), LengthOverrun> {
             };
             (len, 8, len == UNDEFINED || is_sequence_in_dictionary(tag))
         } else {
-            let Some(vr) = data.get(pos + 4..pos + 6) else {
+            // As dicom-encoding reads it: an unknown VR is UN (reserved bytes, 32-bit length).
+            let Some(vr_bytes) = data.get(pos + 4..pos + 6) else {
                 return Ok(());
             };
-            if !vr.iter().all(u8::is_ascii_uppercase) {
-                return Ok(()); // not a header we understand: the parser will say what is wrong
-            }
-            if long_vr(vr) {
-                let Some(len) = u32_at(pos + 8, be) else {
-                    return Ok(());
-                };
-                (len, 12, vr == b"SQ" || len == UNDEFINED)
-            } else {
+            let vr = VR::from_binary([vr_bytes[0], vr_bytes[1]]).unwrap_or(VR::UN);
+            if short_length(vr) {
                 let Some(len) = u16_at(pos + 6, be) else {
                     return Ok(());
                 };
                 (len as u32, 8, false)
+            } else {
+                let Some(len) = u32_at(pos + 8, be) else {
+                    return Ok(());
+                };
+                (len, 12, vr == VR::SQ || len == UNDEFINED)
             }
         };
         if in_meta && tag == Tag(0x0002, 0x0010) {
