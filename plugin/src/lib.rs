@@ -12,6 +12,6 @@ pub use analysis::{
     Analysis, FindingScore, ImageInfo, ModelInfo, NamedOutput, Timings, ANALYSIS_SCHEMA_VERSION,
 };
 /// The DICOM layer the plugin reads with, for callers that need it directly (the wasm face).
-pub use asg_dicom as asg_dicom_reexport;
+pub use asg_dicom;
 pub use error::PluginError;
 pub use runtime::{ModelBundle, OnnxModel};

@@ -10,7 +10,7 @@
 
 #![forbid(unsafe_code)]
 
-use asg_plugin::{asg_dicom_reexport as dicom, ModelBundle};
+use asg_plugin::{asg_dicom as dicom, ModelBundle};
 use wasm_bindgen::prelude::*;
 
 /// A loaded model bundle.
