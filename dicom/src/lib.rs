@@ -16,7 +16,10 @@ mod read;
 mod write;
 
 pub use error::{DicomError, DicomErrorKind};
-pub use preprocess::{area_resize, preprocess, Letterbox, ModelInput, Normalisation};
+pub use preprocess::{
+    area_resize, area_resize_map, preprocess, preprocess_image, Letterbox, ModelInput,
+    Normalisation,
+};
 pub use read::{read_bytes, read_file, read_meta_bytes, Image, ImageMeta, ReadOptions, VoiWindow};
 pub use write::{
     uid_from_u128, write_file, NewImage, SOP_CLASS_DX_PRESENTATION, SOP_CLASS_SECONDARY_CAPTURE,

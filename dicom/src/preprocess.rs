@@ -1,6 +1,7 @@
 //! The model's input: area-averaging resize, letterbox to a square, normalisation; and the exact
 //! transform between model-input and original-image pixel coordinates.
 
+use crate::read::Image;
 use serde::{Deserialize, Serialize};
 
 /// Per-pixel normalisation applied after the display transform: `(v - mean) / std`.
@@ -83,6 +84,18 @@ pub fn area_resize(
     out_width: u32,
     out_height: u32,
 ) -> Vec<f32> {
+    area_resize_map(src, width, height, out_width, out_height, |v| v)
+}
+
+/// [`area_resize`] of `map` applied to each source value, without materialising the mapped image.
+pub fn area_resize_map(
+    src: &[f32],
+    width: u32,
+    height: u32,
+    out_width: u32,
+    out_height: u32,
+    map: impl Fn(f32) -> f32,
+) -> Vec<f32> {
     let (w, h) = (width as usize, height as usize);
     let (ow, oh) = (out_width as usize, out_height as usize);
     if w == 0 || h == 0 || ow == 0 || oh == 0 || src.len() < w * h {
@@ -95,7 +108,7 @@ pub fn area_resize(
     for y in 0..h {
         let line = &src[y * w..(y + 1) * w];
         for (ox, taps) in cols.iter().enumerate() {
-            tmp[y * ow + ox] = taps.iter().map(|&(i, wt)| line[i] * wt).sum();
+            tmp[y * ow + ox] = taps.iter().map(|&(i, wt)| map(line[i]) * wt).sum();
         }
     }
     // Vertical pass: oh x ow.
@@ -153,6 +166,26 @@ pub fn preprocess(
         letterbox.content_width,
         letterbox.content_height,
     );
+    place(&resized, letterbox, norm)
+}
+
+/// [`preprocess`] straight from a decoded image: the display transform is applied inside the
+/// resize, so no full-size display copy is made. Gives exactly `preprocess(&image.display(), ..)`.
+pub fn preprocess_image(image: &Image, size: u32, norm: Normalisation) -> ModelInput {
+    let letterbox = Letterbox::new(image.width, image.height, size);
+    let resized = area_resize_map(
+        &image.pixels,
+        image.width,
+        image.height,
+        letterbox.content_width,
+        letterbox.content_height,
+        image.display_map(),
+    );
+    place(&resized, letterbox, norm)
+}
+
+/// Normalises the resized content and places it in the padded square.
+fn place(resized: &[f32], letterbox: Letterbox, norm: Normalisation) -> ModelInput {
     let s = letterbox.size as usize;
     let std = if norm.std.abs() > f32::EPSILON {
         norm.std

@@ -102,22 +102,26 @@ impl Image {
     /// The image as a radiologist sees it, in [0, 1], white = dense: the file's VOI window (else a
     /// robust 0.5-99.5 percentile window), then MONOCHROME1 inversion.
     pub fn display(&self) -> Vec<f32> {
+        let to_display = self.display_map();
+        self.pixels.iter().map(|&x| to_display(x)).collect()
+    }
+
+    /// The display transform of [`Image::display`] as a function of one modality value, so that
+    /// callers can apply it on the fly (the model input does, inside its resize).
+    pub fn display_map(&self) -> impl Fn(f32) -> f32 {
         let window = self
             .meta
             .window
             .unwrap_or_else(|| percentile_window(&self.pixels));
         let invert = self.meta.photometric_interpretation == "MONOCHROME1";
-        self.pixels
-            .iter()
-            .map(|&x| {
-                let v = window.apply_linear(x as f64) as f32;
-                if invert {
-                    1.0 - v
-                } else {
-                    v
-                }
-            })
-            .collect()
+        move |x| {
+            let v = window.apply_linear(x as f64) as f32;
+            if invert {
+                1.0 - v
+            } else {
+                v
+            }
+        }
     }
 }
 

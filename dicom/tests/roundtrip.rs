@@ -210,3 +210,32 @@ fn a_lying_length_inside_a_sequence_is_caught() {
         "{e}"
     );
 }
+
+#[test]
+fn fused_preprocessing_equals_display_then_resize_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    for (photometric, window) in [
+        (
+            "MONOCHROME2",
+            Some(VoiWindow {
+                center: 900.0,
+                width: 1800.0,
+            }),
+        ),
+        ("MONOCHROME1", None),
+    ] {
+        let mut img = sample(61, 47);
+        img.photometric_interpretation = photometric.into();
+        img.window = window;
+        let path = write(dir.path(), &img);
+        let read = read_file(&path, &ReadOptions::default()).unwrap();
+        let norm = Normalisation {
+            mean: 0.5,
+            std: 0.25,
+        };
+        let a = preprocess(&read.display(), read.width, read.height, 32, norm);
+        let b = preprocess_image(&read, 32, norm);
+        assert_eq!(a.letterbox, b.letterbox);
+        assert_eq!(a.tensor, b.tensor, "{photometric}");
+    }
+}

@@ -4,7 +4,7 @@
 //!
 //! cargo run --release -p asg-plugin --example bench -- BUNDLE DICOM [RUNS]
 
-use asg_dicom::{preprocess, read_bytes, Normalisation, ReadOptions};
+use asg_dicom::{preprocess_image, read_bytes, Normalisation, ReadOptions};
 use asg_plugin::ModelBundle;
 use std::time::Instant;
 
@@ -37,15 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..runs {
         let (image, d) = time(|| read_bytes(&bytes, "bench.dcm", &ReadOptions::default()));
         let image = image?;
-        let (input, p) = time(|| {
-            preprocess(
-                &image.display(),
-                image.width,
-                image.height,
-                m.input.size,
-                norm,
-            )
-        });
+        let (input, p) = time(|| preprocess_image(&image, m.input.size, norm));
         let (out, i) = time(|| bundle.image_model.run(input.tensor));
         out?;
         decode.push(d);

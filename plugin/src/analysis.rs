@@ -2,7 +2,7 @@
 
 use crate::error::PluginError;
 use crate::runtime::ModelBundle;
-use asg_dicom::{preprocess, read_bytes, Image, Letterbox, Normalisation, ReadOptions};
+use asg_dicom::{preprocess_image, read_bytes, Image, Letterbox, Normalisation, ReadOptions};
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
@@ -117,13 +117,7 @@ impl ModelBundle {
             mean: m.input.mean,
             std: m.input.std,
         };
-        let input = preprocess(
-            &image.display(),
-            image.width,
-            image.height,
-            m.input.size,
-            norm,
-        );
+        let input = preprocess_image(image, m.input.size, norm);
         let preprocess_ms = ms_since(t0);
 
         let t1 = Instant::now();
