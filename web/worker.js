@@ -1,5 +1,5 @@
 // Runs the WebAssembly analyzer off the main thread so the page never freezes.
-import init, { Analyzer, displayImage } from "./pkg/asg_wasm.js";
+import init, { Analyzer } from "./pkg/asg_wasm.js";
 
 let analyzer = null;
 
@@ -28,10 +28,13 @@ self.onmessage = async (event) => {
     } else if (type === "analyze") {
       if (!analyzer) throw new Error("the model is not loaded");
       const bytes = new Uint8Array(event.data.bytes);
-      const display = displayImage(bytes, event.data.name);
+      // One decode serves the analysis and the picture.
+      const result = analyzer.analyzeWithDisplay(bytes, event.data.name);
+      const analysis = JSON.parse(result.json);
+      const display = result.takeDisplay();
+      result.free();
       const image = { width: display.width, height: display.height, rgba: display.rgba };
       display.free();
-      const analysis = JSON.parse(analyzer.analyze(bytes, event.data.name));
       self.postMessage({ id, ok: true, analysis, image }, [image.rgba.buffer]);
     }
   } catch (e) {

@@ -100,13 +100,25 @@ impl ModelBundle {
         source_name: &str,
         options: &ReadOptions,
     ) -> Result<Analysis, PluginError> {
+        self.analyze_dicom_image(bytes, source_name, options)
+            .map(|(analysis, _)| analysis)
+    }
+
+    /// Like [`ModelBundle::analyze_dicom`], also returning the decoded image (for a viewer that
+    /// draws it: one decode serves both).
+    pub fn analyze_dicom_image(
+        &self,
+        bytes: &[u8],
+        source_name: &str,
+        options: &ReadOptions,
+    ) -> Result<(Analysis, Image), PluginError> {
         let start = Instant::now();
         let image = read_bytes(bytes, source_name, options)?;
         let decode_ms = ms_since(start);
         let mut analysis = self.analyze(&image)?;
         analysis.timings.decode_ms = decode_ms;
         analysis.timings.total_ms += decode_ms;
-        Ok(analysis)
+        Ok((analysis, image))
     }
 
     /// Analyses a decoded image.

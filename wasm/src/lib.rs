@@ -40,6 +40,25 @@ impl Analyzer {
         serde_json::to_string(&analysis).map_err(|e| JsError::new(&e.to_string()))
     }
 
+    /// Analyses one DICOM file's bytes and renders it for display, decoding it once: returns the
+    /// analysis JSON and the display image together.
+    #[wasm_bindgen(js_name = analyzeWithDisplay)]
+    pub fn analyze_with_display(
+        &self,
+        dicom_bytes: &[u8],
+        name: &str,
+    ) -> Result<AnalyzedImage, JsError> {
+        let (analysis, image) = self
+            .bundle
+            .analyze_dicom_image(dicom_bytes, name, &dicom::ReadOptions::default())
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        let json = serde_json::to_string(&analysis).map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(AnalyzedImage {
+            json,
+            display: Some(render(&image)),
+        })
+    }
+
     /// The bundle's manifest as JSON text.
     pub fn manifest(&self) -> String {
         self.bundle.manifest.to_json()
@@ -73,11 +92,37 @@ impl DisplayImage {
     }
 }
 
+/// An analysis (JSON text) with the image it was made from, rendered for display.
+#[wasm_bindgen]
+pub struct AnalyzedImage {
+    json: String,
+    display: Option<DisplayImage>,
+}
+
+#[wasm_bindgen]
+impl AnalyzedImage {
+    /// The analysis as JSON text (the same layout as `asg analyze`).
+    #[wasm_bindgen(getter)]
+    pub fn json(&self) -> String {
+        self.json.clone()
+    }
+
+    /// Takes the display image out (once; later calls return undefined).
+    #[wasm_bindgen(js_name = takeDisplay)]
+    pub fn take_display(&mut self) -> Option<DisplayImage> {
+        self.display.take()
+    }
+}
+
 /// Decodes a DICOM file and renders it with its VOI window (MONOCHROME1 inverted) for display.
 #[wasm_bindgen(js_name = displayImage)]
 pub fn display_image(dicom_bytes: &[u8], name: &str) -> Result<DisplayImage, JsError> {
     let image = dicom::read_bytes(dicom_bytes, name, &dicom::ReadOptions::default())
         .map_err(|e| JsError::new(&e.to_string()))?;
+    Ok(render(&image))
+}
+
+fn render(image: &dicom::Image) -> DisplayImage {
     let rgba = image
         .display()
         .iter()
@@ -86,9 +131,9 @@ pub fn display_image(dicom_bytes: &[u8], name: &str) -> Result<DisplayImage, JsE
             [g, g, g, 255]
         })
         .collect();
-    Ok(DisplayImage {
+    DisplayImage {
         width: image.width,
         height: image.height,
         rgba,
-    })
+    }
 }
