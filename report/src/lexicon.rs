@@ -36,6 +36,9 @@ pub enum CueKind {
     Pseudo,
     Normal,
     ScopeEnd,
+    /// A phrase that contains a finding's word but is not that finding ("pericardial effusion",
+    /// "massive"): read as plain words.
+    NotAFinding,
 }
 
 /// What a matched phrase means.
@@ -230,6 +233,7 @@ impl Lexicon {
                 "pseudo" => CueKind::Pseudo,
                 "normal" => CueKind::Normal,
                 "scope-end" => CueKind::ScopeEnd,
+                "not-finding" => CueKind::NotAFinding,
                 other => return Err(format!("cues.tsv: {phrase}: unknown kind {other:?}")),
             };
             cues.entry(phrase_tokens(phrase)).or_default().push(kind);
@@ -273,6 +277,24 @@ mod tests {
     #[test]
     fn the_tables_load() {
         Lexicon::load().unwrap();
+    }
+
+    #[test]
+    fn every_chest_imagenome_label_is_one_the_dataset_has() {
+        let known: Vec<&str> = include_str!("../data/imagenome_labels.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .collect();
+        assert_eq!(known.len(), 79);
+        for f in &Lexicon::load().unwrap().findings {
+            for label in &f.imagenome {
+                assert!(
+                    known.contains(label),
+                    "{}: {label:?} is not a Chest ImaGenome label",
+                    f.tag
+                );
+            }
+        }
     }
 
     #[test]

@@ -153,6 +153,9 @@ fn items(toks: &[Token]) -> Vec<Item> {
                     .find(|m| matches!(m, Meaning::Finding(_)))
                     .unwrap_or(&meanings[0]);
                 out.push(match m {
+                    Meaning::Cue(kinds) if kinds.contains(&CueKind::NotAFinding) => {
+                        Item::Word(norms[i..i + len].join(" "))
+                    }
                     Meaning::Finding(tag) => Item::Finding {
                         tag: *tag,
                         start,

@@ -319,3 +319,23 @@ fn any_text_parses_without_panic() {
     assert!(r.sentences.len() > 5_000);
     assert_eq!(r.tags.get("nodule"), Some(&Positive));
 }
+
+/// A regression floor on the two public evaluation sets (the scores themselves are in the
+/// crate's README): a vocabulary or scope change that loses ground fails here.
+#[test]
+fn the_public_evaluation_sets_keep_their_scores() {
+    for (file, floor) in [
+        (include_str!("../eval/sentences.tsv"), 0.95),
+        (include_str!("../eval/chexpert_phrases.tsv"), 0.95),
+    ] {
+        let examples = asg_report::eval::read_examples(file).unwrap();
+        assert!(examples.len() >= 20);
+        let e = asg_report::eval::evaluate(&examples);
+        assert!(
+            e.overall.f1() >= floor,
+            "F1 {:.3} < {floor}: {:?}",
+            e.overall.f1(),
+            e.disagreements
+        );
+    }
+}
