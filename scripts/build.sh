@@ -7,6 +7,7 @@ target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import j
 
 cargo build --release -p asg-plugin -p asg-trainer
 "$target_dir/release/asg-train" init --out target/bundle
-"$target_dir/release/asg-train" synth --n 3 --seed 1 --size 1024 --out target/demo >/dev/null
+rm -rf target/demo
+"$target_dir/release/asg-train" synth --n 3 --seed 1 --size 1024 --out target/demo
 bash scripts/build-web.sh target/bundle
 echo "built: $target_dir/release/asg, $target_dir/release/asg-train, target/bundle, target/demo, web/"

@@ -18,16 +18,22 @@ echo "== asg-dicom vs pydicom on the pydicom wheel's test files"
   || { cat target/conformance.md; exit 1; }
 tail -n 2 target/conformance.md
 
+echo "== phantom set read by an independent reader (pydicom)"
+rm -rf target/phantom-check
+"$target_dir/debug/asg-train" synth --n 60 --seed 3 --size 256 --errors --out target/phantom-check 2>/dev/null
+.venv/bin/python bench/phantom_check.py target/phantom-check
+
 echo "== browser test"
 e2e=target/e2e
 rm -rf "$e2e" && mkdir -p "$e2e"
 "$target_dir/debug/asg-train" init --out "$e2e/bundle" --seed 2
 bash scripts/build-web.sh "$e2e/bundle"
-"$target_dir/debug/asg-train" synth --n 1 --seed 7 --size 700 --out "$e2e/dicom" >/dev/null
-"$target_dir/debug/asg" analyze "$e2e/dicom/phantom_00000.dcm" --model "$e2e/bundle" >"$e2e/native.json"
+"$target_dir/debug/asg-train" synth --n 1 --seed 7 --size 700 --fixed-format --out "$e2e/dicom" 2>/dev/null
+dicom="$(find "$e2e/dicom/files" -name '*.dcm' | head -n 1)"
+"$target_dir/debug/asg" analyze "$dicom" --model "$e2e/bundle" >"$e2e/native.json"
 (
   cd tests/browser
-  ASG_WEB_DIR=../../web ASG_DICOM="../../$e2e/dicom/phantom_00000.dcm" \
+  ASG_WEB_DIR=../../web ASG_DICOM="../../$dicom" \
   ASG_NATIVE_JSON="../../$e2e/native.json" ASG_SCREENSHOT="../../$e2e/viewer.png" \
     node --test
 )

@@ -24,7 +24,10 @@ fn analyze_prints_the_model_outputs_as_json() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     assert_eq!(json["schema_version"], 1);
     assert_eq!(json["image"]["width"], 300);
-    assert_eq!(json["image"]["view_position"], "PA");
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.dicom(0).with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(json["image"]["view_position"], truth["view"]);
     assert_eq!(json["warnings"].as_array().unwrap().len(), 0);
     let findings = json["findings"].as_array().unwrap();
     assert_eq!(findings.len(), 40);
@@ -184,6 +187,34 @@ fn dicom_info_and_pixels_for_outside_checks() {
     let truth: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fx.dicom(0).with_extension("json")).unwrap())
             .unwrap();
-    let rendered = asg_phantom::render(96, truth["seed"].as_u64().unwrap());
-    assert_eq!(values, rendered.pixels);
+    let study = asg_phantom::generate(
+        truth["seed"].as_u64().unwrap(),
+        truth["index"].as_u64().unwrap(),
+        &asg_phantom::Options {
+            size: 96,
+            normal_share: 0.3,
+            vary_format: false,
+        },
+    );
+    assert_eq!(values, study.rendered.pixels);
+}
+
+#[test]
+fn a_synthetic_archive_is_analysed_whole_and_its_reports_and_indexes_are_passed_over() {
+    let fx = Fixture::new(64, 0, 128);
+    let set = fx.dicom_dir().join("set");
+    let status = std::process::Command::new(asg_e2e::binary("asg-train"))
+        .args([
+            "synth", "--n", "3", "--seed", "5", "--size", "128", "--errors", "--out",
+        ])
+        .arg(&set)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = analyze(&[set.as_os_str(), "--model".as_ref(), fx.bundle().as_os_str()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
 }

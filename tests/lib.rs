@@ -40,15 +40,20 @@ impl Fixture {
 
 /// The `asg` binary next to this test executable's folder (target/<profile>/asg).
 pub fn asg_binary() -> PathBuf {
+    binary("asg")
+}
+
+/// One of the workspace's binaries (`asg`, `asg-train`), beside the test executable.
+pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir: &Path = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>");
-    let bin = profile_dir.join(format!("asg{}", std::env::consts::EXE_SUFFIX));
+    let bin = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo build -p asg-plugin` (or `cargo test --workspace`)",
+        "{} is missing: run `cargo test --workspace` (it builds every binary)",
         bin.display()
     );
     bin

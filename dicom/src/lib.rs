@@ -22,5 +22,6 @@ pub use preprocess::{
 };
 pub use read::{read_bytes, read_file, read_meta_bytes, Image, ImageMeta, ReadOptions, VoiWindow};
 pub use write::{
-    uid_from_u128, write_file, NewImage, SOP_CLASS_DX_PRESENTATION, SOP_CLASS_SECONDARY_CAPTURE,
+    uid_from_u128, write_file, NewImage, TransferSyntax, SOP_CLASS_DX_PRESENTATION,
+    SOP_CLASS_SECONDARY_CAPTURE,
 };

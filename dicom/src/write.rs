@@ -1,5 +1,6 @@
-//! Writing single-frame monochrome DX and Secondary Capture images (explicit VR little endian),
-//! used by the phantom generator and by tests. Files are written under a temporary name and
+//! Writing single-frame monochrome DX and Secondary Capture images (explicit or implicit VR little
+//! endian, or deflated explicit VR little endian; 8 or 16 bits allocated), used by the phantom
+//! generator and by tests. Files are written under a temporary name and
 //! renamed, so a failed write never leaves a half file under the final name.
 
 use crate::error::{DicomError, DicomErrorKind};
@@ -14,7 +15,27 @@ use std::path::Path;
 pub const SOP_CLASS_DX_PRESENTATION: &str = "1.2.840.10008.5.1.4.1.1.1.1";
 /// Secondary Capture Image Storage.
 pub const SOP_CLASS_SECONDARY_CAPTURE: &str = "1.2.840.10008.5.1.4.1.1.7";
-const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+
+/// The transfer syntaxes the writer produces (native pixel data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum TransferSyntax {
+    #[default]
+    ExplicitVrLittleEndian,
+    ImplicitVrLittleEndian,
+    /// Needs the `codecs` feature (deflate).
+    DeflatedExplicitVrLittleEndian,
+}
+
+impl TransferSyntax {
+    /// The transfer syntax UID.
+    pub fn uid(self) -> &'static str {
+        match self {
+            TransferSyntax::ExplicitVrLittleEndian => "1.2.840.10008.1.2.1",
+            TransferSyntax::ImplicitVrLittleEndian => "1.2.840.10008.1.2",
+            TransferSyntax::DeflatedExplicitVrLittleEndian => "1.2.840.10008.1.2.1.99",
+        }
+    }
+}
 /// Our implementation class UID (under the UUID-derived root 2.25).
 const IMPLEMENTATION_CLASS_UID: &str = "2.25.302043462331953486468745563893361840923";
 
@@ -48,6 +69,7 @@ pub struct NewImage {
     pub patient_name: String,
     pub patient_id: String,
     pub study_description: Option<String>,
+    pub transfer_syntax: TransferSyntax,
 }
 
 fn ds(v: f64) -> String {
@@ -151,20 +173,34 @@ impl NewImage {
         put_us(tags::SAMPLES_PER_PIXEL, 1);
         put_us(tags::ROWS, self.rows as u16);
         put_us(tags::COLUMNS, self.columns as u16);
-        put_us(tags::BITS_ALLOCATED, 16);
+        // 8 bits allocated when the values fit, as 8-bit detectors and secondary captures do.
+        let eight = self.bits_stored <= 8;
+        put_us(tags::BITS_ALLOCATED, if eight { 8 } else { 16 });
         put_us(tags::BITS_STORED, self.bits_stored);
         put_us(tags::HIGH_BIT, self.bits_stored - 1);
         put_us(tags::PIXEL_REPRESENTATION, 0);
-        obj.put(DataElement::new(
-            tags::PIXEL_DATA,
-            VR::OW,
-            PrimitiveValue::U16(self.pixels.clone().into()),
-        ));
+        if eight {
+            let mut bytes: Vec<u8> = self.pixels.iter().map(|&p| p as u8).collect();
+            if bytes.len() % 2 == 1 {
+                bytes.push(0);
+            }
+            obj.put(DataElement::new(
+                tags::PIXEL_DATA,
+                VR::OB,
+                PrimitiveValue::U8(bytes.into()),
+            ));
+        } else {
+            obj.put(DataElement::new(
+                tags::PIXEL_DATA,
+                VR::OW,
+                PrimitiveValue::U16(self.pixels.clone().into()),
+            ));
+        }
         obj
     }
 }
 
-/// Writes `image` as a DICOM Part 10 file (preamble, meta header, explicit VR little endian).
+/// Writes `image` as a DICOM Part 10 file (preamble, meta header, the image's transfer syntax).
 /// The file appears under `path` only once it is complete.
 pub fn write_file(path: &Path, image: &NewImage) -> Result<(), DicomError> {
     let name = path.display().to_string();
@@ -176,7 +212,7 @@ pub fn write_file(path: &Path, image: &NewImage) -> Result<(), DicomError> {
         .to_object()
         .with_meta(
             FileMetaTableBuilder::new()
-                .transfer_syntax(EXPLICIT_VR_LE)
+                .transfer_syntax(image.transfer_syntax.uid())
                 .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
                 .implementation_version_name("ASG_0_1"),
         )

@@ -34,6 +34,7 @@ fn base_file(rows: u32, columns: u32, photometric: &str) -> Vec<u8> {
         patient_name: "MUTANT^X".into(),
         patient_id: "M1".into(),
         study_description: Some("mutations".into()),
+        transfer_syntax: TransferSyntax::ExplicitVrLittleEndian,
     };
     write_file(&path, &image).unwrap();
     std::fs::read(&path).unwrap()

@@ -26,6 +26,7 @@ fn sample(rows: u32, columns: u32) -> NewImage {
         patient_name: "PHANTOM^ONE".into(),
         patient_id: "PH0001".into(),
         study_description: None,
+        transfer_syntax: TransferSyntax::ExplicitVrLittleEndian,
     }
 }
 
@@ -237,5 +238,39 @@ fn fused_preprocessing_equals_display_then_resize_exactly() {
         let b = preprocess_image(&read, 32, norm);
         assert_eq!(a.letterbox, b.letterbox);
         assert_eq!(a.tensor, b.tensor, "{photometric}");
+    }
+}
+
+#[test]
+fn every_written_transfer_syntax_and_bit_depth_reads_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    for ts in [
+        TransferSyntax::ExplicitVrLittleEndian,
+        TransferSyntax::ImplicitVrLittleEndian,
+        TransferSyntax::DeflatedExplicitVrLittleEndian,
+    ] {
+        for bits in [8u16, 10, 12, 16] {
+            let mut img = sample(7, 9); // odd pixel count: the 8-bit Pixel Data is padded
+            let max = ((1u32 << bits) - 1) as u16;
+            img.pixels = (0..63u32)
+                .map(|i| ((i * 977) % (max as u32 + 1)) as u16)
+                .collect();
+            img.bits_stored = bits;
+            img.transfer_syntax = ts;
+            img.rescale_slope = 1.0;
+            img.rescale_intercept = 0.0;
+            let path = write(dir.path(), &img);
+            let read = read_file(
+                &path,
+                &ReadOptions {
+                    keep_stored: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap_or_else(|e| panic!("{ts:?} {bits}: {e}"));
+            let stored: Vec<i64> = img.pixels.iter().map(|&p| p as i64).collect();
+            assert_eq!(read.stored.as_deref(), Some(&stored[..]), "{ts:?} {bits}");
+            assert_eq!(read.meta.transfer_syntax_uid, ts.uid(), "{ts:?}");
+        }
     }
 }

@@ -1,279 +1,178 @@
-//! asg-phantom: synthetic frontal chest radiographs with known anatomy, written as real DICOM.
+//! Synthetic frontal chest radiographs with full ground truth.
 //!
-//! This is the first, simple renderer: tissue volumes are ellipsoids, the detector value is the
-//! attenuation integrated along each ray (what the log of an X-ray transmission gives), plus
-//! quantum-like noise. Every region drawn comes with its box in image pixels.
+//! Each study is drawn from a seed and an index alone (same seed, same bytes, whatever the thread
+//! count): a patient ([`anatomy`]), findings placed in that anatomy ([`findings`]), an X-ray
+//! projection of both ([`render`]), the 29 Chest ImaGenome region boxes taken from the geometry
+//! ([`regions`]), a report in the style of real ones with its triplets ([`report`]), and the files:
+//! DICOM through asg-dicom, a Chest ImaGenome-format scene graph, the report text ([`write`]).
 
-#![forbid(unsafe_code)]
+pub mod anatomy;
+pub mod findings;
+pub mod raster;
+pub mod regions;
+pub mod render;
+pub mod report;
+pub mod scene_graph;
+pub mod set;
+pub mod sheet;
+pub mod write;
 
-use asg_dicom::{
-    uid_from_u128, write_file, DicomError, NewImage, VoiWindow, SOP_CLASS_DX_PRESENTATION,
-};
+pub use anatomy::{Side, View};
+pub use findings::Findings;
+pub use regions::RegionBox;
+pub use write::{write_phantom, write_study, PhantomError, SplitName, WrittenStudy};
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
 
-/// A region's box in image pixels: x1, y1 (top-left) to x2, y2 (bottom-right), exclusive edges.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RegionBox {
-    pub name: String,
-    pub bbox: [f32; 4],
-}
+/// The largest image side the generator writes.
+pub const MAX_SIZE: u32 = 3000;
 
-/// One rendered study: stored pixel values and the ground truth.
+/// What to generate.
 #[derive(Debug, Clone)]
-pub struct Phantom {
+pub struct Options {
+    /// Pixels along the longer side of the image (8..=3000).
     pub size: u32,
-    pub pixels: Vec<u16>,
-    pub regions: Vec<RegionBox>,
-    pub seed: u64,
+    /// Share of normal studies.
+    pub normal_share: f64,
+    /// Vary the file format (transfer syntax, bit depth, MONOCHROME1/2, detector size and aspect);
+    /// off: explicit VR little endian, 12 bits, MONOCHROME2, square 430 mm field.
+    pub vary_format: bool,
 }
 
-/// An ellipsoid of tissue seen from the front: centre, semi-axes in the image plane, depth, and
-/// linear attenuation relative to soft tissue (air in the lungs is negative).
-struct Volume {
-    cx: f32,
-    cy: f32,
-    ax: f32,
-    ay: f32,
-    depth: f32,
-    mu: f32,
-}
-
-impl Volume {
-    fn path(&self, x: f32, y: f32) -> f32 {
-        let (dx, dy) = ((x - self.cx) / self.ax, (y - self.cy) / self.ay);
-        let r = 1.0 - dx * dx - dy * dy;
-        if r > 0.0 {
-            self.mu * self.depth * r.sqrt()
-        } else {
-            0.0
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            size: 512,
+            normal_share: 0.3,
+            vary_format: true,
         }
     }
-
-    fn bbox(&self) -> [f32; 4] {
-        [
-            self.cx - self.ax,
-            self.cy - self.ay,
-            self.cx + self.ax,
-            self.cy + self.ay,
-        ]
-    }
 }
 
-/// Renders one frontal chest phantom of `size` x `size` pixels from `seed`.
-pub fn render(size: u32, seed: u64) -> Phantom {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let s = size as f32;
-    let mut jitter = |v: f32, spread: f32| v + rng.random_range(-spread..=spread);
-    let body = Volume {
-        cx: jitter(0.5, 0.02) * s,
-        cy: 0.55 * s,
-        ax: jitter(0.44, 0.03) * s,
-        ay: 0.55 * s,
-        depth: 1.0,
-        mu: 1.0,
-    };
-    let lung_y = jitter(0.45, 0.03) * s;
-    let lung_h = jitter(0.27, 0.03) * s;
-    let right_lung = Volume {
-        cx: body.cx - jitter(0.17, 0.02) * s,
-        cy: lung_y,
-        ax: jitter(0.13, 0.015) * s,
-        ay: lung_h,
-        depth: 0.8,
-        mu: -0.85,
-    };
-    let left_lung = Volume {
-        cx: body.cx + jitter(0.17, 0.02) * s,
-        cy: lung_y,
-        ax: jitter(0.12, 0.015) * s,
-        ay: lung_h * 0.97,
-        depth: 0.8,
-        mu: -0.85,
-    };
-    let heart_w = jitter(0.13, 0.03) * s;
-    let heart = Volume {
-        cx: body.cx + 0.04 * s,
-        cy: lung_y + 0.14 * s,
-        ax: heart_w,
-        ay: 0.11 * s,
-        depth: 0.5,
-        mu: 0.9,
-    };
-    let spine = Volume {
-        cx: body.cx,
-        cy: 0.55 * s,
-        ax: 0.035 * s,
-        ay: 0.6 * s,
-        depth: 0.25,
-        mu: 2.5,
-    };
-    let trachea = Volume {
-        cx: body.cx,
-        cy: lung_y - 0.22 * s,
-        ax: 0.018 * s,
-        ay: 0.12 * s,
-        depth: 0.1,
-        mu: -1.0,
-    };
-    let volumes = [&body, &right_lung, &left_lung, &heart, &spine, &trachea];
-
-    let mut pixels = Vec::with_capacity((size * size) as usize);
-    for y in 0..size {
-        for x in 0..size {
-            let (fx, fy) = (x as f32 + 0.5, y as f32 + 0.5);
-            let mut attenuation: f32 = volumes.iter().map(|v| v.path(fx, fy)).sum();
-            // Ribs: faint periodic arcs over the lungs.
-            let rib = ((fy / s * 28.0 + ((fx / s - 0.5).abs() * 6.0)).sin())
-                .max(0.0)
-                .powi(8)
-                * 0.12;
-            attenuation +=
-                rib * ((right_lung.path(fx, fy) + left_lung.path(fx, fy)) < 0.0) as u8 as f32;
-            let noise: f32 = rng.random_range(-0.02..0.02);
-            let value = ((attenuation.max(0.0) + 0.05 + noise) * 2400.0).clamp(0.0, 4095.0);
-            pixels.push(value as u16);
-        }
-    }
-    let clip = |b: [f32; 4]| b.map(|v| v.clamp(0.0, s));
-    // The cardiac silhouette is the heart's visible outline; the mediastinum spans the spine width
-    // up to the heart. Lung boxes are the air volumes.
-    let regions = vec![
-        RegionBox {
-            name: "right lung".into(),
-            bbox: clip(right_lung.bbox()),
-        },
-        RegionBox {
-            name: "left lung".into(),
-            bbox: clip(left_lung.bbox()),
-        },
-        RegionBox {
-            name: "cardiac silhouette".into(),
-            bbox: clip(heart.bbox()),
-        },
-        RegionBox {
-            name: "trachea".into(),
-            bbox: clip(trachea.bbox()),
-        },
-    ];
-    Phantom {
-        size,
-        pixels,
-        regions,
-        seed,
-    }
+/// How the image is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Format {
+    pub transfer_syntax: asg_dicom::TransferSyntax,
+    pub bits_stored: u16,
+    pub monochrome1: bool,
 }
 
-/// The ground truth written next to each phantom DICOM file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Truth {
-    pub image: String,
-    pub seed: u64,
-    pub width: u32,
-    pub height: u32,
+/// One generated study: the image, its truth and its report.
+#[derive(Debug, Clone)]
+pub struct Study {
+    pub index: u64,
+    /// A hex id in the manner of MIMIC-CXR's dicom ids.
+    pub image_id: String,
+    pub study_id: u64,
+    pub subject_id: u64,
+    pub anatomy: anatomy::Anatomy,
+    pub findings: Findings,
+    pub rendered: render::Rendered,
     pub regions: Vec<RegionBox>,
+    pub format: Format,
+    pub report: report::Report,
+    /// Seeds the report's wording (a report with an injected error reuses it).
+    pub report_seed: u64,
 }
 
-/// Errors from writing a phantom set.
-#[derive(Debug, thiserror::Error)]
-pub enum PhantomError {
-    #[error(transparent)]
-    Dicom(#[from] DicomError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+/// The per-image seed: the set's seed and the image's index, mixed (SplitMix64).
+pub fn image_seed(seed: u64, index: u64) -> u64 {
+    let mut z = seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
-/// Renders phantom `index` of the set seeded by `seed` and writes `<out>/phantom_<index>.dcm`
-/// (DX, explicit VR little endian) and its `.json` ground truth. Returns the DICOM path.
-pub fn write_phantom(
-    out: &Path,
-    size: u32,
-    seed: u64,
-    index: u32,
-) -> Result<PathBuf, PhantomError> {
-    let image_seed = seed.wrapping_mul(1_000_003).wrapping_add(index as u64);
-    let p = render(size, image_seed);
-    let stem = format!("phantom_{index:05}");
-    let dcm = out.join(format!("{stem}.dcm"));
-    let uid = |k: u128| uid_from_u128(((image_seed as u128) << 8 | k) + (1u128 << 100));
-    let image = NewImage {
-        rows: size,
-        columns: size,
-        pixels: p.pixels,
-        bits_stored: 12,
-        photometric_interpretation: "MONOCHROME2".into(),
-        rescale_slope: 1.0,
-        rescale_intercept: 0.0,
-        window: Some(VoiWindow {
-            center: 2048.0,
-            width: 4096.0,
-        }),
-        pixel_spacing_mm: Some([430.0 / size as f64; 2]),
-        view_position: Some("PA".into()),
-        modality: "DX".into(),
-        sop_class_uid: SOP_CLASS_DX_PRESENTATION.into(),
-        study_instance_uid: uid(1),
-        series_instance_uid: uid(2),
-        sop_instance_uid: uid(3),
-        patient_name: format!("PHANTOM^{index:05}"),
-        patient_id: format!("PH{image_seed}"),
-        study_description: Some("Synthetic chest phantom".into()),
-    };
-    write_file(&dcm, &image)?;
-    let truth = Truth {
-        image: format!("{stem}.dcm"),
-        seed: image_seed,
-        width: size,
-        height: size,
-        regions: p.regions,
-    };
-    let json_path = out.join(format!("{stem}.json"));
-    let text = serde_json::to_string_pretty(&truth).map_err(|e| PhantomError::Io {
-        path: json_path.clone(),
-        source: e.into(),
-    })?;
-    std::fs::write(&json_path, text).map_err(|source| PhantomError::Io {
-        path: json_path,
-        source,
-    })?;
-    Ok(dcm)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rendering_is_deterministic_and_lungs_are_darker_than_the_heart() {
-        let a = render(128, 7);
-        let b = render(128, 7);
-        assert_eq!(a.pixels, b.pixels);
-        assert_ne!(a.pixels, render(128, 8).pixels);
-        let mean_in = |name: &str| {
-            let bb = &a.regions.iter().find(|r| r.name == name).unwrap().bbox;
-            let (cx, cy) = (
-                ((bb[0] + bb[2]) / 2.0) as usize,
-                ((bb[1] + bb[3]) / 2.0) as usize,
-            );
-            a.pixels[cy * 128 + cx] as f32
+/// Generates study `index` of the set seeded by `seed`.
+pub fn generate(seed: u64, index: u64, options: &Options) -> Study {
+    let mut rng = ChaCha8Rng::seed_from_u64(image_seed(seed, index));
+    let size = options.size.clamp(8, MAX_SIZE) as usize;
+    let (width_mm, height_mm, format) = if options.vary_format {
+        let (w, h) = match rng.random_range(0..4) {
+            0 => (350.0, 430.0),
+            1 => (430.0, 350.0),
+            _ => (430.0, 430.0),
         };
-        assert!(mean_in("right lung") < mean_in("cardiac silhouette"));
-    }
-
-    #[test]
-    fn written_phantom_reads_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = write_phantom(dir.path(), 96, 1, 0).unwrap();
-        let img = asg_dicom::read_file(&path, &Default::default()).unwrap();
-        assert_eq!((img.width, img.height), (96, 96));
-        let truth: Truth =
-            serde_json::from_str(&std::fs::read_to_string(path.with_extension("json")).unwrap())
-                .unwrap();
-        assert_eq!(truth.regions.len(), 4);
+        let transfer_syntax = match rng.random_range(0..4) {
+            0 => asg_dicom::TransferSyntax::ImplicitVrLittleEndian,
+            1 => asg_dicom::TransferSyntax::DeflatedExplicitVrLittleEndian,
+            _ => asg_dicom::TransferSyntax::ExplicitVrLittleEndian,
+        };
+        let bits_stored = [8, 10, 12, 12, 14, 16][rng.random_range(0..6)];
+        (
+            w,
+            h,
+            Format {
+                transfer_syntax,
+                bits_stored,
+                monochrome1: rng.random_bool(0.25),
+            },
+        )
+    } else {
+        (
+            430.0,
+            430.0,
+            Format {
+                transfer_syntax: asg_dicom::TransferSyntax::ExplicitVrLittleEndian,
+                bits_stored: 12,
+                monochrome1: false,
+            },
+        )
+    };
+    let (width, height) = if width_mm >= height_mm {
+        (
+            size,
+            ((size as f64) * height_mm / width_mm).round().max(1.0) as usize,
+        )
+    } else {
+        (
+            ((size as f64) * width_mm / height_mm).round().max(1.0) as usize,
+            size,
+        )
+    };
+    let plan = findings::plan(&mut rng, options.normal_share);
+    let anatomy = anatomy::Anatomy::sample(
+        &mut rng,
+        plan.view,
+        width_mm,
+        height_mm,
+        plan.ctr,
+        plan.elevated,
+    );
+    let findings = findings::sample(&mut rng, &plan, &anatomy);
+    let detector = render::Detector::sample(&mut rng, format.bits_stored, plan.view);
+    let marker = rng.random_bool(0.8);
+    let rendered = render::render(
+        &mut rng, &anatomy, &findings, width, height, &detector, marker,
+    );
+    let regions = regions::region_boxes(&anatomy, width, height);
+    let report_seed = rng.random::<u64>();
+    let report = report::write_report(
+        &mut ChaCha8Rng::seed_from_u64(report_seed),
+        &anatomy,
+        &findings,
+    );
+    let image_id = format!(
+        "{:08x}-{:08x}-{:08x}-{:08x}-{:08x}",
+        rng.random::<u32>(),
+        rng.random::<u32>(),
+        rng.random::<u32>(),
+        rng.random::<u32>(),
+        rng.random::<u32>()
+    );
+    Study {
+        index,
+        image_id,
+        study_id: 50_000_000 + (image_seed(seed, index) % 10_000_000),
+        subject_id: 10_000_000 + (image_seed(seed ^ 0xA5A5, index) % 10_000_000),
+        anatomy,
+        findings,
+        rendered,
+        regions,
+        format,
+        report,
+        report_seed,
     }
 }

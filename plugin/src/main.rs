@@ -213,6 +213,26 @@ fn report(input: Option<PathBuf>, json: bool, eval: Option<PathBuf>) -> anyhow::
     Ok(())
 }
 
+/// Inside folders, the files taken as DICOM: a .dcm/.dicom/.dic name, no extension (as archives
+/// often name them), or the "DICM" mark at byte 128. Reports, JSON, CSV and pictures beside the
+/// images are passed over; a file named on the command line is always read.
+fn looks_like_dicom(path: &Path) -> bool {
+    match path
+        .extension()
+        .map(|x| x.to_string_lossy().to_ascii_lowercase())
+    {
+        None => true,
+        Some(x) if matches!(x.as_str(), "dcm" | "dicom" | "dic") => true,
+        Some(_) => {
+            use std::io::Read;
+            let mut head = [0u8; 132];
+            std::fs::File::open(path)
+                .and_then(|mut f| f.read_exact(&mut head))
+                .is_ok_and(|()| &head[128..] == b"DICM")
+        }
+    }
+}
+
 fn collect_files(input: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     if input.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(input)
@@ -228,10 +248,7 @@ fn collect_files(input: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
             }
             if e.is_dir() {
                 collect_files(&e, out)?;
-            } else if e
-                .extension()
-                .is_none_or(|x| !x.eq_ignore_ascii_case("json"))
-            {
+            } else if looks_like_dicom(&e) {
                 out.push(e);
             }
         }

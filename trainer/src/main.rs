@@ -17,17 +17,40 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write synthetic frontal chest radiographs (DICOM) with their ground truth (JSON).
+    /// Write a synthetic study set: frontal chest radiographs (DICOM), reports, Chest
+    /// ImaGenome-format scene graphs and full ground truth, laid out as MIMIC-CXR + Chest
+    /// ImaGenome. Same seed, same bytes.
     Synth {
+        /// Number of studies.
         #[arg(long, default_value_t = 8)]
-        n: u32,
+        n: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Output folder (created).
         #[arg(long)]
         out: PathBuf,
-        /// Image side in pixels.
+        /// Pixels along the image's longer side (64..=3000).
         #[arg(long, default_value_t = 512)]
         size: u32,
+        /// Shares of train:validate:test.
+        #[arg(long, default_value = "8:1:1")]
+        split: String,
+        /// Share of normal studies.
+        #[arg(long, default_value_t = 0.3)]
+        normal_share: f64,
+        /// Also write each report with one injected error (s<study>_with_error.txt) and
+        /// report_errors.csv saying what was changed.
+        #[arg(long)]
+        errors: bool,
+        /// One file format for all (explicit VR LE, 12 bits, MONOCHROME2, square) instead of a mix.
+        #[arg(long)]
+        fixed_format: bool,
+        /// Worker threads (0: all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Also write a contact sheet PNG of the first (up to) 12 studies.
+        #[arg(long)]
+        contact_sheet: Option<PathBuf>,
     },
     /// Write the untrained thin-slice model bundle (random weights, batch norm calibrated on phantoms).
     Init {
@@ -44,6 +67,23 @@ enum Command {
     },
 }
 
+/// Parses "a:b:c" shares.
+fn parse_split(text: &str) -> anyhow::Result<[f64; 3]> {
+    let parts: Vec<f64> = text
+        .split(':')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--split {text:?}: want three numbers as train:validate:test"))?;
+    let [a, b, c] = parts[..] else {
+        anyhow::bail!("--split {text:?}: want three numbers as train:validate:test");
+    };
+    anyhow::ensure!(
+        a >= 0.0 && b >= 0.0 && c >= 0.0 && a + b + c > 0.0,
+        "--split {text:?}: shares must be non-negative and not all zero"
+    );
+    Ok([a, b, c])
+}
+
 /// Errors are printed as one line of causes (no backtrace, whatever RUST_BACKTRACE says).
 fn main() -> std::process::ExitCode {
     match run() {
@@ -57,15 +97,74 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Synth { n, seed, out, size } => {
+        Command::Synth {
+            n,
+            seed,
+            out,
+            size,
+            split,
+            normal_share,
+            errors,
+            fixed_format,
+            threads,
+            contact_sheet,
+        } => {
             anyhow::ensure!(
-                (32..=4096).contains(&size),
-                "--size must be in 32..=4096, got {size}"
+                (64..=asg_phantom::MAX_SIZE).contains(&size),
+                "--size must be in 64..={}, got {size}",
+                asg_phantom::MAX_SIZE
             );
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&normal_share),
+                "--normal-share must be in 0..=1, got {normal_share}"
+            );
+            let shares = parse_split(&split)?;
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            for i in 0..n {
-                let path = asg_phantom::write_phantom(&out, size, seed, i)?;
-                println!("{}", path.display());
+            let options = asg_phantom::set::SetOptions {
+                n,
+                seed,
+                image: asg_phantom::Options {
+                    size,
+                    normal_share,
+                    vary_format: !fixed_format,
+                },
+                split: shares,
+                errors,
+                threads,
+            };
+            let bar = indicatif::ProgressBar::new(n);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} studies  {per_sec}  eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let start = std::time::Instant::now();
+            let summary = asg_phantom::set::write_set(&out, &options, &|| bar.inc(1))?;
+            bar.finish_and_clear();
+            let secs = start.elapsed().as_secs_f64();
+            eprintln!(
+                "wrote {} studies to {} in {secs:.1} s ({:.1} studies/s): train {}, validate {}, test {}; {} normal{}",
+                summary.studies,
+                out.display(),
+                summary.studies as f64 / secs.max(1e-9),
+                summary.per_split[0],
+                summary.per_split[1],
+                summary.per_split[2],
+                summary.normal,
+                if errors {
+                    format!("; {} reports with an injected error", summary.errors)
+                } else {
+                    String::new()
+                }
+            );
+            if let Some(sheet) = contact_sheet {
+                let studies: Vec<_> = (0..n.min(12))
+                    .map(|i| asg_phantom::generate(seed, i, &options.image))
+                    .collect();
+                asg_phantom::sheet::contact_sheet(&studies, 4, 300)
+                    .save(&sheet)
+                    .with_context(|| format!("writing {}", sheet.display()))?;
             }
         }
         Command::Init {
