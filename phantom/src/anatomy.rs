@@ -161,13 +161,14 @@ impl Anatomy {
         // Rotation: the spinous processes move off the midline, the sternum the other way.
         let rotation = range(rng, -8.0, 8.0);
         let spine_x = mid + rotation;
-        let apex_y = range(rng, 40.0, 70.0) * height_mm / 430.0;
+        let apex_y = range(rng, 40.0, 70.0) * (height_mm / 430.0).powi(2);
         let inspiration = if view == View::Ap {
             range(rng, 0.78, 0.95)
         } else {
             range(rng, 0.88, 1.06)
         };
-        let h = 250.0 * scale * inspiration;
+        // The technologist fits the lungs on the detector: the bases stay in the field.
+        let h = (250.0 * scale * inspiration).min(height_mm - apex_y - 75.0);
         let mut dome_y = [apex_y + h, apex_y + h + range(rng, 6.0, 20.0)];
         if let Some(side) = elevated {
             dome_y[side.index()] -= range(rng, 28.0, 45.0);

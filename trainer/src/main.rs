@@ -162,7 +162,7 @@ fn run() -> anyhow::Result<()> {
                 let studies: Vec<_> = (0..n.min(12))
                     .map(|i| asg_phantom::generate(seed, i, &options.image))
                     .collect();
-                asg_phantom::sheet::contact_sheet(&studies, 4, 300)
+                asg_phantom::sheet::contact_sheet(&studies, 4, 256)
                     .save(&sheet)
                     .with_context(|| format!("writing {}", sheet.display()))?;
             }
