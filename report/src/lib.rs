@@ -17,10 +17,12 @@ pub mod eval;
 mod lexicon;
 mod parse;
 pub mod text;
+pub mod tokenizer;
 mod vocabulary;
 
 pub use lexicon::{lexicon, FindingRow, Lexicon};
 pub use parse::{parse, Existence, ParsedReport, Sentence, Triplet, UNSPECIFIED};
+pub use tokenizer::{Encoding, Tokenizer, TokenizerError};
 pub use vocabulary::{finding_index, region_index, region_parent, Region, Side, FINDINGS, REGIONS};
 
 #[cfg(test)]

@@ -1,8 +1,16 @@
-//! asg-trainer: the Candle side of ASG: models, (soon) data sets, losses and training, and the ONNX
-//! export the plugin runs. Binary: `asg-train`.
+//! asg-trainer: the Candle side of ASG: the data set loader (Chest ImaGenome layout), the ASG
+//! model and its losses, training (`asg-train fit`), and the ONNX export the plugin runs.
+//! Binary: `asg-train`.
 
 #![forbid(unsafe_code)]
 
+pub mod asg;
 pub mod bundle;
+pub mod config;
+pub mod data;
+pub mod init;
+pub mod losses;
 pub mod model;
 pub mod onnx;
+pub mod plot;
+pub mod train;

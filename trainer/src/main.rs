@@ -52,6 +52,24 @@ enum Command {
         #[arg(long)]
         contact_sheet: Option<PathBuf>,
     },
+    /// Train the ASG model on a data set in the Chest ImaGenome + MIMIC-CXR layout (or phantoms).
+    Fit {
+        /// The data set folder (see trainer/README.md for its layout).
+        #[arg(long)]
+        data: PathBuf,
+        /// A configuration file (trainer/configs/*.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The run folder: checkpoints, tokenizer, log, loss curve.
+        #[arg(long)]
+        out: PathBuf,
+        /// Continue the run in --out from its last checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// Train on the first CUDA GPU (needs a build with --features cuda).
+        #[arg(long)]
+        cuda: bool,
+    },
     /// Write the untrained thin-slice model bundle (random weights, batch norm calibrated on phantoms).
     Init {
         #[arg(long)]
@@ -166,6 +184,60 @@ fn run() -> anyhow::Result<()> {
                     .save(&sheet)
                     .with_context(|| format!("writing {}", sheet.display()))?;
             }
+        }
+        Command::Fit {
+            data,
+            config,
+            out,
+            resume,
+            cuda,
+        } => {
+            let cfg = asg_trainer::config::Config::from_file(&config)?;
+            let device = if cuda {
+                candle_core::Device::new_cuda(0)
+                    .context("opening CUDA device 0 (built with --features cuda?)")?
+            } else {
+                candle_core::Device::Cpu
+            };
+            let bar = indicatif::ProgressBar::new(cfg.train.steps as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} steps  eta {eta}  {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let mut on_step = |r: &asg_trainer::train::StepReport| {
+                bar.set_position(r.step + 1);
+                let parts: Vec<String> =
+                    r.terms.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
+                bar.set_message(format!(
+                    "loss {:.3} ({}) {:.1} img/s",
+                    r.loss,
+                    parts.join(", "),
+                    r.images_per_second
+                ));
+            };
+            let summary = asg_trainer::train::fit(
+                &cfg,
+                asg_trainer::train::RunOptions {
+                    data: &data,
+                    out: &out,
+                    resume,
+                    device,
+                    stop_at: None,
+                    on_step: &mut on_step,
+                },
+            )?;
+            bar.finish_and_clear();
+            eprintln!(
+                "trained {} steps ({} parameters, {} training studies); total loss {:.4} -> {:.4}; run in {}",
+                summary.steps,
+                summary.parameters,
+                summary.train_examples,
+                summary.first.get("total").copied().unwrap_or(f64::NAN),
+                summary.last.get("total").copied().unwrap_or(f64::NAN),
+                out.display()
+            );
         }
         Command::Init {
             out,

@@ -1,0 +1,548 @@
+//! The ASG model in Candle (DESIGN.md, "The model"): a convolutional image encoder giving a global
+//! feature and a grid of local features, a transformer text encoder over the report, projection
+//! heads into a shared L2-normalised space, a Query2Label tag decoder (learned tag queries
+//! cross-attending the grid; its attention is the per-finding heatmap), an anatomy box head (29
+//! learned region queries through the same kind of decoder), and a region-finding head over
+//! region features pooled from the grid.
+//!
+//! Everything that trains uses composed operations (softmax, layer norm, sigmoid written out):
+//! Candle's fused versions have no backward pass and would silently stop gradients.
+
+use crate::config::ModelConfig;
+use candle_core::{DType, Device, Module, ModuleT, Result, Tensor, D};
+use candle_nn::{BatchNorm, Conv2d, Embedding, Linear, VarBuilder};
+
+/// Number of Chest ImaGenome regions and of finding tags.
+pub const REGIONS: usize = 29;
+pub const FINDINGS: usize = 40;
+const LN_EPS: f32 = 1e-5;
+const BN_EPS: f64 = 1e-5;
+const NORM_EPS: f64 = 1e-6;
+
+/// Rows scaled to unit L2 norm.
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let norm = (x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()? + NORM_EPS)?;
+    x.broadcast_div(&norm)
+}
+
+/// 1 / (1 + exp(-x)), written out so that it has a backward pass.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    (x.neg()?.exp()? + 1.0)?.recip()
+}
+
+/// Layer normalisation over the last dimension (composed: it trains).
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl LayerNorm {
+    pub fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?,
+            bias: vb.get_with_hints(dim, "bias", candle_nn::Init::Const(0.0))?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, LN_EPS)
+    }
+}
+
+/// Multi-head attention; returns the output and the attention weights `[b, heads, tq, tk]`.
+pub struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    heads: usize,
+}
+
+impl Attention {
+    pub fn new(dim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            q: candle_nn::linear(dim, dim, vb.pp("q"))?,
+            k: candle_nn::linear(dim, dim, vb.pp("k"))?,
+            v: candle_nn::linear(dim, dim, vb.pp("v"))?,
+            o: candle_nn::linear(dim, dim, vb.pp("o"))?,
+            heads,
+        })
+    }
+
+    /// `query` `[b, tq, d]`, `memory` `[b, tk, d]`, `mask` additive `[b, 1, 1, tk]` (0 or -1e4).
+    pub fn forward(
+        &self,
+        query: &Tensor,
+        memory: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        let (b, tq, d) = query.dims3()?;
+        let tk = memory.dim(1)?;
+        let h = self.heads;
+        let dh = d / h;
+        let split = |x: Tensor, t: usize| -> Result<Tensor> {
+            x.reshape((b, t, h, dh))?.transpose(1, 2)?.contiguous()
+        };
+        let q = split(self.q.forward(query)?, tq)?;
+        let k = split(self.k.forward(memory)?, tk)?;
+        let v = split(self.v.forward(memory)?, tk)?;
+        let mut scores = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? / (dh as f64).sqrt())?;
+        if let Some(m) = mask {
+            scores = scores.broadcast_add(m)?;
+        }
+        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let out = attn
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, tq, d))?;
+        Ok((self.o.forward(&out)?, attn))
+    }
+}
+
+/// Two linear layers with a GELU between.
+pub struct FeedForward {
+    a: Linear,
+    b: Linear,
+}
+
+impl FeedForward {
+    pub fn new(dim: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            a: candle_nn::linear(dim, hidden, vb.pp("a"))?,
+            b: candle_nn::linear(hidden, dim, vb.pp("b"))?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.b.forward(&self.a.forward(x)?.gelu()?)
+    }
+}
+
+/// A pre-norm transformer encoder layer.
+pub struct EncoderLayer {
+    ln1: LayerNorm,
+    attn: Attention,
+    ln2: LayerNorm,
+    ff: FeedForward,
+}
+
+impl EncoderLayer {
+    pub fn new(dim: usize, heads: usize, ff: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            ln1: LayerNorm::new(dim, vb.pp("ln1"))?,
+            attn: Attention::new(dim, heads, vb.pp("attn"))?,
+            ln2: LayerNorm::new(dim, vb.pp("ln2"))?,
+            ff: FeedForward::new(dim, ff, vb.pp("ff"))?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let n = self.ln1.forward(x)?;
+        let x = (x + self.attn.forward(&n, &n, Some(mask))?.0)?;
+        &x + self.ff.forward(&self.ln2.forward(&x)?)?
+    }
+}
+
+/// A query decoder layer (Query2Label / DETR): self-attention among the queries, cross-attention
+/// to the image grid, feed-forward. Returns the cross-attention weights too.
+pub struct DecoderLayer {
+    ln0: LayerNorm,
+    self_attn: Attention,
+    ln1: LayerNorm,
+    cross: Attention,
+    ln2: LayerNorm,
+    ff: FeedForward,
+}
+
+impl DecoderLayer {
+    pub fn new(dim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            ln0: LayerNorm::new(dim, vb.pp("ln0"))?,
+            self_attn: Attention::new(dim, heads, vb.pp("self_attn"))?,
+            ln1: LayerNorm::new(dim, vb.pp("ln1"))?,
+            cross: Attention::new(dim, heads, vb.pp("cross"))?,
+            ln2: LayerNorm::new(dim, vb.pp("ln2"))?,
+            ff: FeedForward::new(dim, dim * 2, vb.pp("ff"))?,
+        })
+    }
+
+    pub fn forward(&self, q: &Tensor, memory: &Tensor) -> Result<(Tensor, Tensor)> {
+        let n = self.ln0.forward(q)?;
+        let q = (q + self.self_attn.forward(&n, &n, None)?.0)?;
+        let (c, attn) = self.cross.forward(&self.ln1.forward(&q)?, memory, None)?;
+        let q = (q + c)?;
+        let q = (&q + self.ff.forward(&self.ln2.forward(&q)?)?)?;
+        Ok((q, attn))
+    }
+}
+
+/// Learned queries through decoder layers over the image grid.
+pub struct QueryDecoder {
+    queries: Tensor,
+    layers: Vec<DecoderLayer>,
+    ln: LayerNorm,
+}
+
+impl QueryDecoder {
+    pub fn new(n: usize, dim: usize, layers: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            queries: vb.get_with_hints(
+                (n, dim),
+                "queries",
+                candle_nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.5,
+                },
+            )?,
+            layers: (0..layers.max(1))
+                .map(|i| DecoderLayer::new(dim, heads, vb.pp(format!("layer{i}"))))
+                .collect::<Result<_>>()?,
+            ln: LayerNorm::new(dim, vb.pp("ln"))?,
+        })
+    }
+
+    /// `memory` `[b, cells, dim]` -> query states `[b, n, dim]` and the last layer's
+    /// cross-attention averaged over heads `[b, n, cells]`.
+    pub fn forward(&self, memory: &Tensor) -> Result<(Tensor, Tensor)> {
+        let b = memory.dim(0)?;
+        let (n, d) = self.queries.dims2()?;
+        let mut q = self
+            .queries
+            .unsqueeze(0)?
+            .broadcast_as((b, n, d))?
+            .contiguous()?;
+        let mut attn = None;
+        for layer in &self.layers {
+            let (nq, a) = layer.forward(&q, memory)?;
+            q = nq;
+            attn = Some(a);
+        }
+        let attn = match attn {
+            Some(a) => a.mean(1)?,
+            None => Tensor::zeros((b, n, memory.dim(1)?), DType::F32, memory.device())?,
+        };
+        Ok((self.ln.forward(&q)?, attn))
+    }
+}
+
+/// Convolution + batch norm + ReLU.
+pub struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+impl ConvBn {
+    pub fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        let cfg = candle_nn::Conv2dConfig {
+            padding: 1,
+            stride,
+            ..Default::default()
+        };
+        Ok(Self {
+            conv: candle_nn::conv2d_no_bias(cin, cout, 3, cfg, vb.pp("conv"))?,
+            bn: candle_nn::batch_norm(cout, BN_EPS, vb.pp("bn"))?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_t(&self.conv.forward(x)?, train)?.relu()
+    }
+}
+
+/// What the image side computes.
+pub struct ImageOutput {
+    /// `[b, embed]`, unit norm.
+    pub global: Tensor,
+    /// Local features `[b, cells, channels]` (cells = grid side squared, row-major).
+    pub grid: Tensor,
+    /// `[b, findings]`.
+    pub tag_logits: Tensor,
+    /// The tag decoder's attention over the grid `[b, findings, cells]`.
+    pub tag_attention: Tensor,
+    /// Region boxes `[b, regions, 4]` as x1, y1, x2, y2 in 0..1 of the model input.
+    pub boxes: Tensor,
+}
+
+/// What the text side computes.
+pub struct TextOutput {
+    /// `[b, embed]`, unit norm.
+    pub report: Tensor,
+    /// Token features `[b, tokens, text_dim]`.
+    pub tokens: Tensor,
+}
+
+/// The whole ASG model.
+pub struct AsgModel {
+    pub config: ModelConfig,
+    stages: Vec<(ConvBn, ConvBn)>,
+    image_global: Linear,
+    image_local: Linear,
+    memory: Linear,
+    memory_pos: Tensor,
+    tag_decoder: QueryDecoder,
+    tag_weight: Tensor,
+    tag_bias: Tensor,
+    box_decoder: QueryDecoder,
+    box_head: Linear,
+    region_head: Linear,
+    token_embedding: Embedding,
+    position: Tensor,
+    text_layers: Vec<EncoderLayer>,
+    text_ln: LayerNorm,
+    text_global: Linear,
+    text_local: Linear,
+}
+
+impl AsgModel {
+    /// Side of the local feature grid.
+    pub fn grid_side(config: &ModelConfig) -> usize {
+        config.input_size >> config.channels.len()
+    }
+
+    pub fn new(config: ModelConfig, vocab_size: usize, vb: VarBuilder) -> Result<Self> {
+        let mut stages = Vec::new();
+        let mut cin = 1;
+        for (i, &c) in config.channels.iter().enumerate() {
+            let vs = vb.pp(format!("image.stage{i}"));
+            stages.push((
+                ConvBn::new(cin, c, 2, vs.pp("down"))?,
+                ConvBn::new(c, c, 1, vs.pp("conv"))?,
+            ));
+            cin = c;
+        }
+        let g = Self::grid_side(&config);
+        let dd = config.decoder_dim;
+        let td = config.text_dim;
+        let e = config.embed_dim;
+        Ok(Self {
+            image_global: candle_nn::linear(cin, e, vb.pp("proj.image_global"))?,
+            image_local: candle_nn::linear(cin, e, vb.pp("proj.image_local"))?,
+            memory: candle_nn::linear(cin, dd, vb.pp("decoder.memory"))?,
+            memory_pos: vb.get_with_hints(
+                (g * g, dd),
+                "decoder.memory_pos",
+                candle_nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.1,
+                },
+            )?,
+            tag_decoder: QueryDecoder::new(
+                FINDINGS,
+                dd,
+                config.decoder_layers,
+                config.decoder_heads,
+                vb.pp("tags"),
+            )?,
+            tag_weight: vb.get_with_hints(
+                (FINDINGS, dd),
+                "tags.group_fc.weight",
+                candle_nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: (1.0 / dd as f64).sqrt(),
+                },
+            )?,
+            tag_bias: vb.get_with_hints(
+                FINDINGS,
+                "tags.group_fc.bias",
+                candle_nn::Init::Const(-2.0),
+            )?,
+            box_decoder: QueryDecoder::new(
+                REGIONS,
+                dd,
+                config.decoder_layers,
+                config.decoder_heads,
+                vb.pp("boxes"),
+            )?,
+            box_head: candle_nn::linear(dd, 4, vb.pp("boxes.head"))?,
+            region_head: candle_nn::linear(cin, FINDINGS, vb.pp("regions.head"))?,
+            token_embedding: candle_nn::embedding(vocab_size, td, vb.pp("text.tokens"))?,
+            position: vb.get_with_hints(
+                (config.max_tokens, td),
+                "text.position",
+                candle_nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                },
+            )?,
+            text_layers: (0..config.text_layers)
+                .map(|i| {
+                    EncoderLayer::new(
+                        td,
+                        config.text_heads,
+                        config.text_ff,
+                        vb.pp(format!("text.layer{i}")),
+                    )
+                })
+                .collect::<Result<_>>()?,
+            text_ln: LayerNorm::new(td, vb.pp("text.ln"))?,
+            text_global: candle_nn::linear(td, e, vb.pp("proj.text_global"))?,
+            text_local: candle_nn::linear(td, e, vb.pp("proj.text_local"))?,
+            stages,
+            config,
+        })
+    }
+
+    /// `[b, 1, size, size]` -> image outputs; `train` uses batch statistics in batch norm.
+    pub fn image(&self, x: &Tensor, train: bool) -> Result<ImageOutput> {
+        let mut h = x.clone();
+        for (down, conv) in &self.stages {
+            h = conv.forward(&down.forward(&h, train)?, train)?;
+        }
+        let (b, c, gh, gw) = h.dims4()?;
+        let grid = h.reshape((b, c, gh * gw))?.transpose(1, 2)?.contiguous()?; // [b, cells, c]
+        let pooled = grid.mean(1)?;
+        let global = l2_normalize(&self.image_global.forward(&pooled)?)?;
+        let memory = self
+            .memory
+            .forward(&grid)?
+            .broadcast_add(&self.memory_pos.unsqueeze(0)?)?;
+        let (tags, tag_attention) = self.tag_decoder.forward(&memory)?;
+        let tag_logits = tags
+            .broadcast_mul(&self.tag_weight.unsqueeze(0)?)?
+            .sum(D::Minus1)?
+            .broadcast_add(&self.tag_bias.unsqueeze(0)?)?;
+        let (regions, _) = self.box_decoder.forward(&memory)?;
+        let raw = sigmoid(&self.box_head.forward(&regions)?)?; // [b, r, 4] cx, cy, w, h
+        let cx = raw.narrow(2, 0, 1)?;
+        let cy = raw.narrow(2, 1, 1)?;
+        let w = (raw.narrow(2, 2, 1)? * 0.5)?;
+        let hh = (raw.narrow(2, 3, 1)? * 0.5)?;
+        let boxes = Tensor::cat(&[(&cx - &w)?, (&cy - &hh)?, (&cx + &w)?, (&cy + &hh)?], 2)?;
+        Ok(ImageOutput {
+            global,
+            grid,
+            tag_logits,
+            tag_attention,
+            boxes,
+        })
+    }
+
+    /// Region features `[b, regions, channels]`: the grid averaged over each box, each cell
+    /// weighted by the area it shares with the box (RoIAlign with a 1x1 output, sampled
+    /// exactly). `boxes` `[b, regions, 4]` in 0..1.
+    pub fn pool_regions(&self, grid: &Tensor, boxes: &Tensor) -> Result<Tensor> {
+        let g = Self::grid_side(&self.config);
+        let weights = box_cell_weights(boxes, g)?; // [b, r, cells]
+        weights.matmul(grid)
+    }
+
+    /// Region embeddings `[b, regions, embed]` (unit norm) and region-finding logits
+    /// `[b, regions, findings]`.
+    pub fn regions(&self, grid: &Tensor, boxes: &Tensor) -> Result<(Tensor, Tensor)> {
+        let feats = self.pool_regions(grid, boxes)?;
+        Ok((
+            l2_normalize(&self.image_local.forward(&feats)?)?,
+            self.region_head.forward(&feats)?,
+        ))
+    }
+
+    /// Token ids `[b, t]` (u32) and mask `[b, t]` (1 for tokens, 0 for padding) -> text outputs.
+    pub fn text(&self, ids: &Tensor, mask: &Tensor) -> Result<TextOutput> {
+        let (_, t) = ids.dims2()?;
+        let x = self
+            .token_embedding
+            .forward(ids)?
+            .broadcast_add(&self.position.narrow(0, 0, t)?.unsqueeze(0)?)?;
+        // Additive mask [b, 1, 1, t]: 0 where attended, -1e4 on padding.
+        let additive = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e4)?
+            .unsqueeze(1)?
+            .unsqueeze(1)?;
+        let mut h = x;
+        for layer in &self.text_layers {
+            h = layer.forward(&h, &additive)?;
+        }
+        let tokens = self.text_ln.forward(&h)?;
+        let cls = tokens.narrow(1, 0, 1)?.squeeze(1)?;
+        Ok(TextOutput {
+            report: l2_normalize(&self.text_global.forward(&cls)?)?,
+            tokens,
+        })
+    }
+
+    /// Sentence embeddings (unit norm): `averaging` `[b, k, t]` rows average a sentence's tokens.
+    pub fn sentences(&self, tokens: &Tensor, averaging: &Tensor) -> Result<Tensor> {
+        l2_normalize(&self.text_local.forward(&averaging.matmul(tokens)?)?)
+    }
+}
+
+/// Per box, the share of each grid cell's area inside it, normalised to sum to 1:
+/// `[b, r, 4]` (0..1 coordinates) -> `[b, r, g*g]`.
+pub fn box_cell_weights(boxes: &Tensor, g: usize) -> Result<Tensor> {
+    let (b, r, _) = boxes.dims3()?;
+    let dev = boxes.device();
+    let edges: Vec<f32> = (0..g).map(|i| i as f32 / g as f32).collect();
+    let lo = Tensor::from_vec(edges.clone(), (1, 1, g), dev)?;
+    let hi = (&lo + 1.0 / g as f64)?;
+    let overlap = |a: &Tensor, z: &Tensor| -> Result<Tensor> {
+        // [b, r, 1] box sides against [1, 1, g] cell sides -> [b, r, g] in cell units.
+        let left = a.broadcast_maximum(&lo)?;
+        let right = z.broadcast_minimum(&hi)?;
+        ((right - left)? * g as f64)?.clamp(0f32, 1f32)
+    };
+    let x1 = boxes.narrow(2, 0, 1)?;
+    let y1 = boxes.narrow(2, 1, 1)?;
+    let x2 = boxes.narrow(2, 2, 1)?;
+    let y2 = boxes.narrow(2, 3, 1)?;
+    let wx = overlap(&x1, &x2)?; // [b, r, g]
+    let wy = overlap(&y1, &y2)?;
+    let w = wy
+        .unsqueeze(3)?
+        .broadcast_mul(&wx.unsqueeze(2)?)?
+        .reshape((b, r, g * g))?;
+    let total = (w.sum_keepdim(2)? + 1e-6)?;
+    w.broadcast_div(&total)
+}
+
+/// Counts the trainable parameters (batch-norm running statistics excluded).
+pub fn parameter_count(varmap: &candle_nn::VarMap) -> usize {
+    varmap
+        .data()
+        .lock()
+        .map(|d| {
+            d.iter()
+                .filter(|(n, _)| !n.contains("running_"))
+                .map(|(_, v)| v.elem_count())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A fresh model on `device` with parameters initialised by Candle's defaults.
+pub fn new_model(
+    config: &ModelConfig,
+    vocab_size: usize,
+    device: &Device,
+) -> Result<(AsgModel, candle_nn::VarMap)> {
+    let varmap = candle_nn::VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let model = AsgModel::new(config.clone(), vocab_size, vb)?;
+    Ok((model, varmap))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_box_covering_two_cells_of_four_weighs_them_equally() {
+        let boxes = Tensor::from_vec(vec![0.0f32, 0.0, 1.0, 0.5], (1, 1, 4), &Device::Cpu).unwrap();
+        let w = box_cell_weights(&boxes, 2).unwrap().flatten_all().unwrap();
+        let w: Vec<f32> = w.to_vec1().unwrap();
+        for (got, want) in w.iter().zip([0.5, 0.5, 0.0, 0.0]) {
+            assert!((got - want).abs() < 1e-5, "{w:?}");
+        }
+        // A box over a quarter of one cell and three quarters of the next.
+        let boxes =
+            Tensor::from_vec(vec![0.375f32, 0.0, 0.875, 0.5], (1, 1, 4), &Device::Cpu).unwrap();
+        let w: Vec<f32> = box_cell_weights(&boxes, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for (got, want) in w.iter().zip([0.25, 0.75, 0.0, 0.0]) {
+            assert!((got - want).abs() < 1e-5, "{w:?}");
+        }
+    }
+}

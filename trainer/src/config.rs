@@ -1,0 +1,273 @@
+//! Training configurations, read from TOML files (`trainer/configs/*.toml`). Every field has a
+//! default, so a file only says what differs.
+
+use serde::{Deserialize, Serialize};
+
+/// The model's sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Side of the square model input, pixels.
+    pub input_size: usize,
+    /// Image encoder: output channels of each stride-2 stage (two 3x3 convolutions each).
+    pub channels: Vec<usize>,
+    /// Shared embedding space (the paper's 128).
+    pub embed_dim: usize,
+    /// Text encoder width, layers, heads, feed-forward width, longest report in tokens.
+    pub text_dim: usize,
+    pub text_layers: usize,
+    pub text_heads: usize,
+    pub text_ff: usize,
+    pub max_tokens: usize,
+    /// Vocabulary size of the tokenizer trained on the corpus.
+    pub vocab_size: usize,
+    /// Query decoders (tags, boxes): width, layers, heads.
+    pub decoder_dim: usize,
+    pub decoder_layers: usize,
+    pub decoder_heads: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            input_size: 224,
+            channels: vec![32, 64, 128, 256],
+            embed_dim: 128,
+            text_dim: 128,
+            text_layers: 2,
+            text_heads: 4,
+            text_ff: 256,
+            max_tokens: 160,
+            vocab_size: 2000,
+            decoder_dim: 128,
+            decoder_layers: 1,
+            decoder_heads: 4,
+        }
+    }
+}
+
+/// Loss weights (the paper's by default; the box and region terms are ours).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossWeights {
+    pub ira: f64,
+    pub arsa: f64,
+    pub tag: f64,
+    pub soft: f64,
+    pub box_l1: f64,
+    pub box_giou: f64,
+    pub region: f64,
+    /// Temperature of the contrastive terms.
+    pub temperature: f64,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        Self {
+            ira: 1.0,
+            arsa: 1.0,
+            tag: 5.0,
+            soft: 1.0,
+            box_l1: 5.0,
+            box_giou: 2.0,
+            region: 1.0,
+            temperature: 0.07,
+        }
+    }
+}
+
+/// Optimisation and bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub batch_size: usize,
+    pub steps: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub warmup_steps: usize,
+    /// Clip the global gradient norm to this (0: no clipping).
+    pub grad_clip: f64,
+    pub seed: u64,
+    pub checkpoint_every: usize,
+    pub log_every: usize,
+    /// Loader threads.
+    pub workers: usize,
+    /// Batches prepared ahead of the model.
+    pub prefetch: usize,
+    /// Uncertain findings count as this in the tag and region targets.
+    pub uncertain_as: f32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 16,
+            steps: 3000,
+            lr: 5e-4,
+            weight_decay: 0.05,
+            warmup_steps: 100,
+            grad_clip: 1.0,
+            seed: 1,
+            checkpoint_every: 500,
+            log_every: 10,
+            workers: 2,
+            prefetch: 4,
+            uncertain_as: 1.0,
+        }
+    }
+}
+
+/// Augmentation: moves the boxes with the image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Zoom range (1: none).
+    pub scale: [f64; 2],
+    /// Largest shift, as a fraction of the side.
+    pub shift: f64,
+    /// Largest contrast change (fraction).
+    pub contrast: f64,
+    /// Standard deviation of added noise (model input units).
+    pub noise: f64,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        Self {
+            scale: [0.9, 1.1],
+            shift: 0.05,
+            contrast: 0.15,
+            noise: 0.03,
+        }
+    }
+}
+
+/// A whole configuration file.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub model: ModelConfig,
+    pub loss: LossWeights,
+    pub train: TrainConfig,
+    pub augment: AugmentConfig,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+impl Config {
+    /// Reads and checks a TOML file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        Self::from_toml(&text, &name)
+    }
+
+    /// Parses and checks TOML text; `name` is used in errors.
+    pub fn from_toml(text: &str, name: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: name.to_string(),
+            source,
+        })?;
+        config.check().map_err(|reason| ConfigError::Invalid {
+            path: name.to_string(),
+            reason,
+        })?;
+        Ok(config)
+    }
+
+    /// The sizes and values that make sense.
+    pub fn check(&self) -> Result<(), String> {
+        let m = &self.model;
+        let stride = 1usize << m.channels.len();
+        if m.channels.is_empty() || m.channels.contains(&0) {
+            return Err("model.channels must be non-empty and positive".into());
+        }
+        if m.input_size == 0 || !m.input_size.is_multiple_of(stride) || m.input_size / stride < 2 {
+            return Err(format!(
+                "model.input_size {} must be a multiple of {stride} (2^stages) and leave a grid of at least 2x2",
+                m.input_size
+            ));
+        }
+        for (name, dim, heads) in [
+            ("text", m.text_dim, m.text_heads),
+            ("decoder", m.decoder_dim, m.decoder_heads),
+        ] {
+            if heads == 0 || dim == 0 || !dim.is_multiple_of(heads) {
+                return Err(format!(
+                    "model.{name}_dim {dim} must be a positive multiple of model.{name}_heads {heads}"
+                ));
+            }
+        }
+        if m.max_tokens < 8 || m.vocab_size < 16 || m.embed_dim == 0 || m.text_ff == 0 {
+            return Err(
+                "model.max_tokens >= 8, vocab_size >= 16, embed_dim and text_ff > 0".into(),
+            );
+        }
+        let t = &self.train;
+        if t.batch_size < 2 {
+            return Err(
+                "train.batch_size must be at least 2 (the contrastive losses need negatives)"
+                    .into(),
+            );
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) || t.steps == 0 {
+            return Err("train.lr must be positive and train.steps at least 1".into());
+        }
+        if self.loss.temperature <= 0.0 {
+            return Err("loss.temperature must be positive".into());
+        }
+        let a = &self.augment;
+        if !(a.scale[0] > 0.0 && a.scale[0] <= a.scale[1]) {
+            return Err("augment.scale must be [low, high] with 0 < low <= high".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_configs_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                Config::from_file(&p).unwrap();
+                n += 1;
+            }
+        }
+        assert!(n >= 4);
+    }
+
+    #[test]
+    fn bad_configs_are_named() {
+        let e = Config::from_toml("[model]\ninput_size = 100\n", "x.toml").unwrap_err();
+        assert!(
+            e.to_string().starts_with("x.toml: model.input_size 100"),
+            "{e}"
+        );
+        let e = Config::from_toml("[train]\nbatchsize = 3\n", "y.toml").unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+    }
+}

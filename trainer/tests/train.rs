@@ -1,0 +1,182 @@
+//! Training end to end on phantoms: every parameter gets a gradient, a resumed run equals an
+//! uninterrupted one bit for bit, and every loss falls on a tiny configuration.
+
+use asg_trainer::config::Config;
+use asg_trainer::train::{fit, RunOptions, StepReport};
+use std::path::Path;
+
+fn phantoms(dir: &Path, n: u64) {
+    let options = asg_phantom::set::SetOptions {
+        n,
+        seed: 3,
+        image: asg_phantom::Options {
+            size: 128,
+            normal_share: 0.2,
+            vary_format: true,
+        },
+        split: [8.0, 1.0, 1.0],
+        errors: false,
+        threads: 2,
+    };
+    asg_phantom::set::write_set(dir, &options, &|| {}).unwrap();
+}
+
+fn tiny(steps: usize) -> Config {
+    let mut c = Config::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/tiny.toml"))
+        .unwrap();
+    c.train.steps = steps;
+    c.train.log_every = 1;
+    c
+}
+
+fn run(config: &Config, data: &Path, out: &Path, resume: bool, stop_at: Option<u64>) {
+    let mut quiet = |_: &StepReport| {};
+    fit(
+        config,
+        RunOptions {
+            data,
+            out,
+            resume,
+            device: candle_core::Device::Cpu,
+            stop_at,
+            on_step: &mut quiet,
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn every_trainable_parameter_receives_a_gradient() {
+    use asg_trainer::{asg, data, train};
+    let dir = tempfile::tempdir().unwrap();
+    phantoms(dir.path(), 24);
+    let config = tiny(1);
+    let set = data::scan(dir.path()).unwrap();
+    let tokenizer = data::train_tokenizer(&set, config.model.vocab_size).unwrap();
+    let (model, varmap) = asg::new_model(
+        &config.model,
+        tokenizer.vocab_size(),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    asg_trainer::init::seed_parameters(&varmap, 1).unwrap();
+    let examples: Vec<_> = set.records[..config.train.batch_size]
+        .iter()
+        .map(|r| data::prepare(r, &tokenizer, &config, None).unwrap())
+        .collect();
+    assert!(
+        examples.iter().any(|e| e.region_sentences.len() >= 2),
+        "no example to exercise ARSA"
+    );
+    let batch = train::collate(
+        &examples,
+        config.model.input_size,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let losses = train::compute_losses(&model, &batch, &config, true).unwrap();
+    let grads = losses.total.backward().unwrap();
+    let opt = train::AdamW::new(&varmap, 0.0).unwrap();
+    let data = varmap.data().lock().unwrap();
+    let mut dead = Vec::new();
+    for name in opt.var_names() {
+        let var = &data[name];
+        let g = grads.get(var.as_tensor());
+        let sum = g
+            .map(|g| {
+                g.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            })
+            .unwrap_or(0.0);
+        if !(sum > 0.0 && sum.is_finite()) {
+            dead.push(name.to_string());
+        }
+    }
+    assert!(dead.is_empty(), "no gradient reaches: {dead:?}");
+    for (name, t) in &losses.terms {
+        let v = t.to_scalar::<f32>().unwrap();
+        assert!(v.is_finite() && v > 0.0, "{name} = {v}");
+    }
+}
+
+#[test]
+fn a_resumed_run_equals_an_uninterrupted_one() {
+    let data = tempfile::tempdir().unwrap();
+    phantoms(data.path(), 24);
+    let mut config = tiny(6);
+    config.train.batch_size = 4;
+    config.train.checkpoint_every = 100;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    run(&config, data.path(), a.path(), false, None);
+    run(&config, data.path(), b.path(), false, Some(3));
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.path().join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["step"], 3);
+    run(&config, data.path(), b.path(), true, None);
+    for f in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "tokenizer.json",
+    ] {
+        assert!(
+            std::fs::read(a.path().join(f)).unwrap() == std::fs::read(b.path().join(f)).unwrap(),
+            "{f} differs after resuming"
+        );
+    }
+    // Resuming with another configuration is refused with the reason.
+    config.train.lr *= 2.0;
+    let mut quiet = |_: &StepReport| {};
+    let err = fit(
+        &config,
+        RunOptions {
+            data: data.path(),
+            out: b.path(),
+            resume: true,
+            device: candle_core::Device::Cpu,
+            stop_at: None,
+            on_step: &mut quiet,
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("another configuration"), "{err}");
+}
+
+#[test]
+fn every_loss_falls_on_a_tiny_configuration() {
+    let data = tempfile::tempdir().unwrap();
+    phantoms(data.path(), 80);
+    let out = tempfile::tempdir().unwrap();
+    let config = tiny(160);
+    run(&config, data.path(), out.path(), false, None);
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(out.path().join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 160);
+    let mean = |rs: &[serde_json::Value], k: &str| {
+        rs.iter().map(|r| r[k].as_f64().unwrap()).sum::<f64>() / rs.len() as f64
+    };
+    let mut report = Vec::new();
+    let mut rising = Vec::new();
+    for k in asg_trainer::train::LOSS_NAMES.iter().chain(&["total"]) {
+        let (first, last) = (mean(&rows[..20], k), mean(&rows[rows.len() - 20..], k));
+        report.push(format!("{k}: {first:.4} -> {last:.4}"));
+        if last >= first * 0.97 {
+            rising.push(*k);
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+    assert!(
+        rising.is_empty(),
+        "did not fall: {rising:?}\n{}",
+        report.join("\n")
+    );
+    assert!(out.path().join("loss_curve.png").exists());
+    assert!(out.path().join("summary.json").exists());
+}
