@@ -9,8 +9,8 @@
 //! Candle's fused versions have no backward pass and would silently stop gradients.
 
 use crate::config::ModelConfig;
-use candle_core::{DType, Device, Module, ModuleT, Result, Tensor, D};
-use candle_nn::{BatchNorm, Conv2d, Embedding, Linear, VarBuilder};
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{Embedding, Linear, VarBuilder};
 
 /// Number of Chest ImaGenome regions and of finding tags.
 pub const REGIONS: usize = 29;
@@ -226,27 +226,113 @@ impl QueryDecoder {
     }
 }
 
+/// A 3x3 convolution (padding 1, no bias) written as im2col + one matrix product: Candle's CPU
+/// convolution backward runs a naive transposed convolution that made a training step ~10x
+/// slower; this form's backward is matrix products and copies. Same result as `Conv2d`
+/// (tested), same weight layout `[out, in, 3, 3]`.
+pub fn conv3x3(x: &Tensor, weight: &Tensor, stride: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let cout = weight.dim(0)?;
+    let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
+    let xp = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
+    let mut cols = Vec::with_capacity(9);
+    for ky in 0..3 {
+        for kx in 0..3 {
+            let rows = (oh - 1) * stride + 1;
+            let colsn = (ow - 1) * stride + 1;
+            let mut p = xp.narrow(2, ky, rows)?.narrow(3, kx, colsn)?;
+            if stride > 1 {
+                p = p
+                    .pad_with_zeros(2, 0, stride - 1)?
+                    .pad_with_zeros(3, 0, stride - 1)?
+                    .reshape((b, c, oh, stride, ow, stride))?
+                    .narrow(3, 0, 1)?
+                    .narrow(5, 0, 1)?
+                    .reshape((b, c, oh, ow))?;
+            }
+            cols.push(p);
+        }
+    }
+    let cols = Tensor::stack(&cols, 2)?.reshape((b, c * 9, oh * ow))?;
+    let wm = weight.reshape((cout, c * 9))?;
+    wm.broadcast_matmul(&cols)?.reshape((b, cout, oh, ow))
+}
+
+/// Batch normalisation over `[b, c, h, w]` without the two transposed copies of Candle's
+/// `BatchNorm` (statistics reduced in place; scale and shift folded per channel): the image
+/// encoder's step was dominated by them. Same parameters and running statistics, same momentum
+/// (0.1) and unbiased running variance (tested against `candle_nn::BatchNorm`).
+pub struct Bn {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: candle_core::Var,
+    running_var: candle_core::Var,
+}
+
+impl Bn {
+    pub fn new(c: usize, vb: VarBuilder) -> Result<Self> {
+        let rm = vb.get_with_hints(c, "running_mean", candle_nn::Init::Const(0.0))?;
+        let rv = vb.get_with_hints(c, "running_var", candle_nn::Init::Const(1.0))?;
+        Ok(Self {
+            weight: vb.get_with_hints(c, "weight", candle_nn::Init::Const(1.0))?,
+            bias: vb.get_with_hints(c, "bias", candle_nn::Init::Const(0.0))?,
+            running_mean: candle_core::Var::from_tensor(&rm)?,
+            running_var: candle_core::Var::from_tensor(&rv)?,
+        })
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let per = |t: &Tensor| t.reshape((1, c, 1, 1));
+        if !train {
+            let scale = (self.weight.clone() / (self.running_var.as_tensor() + BN_EPS)?.sqrt()?)?;
+            let shift = (&self.bias - (self.running_mean.as_tensor() * &scale)?)?;
+            return x.broadcast_mul(&per(&scale)?)?.broadcast_add(&per(&shift)?);
+        }
+        let n = (b * h * w) as f64;
+        let mean = (x.sum_keepdim(3)?.sum_keepdim(2)?.sum_keepdim(0)? / n)?; // [1, c, 1, 1]
+        let xc = x.broadcast_sub(&mean)?;
+        let var = (xc.sqr()?.sum_keepdim(3)?.sum_keepdim(2)?.sum_keepdim(0)? / n)?;
+        let momentum = 0.1;
+        let rm = ((self.running_mean.as_tensor() * (1.0 - momentum))?
+            + (mean.flatten_all()?.detach() * momentum)?)?;
+        let rv = ((self.running_var.as_tensor() * (1.0 - momentum))?
+            + (var.flatten_all()?.detach() * (momentum * n / (n - 1.0).max(1.0)))?)?;
+        self.running_mean.set(&rm)?;
+        self.running_var.set(&rv)?;
+        let scale = per(&self.weight)?.broadcast_div(&(var + BN_EPS)?.sqrt()?)?;
+        xc.broadcast_mul(&scale)?.broadcast_add(&per(&self.bias)?)
+    }
+}
+
 /// Convolution + batch norm + ReLU.
 pub struct ConvBn {
-    conv: Conv2d,
-    bn: BatchNorm,
+    weight: Tensor,
+    stride: usize,
+    bn: Bn,
 }
 
 impl ConvBn {
     pub fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
-        let cfg = candle_nn::Conv2dConfig {
-            padding: 1,
-            stride,
-            ..Default::default()
-        };
+        let bound = (6.0 / (cin * 9) as f64).sqrt();
         Ok(Self {
-            conv: candle_nn::conv2d_no_bias(cin, cout, 3, cfg, vb.pp("conv"))?,
-            bn: candle_nn::batch_norm(cout, BN_EPS, vb.pp("bn"))?,
+            weight: vb.pp("conv").get_with_hints(
+                (cout, cin, 3, 3),
+                "weight",
+                candle_nn::Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            )?,
+            stride,
+            bn: Bn::new(cout, vb.pp("bn"))?,
         })
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.conv.forward(x)?, train)?.relu()
+        self.bn
+            .forward_t(&conv3x3(x, &self.weight, self.stride)?, train)?
+            .relu()
     }
 }
 
@@ -523,6 +609,62 @@ pub fn new_model(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_im2col_convolution_equals_candles() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for (h, w, stride) in [(8, 8, 1), (8, 8, 2), (7, 9, 2), (6, 5, 1)] {
+            let x: Vec<f32> = (0..2 * 3 * h * w)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let k: Vec<f32> = (0..4 * 3 * 9)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let x = Tensor::from_vec(x, (2, 3, h, w), &Device::Cpu).unwrap();
+            let k = Tensor::from_vec(k, (4, 3, 3, 3), &Device::Cpu).unwrap();
+            let ours = conv3x3(&x, &k, stride).unwrap();
+            let theirs = x.conv2d(&k, 1, stride, 1, 1).unwrap();
+            assert_eq!(ours.dims(), theirs.dims());
+            let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn our_batch_norm_equals_candles_in_training_and_inference() {
+        use candle_core::ModuleT;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let x: Vec<f32> = (0..3 * 5 * 4 * 6)
+            .map(|_| rng.random_range(-2.0..3.0))
+            .collect();
+        let x = Tensor::from_vec(x, (3, 5, 4, 6), &Device::Cpu).unwrap();
+        let (ours_map, theirs_map) = (candle_nn::VarMap::new(), candle_nn::VarMap::new());
+        let ours = Bn::new(
+            5,
+            VarBuilder::from_varmap(&ours_map, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let theirs = candle_nn::batch_norm(
+            5,
+            BN_EPS,
+            VarBuilder::from_varmap(&theirs_map, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let close = |a: &Tensor, b: &Tensor| {
+            let d = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 1e-4);
+        };
+        for train in [true, true, false] {
+            close(
+                &ours.forward_t(&x, train).unwrap(),
+                &theirs.forward_t(&x, train).unwrap(),
+            );
+        }
+        close(ours.running_var.as_tensor(), theirs.running_var());
+        close(ours.running_mean.as_tensor(), theirs.running_mean());
+    }
 
     #[test]
     fn a_box_covering_two_cells_of_four_weighs_them_equally() {

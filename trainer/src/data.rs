@@ -539,6 +539,77 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bad_boxes_are_skipped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(
+            root.join("mimic-cxr-2.0.0-split.csv"),
+            "dicom_id,study_id,subject_id,split\nimg1,50000001,10000001,train\nimg2,50000002,10000002,test\n",
+        )
+        .unwrap();
+        let sg = root.join("silver_dataset/scene_graph");
+        std::fs::create_dir_all(&sg).unwrap();
+        let obj = |name: &str, b: [f64; 4]| serde_json::json!({"bbox_name": name, "original_x1": b[0], "original_y1": b[1], "original_x2": b[2], "original_y2": b[3]});
+        let graph = serde_json::json!({
+            "image_id": "img1",
+            "objects": [
+                obj("right lung", [10.0, 10.0, 50.0, 90.0]),
+                obj("left lung", [-5.0, 10.0, 50.0, 90.0]),
+                obj("trachea", [30.0, 10.0, 30.0, 40.0]),
+                obj("spine", [10.0, 10.0, 5000.0, 90.0]),
+                obj("left ear", [1.0, 1.0, 2.0, 2.0]),
+            ],
+        });
+        std::fs::write(sg.join("img1_SceneGraph.json"), graph.to_string()).unwrap();
+        std::fs::write(
+            sg.join("img2_SceneGraph.json"),
+            r#"{"image_id": "img2", "objects": []}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            sg.join("img3_SceneGraph.json"),
+            r#"{"image_id": "img3", "objects": []}"#,
+        )
+        .unwrap();
+        let study = root.join("files/p10/p10000001");
+        std::fs::create_dir_all(study.join("s50000001")).unwrap();
+        image::GrayImage::from_pixel(100, 100, image::Luma([128u8]))
+            .save(study.join("s50000001/img1.png"))
+            .unwrap();
+        std::fs::write(
+            study.join("s50000001.txt"),
+            "FINDINGS: Small right pleural effusion.",
+        )
+        .unwrap();
+        let set = scan(root).unwrap();
+        assert_eq!(set.records.len(), 1);
+        let s = &set.stats;
+        assert_eq!((s.scene_graphs, s.missing_image, s.not_in_split), (3, 1, 1));
+        assert_eq!(
+            (
+                s.boxes,
+                s.boxes_negative,
+                s.boxes_zero_area,
+                s.unknown_regions
+            ),
+            (4, 1, 1, 1)
+        );
+        let r = &set.records[0];
+        assert_eq!(r.boxes.iter().filter(|b| b.is_some()).count(), 2);
+        // The box past the image's edge is dropped when the image is read.
+        let config = Config::default();
+        let tok = Tokenizer::train(["small right pleural effusion"], 100, 1);
+        let e = prepare(r, &tok, &config, None).unwrap();
+        assert_eq!(e.boxes_outside, 1);
+        assert_eq!(e.box_present.iter().filter(|p| **p).count(), 1);
+        assert_eq!(e.tags[0], 1.0); // pleural effusion
+                                    // A missing split file is a clear error.
+        std::fs::remove_file(root.join("mimic-cxr-2.0.0-split.csv")).unwrap();
+        let err = scan(root).unwrap_err().to_string();
+        assert!(err.contains("mimic-cxr-2.0.0-split.csv"), "{err}");
+    }
+
+    #[test]
     fn batches_cover_an_epoch_and_are_reproducible() {
         let mut seen: Vec<usize> = (0..3).flat_map(|s| batch_indices(12, 4, 9, s)).collect();
         seen.sort();
