@@ -226,18 +226,20 @@ impl QueryDecoder {
     }
 }
 
-/// A 3x3 convolution (padding 1, no bias) written as im2col + one matrix product: Candle's CPU
-/// convolution backward runs a naive transposed convolution that made a training step ~10x
-/// slower; this form's backward is matrix products and copies. Same result as `Conv2d`
-/// (tested), same weight layout `[out, in, 3, 3]`.
-pub fn conv3x3(x: &Tensor, weight: &Tensor, stride: usize) -> Result<Tensor> {
+/// A k x k convolution (no bias) written as im2col + one matrix product: Candle's CPU
+/// convolution backward runs a naive transposed convolution; this form's backward is matrix
+/// products and copies. Same result as `Tensor::conv2d` (tested), weight layout `[out, in, k, k]`.
+pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
-    let cout = weight.dim(0)?;
-    let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
-    let xp = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
-    let mut cols = Vec::with_capacity(9);
-    for ky in 0..3 {
-        for kx in 0..3 {
+    let (cout, _, k, _) = weight.dims4()?;
+    let (oh, ow) = (
+        (h + 2 * pad - k) / stride + 1,
+        (w + 2 * pad - k) / stride + 1,
+    );
+    let xp = x.pad_with_zeros(2, pad, pad)?.pad_with_zeros(3, pad, pad)?;
+    let mut cols = Vec::with_capacity(k * k);
+    for ky in 0..k {
+        for kx in 0..k {
             let rows = (oh - 1) * stride + 1;
             let colsn = (ow - 1) * stride + 1;
             let mut p = xp.narrow(2, ky, rows)?.narrow(3, kx, colsn)?;
@@ -253,9 +255,14 @@ pub fn conv3x3(x: &Tensor, weight: &Tensor, stride: usize) -> Result<Tensor> {
             cols.push(p);
         }
     }
-    let cols = Tensor::stack(&cols, 2)?.reshape((b, c * 9, oh * ow))?;
-    let wm = weight.reshape((cout, c * 9))?;
+    let cols = Tensor::stack(&cols, 2)?.reshape((b, c * k * k, oh * ow))?;
+    let wm = weight.reshape((cout, c * k * k))?;
     wm.broadcast_matmul(&cols)?.reshape((b, cout, oh, ow))
+}
+
+/// A 3x3 convolution with padding 1 (see [`conv2d`]).
+pub fn conv3x3(x: &Tensor, weight: &Tensor, stride: usize) -> Result<Tensor> {
+    conv2d(x, weight, stride, 1)
 }
 
 /// Batch normalisation over `[b, c, h, w]` without the two transposed copies of Candle's
@@ -361,7 +368,7 @@ pub struct TextOutput {
 /// The whole ASG model.
 pub struct AsgModel {
     pub config: ModelConfig,
-    stages: Vec<(ConvBn, ConvBn)>,
+    encoder: crate::backbones::ImageEncoder,
     image_global: Linear,
     image_local: Linear,
     memory: Linear,
@@ -383,20 +390,11 @@ pub struct AsgModel {
 impl AsgModel {
     /// Side of the local feature grid.
     pub fn grid_side(config: &ModelConfig) -> usize {
-        config.input_size >> config.channels.len()
+        crate::backbones::ImageEncoder::grid_side(config)
     }
 
     pub fn new(config: ModelConfig, vocab_size: usize, vb: VarBuilder) -> Result<Self> {
-        let mut stages = Vec::new();
-        let mut cin = 1;
-        for (i, &c) in config.channels.iter().enumerate() {
-            let vs = vb.pp(format!("image.stage{i}"));
-            stages.push((
-                ConvBn::new(cin, c, 2, vs.pp("down"))?,
-                ConvBn::new(c, c, 1, vs.pp("conv"))?,
-            ));
-            cin = c;
-        }
+        let (encoder, cin) = crate::backbones::ImageEncoder::new(&config, vb.clone())?;
         let g = Self::grid_side(&config);
         let dd = config.decoder_dim;
         let td = config.text_dim;
@@ -464,20 +462,14 @@ impl AsgModel {
             text_ln: LayerNorm::new(td, vb.pp("text.ln"))?,
             text_global: candle_nn::linear(td, e, vb.pp("proj.text_global"))?,
             text_local: candle_nn::linear(td, e, vb.pp("proj.text_local"))?,
-            stages,
+            encoder,
             config,
         })
     }
 
     /// `[b, 1, size, size]` -> image outputs; `train` uses batch statistics in batch norm.
     pub fn image(&self, x: &Tensor, train: bool) -> Result<ImageOutput> {
-        let mut h = x.clone();
-        for (down, conv) in &self.stages {
-            h = conv.forward(&down.forward(&h, train)?, train)?;
-        }
-        let (b, c, gh, gw) = h.dims4()?;
-        let grid = h.reshape((b, c, gh * gw))?.transpose(1, 2)?.contiguous()?; // [b, cells, c]
-        let pooled = grid.mean(1)?;
+        let (grid, pooled) = self.encoder.forward(x, train)?; // [b, cells, c], [b, c]
         let global = l2_normalize(&self.image_global.forward(&pooled)?)?;
         let memory = self
             .memory
@@ -614,6 +606,21 @@ mod tests {
     fn the_im2col_convolution_equals_candles() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let k7: Vec<f32> = (0..4 * 3 * 49)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let k7 = Tensor::from_vec(k7, (4, 3, 7, 7), &Device::Cpu).unwrap();
+        let x: Vec<f32> = (0..2 * 3 * 16 * 16)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let x = Tensor::from_vec(x, (2, 3, 16, 16), &Device::Cpu).unwrap();
+        let d = (conv2d(&x, &k7, 2, 3).unwrap() - x.conv2d(&k7, 3, 2, 1, 1).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-4);
         for (h, w, stride) in [(8, 8, 1), (8, 8, 2), (7, 9, 2), (6, 5, 1)] {
             let x: Vec<f32> = (0..2 * 3 * h * w)
                 .map(|_| rng.random_range(-1.0..1.0))

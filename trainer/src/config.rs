@@ -9,8 +9,22 @@ use serde::{Deserialize, Serialize};
 pub struct ModelConfig {
     /// Side of the square model input, pixels.
     pub input_size: usize,
-    /// Image encoder: output channels of each stride-2 stage (two 3x3 convolutions each).
+    /// Image encoder: "cnn" (the CPU default), "resnet" (bottleneck ResNet; ResNet-50 with
+    /// `resnet_blocks = [3, 4, 6, 3]`, `resnet_width = 64`) or "vit" (ViT-B/16 with patch 16,
+    /// dim 768, 12 layers, 12 heads, MLP 3072).
+    pub encoder: String,
+    /// CNN: output channels of each stride-2 stage (two 3x3 convolutions each).
     pub channels: Vec<usize>,
+    pub resnet_blocks: Vec<usize>,
+    pub resnet_width: usize,
+    pub vit_patch: usize,
+    pub vit_dim: usize,
+    pub vit_layers: usize,
+    pub vit_heads: usize,
+    pub vit_mlp: usize,
+    /// Pretrained image-encoder weights to start from (safetensors with torchvision ResNet or
+    /// timm ViT/DeiT names), read on a fresh run.
+    pub pretrained_image: Option<String>,
     /// Shared embedding space (the paper's 128).
     pub embed_dim: usize,
     /// Text encoder width, layers, heads, feed-forward width, longest report in tokens.
@@ -31,7 +45,16 @@ impl Default for ModelConfig {
     fn default() -> Self {
         Self {
             input_size: 224,
+            encoder: "cnn".into(),
             channels: vec![32, 64, 128, 256],
+            resnet_blocks: vec![3, 4, 6, 3],
+            resnet_width: 64,
+            vit_patch: 16,
+            vit_dim: 768,
+            vit_layers: 12,
+            vit_heads: 12,
+            vit_mlp: 3072,
+            pretrained_image: None,
             embed_dim: 128,
             text_dim: 128,
             text_layers: 2,
@@ -196,14 +219,41 @@ impl Config {
     /// The sizes and values that make sense.
     pub fn check(&self) -> Result<(), String> {
         let m = &self.model;
-        let stride = 1usize << m.channels.len();
-        if m.channels.is_empty() || m.channels.contains(&0) {
-            return Err("model.channels must be non-empty and positive".into());
-        }
+        let stride = match m.encoder.as_str() {
+            "cnn" => {
+                if m.channels.is_empty() || m.channels.contains(&0) {
+                    return Err("model.channels must be non-empty and positive".into());
+                }
+                1usize << m.channels.len()
+            }
+            "resnet" => {
+                if m.resnet_blocks.len() != 4 || m.resnet_blocks.contains(&0) || m.resnet_width == 0
+                {
+                    return Err("model.resnet_blocks must be four positive counts and resnet_width positive".into());
+                }
+                32
+            }
+            "vit" => {
+                if m.vit_patch == 0
+                    || m.vit_dim == 0
+                    || m.vit_heads == 0
+                    || !m.vit_dim.is_multiple_of(m.vit_heads)
+                    || m.vit_mlp == 0
+                {
+                    return Err("model.vit_dim must be a positive multiple of vit_heads; vit_patch and vit_mlp positive".into());
+                }
+                m.vit_patch
+            }
+            other => {
+                return Err(format!(
+                    "model.encoder {other:?}: want \"cnn\", \"resnet\" or \"vit\""
+                ))
+            }
+        };
         if m.input_size == 0 || !m.input_size.is_multiple_of(stride) || m.input_size / stride < 2 {
             return Err(format!(
-                "model.input_size {} must be a multiple of {stride} (2^stages) and leave a grid of at least 2x2",
-                m.input_size
+                "model.input_size {} must be a multiple of {stride} (the {} encoder's stride) and leave a grid of at least 2x2",
+                m.input_size, m.encoder
             ));
         }
         for (name, dim, heads) in [

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod asg;
+pub mod backbones;
 pub mod bundle;
 pub mod config;
 pub mod data;

@@ -526,6 +526,10 @@ pub fn fit(config: &Config, options: RunOptions) -> Result<RunSummary, TrainErro
     let device = options.device;
     let (model, varmap) = new_model(&config.model, tokenizer.vocab_size(), &device)?;
     crate::init::seed_parameters(&varmap, config.train.seed)?;
+    if let (false, Some(p)) = (start, &config.model.pretrained_image) {
+        crate::backbones::load_pretrained_image(&varmap, Path::new(p), &config.model)
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    }
     let mut opt = AdamW::new(&varmap, config.train.weight_decay)?;
     let log_path = out.join("log.jsonl");
     if start {
