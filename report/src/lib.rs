@@ -19,11 +19,13 @@ mod parse;
 pub mod text;
 pub mod tokenizer;
 mod vocabulary;
+pub mod wordpiece;
 
 pub use lexicon::{lexicon, FindingRow, Lexicon};
 pub use parse::{parse, Existence, ParsedReport, Sentence, Triplet, UNSPECIFIED};
-pub use tokenizer::{Encoding, Tokenizer, TokenizerError};
+pub use tokenizer::{Encoding, TextTokenizer, Tokenizer, TokenizerError};
 pub use vocabulary::{finding_index, region_index, region_parent, Region, Side, FINDINGS, REGIONS};
+pub use wordpiece::WordPiece;
 
 #[cfg(test)]
 mod tests {

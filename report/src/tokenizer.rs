@@ -215,3 +215,53 @@ mod tests {
         .is_err());
     }
 }
+
+/// Either tokenizer the text encoder may use: ours (a word vocabulary trained on the corpus) or
+/// a pretrained BERT's WordPiece.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextTokenizer {
+    Word(Tokenizer),
+    WordPiece(crate::wordpiece::WordPiece),
+}
+
+impl TextTokenizer {
+    pub fn encode(&self, text: &str, max_len: usize) -> Encoding {
+        match self {
+            Self::Word(t) => t.encode(text, max_len),
+            Self::WordPiece(t) => t.encode(text, max_len),
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Self::Word(t) => t.vocab_size(),
+            Self::WordPiece(t) => t.vocab_size(),
+        }
+    }
+
+    /// The padding id.
+    pub fn pad_id(&self) -> u32 {
+        match self {
+            Self::Word(_) => PAD,
+            Self::WordPiece(t) => t.pad_id(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        match self {
+            Self::Word(t) => t.to_json(),
+            Self::WordPiece(t) => t.to_json(),
+        }
+    }
+
+    /// Reads either saved form (told apart by its `format`).
+    pub fn from_json(text: &str) -> Result<Self, TokenizerError> {
+        let v: serde_json::Value = serde_json::from_str(text)?;
+        match v["format"].as_str() {
+            Some("asg-wordpiece") => Ok(Self::WordPiece(crate::wordpiece::WordPiece::from_json(
+                text,
+            )?)),
+            _ => Ok(Self::Word(Tokenizer::from_json(text)?)),
+        }
+    }
+}

@@ -34,18 +34,24 @@ pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
 pub struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
+    eps: f32,
 }
 
 impl LayerNorm {
     pub fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        Self::new_eps(dim, LN_EPS as f64, vb)
+    }
+
+    pub fn new_eps(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             weight: vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?,
             bias: vb.get_with_hints(dim, "bias", candle_nn::Init::Const(0.0))?,
+            eps: eps as f32,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, LN_EPS)
+        candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps)
     }
 }
 
@@ -365,6 +371,18 @@ pub struct TextOutput {
     pub tokens: Tensor,
 }
 
+/// The text encoder: ours (pre-norm transformer over the corpus-trained word vocabulary) or a
+/// BERT with Hugging Face names (for Bio_ClinicalBERT).
+pub enum TextEncoder {
+    Ours {
+        token_embedding: Embedding,
+        position: Tensor,
+        layers: Vec<EncoderLayer>,
+        ln: LayerNorm,
+    },
+    Bert(crate::bert::Bert),
+}
+
 /// The whole ASG model.
 pub struct AsgModel {
     pub config: ModelConfig,
@@ -379,10 +397,7 @@ pub struct AsgModel {
     box_decoder: QueryDecoder,
     box_head: Linear,
     region_head: Linear,
-    token_embedding: Embedding,
-    position: Tensor,
-    text_layers: Vec<EncoderLayer>,
-    text_ln: LayerNorm,
+    text_encoder: TextEncoder,
     text_global: Linear,
     text_local: Linear,
 }
@@ -440,26 +455,31 @@ impl AsgModel {
             )?,
             box_head: candle_nn::linear(dd, 4, vb.pp("boxes.head"))?,
             region_head: candle_nn::linear(cin, FINDINGS, vb.pp("regions.head"))?,
-            token_embedding: candle_nn::embedding(vocab_size, td, vb.pp("text.tokens"))?,
-            position: vb.get_with_hints(
-                (config.max_tokens, td),
-                "text.position",
-                candle_nn::Init::Randn {
-                    mean: 0.0,
-                    stdev: 0.02,
+            text_encoder: match &config.bert {
+                Some(bert) => TextEncoder::Bert(crate::bert::Bert::new(bert, vb.pp("text.bert"))?),
+                None => TextEncoder::Ours {
+                    token_embedding: candle_nn::embedding(vocab_size, td, vb.pp("text.tokens"))?,
+                    position: vb.get_with_hints(
+                        (config.max_tokens, td),
+                        "text.position",
+                        candle_nn::Init::Randn {
+                            mean: 0.0,
+                            stdev: 0.02,
+                        },
+                    )?,
+                    layers: (0..config.text_layers)
+                        .map(|i| {
+                            EncoderLayer::new(
+                                td,
+                                config.text_heads,
+                                config.text_ff,
+                                vb.pp(format!("text.layer{i}")),
+                            )
+                        })
+                        .collect::<Result<_>>()?,
+                    ln: LayerNorm::new(td, vb.pp("text.ln"))?,
                 },
-            )?,
-            text_layers: (0..config.text_layers)
-                .map(|i| {
-                    EncoderLayer::new(
-                        td,
-                        config.text_heads,
-                        config.text_ff,
-                        vb.pp(format!("text.layer{i}")),
-                    )
-                })
-                .collect::<Result<_>>()?,
-            text_ln: LayerNorm::new(td, vb.pp("text.ln"))?,
+            },
             text_global: candle_nn::linear(td, e, vb.pp("proj.text_global"))?,
             text_local: candle_nn::linear(td, e, vb.pp("proj.text_local"))?,
             encoder,
@@ -518,19 +538,28 @@ impl AsgModel {
     /// Token ids `[b, t]` (u32) and mask `[b, t]` (1 for tokens, 0 for padding) -> text outputs.
     pub fn text(&self, ids: &Tensor, mask: &Tensor) -> Result<TextOutput> {
         let (_, t) = ids.dims2()?;
-        let x = self
-            .token_embedding
-            .forward(ids)?
-            .broadcast_add(&self.position.narrow(0, 0, t)?.unsqueeze(0)?)?;
-        // Additive mask [b, 1, 1, t]: 0 where attended, -1e4 on padding.
-        let additive = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e4)?
-            .unsqueeze(1)?
-            .unsqueeze(1)?;
-        let mut h = x;
-        for layer in &self.text_layers {
-            h = layer.forward(&h, &additive)?;
-        }
-        let tokens = self.text_ln.forward(&h)?;
+        let tokens = match &self.text_encoder {
+            TextEncoder::Bert(bert) => bert.forward(ids, mask)?,
+            TextEncoder::Ours {
+                token_embedding,
+                position,
+                layers,
+                ln,
+            } => {
+                let x = token_embedding
+                    .forward(ids)?
+                    .broadcast_add(&position.narrow(0, 0, t)?.unsqueeze(0)?)?;
+                // Additive mask [b, 1, 1, t]: 0 where attended, -1e4 on padding.
+                let additive = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e4)?
+                    .unsqueeze(1)?
+                    .unsqueeze(1)?;
+                let mut h = x;
+                for layer in layers {
+                    h = layer.forward(&h, &additive)?;
+                }
+                ln.forward(&h)?
+            }
+        };
         let cls = tokens.narrow(1, 0, 1)?.squeeze(1)?;
         Ok(TextOutput {
             report: l2_normalize(&self.text_global.forward(&cls)?)?,

@@ -22,6 +22,14 @@ pub struct ModelConfig {
     pub vit_layers: usize,
     pub vit_heads: usize,
     pub vit_mlp: usize,
+    /// Text encoder: "ours" (a transformer over a word vocabulary trained on the corpus) or "bert"
+    /// (a pretrained BERT from `bert_dir`: config.json, model.safetensors, tokenizer.json or
+    /// vocab.txt; its sizes replace text_dim/layers/heads).
+    pub text_encoder: String,
+    pub bert_dir: Option<String>,
+    /// The BERT's sizes, read from `bert_dir` when a run starts (not part of the file).
+    #[serde(skip)]
+    pub bert: Option<crate::bert::BertConfig>,
     /// Pretrained image-encoder weights to start from (safetensors with torchvision ResNet or
     /// timm ViT/DeiT names), read on a fresh run.
     pub pretrained_image: Option<String>,
@@ -55,6 +63,9 @@ impl Default for ModelConfig {
             vit_heads: 12,
             vit_mlp: 3072,
             pretrained_image: None,
+            text_encoder: "ours".into(),
+            bert_dir: None,
+            bert: None,
             embed_dim: 128,
             text_dim: 128,
             text_layers: 2,
@@ -250,6 +261,15 @@ impl Config {
                 ))
             }
         };
+        match (m.text_encoder.as_str(), &m.bert_dir) {
+            ("ours", _) | ("bert", Some(_)) => {}
+            ("bert", None) => return Err("model.text_encoder \"bert\" needs model.bert_dir".into()),
+            (other, _) => {
+                return Err(format!(
+                    "model.text_encoder {other:?}: want \"ours\" or \"bert\""
+                ))
+            }
+        }
         if m.input_size == 0 || !m.input_size.is_multiple_of(stride) || m.input_size / stride < 2 {
             return Err(format!(
                 "model.input_size {} must be a multiple of {stride} (the {} encoder's stride) and leave a grid of at least 2x2",

@@ -15,7 +15,7 @@
 use crate::asg::{FINDINGS, REGIONS};
 use crate::config::{AugmentConfig, Config};
 use asg_dicom::{Letterbox, Normalisation};
-use asg_report::{Existence, Tokenizer};
+use asg_report::{Existence, TextTokenizer, Tokenizer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
@@ -327,7 +327,7 @@ fn affine(img: &[f32], size: usize, zoom: f64, shift: (f64, f64), pad: f32) -> V
 /// Prepares a record: `rng` drives the augmentation (None: no augmentation).
 pub fn prepare(
     record: &Record,
-    tokenizer: &Tokenizer,
+    tokenizer: &TextTokenizer,
     config: &Config,
     rng: Option<&mut ChaCha8Rng>,
 ) -> Result<Example, DataError> {
@@ -598,7 +598,7 @@ mod tests {
         assert_eq!(r.boxes.iter().filter(|b| b.is_some()).count(), 2);
         // The box past the image's edge is dropped when the image is read.
         let config = Config::default();
-        let tok = Tokenizer::train(["small right pleural effusion"], 100, 1);
+        let tok = TextTokenizer::Word(Tokenizer::train(["small right pleural effusion"], 100, 1));
         let e = prepare(r, &tok, &config, None).unwrap();
         assert_eq!(e.boxes_outside, 1);
         assert_eq!(e.box_present.iter().filter(|p| **p).count(), 1);

@@ -6,6 +6,7 @@
 
 pub mod asg;
 pub mod backbones;
+pub mod bert;
 pub mod bundle;
 pub mod config;
 pub mod data;

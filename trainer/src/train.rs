@@ -6,7 +6,7 @@ use crate::asg::{new_model, AsgModel, FINDINGS, REGIONS};
 use crate::config::Config;
 use crate::data::{self, Dataset, Example, Split};
 use crate::losses;
-use asg_report::Tokenizer;
+use asg_report::TextTokenizer as Tokenizer;
 use candle_core::{backprop::GradStore, DType, Device, Tensor, Var};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -518,16 +518,45 @@ pub fn fit(config: &Config, options: RunOptions) -> Result<RunSummary, TrainErro
             .map_err(|e| TrainError::Invalid(format!("{}: {e}", tok_path.display())))?;
         (t, true)
     } else {
-        let t = data::train_tokenizer(&dataset, config.model.vocab_size)?;
+        let t = match &config.model.bert_dir {
+            Some(dir) if config.model.text_encoder == "bert" => Tokenizer::WordPiece(
+                crate::bert::tokenizer_from_dir(Path::new(dir))
+                    .map_err(|e| TrainError::Invalid(e.to_string()))?,
+            ),
+            _ => Tokenizer::Word(data::train_tokenizer(&dataset, config.model.vocab_size)?),
+        };
         write_atomic(&tok_path, t.to_json().as_bytes())?;
         write_atomic(&out.join("config.toml"), config_text.as_bytes())?;
         (t, false)
     };
+    // With a pretrained BERT, its sizes replace the text encoder's.
+    let mut effective = config.clone();
+    let mut vocab = tokenizer.vocab_size();
+    if let (true, Some(dir)) = (config.model.text_encoder == "bert", &config.model.bert_dir) {
+        let bert = crate::bert::BertConfig::from_dir(Path::new(dir))
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        if tokenizer.vocab_size() > bert.vocab_size {
+            return Err(TrainError::Invalid(format!(
+                "{dir}: the tokenizer has {} tokens, the model's embedding {}",
+                tokenizer.vocab_size(),
+                bert.vocab_size
+            )));
+        }
+        vocab = bert.vocab_size;
+        effective.model.text_dim = bert.hidden_size;
+        effective.model.max_tokens = config.model.max_tokens.min(bert.max_position_embeddings);
+        effective.model.bert = Some(bert);
+    }
+    let config = &effective;
     let device = options.device;
-    let (model, varmap) = new_model(&config.model, tokenizer.vocab_size(), &device)?;
+    let (model, varmap) = new_model(&config.model, vocab, &device)?;
     crate::init::seed_parameters(&varmap, config.train.seed)?;
     if let (false, Some(p)) = (start, &config.model.pretrained_image) {
         crate::backbones::load_pretrained_image(&varmap, Path::new(p), &config.model)
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    }
+    if let (false, Some(_), Some(dir)) = (start, &config.model.bert, &config.model.bert_dir) {
+        crate::bert::load_pretrained_bert(&varmap, Path::new(dir))
             .map_err(|e| TrainError::Invalid(e.to_string()))?;
     }
     let mut opt = AdamW::new(&varmap, config.train.weight_decay)?;

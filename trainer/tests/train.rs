@@ -52,7 +52,9 @@ fn every_trainable_parameter_receives_a_gradient() {
     phantoms(dir.path(), 24);
     let config = tiny(1);
     let set = data::scan(dir.path()).unwrap();
-    let tokenizer = data::train_tokenizer(&set, config.model.vocab_size).unwrap();
+    let tokenizer = asg_report::TextTokenizer::Word(
+        data::train_tokenizer(&set, config.model.vocab_size).unwrap(),
+    );
     let (model, varmap) = asg::new_model(
         &config.model,
         tokenizer.vocab_size(),
