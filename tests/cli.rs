@@ -218,3 +218,29 @@ fn a_synthetic_archive_is_analysed_whole_and_its_reports_and_indexes_are_passed_
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn dicom_index_groups_a_folder_into_studies() {
+    let fx = Fixture::new(64, 3, 96);
+    std::fs::write(fx.dicom_dir().join("junk.dcm"), b"not dicom").unwrap();
+    let out = std::process::Command::new(asg_e2e::asg_binary())
+        .args(["dicom", "index"])
+        .arg(fx.dicom_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Each phantom is its own study with one series and one instance.
+    assert_eq!(json["studies"].as_array().unwrap().len(), 3);
+    assert_eq!(json["skipped"].as_array().unwrap().len(), 1);
+    assert!(json["skipped"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("junk.dcm"));
+    let all = String::from_utf8_lossy(&out.stdout);
+    assert!(!all.contains("PHANTOM^"), "patient name in the index");
+}

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod index;
 mod lengths;
 pub mod npy;
 mod preprocess;
@@ -20,7 +21,10 @@ pub use preprocess::{
     area_resize, area_resize_map, preprocess, preprocess_image, Letterbox, ModelInput,
     Normalisation,
 };
-pub use read::{read_bytes, read_file, read_meta_bytes, Image, ImageMeta, ReadOptions, VoiWindow};
+pub use read::{
+    read_bytes, read_file, read_meta_bytes, Image, ImageMeta, ReadOptions, VoiFunction, VoiLut,
+    VoiWindow,
+};
 pub use write::{
     uid_from_u128, write_file, NewImage, TransferSyntax, SOP_CLASS_DX_PRESENTATION,
     SOP_CLASS_SECONDARY_CAPTURE,

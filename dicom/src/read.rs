@@ -62,6 +62,61 @@ impl VoiWindow {
     }
 }
 
+/// The VOI LUT Function (0028,1056) that shapes the window (C.11.2.1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum VoiFunction {
+    #[default]
+    #[serde(rename = "LINEAR")]
+    Linear,
+    #[serde(rename = "LINEAR_EXACT")]
+    LinearExact,
+    #[serde(rename = "SIGMOID")]
+    Sigmoid,
+}
+
+impl VoiWindow {
+    /// Maps a modality value to [0, 1] with the given VOI LUT function.
+    pub fn apply(&self, function: VoiFunction, x: f64) -> f64 {
+        match function {
+            VoiFunction::Linear => self.apply_linear(x),
+            VoiFunction::LinearExact => {
+                let (c, w) = (self.center, self.width.max(f64::MIN_POSITIVE));
+                if x <= c - w / 2.0 {
+                    0.0
+                } else if x > c + w / 2.0 {
+                    1.0
+                } else {
+                    ((x - c) / w + 0.5).clamp(0.0, 1.0)
+                }
+            }
+            VoiFunction::Sigmoid => {
+                let w = self.width.max(f64::MIN_POSITIVE);
+                1.0 / (1.0 + (-4.0 * (x - self.center) / w).exp())
+            }
+        }
+    }
+}
+
+/// A VOI LUT from the VOI LUT Sequence (0028,3010), first item: values below `first_mapped` take
+/// the first entry, above the last the last; output scaled by 2^bits - 1 to [0, 1].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VoiLut {
+    pub first_mapped: i64,
+    pub bits: u16,
+    pub data: Vec<u16>,
+}
+
+impl VoiLut {
+    pub fn apply(&self, x: f64) -> f64 {
+        if self.data.is_empty() {
+            return 0.0;
+        }
+        let i = (x.round() as i64 - self.first_mapped).clamp(0, self.data.len() as i64 - 1);
+        let max = ((1u64 << self.bits.clamp(1, 16)) - 1) as f64;
+        (self.data[i as usize] as f64 / max).clamp(0.0, 1.0)
+    }
+}
+
 /// What the viewer and the model need to know about an image; no patient identity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageMeta {
@@ -85,6 +140,12 @@ pub struct ImageMeta {
     pub view_position: Option<String>,
     pub laterality: Option<String>,
     pub window: Option<VoiWindow>,
+    /// How the window maps values (LINEAR unless the file says otherwise).
+    #[serde(default)]
+    pub voi_function: VoiFunction,
+    /// The file's VOI LUT, used when it has no window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voi_lut: Option<VoiLut>,
 }
 
 /// One decoded frame: modality values (rescale applied), row-major, `width * height` of them.
@@ -99,8 +160,9 @@ pub struct Image {
 }
 
 impl Image {
-    /// The image as a radiologist sees it, in [0, 1], white = dense: the file's VOI window (else a
-    /// robust 0.5-99.5 percentile window), then MONOCHROME1 inversion.
+    /// The image as a radiologist sees it, in [0, 1], white = dense: the file's VOI window with its
+    /// VOI LUT Function (LINEAR, LINEAR_EXACT, SIGMOID), else its VOI LUT Sequence, else a robust
+    /// 0.5-99.5 percentile window; then MONOCHROME1 inversion.
     pub fn display(&self) -> Vec<f32> {
         let to_display = self.display_map();
         self.pixels.iter().map(|&x| to_display(x)).collect()
@@ -109,13 +171,21 @@ impl Image {
     /// The display transform of [`Image::display`] as a function of one modality value, so that
     /// callers can apply it on the fly (the model input does, inside its resize).
     pub fn display_map(&self) -> impl Fn(f32) -> f32 {
-        let window = self
-            .meta
-            .window
-            .unwrap_or_else(|| percentile_window(&self.pixels));
+        let lut = if self.meta.window.is_none() {
+            self.meta.voi_lut.clone()
+        } else {
+            None
+        };
+        let (window, function) = match self.meta.window {
+            Some(w) => (w, self.meta.voi_function),
+            None => (percentile_window(&self.pixels), VoiFunction::Linear),
+        };
         let invert = self.meta.photometric_interpretation == "MONOCHROME1";
         move |x| {
-            let v = window.apply_linear(x as f64) as f32;
+            let v = match &lut {
+                Some(l) => l.apply(x as f64) as f32,
+                None => window.apply(function, x as f64) as f32,
+            };
             if invert {
                 1.0 - v
             } else {
@@ -476,15 +546,33 @@ fn header(
         [r, c, ..] if *r > 0.0 && *c > 0.0 => Some([*r, *c]),
         _ => None,
     });
+    let voi_function = match el.string(tags::VOILUT_FUNCTION).as_deref() {
+        None | Some("") | Some("LINEAR") => VoiFunction::Linear,
+        Some("LINEAR_EXACT") => VoiFunction::LinearExact,
+        Some("SIGMOID") => VoiFunction::Sigmoid,
+        Some(other) => {
+            return Err(el.err(DicomErrorKind::InvalidElement {
+                name: "VOI LUT Function",
+                tag: tag_text(tags::VOILUT_FUNCTION),
+                reason: format!("{other:?} is not LINEAR, LINEAR_EXACT or SIGMOID"),
+            }))
+        }
+    };
     let window = match (
         el.float("Window Center", tags::WINDOW_CENTER)?,
         el.float("Window Width", tags::WINDOW_WIDTH)?,
     ) {
-        (Some(center), Some(width)) if width > 0.0 && center.is_finite() => {
+        // LINEAR needs a width of at least 1 (C.11.2.1.2); the others any positive width.
+        (Some(center), Some(width))
+            if center.is_finite()
+                && width.is_finite()
+                && (width >= 1.0 || (voi_function != VoiFunction::Linear && width > 0.0)) =>
+        {
             Some(VoiWindow { center, width })
         }
         _ => None,
     };
+    let voi_lut = voi_lut_sequence(obj, &el)?;
     let meta = ImageMeta {
         sop_instance_uid: el.string(tags::SOP_INSTANCE_UID).unwrap_or_default(),
         study_instance_uid: el.string(tags::STUDY_INSTANCE_UID).unwrap_or_default(),
@@ -511,8 +599,72 @@ fn header(
             .string(tags::IMAGE_LATERALITY)
             .or_else(|| el.string(tags::LATERALITY)),
         window,
+        voi_function,
+        voi_lut,
     };
     Ok(meta)
+}
+
+/// The first item of the VOI LUT Sequence, checked: descriptor (entries, first mapped value,
+/// bits) against the data's length. 0 entries means 65536 (C.11.2.1.1).
+fn voi_lut_sequence(obj: &DefaultDicomObject, el: &Elements) -> Result<Option<VoiLut>, DicomError> {
+    let Some(seq) = obj.element_opt(tags::VOILUT_SEQUENCE).ok().flatten() else {
+        return Ok(None);
+    };
+    let Some(item) = seq.items().and_then(|items| items.first()) else {
+        return Ok(None);
+    };
+    let invalid = |reason: String| {
+        el.err(DicomErrorKind::InvalidElement {
+            name: "VOI LUT Sequence",
+            tag: tag_text(tags::VOILUT_SEQUENCE),
+            reason,
+        })
+    };
+    let descriptor: Vec<i64> = item
+        .element(tags::LUT_DESCRIPTOR)
+        .ok()
+        .and_then(|e| e.value().to_multi_int::<i64>().ok())
+        .ok_or_else(|| invalid("no readable LUT Descriptor".into()))?;
+    let [entries, first, bits] = descriptor[..] else {
+        return Err(invalid(format!(
+            "LUT Descriptor has {} values, want 3",
+            descriptor.len()
+        )));
+    };
+    let entries = if entries == 0 {
+        65536
+    } else {
+        entries as usize
+    };
+    // The first mapped value is US or SS by the image's pixel representation: a US value above
+    // 32767 on signed data is negative.
+    let first = if first > 32767
+        && el.uint("Pixel Representation", tags::PIXEL_REPRESENTATION)? == Some(1)
+    {
+        first - 65536
+    } else {
+        first
+    };
+    if !(1..=16).contains(&bits) {
+        return Err(invalid(format!("LUT Descriptor bits {bits}, want 1..=16")));
+    }
+    let data: Vec<u16> = item
+        .element(tags::LUT_DATA)
+        .ok()
+        .and_then(|e| e.value().to_multi_int::<u16>().ok())
+        .ok_or_else(|| invalid("no readable LUT Data".into()))?;
+    if data.len() < entries {
+        return Err(invalid(format!(
+            "LUT Data has {} entries, the descriptor says {entries}",
+            data.len()
+        )));
+    }
+    Ok(Some(VoiLut {
+        first_mapped: first,
+        bits: bits as u16,
+        data: data[..entries].to_vec(),
+    }))
 }
 
 fn decode(

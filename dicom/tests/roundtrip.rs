@@ -274,3 +274,185 @@ fn every_written_transfer_syntax_and_bit_depth_reads_back_exactly() {
         }
     }
 }
+
+/// Writes `img`, then edits the file with dicom-object (elements our writer does not write).
+fn write_with(
+    dir: &Path,
+    img: &NewImage,
+    edit: impl FnOnce(&mut dicom_object::DefaultDicomObject),
+) -> std::path::PathBuf {
+    let path = write(dir, img);
+    let mut obj = dicom_object::open_file(&path).unwrap();
+    edit(&mut obj);
+    obj.write_to_file(&path).unwrap();
+    path
+}
+
+#[test]
+fn voi_lut_functions_and_the_voi_lut_sequence_shape_the_display() {
+    use dicom_core::{value::PrimitiveValue, DataElement, VR};
+    use dicom_dictionary_std::tags;
+    let dir = tempfile::tempdir().unwrap();
+    let mut img = sample(1, 5);
+    img.pixels = vec![0, 100, 150, 200, 300];
+    img.rescale_slope = 1.0;
+    img.rescale_intercept = 0.0;
+    img.window = Some(VoiWindow {
+        center: 150.0,
+        width: 100.0,
+    });
+    for (function, want) in [
+        // LINEAR_EXACT: ((x - c) / w + 0.5), clamped.
+        ("LINEAR_EXACT", [0.0, 0.0, 0.5, 1.0, 1.0]),
+        // SIGMOID: 1 / (1 + exp(-4 (x - c) / w)).
+        (
+            "SIGMOID",
+            [
+                1.0 / (1.0 + 6f64.exp()),
+                1.0 / (1.0 + 2f64.exp()),
+                0.5,
+                1.0 / (1.0 + (-2f64).exp()),
+                1.0 / (1.0 + (-6f64).exp()),
+            ],
+        ),
+    ] {
+        let path = write_with(dir.path(), &img, |obj| {
+            obj.put(DataElement::new(
+                tags::VOILUT_FUNCTION,
+                VR::CS,
+                PrimitiveValue::from(function),
+            ));
+        });
+        let read = read_file(&path, &ReadOptions::default()).unwrap();
+        let got = read.display();
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (*g as f64 - w).abs() < 1e-6,
+                "{function}: {got:?} vs {want:?}"
+            );
+        }
+    }
+    // An unknown function is a named error.
+    let path = write_with(dir.path(), &img, |obj| {
+        obj.put(DataElement::new(
+            tags::VOILUT_FUNCTION,
+            VR::CS,
+            PrimitiveValue::from("CUBIC"),
+        ));
+    });
+    let e = read_file(&path, &ReadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("VOI LUT Function") && e.contains("CUBIC"), "{e}");
+
+    // No window, a VOI LUT Sequence: 4 entries from 100, 8 bits.
+    let mut no_window = img.clone();
+    no_window.window = None;
+    let lut_item = || {
+        dicom_object::InMemDicomObject::from_element_iter([
+            DataElement::new(
+                tags::LUT_DESCRIPTOR,
+                VR::US,
+                PrimitiveValue::U16(vec![4u16, 100, 8].into()),
+            ),
+            DataElement::new(
+                tags::LUT_DATA,
+                VR::OW,
+                PrimitiveValue::U16(vec![0u16, 51, 102, 255].into()),
+            ),
+        ])
+    };
+    let path = write_with(dir.path(), &no_window, |obj| {
+        obj.put(DataElement::new(
+            tags::VOILUT_SEQUENCE,
+            VR::SQ,
+            dicom_core::value::DataSetSequence::from(vec![lut_item()]),
+        ));
+    });
+    let read = read_file(&path, &ReadOptions::default()).unwrap();
+    // 0 -> below the first mapped value: entry 0; 100 -> 0; 150, 200, 300 -> past the end: 255.
+    let want = [0.0, 0.0, 1.0, 1.0, 1.0];
+    assert_eq!(read.display(), want.map(|v| v as f32));
+    assert_eq!(
+        read.meta.voi_lut.as_ref().unwrap().data,
+        vec![0, 51, 102, 255]
+    );
+}
+
+#[test]
+fn an_archive_groups_into_sorted_studies_and_series_and_names_what_is_not_an_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    // Two studies; study 10 has two series; written in a shuffled order.
+    for (k, (study, series, sop)) in [
+        (20u128, 21u128, 202u128),
+        (10, 12, 122),
+        (10, 11, 112),
+        (10, 11, 111),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut img = sample(4, 4);
+        img.study_instance_uid = uid_from_u128(study);
+        img.series_instance_uid = uid_from_u128(series);
+        img.sop_instance_uid = uid_from_u128(sop);
+        let path = dir.path().join(format!("f{k}.dcm"));
+        write_file(&path, &img).unwrap();
+        files.push(path);
+    }
+    // A DICOM object without pixel data (as a structured report is), and a text file.
+    let sr = dir.path().join("sr.dcm");
+    std::fs::copy(&files[0], &sr).unwrap();
+    let mut obj = dicom_object::open_file(&sr).unwrap();
+    obj.remove_element(dicom_dictionary_std::tags::PIXEL_DATA);
+    obj.write_to_file(&sr).unwrap();
+    let txt = dir.path().join("notes.dcm");
+    std::fs::write(&txt, "not dicom").unwrap();
+    files.push(sr.clone());
+    files.push(txt.clone());
+    let index = asg_dicom::index::index(&files, &ReadOptions::default());
+    type Tree<'a> = Vec<(&'a str, Vec<(&'a str, Vec<&'a str>)>)>;
+    let uids: Tree = index
+        .studies
+        .iter()
+        .map(|s| {
+            (
+                s.study_instance_uid.as_str(),
+                s.series
+                    .iter()
+                    .map(|se| {
+                        (
+                            se.series_instance_uid.as_str(),
+                            se.instances
+                                .iter()
+                                .map(|i| i.sop_instance_uid.as_str())
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        uids,
+        vec![
+            (
+                "2.25.10",
+                vec![
+                    ("2.25.11", vec!["2.25.111", "2.25.112"]),
+                    ("2.25.12", vec!["2.25.122"])
+                ]
+            ),
+            ("2.25.20", vec![("2.25.21", vec!["2.25.202"])]),
+        ]
+    );
+    assert_eq!(index.skipped.len(), 2);
+    let sr_skip = index.skipped.iter().find(|s| s.path == sr).unwrap();
+    assert!(sr_skip.not_an_image, "{sr_skip:?}");
+    let txt_skip = index.skipped.iter().find(|s| s.path == txt).unwrap();
+    assert!(
+        !txt_skip.not_an_image && txt_skip.reason.contains("notes.dcm"),
+        "{txt_skip:?}"
+    );
+}

@@ -57,6 +57,12 @@ enum Command {
 enum DicomCommand {
     /// Print the image metadata (no patient identity) as JSON, without decoding the pixels.
     Info { file: PathBuf },
+    /// Group DICOM files (or folders, recursively) into studies and series by their UIDs, from the
+    /// headers alone; non-image objects and unreadable files are listed with the reason. JSON.
+    Index {
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
     /// Decode one frame and write it as a NumPy .npy file.
     Pixels {
         file: PathBuf,
@@ -83,6 +89,14 @@ enum Stage {
 fn dicom(command: DicomCommand) -> anyhow::Result<()> {
     use asg_dicom::npy::{encode, NpyType};
     match command {
+        DicomCommand::Index { inputs } => {
+            let mut files = Vec::new();
+            for input in &inputs {
+                collect_files(input, &mut files)?;
+            }
+            let index = asg_dicom::index::index(&files, &asg_dicom::ReadOptions::default());
+            println!("{}", serde_json::to_string_pretty(&index)?);
+        }
         DicomCommand::Info { file } => {
             let name = file.display().to_string();
             let bytes = std::fs::read(&file).with_context(|| format!("reading {name}"))?;

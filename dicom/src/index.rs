@@ -1,0 +1,146 @@
+//! Files -> studies -> series -> instances, by their UIDs (sorted), from the headers alone; what is
+//! not an image (structured reports, presentation states, unreadable files) is listed with the
+//! reason, not dropped silently.
+
+use crate::read::{read_meta_bytes, ReadOptions};
+use crate::DicomErrorKind;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// One image instance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Instance {
+    pub path: PathBuf,
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub rows: u32,
+    pub columns: u32,
+    pub frames: u32,
+    pub modality: Option<String>,
+    pub view_position: Option<String>,
+}
+
+/// A series and its instances.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Series {
+    pub series_instance_uid: String,
+    pub instances: Vec<Instance>,
+}
+
+/// A study and its series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Study {
+    pub study_instance_uid: String,
+    pub series: Vec<Series>,
+}
+
+/// A file that is not an image we can read, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
+    /// True for DICOM objects without pixel data (SR, PR, KOS...).
+    pub not_an_image: bool,
+}
+
+/// The grouped archive.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Index {
+    pub studies: Vec<Study>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Reads the headers of `files` and groups the images into studies and series (both sorted by
+/// UID, instances by SOP Instance UID then path). A file read fails only into `skipped`.
+pub fn index(files: &[PathBuf], options: &ReadOptions) -> Index {
+    let mut out = Index::default();
+    let mut all: Vec<(String, String, Instance)> = Vec::new();
+    for path in files {
+        let name = path.display().to_string();
+        let read = read_header(path, &name, options);
+        match read {
+            Ok(meta) => all.push((
+                meta.study_instance_uid.clone(),
+                meta.series_instance_uid.clone(),
+                Instance {
+                    path: path.clone(),
+                    sop_instance_uid: meta.sop_instance_uid,
+                    sop_class_uid: meta.sop_class_uid,
+                    rows: meta.rows,
+                    columns: meta.columns,
+                    frames: meta.frames,
+                    modality: meta.modality,
+                    view_position: meta.view_position,
+                },
+            )),
+            Err(e) => out.skipped.push(Skipped {
+                path: path.clone(),
+                not_an_image: matches!(e.kind, DicomErrorKind::NotAnImage { .. }),
+                reason: e.to_string(),
+            }),
+        }
+    }
+    all.sort_by(|a, b| {
+        (&a.0, &a.1, &a.2.sop_instance_uid, &a.2.path).cmp(&(
+            &b.0,
+            &b.1,
+            &b.2.sop_instance_uid,
+            &b.2.path,
+        ))
+    });
+    for (study, series, inst) in all {
+        if out
+            .studies
+            .last()
+            .is_none_or(|s| s.study_instance_uid != study)
+        {
+            out.studies.push(Study {
+                study_instance_uid: study.clone(),
+                series: Vec::new(),
+            });
+        }
+        let st = out.studies.last_mut().expect("pushed above");
+        if st
+            .series
+            .last()
+            .is_none_or(|s| s.series_instance_uid != series)
+        {
+            st.series.push(Series {
+                series_instance_uid: series.clone(),
+                instances: Vec::new(),
+            });
+        }
+        st.series
+            .last_mut()
+            .expect("pushed above")
+            .instances
+            .push(inst);
+    }
+    out
+}
+
+fn read_header(
+    path: &Path,
+    name: &str,
+    options: &ReadOptions,
+) -> Result<crate::ImageMeta, crate::DicomError> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| crate::DicomError::new(name, DicomErrorKind::Io(e)))?
+        .len();
+    if len > options.max_file_bytes {
+        return Err(crate::DicomError::new(
+            name,
+            DicomErrorKind::InvalidElement {
+                name: "file",
+                tag: "-".into(),
+                reason: format!(
+                    "{len} bytes, more than the {} allowed",
+                    options.max_file_bytes
+                ),
+            },
+        ));
+    }
+    let bytes =
+        std::fs::read(path).map_err(|e| crate::DicomError::new(name, DicomErrorKind::Io(e)))?;
+    read_meta_bytes(&bytes, name, options)
+}
