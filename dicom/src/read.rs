@@ -132,6 +132,9 @@ pub struct ImageMeta {
     pub bits_allocated: u16,
     pub bits_stored: u16,
     pub pixel_representation: u16,
+    /// 1 for monochrome, 3 for colour (converted to grey for the model; raw samples in `stored`).
+    #[serde(default = "one")]
+    pub samples_per_pixel: u16,
     pub photometric_interpretation: String,
     pub rescale_slope: f64,
     pub rescale_intercept: f64,
@@ -148,13 +151,18 @@ pub struct ImageMeta {
     pub voi_lut: Option<VoiLut>,
 }
 
+fn one() -> u16 {
+    1
+}
+
 /// One decoded frame: modality values (rescale applied), row-major, `width * height` of them.
 #[derive(Debug, Clone)]
 pub struct Image {
     pub width: u32,
     pub height: u32,
     pub pixels: Vec<f32>,
-    /// Stored values before any LUT, with their signedness (only with `keep_stored`).
+    /// Stored values before any LUT, with their signedness (only with `keep_stored`); for colour,
+    /// `samples_per_pixel` values per pixel, interleaved (R, G, B).
     pub stored: Option<Vec<i64>>,
     pub meta: ImageMeta,
 }
@@ -490,8 +498,26 @@ fn header(
         "Photometric Interpretation",
         tags::PHOTOMETRIC_INTERPRETATION,
     )?;
-    if photometric != "MONOCHROME1" && photometric != "MONOCHROME2" {
+    let colour = matches!(photometric.as_str(), "RGB" | "YBR_FULL" | "YBR_FULL_422");
+    if colour && photometric != "RGB" && !is_encapsulated(obj) {
+        return Err(el.err(DicomErrorKind::UnsupportedPhotometric(format!(
+            "{photometric} in native (uncompressed) pixel data: YBR to RGB conversion is not implemented"
+        ))));
+    }
+    if colour && jpeg_without_colour_transform(obj, &photometric) {
+        return Err(el.err(DicomErrorKind::UnsupportedPhotometric(format!(
+            "{photometric} JPEG stored without the YCbCr transform (components named R, G, B, or no JFIF/Adobe marker): the JPEG decoder would convert it as YCbCr"
+        ))));
+    }
+    if !(photometric == "MONOCHROME1" || photometric == "MONOCHROME2" || colour) {
         return Err(el.err(DicomErrorKind::UnsupportedPhotometric(photometric)));
+    }
+    if samples != if colour { 3 } else { 1 } {
+        return Err(el.err(DicomErrorKind::InvalidElement {
+            name: "Samples per Pixel",
+            tag: tag_text(tags::SAMPLES_PER_PIXEL),
+            reason: format!("{samples} samples for {photometric}"),
+        }));
     }
     use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
     let registry = dicom_transfer_syntax_registry::TransferSyntaxRegistry;
@@ -586,6 +612,7 @@ fn header(
         bits_allocated: bits_allocated as u16,
         bits_stored: bits_stored as u16,
         pixel_representation: pixel_representation as u16,
+        samples_per_pixel: samples as u16,
         photometric_interpretation: photometric,
         rescale_slope: el
             .float("Rescale Slope", tags::RESCALE_SLOPE)?
@@ -667,6 +694,144 @@ fn voi_lut_sequence(obj: &DefaultDicomObject, el: &Elements) -> Result<Option<Vo
     }))
 }
 
+/// Whether the Pixel Data is encapsulated (fragments).
+fn is_encapsulated(obj: &DefaultDicomObject) -> bool {
+    obj.element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .is_some_and(|e| e.fragments().is_some())
+}
+
+/// A JPEG frame stored without the YCbCr transform, which jpeg-decoder would still apply: three
+/// components identified as 'R', 'G', 'B' (libjpeg's convention), or, for Photometric
+/// Interpretation RGB, neither a JFIF (APP0) nor an Adobe (APP14) marker and component ids other
+/// than JFIF's 1, 2, 3 (the DICOM attribute is then the only statement of the colour space).
+fn jpeg_without_colour_transform(obj: &DefaultDicomObject, photometric: &str) -> bool {
+    let Some(fragment) = obj
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .and_then(|e| e.fragments().and_then(|f| f.first().cloned()))
+    else {
+        return false;
+    };
+    let b = &fragment[..];
+    let (mut jfif, mut adobe) = (false, false);
+    let mut i = 0;
+    while i + 1 < b.len() {
+        if b[i] != 0xFF {
+            i += 1;
+            continue;
+        }
+        match b[i + 1] {
+            0xE0 if b.get(i + 4..i + 8) == Some(b"JFIF") => jfif = true,
+            0xEE if b.get(i + 4..i + 9) == Some(b"Adobe") => adobe = true,
+            0xC0..=0xC2 => {
+                // SOF: length(2) precision(1) height(2) width(2) components(1), then 3 bytes each.
+                let start = i + 2;
+                if b.get(start + 7) != Some(&3) {
+                    return false;
+                }
+                let ids: Vec<u8> = (0..3)
+                    .filter_map(|k| b.get(start + 8 + 3 * k).copied())
+                    .collect();
+                return ids == [b'R', b'G', b'B']
+                    || (photometric == "RGB" && !jfif && !adobe && ids != [1, 2, 3]);
+            }
+            0xDA => return false,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Colour frames: the raw samples (R, G, B interleaved; planar files interleaved here), and grey
+/// for the model as ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B). Compressed YBR data arrive as
+/// RGB from the decoders; native YBR (a colour-space conversion whose rounding would have to match
+/// other readers') is refused with its name.
+fn decode_colour(
+    decoded: &dicom_pixeldata::DecodedPixelData,
+    mut meta: ImageMeta,
+    el: &Elements,
+    options: &ReadOptions,
+) -> Result<Image, DicomError> {
+    use dicom_pixeldata::PlanarConfiguration;
+    let pi = decoded.photometric_interpretation().to_string();
+    if pi.trim() != "RGB" {
+        return Err(el.err(DicomErrorKind::UnsupportedPhotometric(format!(
+            "{} in native (uncompressed) pixel data: YBR to RGB conversion is not implemented",
+            meta.photometric_interpretation
+        ))));
+    }
+    let n = meta.rows as usize * meta.columns as usize;
+    let samples: Vec<i64> = match decoded.planar_configuration() {
+        PlanarConfiguration::Standard => {
+            let raw = ConvertOptions::new()
+                .with_modality_lut(ModalityLutOption::None)
+                .with_voi_lut(VoiLutOption::Identity);
+            decoded
+                .to_vec_frame_with_options(0, &raw)
+                .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?
+        }
+        PlanarConfiguration::PixelFirst => {
+            let bytes = decoded
+                .frame_data(0)
+                .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
+            let planes: Vec<i64> = match meta.bits_allocated {
+                8 => bytes.iter().map(|&b| b as i64).collect(),
+                16 => bytes
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]) as i64)
+                    .collect(),
+                other => {
+                    return Err(el.err(DicomErrorKind::Decode(format!(
+                        "planar colour with {other} bits allocated is not supported"
+                    ))))
+                }
+            };
+            if planes.len() < 3 * n {
+                return Err(el.err(DicomErrorKind::Decode(format!(
+                    "{} samples for a {} x {} colour frame",
+                    planes.len(),
+                    meta.rows,
+                    meta.columns
+                ))));
+            }
+            (0..n)
+                .flat_map(|i| [planes[i], planes[n + i], planes[2 * n + i]])
+                .collect()
+        }
+    };
+    if samples.len() != 3 * n {
+        return Err(el.err(DicomErrorKind::Decode(format!(
+            "decoded {} samples for a {} x {} colour frame",
+            samples.len(),
+            meta.rows,
+            meta.columns
+        ))));
+    }
+    let pixels: Vec<f32> = samples
+        .chunks_exact(3)
+        .map(|c| (0.299 * c[0] as f64 + 0.587 * c[1] as f64 + 0.114 * c[2] as f64) as f32)
+        .collect();
+    if meta.window.is_none() {
+        // Colour images use their full range.
+        let max = ((1u64 << meta.bits_stored.min(32)) - 1) as f64;
+        meta.window = Some(VoiWindow {
+            center: (max + 1.0) / 2.0,
+            width: max + 1.0,
+        });
+    }
+    Ok(Image {
+        width: meta.columns,
+        height: meta.rows,
+        pixels,
+        stored: options.keep_stored.then_some(samples),
+        meta,
+    })
+}
+
 fn decode(
     obj: &DefaultDicomObject,
     source_name: &str,
@@ -678,6 +843,9 @@ fn decode(
     let decoded = obj
         .decode_pixel_data_frame(options.frame)
         .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
+    if meta.samples_per_pixel == 3 {
+        return decode_colour(&decoded, meta, &el, options);
+    }
     let convert = ConvertOptions::new()
         .with_modality_lut(ModalityLutOption::Default)
         .with_voi_lut(VoiLutOption::Identity);

@@ -456,3 +456,87 @@ fn an_archive_groups_into_sorted_studies_and_series_and_names_what_is_not_an_ima
         "{txt_skip:?}"
     );
 }
+
+#[test]
+fn rgb_images_keep_their_samples_and_give_luma_to_the_model() {
+    use dicom_core::{value::PrimitiveValue, DataElement, VR};
+    use dicom_dictionary_std::tags;
+    let dir = tempfile::tempdir().unwrap();
+    let mut img = sample(1, 2);
+    img.bits_stored = 8;
+    img.pixels = vec![0, 0];
+    img.window = None;
+    img.rescale_slope = 1.0;
+    img.rescale_intercept = 0.0;
+    // Two pixels: pure red and white, interleaved; then the same planar (R plane, G, B).
+    for (planar, data) in [
+        (0u16, vec![255u8, 0, 0, 255, 255, 255]),
+        (1, vec![255, 255, 0, 255, 0, 255]),
+    ] {
+        let path = write_with(dir.path(), &img, |obj| {
+            obj.put(DataElement::new(
+                tags::SAMPLES_PER_PIXEL,
+                VR::US,
+                PrimitiveValue::from(3u16),
+            ));
+            obj.put(DataElement::new(
+                tags::PHOTOMETRIC_INTERPRETATION,
+                VR::CS,
+                PrimitiveValue::from("RGB"),
+            ));
+            obj.put(DataElement::new(
+                tags::PLANAR_CONFIGURATION,
+                VR::US,
+                PrimitiveValue::from(planar),
+            ));
+            obj.put(DataElement::new(
+                tags::PIXEL_DATA,
+                VR::OB,
+                PrimitiveValue::U8(data.clone().into()),
+            ));
+        });
+        let read = read_file(
+            &path,
+            &ReadOptions {
+                keep_stored: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(read.meta.samples_per_pixel, 3);
+        assert_eq!(
+            read.stored.as_deref().unwrap(),
+            &[255, 0, 0, 255, 255, 255],
+            "planar {planar}"
+        );
+        assert!((read.pixels[0] - 0.299 * 255.0).abs() < 1e-3);
+        assert!((read.pixels[1] - 255.0).abs() < 1e-3);
+        // Full range for colour: white is 1.
+        assert!((read.display()[1] - 1.0).abs() < 1e-3);
+    }
+    // Native YBR is refused with the reason.
+    let path = write_with(dir.path(), &img, |obj| {
+        obj.put(DataElement::new(
+            tags::SAMPLES_PER_PIXEL,
+            VR::US,
+            PrimitiveValue::from(3u16),
+        ));
+        obj.put(DataElement::new(
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            PrimitiveValue::from("YBR_FULL"),
+        ));
+        obj.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OB,
+            PrimitiveValue::U8(vec![0u8; 6].into()),
+        ));
+    });
+    let e = read_file(&path, &ReadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("YBR_FULL") && e.contains("not implemented"),
+        "{e}"
+    );
+}

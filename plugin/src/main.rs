@@ -119,11 +119,15 @@ fn dicom(command: DicomCommand) -> anyhow::Result<()> {
             let bytes = match stage {
                 Stage::Stored => {
                     let stored = image.stored.as_deref().unwrap_or_default();
+                    // Colour: rows x columns x samples, as pydicom's pixel_array gives it.
+                    let samples = image.meta.samples_per_pixel as usize;
+                    let colour_shape = [shape[0], shape[1], samples];
+                    let shape: &[usize] = if samples > 1 { &colour_shape } else { &shape };
                     let ty = NpyType::for_stored(
                         image.meta.bits_allocated,
                         image.meta.pixel_representation == 1,
                     );
-                    encode(&shape, ty, stored.iter().map(|&v| v as f64))
+                    encode(shape, ty, stored.iter().map(|&v| v as f64))
                 }
                 Stage::Modality => {
                     encode(&shape, NpyType::F32, image.pixels.iter().map(|&v| v as f64))
