@@ -498,11 +498,27 @@ fn header(
         "Photometric Interpretation",
         tags::PHOTOMETRIC_INTERPRETATION,
     )?;
-    let colour = matches!(photometric.as_str(), "RGB" | "YBR_FULL" | "YBR_FULL_422");
+    let colour = matches!(
+        photometric.as_str(),
+        "RGB" | "YBR_FULL" | "YBR_FULL_422" | "YBR_RCT" | "YBR_ICT"
+    );
     if colour && photometric != "RGB" && !is_encapsulated(obj) {
         return Err(el.err(DicomErrorKind::UnsupportedPhotometric(format!(
             "{photometric} in native (uncompressed) pixel data: YBR to RGB conversion is not implemented"
         ))));
+    }
+    if let Some(signed) = j2k_signedness(obj) {
+        if signed != (pixel_representation == 1) {
+            return Err(el.err(DicomErrorKind::InvalidElement {
+                name: "Pixel Representation",
+                tag: tag_text(tags::PIXEL_REPRESENTATION),
+                reason: format!(
+                    "{pixel_representation} ({}), but the JPEG 2000 codestream says {}: which one holds is ambiguous, so the file is not decoded",
+                    if pixel_representation == 1 { "signed" } else { "unsigned" },
+                    if signed { "signed" } else { "unsigned" }
+                ),
+            }));
+        }
     }
     if colour && jpeg_without_colour_transform(obj, &photometric) {
         return Err(el.err(DicomErrorKind::UnsupportedPhotometric(format!(
@@ -744,6 +760,21 @@ fn jpeg_without_colour_transform(obj: &DefaultDicomObject, photometric: &str) ->
         i += 1;
     }
     false
+}
+
+/// The signedness of the first component in a JPEG 2000 codestream's SIZ marker, if the Pixel
+/// Data holds one (raw codestream or inside a JP2 box).
+fn j2k_signedness(obj: &DefaultDicomObject) -> Option<bool> {
+    let fragment = obj
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .and_then(|e| e.fragments().and_then(|f| f.first().cloned()))?;
+    let b = &fragment[..];
+    let at = b.windows(4).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])?;
+    // SOC, SIZ: Lsiz(2) Rsiz(2) 8 x 4-byte sizes, Csiz(2), then Ssiz of component 0.
+    let ssiz = *b.get(at + 4 + 2 + 2 + 32 + 2)?;
+    Some(ssiz & 0x80 != 0)
 }
 
 /// Colour frames: the raw samples (R, G, B interleaved; planar files interleaved here), and grey
