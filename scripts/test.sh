@@ -18,6 +18,9 @@ echo "== asg-dicom vs pydicom on the pydicom wheel's test files"
   || { cat target/conformance.md; exit 1; }
 tail -n 2 target/conformance.md
 
+echo "== DICOMDIR reading vs pydicom"
+.venv/bin/python bench/dicomdir_check.py "$target_dir/debug/asg"
+
 echo "== phantom set read by an independent reader (pydicom)"
 rm -rf target/phantom-check
 "$target_dir/debug/asg-train" synth --n 60 --seed 3 --size 256 --errors --out target/phantom-check 2>/dev/null

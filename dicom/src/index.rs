@@ -144,3 +144,65 @@ fn read_header(
         std::fs::read(path).map_err(|e| crate::DicomError::new(name, DicomErrorKind::Io(e)))?;
     read_meta_bytes(&bytes, name, options)
 }
+
+/// Media Storage Directory Storage: the SOP class of a DICOMDIR.
+pub const SOP_CLASS_DICOMDIR: &str = "1.2.840.10008.1.3.10";
+
+/// The files a DICOMDIR refers to (Referenced File ID of every directory record), as paths below
+/// the DICOMDIR's folder, in record order without repeats. A component that would leave that
+/// folder (`..`, absolute, empty) is an error naming the record.
+pub fn dicomdir_files(path: &Path) -> Result<Vec<PathBuf>, crate::DicomError> {
+    use dicom_dictionary_std::tags;
+    let name = path.display().to_string();
+    let err = |reason: String| {
+        crate::DicomError::new(
+            &name,
+            DicomErrorKind::InvalidElement {
+                name: "Directory Record Sequence",
+                tag: "(0004,1220)".into(),
+                reason,
+            },
+        )
+    };
+    let obj = dicom_object::OpenFileOptions::new()
+        .open_file(path)
+        .map_err(|e| crate::DicomError::new(&name, DicomErrorKind::NotDicom(e.to_string())))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut out: Vec<PathBuf> = Vec::new();
+    let Some(records) = obj
+        .element_opt(tags::DIRECTORY_RECORD_SEQUENCE)
+        .ok()
+        .flatten()
+        .and_then(|e| e.items().map(|i| i.to_vec()))
+    else {
+        return Err(err("missing: not a DICOMDIR".into()));
+    };
+    for (k, record) in records.iter().enumerate() {
+        let Some(id) = record.element_opt(tags::REFERENCED_FILE_ID).ok().flatten() else {
+            continue;
+        };
+        let parts: Vec<String> = id
+            .value()
+            .to_multi_str()
+            .map(|v| v.iter().map(|s| s.trim().to_string()).collect())
+            .map_err(|e| err(format!("record {k}: Referenced File ID: {e}")))?;
+        let mut p = base.to_path_buf();
+        for part in &parts {
+            if part.is_empty()
+                || part == ".."
+                || part == "."
+                || part.contains('/')
+                || part.contains('\\')
+            {
+                return Err(err(format!(
+                    "record {k}: Referenced File ID component {part:?} would leave the DICOMDIR's folder"
+                )));
+            }
+            p.push(part);
+        }
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}

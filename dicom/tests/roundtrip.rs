@@ -540,3 +540,52 @@ fn rgb_images_keep_their_samples_and_give_luma_to_the_model() {
         "{e}"
     );
 }
+
+#[test]
+fn a_dicomdir_that_points_outside_its_folder_is_refused() {
+    use dicom_core::{value::PrimitiveValue, DataElement, VR};
+    use dicom_dictionary_std::tags;
+    let dir = tempfile::tempdir().unwrap();
+    for (id, ok) in [
+        (vec!["IMG", "A1"], true),
+        (vec!["..", "etc", "passwd"], false),
+    ] {
+        let record = dicom_object::InMemDicomObject::from_element_iter([
+            DataElement::new(
+                tags::DIRECTORY_RECORD_TYPE,
+                VR::CS,
+                PrimitiveValue::from("IMAGE"),
+            ),
+            DataElement::new(
+                tags::REFERENCED_FILE_ID,
+                VR::CS,
+                PrimitiveValue::Strs(id.iter().map(|s| s.to_string()).collect()),
+            ),
+        ]);
+        let obj = dicom_object::InMemDicomObject::from_element_iter([DataElement::new(
+            tags::DIRECTORY_RECORD_SEQUENCE,
+            VR::SQ,
+            dicom_core::value::DataSetSequence::from(vec![record]),
+        )]);
+        let file = obj
+            .with_meta(
+                dicom_object::FileMetaTableBuilder::new()
+                    .transfer_syntax("1.2.840.10008.1.2.1")
+                    .media_storage_sop_class_uid(asg_dicom::index::SOP_CLASS_DICOMDIR)
+                    .media_storage_sop_instance_uid("2.25.1"),
+            )
+            .unwrap();
+        let path = dir.path().join("DICOMDIR");
+        file.write_to_file(&path).unwrap();
+        let got = asg_dicom::index::dicomdir_files(&path);
+        if ok {
+            assert_eq!(got.unwrap(), vec![dir.path().join("IMG").join("A1")]);
+        } else {
+            let e = got.unwrap_err().to_string();
+            assert!(
+                e.contains("leave the DICOMDIR's folder") && e.contains("DICOMDIR"),
+                "{e}"
+            );
+        }
+    }
+}

@@ -251,7 +251,19 @@ fn looks_like_dicom(path: &Path) -> bool {
     }
 }
 
+fn is_dicomdir(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().eq_ignore_ascii_case("DICOMDIR"))
+}
+
+/// Files named on the command line, folders walked recursively (a DICOMDIR inside a folder is
+/// passed over: the folder's files are walked anyway), and a DICOMDIR named on the command line
+/// expanded into the files its records refer to.
 fn collect_files(input: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    if input.is_file() && is_dicomdir(input) {
+        out.extend(asg_dicom::index::dicomdir_files(input)?);
+        return Ok(());
+    }
     if input.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(input)
             .with_context(|| format!("reading folder {}", input.display()))?
@@ -266,7 +278,7 @@ fn collect_files(input: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
             }
             if e.is_dir() {
                 collect_files(&e, out)?;
-            } else if looks_like_dicom(&e) {
+            } else if looks_like_dicom(&e) && !is_dicomdir(&e) {
                 out.push(e);
             }
         }
