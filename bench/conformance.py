@@ -87,6 +87,20 @@ def main() -> int:
         print(f"| {r[0]} | {r[1]} | {r[2]} |")
     print()
     print(", ".join(f"{k}: {v}" for k, v in counts.items()) + f" (of {len(files)} files; pydicom {pydicom.__version__})")
+    # PALETTE COLOR: the grey the model sees must be the luma of pydicom's colour lookup.
+    from pydicom.pixels import apply_color_lut
+    pal = Path(pydicom.__file__).parent / "data" / "test_files" / "examples_palette.dcm"
+    npy = out / "palette_display.npy"
+    p = subprocess.run([asg, "dicom", "pixels", str(pal), "--stage", "display", "--npy", str(npy)], capture_output=True, text=True)
+    if p.returncode == 0:
+        ds = pydicom.dcmread(pal)
+        rgb = apply_color_lut(ds.pixel_array, ds).astype(np.float64)
+        scale = 65535.0 if rgb.max() > 255 else 255.0
+        luma = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]) / scale
+        diff = float(np.abs(np.load(npy) - luma).max())
+        print(f"PALETTE COLOR grey vs the luma of pydicom's apply_color_lut: max diff {diff:.2e}")
+        if diff > 1e-4:
+            failures.append(pal.name + " (palette grey)")
     if failures:
         print("FAIL: decoded differently from pydicom: " + ", ".join(failures))
         return 1

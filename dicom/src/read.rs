@@ -502,6 +502,7 @@ fn header(
         photometric.as_str(),
         "RGB" | "YBR_FULL" | "YBR_FULL_422" | "YBR_RCT" | "YBR_ICT"
     );
+    let palette = photometric == "PALETTE COLOR";
     if colour && photometric != "RGB" && !is_encapsulated(obj) {
         return Err(el.err(DicomErrorKind::UnsupportedPhotometric(format!(
             "{photometric} in native (uncompressed) pixel data: YBR to RGB conversion is not implemented"
@@ -525,7 +526,7 @@ fn header(
             "{photometric} JPEG stored without the YCbCr transform (components named R, G, B, or no JFIF/Adobe marker): the JPEG decoder would convert it as YCbCr"
         ))));
     }
-    if !(photometric == "MONOCHROME1" || photometric == "MONOCHROME2" || colour) {
+    if !(photometric == "MONOCHROME1" || photometric == "MONOCHROME2" || colour || palette) {
         return Err(el.err(DicomErrorKind::UnsupportedPhotometric(photometric)));
     }
     if samples != if colour { 3 } else { 1 } {
@@ -863,6 +864,129 @@ fn decode_colour(
     })
 }
 
+/// One Palette Color Lookup Table (descriptor and 16-bit data), scaled to 0..1.
+fn palette_lut(
+    el: &Elements,
+    descriptor: Tag,
+    data: Tag,
+    name: &'static str,
+) -> Result<(i64, Vec<f32>), DicomError> {
+    let invalid = |reason: String| {
+        el.err(DicomErrorKind::InvalidElement {
+            name,
+            tag: tag_text(descriptor),
+            reason,
+        })
+    };
+    let d: Vec<i64> = el
+        .obj
+        .element(descriptor)
+        .ok()
+        .and_then(|e| e.value().to_multi_int::<i64>().ok())
+        .ok_or_else(|| {
+            invalid("missing or unreadable (segmented palettes are not supported)".into())
+        })?;
+    let [entries, first, bits] = d[..] else {
+        return Err(invalid(format!("{} values, want 3", d.len())));
+    };
+    let entries = if entries == 0 {
+        65536
+    } else {
+        entries as usize
+    };
+    if !(bits == 8 || bits == 16) {
+        return Err(invalid(format!("{bits} bits per entry, want 8 or 16")));
+    }
+    let values: Vec<u16> = el
+        .obj
+        .element(data)
+        .ok()
+        .and_then(|e| e.value().to_multi_int::<u16>().ok())
+        .ok_or_else(|| invalid("its data element is missing or unreadable".into()))?;
+    if values.len() < entries {
+        return Err(invalid(format!(
+            "{} entries of data, the descriptor says {entries}",
+            values.len()
+        )));
+    }
+    // 16-bit tables use the full 16 bits whatever the descriptor's bits say for 8-bit ones
+    // (C.7.6.3.1.5: 8-bit data is stored in the low byte... some writers use the high byte).
+    let max = values[..entries].iter().copied().max().unwrap_or(1).max(1);
+    let scale = if bits == 8 && max <= 255 {
+        255.0
+    } else {
+        65535.0
+    };
+    Ok((
+        first,
+        values[..entries]
+            .iter()
+            .map(|&v| v as f32 / scale)
+            .collect(),
+    ))
+}
+
+/// PALETTE COLOR: stored indices kept (as pydicom gives them), and for the model the grey (BT.601
+/// luma) of the colour each index maps to through the three tables; full-range display.
+fn decode_palette(
+    decoded: &dicom_pixeldata::DecodedPixelData,
+    mut meta: ImageMeta,
+    el: &Elements,
+    options: &ReadOptions,
+) -> Result<Image, DicomError> {
+    let raw = ConvertOptions::new()
+        .with_modality_lut(ModalityLutOption::None)
+        .with_voi_lut(VoiLutOption::Identity);
+    let indices: Vec<i64> = decoded
+        .to_vec_frame_with_options(0, &raw)
+        .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
+    let (rf, red) = palette_lut(
+        el,
+        tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+        tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        "Red Palette Color Lookup Table Descriptor",
+    )?;
+    let (gf, green) = palette_lut(
+        el,
+        tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+        tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        "Green Palette Color Lookup Table Descriptor",
+    )?;
+    let (bf, blue) = palette_lut(
+        el,
+        tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+        tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        "Blue Palette Color Lookup Table Descriptor",
+    )?;
+    let at =
+        |lut: &[f32], first: i64, i: i64| lut[(i - first).clamp(0, lut.len() as i64 - 1) as usize];
+    let pixels: Vec<f32> = indices
+        .iter()
+        .map(|&i| 0.299 * at(&red, rf, i) + 0.587 * at(&green, gf, i) + 0.114 * at(&blue, bf, i))
+        .collect();
+    if pixels.len() as u64 != meta.rows as u64 * meta.columns as u64 {
+        return Err(el.err(DicomErrorKind::Decode(format!(
+            "decoded {} values for a {} x {} frame",
+            pixels.len(),
+            meta.rows,
+            meta.columns
+        ))));
+    }
+    // The model sees grey in 0..1: display it as is.
+    meta.window = Some(VoiWindow {
+        center: 0.5,
+        width: 1.0 + f64::EPSILON,
+    });
+    meta.voi_function = VoiFunction::LinearExact;
+    Ok(Image {
+        width: meta.columns,
+        height: meta.rows,
+        pixels,
+        stored: options.keep_stored.then_some(indices),
+        meta,
+    })
+}
+
 fn decode(
     obj: &DefaultDicomObject,
     source_name: &str,
@@ -876,6 +1000,9 @@ fn decode(
         .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
     if meta.samples_per_pixel == 3 {
         return decode_colour(&decoded, meta, &el, options);
+    }
+    if meta.photometric_interpretation == "PALETTE COLOR" {
+        return decode_palette(&decoded, meta, &el, options);
     }
     let convert = ConvertOptions::new()
         .with_modality_lut(ModalityLutOption::Default)
