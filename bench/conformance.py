@@ -44,6 +44,14 @@ def main() -> int:
         try:
             ds = pydicom.dcmread(f)
             ts = str(ds.file_meta.TransferSyntaxUID) if "TransferSyntaxUID" in getattr(ds, "file_meta", {}) else "?"
+        except pydicom.errors.InvalidDicomError:
+            # No preamble and no meta header: pydicom reads such a data set only when forced
+            # (it then guesses the transfer syntax, as asg-dicom does).
+            try:
+                ds = pydicom.dcmread(f, force=True)
+                ts = "no meta (read with force=True)"
+            except Exception:  # noqa: BLE001
+                ds, ts = None, "?"
         except Exception as e:  # noqa: BLE001
             ds, ts = None, "?"
         ref, ref_err = None, None

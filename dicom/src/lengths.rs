@@ -61,10 +61,24 @@ fn is_sequence_in_dictionary(tag: Tag) -> bool {
 /// Walks `data` (the bytes after the "DICM" magic). `Ok` when every header fits (or the walk met
 /// something it leaves to the parser); `Err` names the first element whose length overruns.
 pub fn check(data: &[u8]) -> Result<(), LengthOverrun> {
+    walk(data, None)
+}
+
+/// Walks a data set with no meta group, in the transfer syntax `uid` (native syntaxes only).
+pub fn check_dataset(data: &[u8], uid: &str) -> Result<(), LengthOverrun> {
+    let encoding = match uid {
+        "1.2.840.10008.1.2" => Encoding::ImplicitLe,
+        "1.2.840.10008.1.2.2" => Encoding::ExplicitBe,
+        _ => Encoding::ExplicitLe,
+    };
+    walk(data, Some(encoding))
+}
+
+fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<(), LengthOverrun> {
     let mut pos = 0usize;
-    let mut encoding = Encoding::ExplicitLe;
+    let mut encoding = dataset.unwrap_or(Encoding::ExplicitLe);
     let mut transfer_syntax: Option<String> = None;
-    let mut in_meta = true;
+    let mut in_meta = dataset.is_none();
     let mut in_fragments = false;
     let u16_at = |p: usize, be: bool| -> Option<u16> {
         let b: [u8; 2] = data.get(p..p + 2)?.try_into().ok()?;

@@ -230,6 +230,92 @@ fn percentile_window(pixels: &[f32]) -> VoiWindow {
     }
 }
 
+/// The native transfer syntax a data set without meta header is written in, guessed from its first
+/// element as other readers do (pydicom with `force=True`, dcmtk): a small group number read big
+/// endian means explicit VR big endian; two upper-case letters after the tag that name a VR mean
+/// explicit VR little endian; otherwise implicit VR little endian. None if the bytes do not start
+/// like a data set at all.
+fn guess_transfer_syntax(bytes: &[u8]) -> Option<&'static str> {
+    let head: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    let group_le = u16::from_le_bytes([head[0], head[1]]);
+    let group_be = u16::from_be_bytes([head[0], head[1]]);
+    let vr = std::str::from_utf8(&head[4..6])
+        .ok()
+        .and_then(|v| v.parse::<dicom_core::VR>().ok());
+    // A data set starts with a low group (0008 at the latest for real files).
+    if (0x0002..=0x0010).contains(&group_le) {
+        Some(if vr.is_some() {
+            "1.2.840.10008.1.2.1"
+        } else {
+            "1.2.840.10008.1.2"
+        })
+    } else if (0x0002..=0x0010).contains(&group_be) && vr.is_some() {
+        Some("1.2.840.10008.1.2.2")
+    } else {
+        None
+    }
+}
+
+/// A bare data set (no preamble, no "DICM", no meta group): read in the guessed native transfer
+/// syntax, after the same length pre-walk, and given a meta group from its own SOP UIDs.
+fn parse_without_meta(bytes: &[u8], source_name: &str) -> Result<DefaultDicomObject, DicomError> {
+    let err = |kind| DicomError::new(source_name, kind);
+    let Some(uid) = guess_transfer_syntax(bytes) else {
+        return Err(err(DicomErrorKind::NotDicom(
+            "no 'DICM' magic at byte 0 or 128, and the bytes do not start like a DICOM data set"
+                .into(),
+        )));
+    };
+    if let Err(overrun) = crate::lengths::check_dataset(bytes, uid) {
+        return Err(err(DicomErrorKind::InvalidElement {
+            name: "element",
+            tag: tag_text(overrun.tag),
+            reason: format!(
+                "declares {} bytes but only {} remain in the file (truncated or corrupt)",
+                overrun.declared, overrun.remaining
+            ),
+        }));
+    }
+    use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+    let Some(ts) = dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(uid) else {
+        return Err(err(DicomErrorKind::NotDicom(format!(
+            "transfer syntax {uid} unknown"
+        ))));
+    };
+    let dataset = dicom_object::InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| {
+        err(DicomErrorKind::NotDicom(format!(
+            "no meta header; read as {}: {}",
+            ts.name(),
+            error_chain(&e)
+        )))
+    })?;
+    let uid_of = |tag: Tag| {
+        dataset
+            .element_opt(tag)
+            .ok()
+            .flatten()
+            .and_then(|e| {
+                e.to_str()
+                    .ok()
+                    .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+            })
+            .filter(|s| !s.is_empty())
+    };
+    // Without a SOP Class UID the object cannot say what it is; Secondary Capture is the neutral
+    // guess for an image, and the header check still requires Pixel Data.
+    let sop_class =
+        uid_of(tags::SOP_CLASS_UID).unwrap_or_else(|| "1.2.840.10008.5.1.4.1.1.7".into());
+    let sop_instance = uid_of(tags::SOP_INSTANCE_UID).unwrap_or_else(|| "2.25.0".into());
+    dataset
+        .with_meta(
+            dicom_object::FileMetaTableBuilder::new()
+                .transfer_syntax(uid)
+                .media_storage_sop_class_uid(sop_class)
+                .media_storage_sop_instance_uid(sop_instance),
+        )
+        .map_err(|e| err(DicomErrorKind::NotDicom(error_chain(&e))))
+}
+
 /// Reads and decodes one frame of a DICOM image file.
 pub fn read_file(path: &Path, options: &ReadOptions) -> Result<Image, DicomError> {
     let name = path.display().to_string();
@@ -270,9 +356,7 @@ fn parse_object(
     let has_preamble = bytes.len() >= 132 && &bytes[128..132] == b"DICM";
     let has_magic = bytes.len() >= 4 && &bytes[..4] == b"DICM";
     if !has_preamble && !has_magic {
-        return Err(err(DicomErrorKind::NotDicom(
-            "no 'DICM' magic at byte 0 or 128".into(),
-        )));
+        return parse_without_meta(bytes, source_name);
     }
     let body = if has_preamble {
         &bytes[132..]

@@ -589,3 +589,36 @@ fn a_dicomdir_that_points_outside_its_folder_is_refused() {
         }
     }
 }
+
+#[test]
+fn a_data_set_without_preamble_or_meta_header_reads_in_its_guessed_syntax() {
+    let dir = tempfile::tempdir().unwrap();
+    for ts in [
+        TransferSyntax::ExplicitVrLittleEndian,
+        TransferSyntax::ImplicitVrLittleEndian,
+    ] {
+        let mut img = sample(3, 5);
+        img.transfer_syntax = ts;
+        let path = write(dir.path(), &img);
+        let bytes = std::fs::read(&path).unwrap();
+        // Preamble (128) + "DICM" + the meta group, whose length is the value of (0002,0000).
+        let group_len = u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
+        let bare = &bytes[144 + group_len..];
+        let want = read_bytes(&bytes, "with meta", &ReadOptions::default()).unwrap();
+        let got = read_bytes(bare, "bare", &ReadOptions::default()).unwrap();
+        assert_eq!(got.pixels, want.pixels, "{ts:?}");
+        assert_eq!(got.meta.transfer_syntax_uid, ts.uid());
+        assert_eq!(got.meta.sop_instance_uid, want.meta.sop_instance_uid);
+    }
+    let e = read_bytes(
+        b"plain text, not a data set",
+        "t.txt",
+        &ReadOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("t.txt") && e.contains("do not start like a DICOM data set"),
+        "{e}"
+    );
+}
