@@ -592,6 +592,17 @@ fn header(
             "{photometric} in native (uncompressed) pixel data: YBR to RGB conversion is not implemented"
         ))));
     }
+    if transfer_syntax_uid == "1.2.840.10008.1.2.5" {
+        check_rle(obj, options.frame, rows, columns, samples, bits_allocated).map_err(
+            |reason| {
+                el.err(DicomErrorKind::InvalidElement {
+                    name: "Pixel Data",
+                    tag: tag_text(tags::PIXEL_DATA),
+                    reason,
+                })
+            },
+        )?;
+    }
     if let Some(signed) = j2k_signedness(obj) {
         if signed != (pixel_representation == 1) {
             return Err(el.err(DicomErrorKind::InvalidElement {
@@ -845,6 +856,81 @@ fn jpeg_without_colour_transform(obj: &DefaultDicomObject, photometric: &str) ->
         i += 1;
     }
     false
+}
+
+/// Validates an RLE Lossless frame before dicom-rs decodes it (its decoder indexes past short
+/// segments and panics; upstream issue): the 64-byte header's segment count and offsets, and that
+/// every segment's PackBits runs produce at least Rows x Columns bytes. Reads, never allocates.
+fn check_rle(
+    obj: &DefaultDicomObject,
+    frame: u32,
+    rows: u32,
+    columns: u32,
+    samples: u32,
+    bits_allocated: u32,
+) -> Result<(), String> {
+    let element = obj.element(tags::PIXEL_DATA).map_err(|e| e.to_string())?;
+    let Some(fragments) = element.fragments() else {
+        return Err("RLE Lossless pixel data is not encapsulated".into());
+    };
+    let Some(f) = fragments.get(frame as usize) else {
+        return Err(format!("no RLE fragment for frame {frame}"));
+    };
+    let f: &[u8] = f;
+    if f.len() < 64 {
+        return Err(format!(
+            "RLE fragment of {} bytes, shorter than its 64-byte header",
+            f.len()
+        ));
+    }
+    let u32_at = |p: usize| u32::from_le_bytes([f[p], f[p + 1], f[p + 2], f[p + 3]]) as usize;
+    let want_segments = (samples * (bits_allocated / 8).max(1)) as usize;
+    let segments = u32_at(0);
+    if segments != want_segments || segments > 15 {
+        return Err(format!(
+            "RLE header declares {segments} segments, {samples} samples of {bits_allocated} bits need {want_segments}"
+        ));
+    }
+    let need = rows as usize * columns as usize;
+    for k in 0..segments {
+        let start = u32_at(4 + 4 * k);
+        let end = if k + 1 < segments {
+            u32_at(8 + 4 * k)
+        } else {
+            f.len()
+        };
+        if start < 64 || start > end || end > f.len() {
+            return Err(format!(
+                "RLE segment {k} spans bytes {start}..{end} of a {}-byte fragment",
+                f.len()
+            ));
+        }
+        // PackBits: n in 0..=127 copies n + 1 bytes; n in 129..=255 repeats the next byte 257 - n
+        // times; 128 is a no-op.
+        let seg = &f[start..end];
+        let (mut i, mut out) = (0usize, 0usize);
+        while i < seg.len() && out < need {
+            let n = seg[i] as usize;
+            if n < 128 {
+                // A literal run cut short by the segment's end yields what is there.
+                out += (n + 1).min(seg.len() - i - 1);
+                i += n + 2;
+            } else if n > 128 {
+                if i + 1 < seg.len() {
+                    out += 257 - n;
+                }
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+        if out < need {
+            return Err(format!(
+                "RLE segment {k} decodes to {out} bytes, Rows x Columns needs {need}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The signedness of the first component in a JPEG 2000 codestream's SIZ marker, if the Pixel

@@ -622,3 +622,42 @@ fn a_data_set_without_preamble_or_meta_header_reads_in_its_guessed_syntax() {
         "{e}"
     );
 }
+
+/// Found by the fuzzer (dicom/fuzz): a short RLE segment made dicom-rs's RLE decoder index past
+/// its buffer and panic. asg-dicom now validates RLE frames before decoding.
+#[test]
+fn a_short_rle_segment_is_an_error_not_a_panic() {
+    use dicom_core::value::{PixelFragmentSequence, Value};
+    use dicom_core::{DataElement, VR};
+    use dicom_dictionary_std::tags;
+    let dir = tempfile::tempdir().unwrap();
+    let mut img = sample(4, 4);
+    img.bits_stored = 8;
+    img.pixels = vec![7; 16];
+    let path = write(dir.path(), &img);
+    let obj = dicom_object::open_file(&path).unwrap();
+    let mut fragment = vec![0u8; 64];
+    fragment[0] = 1; // one segment
+    fragment[4] = 64; // starting right after the header
+    fragment.extend_from_slice(&[0x00, 0x05]); // a literal run of one byte: 1 of the 16 needed
+    let mut data = obj.into_inner();
+    data.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        Value::PixelSequence(PixelFragmentSequence::new(vec![], vec![fragment])),
+    ));
+    let rle = data
+        .with_meta(
+            dicom_object::FileMetaTableBuilder::new()
+                .transfer_syntax("1.2.840.10008.1.2.5")
+                .media_storage_sop_class_uid(SOP_CLASS_DX_PRESENTATION)
+                .media_storage_sop_instance_uid("2.25.3"),
+        )
+        .unwrap();
+    let rle_path = dir.path().join("rle.dcm");
+    rle.write_to_file(&rle_path).unwrap();
+    let e = read_file(&rle_path, &ReadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("RLE segment 0 decodes to 1 bytes"), "{e}");
+}
