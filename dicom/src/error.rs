@@ -32,8 +32,9 @@ pub enum DicomErrorKind {
     /// The object is not an image (a structured report, a presentation state...).
     #[error("not an image object (SOP class {sop_class_uid}): it has no Pixel Data")]
     NotAnImage { sop_class_uid: String },
-    /// The transfer syntax cannot be decoded by this build.
-    #[error("unsupported transfer syntax: {name} ({uid})")]
+    /// The transfer syntax cannot be decoded by this build (the browser build says so: native
+    /// builds decode more).
+    #[error("{}: {name} ({uid})", if cfg!(target_arch = "wasm32") { "not supported in the browser build" } else { "unsupported transfer syntax" })]
     UnsupportedTransferSyntax { name: String, uid: String },
     /// The photometric interpretation is not handled.
     #[error("unsupported photometric interpretation {0}")]

@@ -142,6 +142,9 @@ pub struct ImageMeta {
     pub pixel_spacing_mm: Option<[f64; 2]>,
     pub view_position: Option<String>,
     pub laterality: Option<String>,
+    /// Patient Orientation (0020,0020): the patient directions of the rows and columns, e.g. "L\\F".
+    #[serde(default)]
+    pub patient_orientation: Option<String>,
     pub window: Option<VoiWindow>,
     /// How the window maps values (LINEAR unless the file says otherwise).
     #[serde(default)]
@@ -149,6 +152,10 @@ pub struct ImageMeta {
     /// The file's VOI LUT, used when it has no window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voi_lut: Option<VoiLut>,
+    /// The Modality LUT Sequence's table: when present it replaces the rescale (C.11.1); its
+    /// output values are the modality values (not scaled to 0..1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modality_lut: Option<VoiLut>,
 }
 
 fn one() -> u16 {
@@ -711,6 +718,12 @@ fn header(
         _ => None,
     };
     let voi_lut = voi_lut_sequence(obj, &el)?;
+    let modality_lut = lut_sequence(
+        obj,
+        &el,
+        tags::MODALITY_LUT_SEQUENCE,
+        "Modality LUT Sequence",
+    )?;
     let meta = ImageMeta {
         sop_instance_uid: el.string(tags::SOP_INSTANCE_UID).unwrap_or_default(),
         study_instance_uid: el.string(tags::STUDY_INSTANCE_UID).unwrap_or_default(),
@@ -737,9 +750,11 @@ fn header(
         laterality: el
             .string(tags::IMAGE_LATERALITY)
             .or_else(|| el.string(tags::LATERALITY)),
+        patient_orientation: el.string(tags::PATIENT_ORIENTATION),
         window,
         voi_function,
         voi_lut,
+        modality_lut,
     };
     Ok(meta)
 }
@@ -747,7 +762,17 @@ fn header(
 /// The first item of the VOI LUT Sequence, checked: descriptor (entries, first mapped value,
 /// bits) against the data's length. 0 entries means 65536 (C.11.2.1.1).
 fn voi_lut_sequence(obj: &DefaultDicomObject, el: &Elements) -> Result<Option<VoiLut>, DicomError> {
-    let Some(seq) = obj.element_opt(tags::VOILUT_SEQUENCE).ok().flatten() else {
+    lut_sequence(obj, el, tags::VOILUT_SEQUENCE, "VOI LUT Sequence")
+}
+
+/// The first item of a LUT sequence (VOI or Modality), checked.
+fn lut_sequence(
+    obj: &DefaultDicomObject,
+    el: &Elements,
+    tag: Tag,
+    name: &'static str,
+) -> Result<Option<VoiLut>, DicomError> {
+    let Some(seq) = obj.element_opt(tag).ok().flatten() else {
         return Ok(None);
     };
     let Some(item) = seq.items().and_then(|items| items.first()) else {
@@ -755,8 +780,8 @@ fn voi_lut_sequence(obj: &DefaultDicomObject, el: &Elements) -> Result<Option<Vo
     };
     let invalid = |reason: String| {
         el.err(DicomErrorKind::InvalidElement {
-            name: "VOI LUT Sequence",
-            tag: tag_text(tags::VOILUT_SEQUENCE),
+            name,
+            tag: tag_text(tag),
             reason,
         })
     };
@@ -1174,12 +1199,29 @@ fn decode(
     if meta.photometric_interpretation == "PALETTE COLOR" {
         return decode_palette(&decoded, meta, &el, options);
     }
-    let convert = ConvertOptions::new()
-        .with_modality_lut(ModalityLutOption::Default)
-        .with_voi_lut(VoiLutOption::Identity);
-    let pixels: Vec<f32> = decoded
-        .to_vec_frame_with_options(0, &convert)
-        .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
+    let pixels: Vec<f32> = if let Some(lut) = &meta.modality_lut {
+        // The Modality LUT Sequence replaces the rescale: a table lookup of the stored values.
+        let raw = ConvertOptions::new()
+            .with_modality_lut(ModalityLutOption::None)
+            .with_voi_lut(VoiLutOption::Identity);
+        let stored: Vec<i64> = decoded
+            .to_vec_frame_with_options(0, &raw)
+            .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
+        stored
+            .iter()
+            .map(|&v| {
+                let i = (v - lut.first_mapped).clamp(0, lut.data.len() as i64 - 1);
+                lut.data.get(i as usize).copied().unwrap_or(0) as f32
+            })
+            .collect()
+    } else {
+        let convert = ConvertOptions::new()
+            .with_modality_lut(ModalityLutOption::Default)
+            .with_voi_lut(VoiLutOption::Identity);
+        decoded
+            .to_vec_frame_with_options(0, &convert)
+            .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?
+    };
     if pixels.len() as u64 != rows as u64 * columns as u64 {
         return Err(el.err(DicomErrorKind::Decode(format!(
             "decoded {} values for a {rows} x {columns} frame",

@@ -661,3 +661,35 @@ fn a_short_rle_segment_is_an_error_not_a_panic() {
         .to_string();
     assert!(e.contains("RLE segment 0 decodes to 1 bytes"), "{e}");
 }
+
+#[test]
+fn a_modality_lut_sequence_replaces_the_rescale_and_orientation_is_reported() {
+    use dicom_core::{value::PrimitiveValue, DataElement, VR};
+    use dicom_dictionary_std::tags;
+    let dir = tempfile::tempdir().unwrap();
+    let mut img = sample(1, 4);
+    img.pixels = vec![0, 1, 2, 9];
+    img.rescale_slope = 100.0; // must be ignored: the LUT wins
+    let item = dicom_object::InMemDicomObject::from_element_iter([
+        DataElement::new(
+            tags::LUT_DESCRIPTOR,
+            VR::US,
+            PrimitiveValue::U16(vec![3u16, 0, 16].into()),
+        ),
+        DataElement::new(
+            tags::LUT_DATA,
+            VR::OW,
+            PrimitiveValue::U16(vec![10u16, 20, 30].into()),
+        ),
+    ]);
+    let path = write_with(dir.path(), &img, |obj| {
+        obj.put(DataElement::new(
+            tags::MODALITY_LUT_SEQUENCE,
+            VR::SQ,
+            dicom_core::value::DataSetSequence::from(vec![item]),
+        ));
+    });
+    let read = read_file(&path, &ReadOptions::default()).unwrap();
+    assert_eq!(read.pixels, vec![10.0, 20.0, 30.0, 30.0]);
+    assert_eq!(read.meta.patient_orientation.as_deref(), Some("R\\F"));
+}
