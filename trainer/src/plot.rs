@@ -67,14 +67,26 @@ pub fn loss_curve(log: &Path, png: &Path) -> Result<(), String> {
         *steps.first().unwrap_or(&0) as f64,
         (*steps.last().unwrap_or(&1) as f64).max(1.0),
     );
-    // y: log10 of value / first value, from -3 to 0.5.
-    let (ylo, yhi) = (-3.0, 0.5);
+    // y: log10 of value / first value, from just below the smallest ratio (at most 1e-6) to 10^0.5.
+    let mut smallest: f64 = 1.0;
+    for name in &names {
+        let series: Vec<f64> = rows.values().filter_map(|v| v[*name].as_f64()).collect();
+        if let Some(&first) = series.iter().find(|x| **x > 0.0) {
+            for x in &series {
+                if *x > 0.0 {
+                    smallest = smallest.min(x / first);
+                }
+            }
+        }
+    }
+    let ylo = (smallest.log10().floor()).clamp(-6.0, -1.0);
+    let yhi = 0.5;
     let px = |s: f64| left + (s - s0) / (s1 - s0).max(1.0) * (w as f64 - left - right);
     let py = |r: f64| {
         let v = r.max(1e-12).log10().clamp(ylo, yhi);
         top + (yhi - v) / (yhi - ylo) * (h as f64 - top - bottom)
     };
-    for d in [-3.0, -2.0, -1.0, 0.0] {
+    for d in (ylo as i32..=0).map(f64::from) {
         let y = py(10f64.powf(d));
         line(&mut img, (left, y), (w as f64 - right, y), [225, 225, 225]);
         text(&mut img, 4, y as u32 - 4, &format!("1e{d}"), [90, 90, 90]);
