@@ -124,24 +124,7 @@ fn read_header(
     name: &str,
     options: &ReadOptions,
 ) -> Result<crate::ImageMeta, crate::DicomError> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| crate::DicomError::new(name, DicomErrorKind::Io(e)))?
-        .len();
-    if len > options.max_file_bytes {
-        return Err(crate::DicomError::new(
-            name,
-            DicomErrorKind::InvalidElement {
-                name: "file",
-                tag: "-".into(),
-                reason: format!(
-                    "{len} bytes, more than the {} allowed",
-                    options.max_file_bytes
-                ),
-            },
-        ));
-    }
-    let bytes =
-        std::fs::read(path).map_err(|e| crate::DicomError::new(name, DicomErrorKind::Io(e)))?;
+    let bytes = crate::read::read_capped(path, name, options)?;
     read_meta_bytes(&bytes, name, options)
 }
 

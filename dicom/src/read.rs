@@ -107,13 +107,19 @@ pub struct VoiLut {
 }
 
 impl VoiLut {
+    /// The table's entry for value `x` (clamped to the first and last entries; 0 if empty).
+    pub fn entry(&self, x: i64) -> u16 {
+        let i = (x - self.first_mapped).clamp(0, self.data.len() as i64 - 1);
+        self.data.get(i.max(0) as usize).copied().unwrap_or(0)
+    }
+
+    /// The entry for `x`, scaled by 2^bits - 1 to [0, 1] (the VOI use).
     pub fn apply(&self, x: f64) -> f64 {
         if self.data.is_empty() {
             return 0.0;
         }
-        let i = (x.round() as i64 - self.first_mapped).clamp(0, self.data.len() as i64 - 1);
         let max = ((1u64 << self.bits.clamp(1, 16)) - 1) as f64;
-        (self.data[i as usize] as f64 / max).clamp(0.0, 1.0)
+        (self.entry(x.round() as i64) as f64 / max).clamp(0.0, 1.0)
     }
 }
 
@@ -326,7 +332,16 @@ fn parse_without_meta(bytes: &[u8], source_name: &str) -> Result<DefaultDicomObj
 /// Reads and decodes one frame of a DICOM image file.
 pub fn read_file(path: &Path, options: &ReadOptions) -> Result<Image, DicomError> {
     let name = path.display().to_string();
-    let err = |kind| DicomError::new(&name, kind);
+    read_bytes(&read_capped(path, &name, options)?, &name, options)
+}
+
+/// A file's bytes, refused before reading when it is larger than `options.max_file_bytes`.
+pub(crate) fn read_capped(
+    path: &Path,
+    name: &str,
+    options: &ReadOptions,
+) -> Result<Vec<u8>, DicomError> {
+    let err = |kind| DicomError::new(name, kind);
     let len = std::fs::metadata(path)
         .map_err(|e| err(DicomErrorKind::Io(e)))?
         .len();
@@ -337,8 +352,7 @@ pub fn read_file(path: &Path, options: &ReadOptions) -> Result<Image, DicomError
             reason: format!("{len} bytes exceeds the cap of {}", options.max_file_bytes),
         }));
     }
-    let bytes = std::fs::read(path).map_err(|e| err(DicomErrorKind::Io(e)))?;
-    read_bytes(&bytes, &name, options)
+    std::fs::read(path).map_err(|e| err(DicomErrorKind::Io(e)))
 }
 
 /// Parses a DICOM stream (with or without the 128-byte preamble) after checking its size and
@@ -839,20 +853,24 @@ fn is_encapsulated(obj: &DefaultDicomObject) -> bool {
         .is_some_and(|e| e.fragments().is_some())
 }
 
+/// The first fragment of encapsulated Pixel Data (borrowed, not copied).
+fn first_fragment(obj: &DefaultDicomObject) -> Option<&[u8]> {
+    obj.element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .and_then(|e| e.fragments())
+        .and_then(|f| f.first())
+        .map(|f| f.as_slice())
+}
+
 /// A JPEG frame stored without the YCbCr transform, which jpeg-decoder would still apply: three
 /// components identified as 'R', 'G', 'B' (libjpeg's convention), or, for Photometric
 /// Interpretation RGB, neither a JFIF (APP0) nor an Adobe (APP14) marker and component ids other
 /// than JFIF's 1, 2, 3 (the DICOM attribute is then the only statement of the colour space).
 fn jpeg_without_colour_transform(obj: &DefaultDicomObject, photometric: &str) -> bool {
-    let Some(fragment) = obj
-        .element_opt(tags::PIXEL_DATA)
-        .ok()
-        .flatten()
-        .and_then(|e| e.fragments().and_then(|f| f.first().cloned()))
-    else {
+    let Some(b) = first_fragment(obj) else {
         return false;
     };
-    let b = &fragment[..];
     let (mut jfif, mut adobe) = (false, false);
     let mut i = 0;
     while i + 1 < b.len() {
@@ -961,12 +979,7 @@ fn check_rle(
 /// The signedness of the first component in a JPEG 2000 codestream's SIZ marker, if the Pixel
 /// Data holds one (raw codestream or inside a JP2 box).
 fn j2k_signedness(obj: &DefaultDicomObject) -> Option<bool> {
-    let fragment = obj
-        .element_opt(tags::PIXEL_DATA)
-        .ok()
-        .flatten()
-        .and_then(|e| e.fragments().and_then(|f| f.first().cloned()))?;
-    let b = &fragment[..];
+    let b = first_fragment(obj)?;
     let at = b.windows(4).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])?;
     // SOC, SIZ: Lsiz(2) Rsiz(2) 8 x 4-byte sizes, Csiz(2), then Ssiz of component 0.
     let ssiz = *b.get(at + 4 + 2 + 2 + 32 + 2)?;
@@ -1207,13 +1220,7 @@ fn decode(
         let stored: Vec<i64> = decoded
             .to_vec_frame_with_options(0, &raw)
             .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
-        stored
-            .iter()
-            .map(|&v| {
-                let i = (v - lut.first_mapped).clamp(0, lut.data.len() as i64 - 1);
-                lut.data.get(i as usize).copied().unwrap_or(0) as f32
-            })
-            .collect()
+        stored.iter().map(|&v| lut.entry(v) as f32).collect()
     } else {
         let convert = ConvertOptions::new()
             .with_modality_lut(ModalityLutOption::Default)

@@ -166,15 +166,8 @@ fn pick_side(rng: &mut ChaCha8Rng) -> Side {
 
 /// The horizontal extent of a lung at height y: (min x, max x), if the lung reaches that height.
 pub fn lung_span(anatomy: &Anatomy, side: Side, y: f64) -> Option<(f64, f64)> {
-    let poly = &anatomy.lungs[side.index()].outline;
-    let n = poly.len();
     let mut xs = Vec::new();
-    for i in 0..n {
-        let (a, b) = (poly[i], poly[(i + 1) % n]);
-        if (a.1 <= y && b.1 > y) || (b.1 <= y && a.1 > y) {
-            xs.push(a.0 + (y - a.1) / (b.1 - a.1) * (b.0 - a.0));
-        }
-    }
+    crate::raster::scanline_crossings(&anatomy.lungs[side.index()].outline, y, &mut xs);
     let lo = xs.iter().cloned().fold(f64::MAX, f64::min);
     let hi = xs.iter().cloned().fold(f64::MIN, f64::max);
     (xs.len() >= 2 && hi > lo).then_some((lo, hi))

@@ -247,21 +247,27 @@ pub fn polygon_bbox(poly: &[Pt]) -> [f64; 4] {
     b
 }
 
+/// The x positions where the horizontal line at `y` crosses the closed polygon's edges (into `xs`,
+/// cleared first; unsorted).
+pub fn scanline_crossings(poly: &[Pt], y: f64, xs: &mut Vec<f64>) {
+    xs.clear();
+    let n = poly.len();
+    for i in 0..n {
+        let (a, b) = (poly[i], poly[(i + 1) % n]);
+        if (a.1 <= y && b.1 > y) || (b.1 <= y && a.1 > y) {
+            xs.push(a.0 + (y - a.1) / (b.1 - a.1) * (b.0 - a.0));
+        }
+    }
+}
+
 /// Fills a mask (1 inside) of a closed polygon by scanlines, then turns it into the distance to
 /// the outline in mm (a two-pass 3-4 chamfer transform), 0 outside.
 pub fn polygon_depth_field(poly: &[Pt], width: usize, height: usize, spacing: f64) -> Field {
     let mut f = Field::new(width, height, spacing);
-    let n = poly.len();
     let mut xs: Vec<f64> = Vec::new();
     for py in 0..height {
         let y = (py as f64 + 0.5) * spacing;
-        xs.clear();
-        for i in 0..n {
-            let (a, b) = (poly[i], poly[(i + 1) % n]);
-            if (a.1 <= y && b.1 > y) || (b.1 <= y && a.1 > y) {
-                xs.push(a.0 + (y - a.1) / (b.1 - a.1) * (b.0 - a.0));
-            }
-        }
+        scanline_crossings(poly, y, &mut xs);
         xs.sort_by(|a, b| a.total_cmp(b));
         for pair in xs.chunks(2) {
             if let [x0, x1] = pair {

@@ -78,7 +78,8 @@ fn lung_depth(a: &Anatomy, side: Side, w: usize, h: usize, s: f64) -> Field {
 }
 
 /// Fraction of the air replaced by fluid or tissue per pixel (effusion, consolidation, edema...).
-fn opacity(a: &Anatomy, f: &Findings, side: Side, x: f64, y: f64) -> f64 {
+/// `span` is the lung's extent on this row ([`lung_span`], computed once per row by the caller).
+fn opacity(a: &Anatomy, f: &Findings, side: Side, span: Option<(f64, f64)>, x: f64, y: f64) -> f64 {
     let l = &a.lungs[side.index()];
     let mut o: f64 = 0.0;
     let blob = |c: Pt, r: f64, x: f64, y: f64| {
@@ -88,7 +89,7 @@ fn opacity(a: &Anatomy, f: &Findings, side: Side, x: f64, y: f64) -> f64 {
     if let Some(frac) = f.effusion[side.index()] {
         let lung_h = l.cp_angle.1 - l.apex.1;
         // Meniscus: higher laterally.
-        let (lo, hi) = lung_span(a, side, y).unwrap_or((x, x + 1.0));
+        let (lo, hi) = span.unwrap_or((x, x + 1.0));
         let lateral = if side == Side::Right {
             (hi - x) / (hi - lo).max(1.0)
         } else {
@@ -270,6 +271,7 @@ pub fn render(
         );
         for py in py0..py1 {
             let y = (py as f64 + 0.5) * s;
+            let span = lung_span(a, side, y);
             for px in px0..px1 {
                 let i = py * width + px;
                 let l = depth.data[i] as f64;
@@ -278,7 +280,7 @@ pub fn render(
                 }
                 let x = (px as f64 + 0.5) * s;
                 let air = (l - displace.data[i] as f64).max(0.0);
-                let o = opacity(a, f, side, x, y);
+                let o = opacity(a, f, side, span, x, y);
                 let air = air * (1.0 + (texture[i] * tex_scale) as f64);
                 let mut d = MU_LUNG_AIR * air * (1.0 - o);
                 if let Some((c, _)) = &collapsed {

@@ -248,22 +248,31 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) -> Result<
         for kx in 0..k {
             let rows = (oh - 1) * stride + 1;
             let colsn = (ow - 1) * stride + 1;
-            let mut p = xp.narrow(2, ky, rows)?.narrow(3, kx, colsn)?;
-            if stride > 1 {
-                p = p
-                    .pad_with_zeros(2, 0, stride - 1)?
-                    .pad_with_zeros(3, 0, stride - 1)?
-                    .reshape((b, c, oh, stride, ow, stride))?
-                    .narrow(3, 0, 1)?
-                    .narrow(5, 0, 1)?
-                    .reshape((b, c, oh, ow))?;
-            }
-            cols.push(p);
+            cols.push(subsample(
+                &xp.narrow(2, ky, rows)?.narrow(3, kx, colsn)?,
+                stride,
+            )?);
         }
     }
     let cols = Tensor::stack(&cols, 2)?.reshape((b, c * k * k, oh * ow))?;
     let wm = weight.reshape((cout, c * k * k))?;
     wm.broadcast_matmul(&cols)?.reshape((b, cout, oh, ow))
+}
+
+/// Every `stride`-th row and column of `[b, c, h, w]`, starting at 0 (a copy for stride 1 is
+/// avoided): `[b, c, ceil(h / stride), ceil(w / stride)]`, with a backward pass.
+pub fn subsample(x: &Tensor, stride: usize) -> Result<Tensor> {
+    if stride <= 1 {
+        return Ok(x.clone());
+    }
+    let (b, c, h, w) = x.dims4()?;
+    let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
+    x.pad_with_zeros(2, 0, oh * stride - h)?
+        .pad_with_zeros(3, 0, ow * stride - w)?
+        .reshape((b, c, oh, stride, ow, stride))?
+        .narrow(3, 0, 1)?
+        .narrow(5, 0, 1)?
+        .reshape((b, c, oh, ow))
 }
 
 /// A 3x3 convolution with padding 1 (see [`conv2d`]).

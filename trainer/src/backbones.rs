@@ -11,18 +11,7 @@ use candle_nn::{Linear, VarBuilder};
 
 /// A 1x1 convolution (a matrix product over channels), optionally strided.
 fn conv1x1(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
-    let x = if stride > 1 {
-        let (b, c, h, wd) = x.dims4()?;
-        let (oh, ow) = ((h - 1) / stride + 1, (wd - 1) / stride + 1);
-        x.pad_with_zeros(2, 0, oh * stride - h)?
-            .pad_with_zeros(3, 0, ow * stride - wd)?
-            .reshape((b, c, oh, stride, ow, stride))?
-            .narrow(3, 0, 1)?
-            .narrow(5, 0, 1)?
-            .reshape((b, c, oh, ow))?
-    } else {
-        x.clone()
-    };
+    let x = crate::asg::subsample(x, stride)?;
     let (b, c, h, wd) = x.dims4()?;
     let cout = w.dim(0)?;
     w.reshape((cout, c))?
