@@ -16,7 +16,7 @@ use candle_nn::{Embedding, Linear, VarBuilder};
 pub const REGIONS: usize = 29;
 pub const FINDINGS: usize = 40;
 const LN_EPS: f32 = 1e-5;
-const BN_EPS: f64 = 1e-5;
+pub(crate) const BN_EPS: f64 = 1e-5;
 const NORM_EPS: f64 = 1e-6;
 
 /// Rows scaled to unit L2 norm.
@@ -32,9 +32,9 @@ pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
 
 /// Layer normalisation over the last dimension (composed: it trains).
 pub struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f32,
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Tensor,
+    pub(crate) eps: f32,
 }
 
 impl LayerNorm {
@@ -57,11 +57,11 @@ impl LayerNorm {
 
 /// Multi-head attention; returns the output and the attention weights `[b, heads, tq, tk]`.
 pub struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    heads: usize,
+    pub(crate) q: Linear,
+    pub(crate) k: Linear,
+    pub(crate) v: Linear,
+    pub(crate) o: Linear,
+    pub(crate) heads: usize,
 }
 
 impl Attention {
@@ -108,8 +108,8 @@ impl Attention {
 
 /// Two linear layers with a GELU between.
 pub struct FeedForward {
-    a: Linear,
-    b: Linear,
+    pub(crate) a: Linear,
+    pub(crate) b: Linear,
 }
 
 impl FeedForward {
@@ -127,10 +127,10 @@ impl FeedForward {
 
 /// A pre-norm transformer encoder layer.
 pub struct EncoderLayer {
-    ln1: LayerNorm,
-    attn: Attention,
-    ln2: LayerNorm,
-    ff: FeedForward,
+    pub(crate) ln1: LayerNorm,
+    pub(crate) attn: Attention,
+    pub(crate) ln2: LayerNorm,
+    pub(crate) ff: FeedForward,
 }
 
 impl EncoderLayer {
@@ -153,12 +153,12 @@ impl EncoderLayer {
 /// A query decoder layer (Query2Label / DETR): self-attention among the queries, cross-attention
 /// to the image grid, feed-forward. Returns the cross-attention weights too.
 pub struct DecoderLayer {
-    ln0: LayerNorm,
-    self_attn: Attention,
-    ln1: LayerNorm,
-    cross: Attention,
-    ln2: LayerNorm,
-    ff: FeedForward,
+    pub(crate) ln0: LayerNorm,
+    pub(crate) self_attn: Attention,
+    pub(crate) ln1: LayerNorm,
+    pub(crate) cross: Attention,
+    pub(crate) ln2: LayerNorm,
+    pub(crate) ff: FeedForward,
 }
 
 impl DecoderLayer {
@@ -185,9 +185,9 @@ impl DecoderLayer {
 
 /// Learned queries through decoder layers over the image grid.
 pub struct QueryDecoder {
-    queries: Tensor,
-    layers: Vec<DecoderLayer>,
-    ln: LayerNorm,
+    pub(crate) queries: Tensor,
+    pub(crate) layers: Vec<DecoderLayer>,
+    pub(crate) ln: LayerNorm,
 }
 
 impl QueryDecoder {
@@ -285,10 +285,10 @@ pub fn conv3x3(x: &Tensor, weight: &Tensor, stride: usize) -> Result<Tensor> {
 /// encoder's step was dominated by them. Same parameters and running statistics, same momentum
 /// (0.1) and unbiased running variance (tested against `candle_nn::BatchNorm`).
 pub struct Bn {
-    weight: Tensor,
-    bias: Tensor,
-    running_mean: candle_core::Var,
-    running_var: candle_core::Var,
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Tensor,
+    pub(crate) running_mean: candle_core::Var,
+    pub(crate) running_var: candle_core::Var,
 }
 
 impl Bn {
@@ -329,9 +329,9 @@ impl Bn {
 
 /// Convolution + batch norm + ReLU.
 pub struct ConvBn {
-    weight: Tensor,
-    stride: usize,
-    bn: Bn,
+    pub(crate) weight: Tensor,
+    pub(crate) stride: usize,
+    pub(crate) bn: Bn,
 }
 
 impl ConvBn {
@@ -362,6 +362,9 @@ impl ConvBn {
 pub struct ImageOutput {
     /// `[b, embed]`, unit norm.
     pub global: Tensor,
+    /// The image encoder's pooled features `[b, channels]` (before projection: what a linear
+    /// probe reads).
+    pub pooled: Tensor,
     /// Local features `[b, cells, channels]` (cells = grid side squared, row-major).
     pub grid: Tensor,
     /// `[b, findings]`.
@@ -395,20 +398,20 @@ pub enum TextEncoder {
 /// The whole ASG model.
 pub struct AsgModel {
     pub config: ModelConfig,
-    encoder: crate::backbones::ImageEncoder,
-    image_global: Linear,
-    image_local: Linear,
-    memory: Linear,
-    memory_pos: Tensor,
-    tag_decoder: QueryDecoder,
-    tag_weight: Tensor,
-    tag_bias: Tensor,
-    box_decoder: QueryDecoder,
-    box_head: Linear,
-    region_head: Linear,
-    text_encoder: TextEncoder,
-    text_global: Linear,
-    text_local: Linear,
+    pub(crate) encoder: crate::backbones::ImageEncoder,
+    pub(crate) image_global: Linear,
+    pub(crate) image_local: Linear,
+    pub(crate) memory: Linear,
+    pub(crate) memory_pos: Tensor,
+    pub(crate) tag_decoder: QueryDecoder,
+    pub(crate) tag_weight: Tensor,
+    pub(crate) tag_bias: Tensor,
+    pub(crate) box_decoder: QueryDecoder,
+    pub(crate) box_head: Linear,
+    pub(crate) region_head: Linear,
+    pub(crate) text_encoder: TextEncoder,
+    pub(crate) text_global: Linear,
+    pub(crate) text_local: Linear,
 }
 
 impl AsgModel {
@@ -518,6 +521,7 @@ impl AsgModel {
         let boxes = Tensor::cat(&[(&cx - &w)?, (&cy - &hh)?, (&cx + &w)?, (&cy + &hh)?], 2)?;
         Ok(ImageOutput {
             global,
+            pooled,
             grid,
             tag_logits,
             tag_attention,

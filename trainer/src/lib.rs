@@ -10,6 +10,7 @@ pub mod bert;
 pub mod bundle;
 pub mod config;
 pub mod data;
+pub mod export;
 pub mod init;
 pub mod losses;
 pub mod model;

@@ -48,6 +48,14 @@ pub struct GraphBuilder {
 }
 
 fn value_info(name: &str, dims: &[Dim]) -> pb::ValueInfoProto {
+    value_info_typed(name, dims, pb::tensor_proto::DataType::Float)
+}
+
+fn value_info_typed(
+    name: &str,
+    dims: &[Dim],
+    elem_type: pb::tensor_proto::DataType,
+) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension::Value, Dimension};
     let dim = dims
         .iter()
@@ -64,7 +72,7 @@ fn value_info(name: &str, dims: &[Dim]) -> pb::ValueInfoProto {
         r#type: Some(pb::TypeProto {
             denotation: String::new(),
             value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: pb::tensor_proto::DataType::Float as i32,
+                elem_type: elem_type as i32,
                 shape: Some(pb::TensorShapeProto { dim }),
             })),
         }),
@@ -88,6 +96,42 @@ impl GraphBuilder {
     pub fn input(&mut self, name: &str, dims: &[Dim]) -> Result<String, ExportError> {
         self.claim(name)?;
         self.inputs.push(value_info(name, dims));
+        Ok(name.to_string())
+    }
+
+    /// Declares an int64 graph input (token ids).
+    pub fn input_i64(&mut self, name: &str, dims: &[Dim]) -> Result<String, ExportError> {
+        self.claim(name)?;
+        self.inputs.push(value_info_typed(
+            name,
+            dims,
+            pb::tensor_proto::DataType::Int64,
+        ));
+        Ok(name.to_string())
+    }
+
+    /// Stores int64 values (shapes, axes, indices) as an initializer.
+    pub fn ints(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        values: &[i64],
+    ) -> Result<String, ExportError> {
+        let count: usize = dims.iter().product();
+        if count != values.len() {
+            return Err(ExportError::Graph(format!(
+                "initializer {name}: {} values for shape {dims:?}",
+                values.len()
+            )));
+        }
+        self.claim(name)?;
+        self.initializers.push(pb::TensorProto {
+            name: name.to_string(),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: pb::tensor_proto::DataType::Int64 as i32,
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        });
         Ok(name.to_string())
     }
 

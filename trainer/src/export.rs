@@ -1,0 +1,718 @@
+//! ONNX export of the whole ASG model (`asg-train export`): `image.onnx` with every head the
+//! viewer draws and `text.onnx` from token ids to report and sentence embeddings. Written with our
+//! own [`GraphBuilder`] (Candle has no exporter).
+//!
+//! Choices that keep tract and onnxruntime both able to run it (opset 17):
+//! - batch norm folded into the convolutions (inference mode);
+//! - Candle's tanh GELU written out (ONNX `Gelu` is opset 20);
+//! - the first decoder layer's self-attention over the learned queries does not depend on the
+//!   image, so it is computed here in Candle and stored as a constant (no `Expand` of the queries
+//!   to the batch);
+//! - `text.onnx` takes a fixed number of tokens (`max_tokens`, padding masked), so that positions
+//!   are a constant.
+//!
+//! Supported: the `cnn` image encoder and our text encoder. ResNet, ViT and BERT are refused with
+//! a clear error (not written yet).
+
+use crate::asg::{
+    AsgModel, Attention, ConvBn, DecoderLayer, EncoderLayer, FeedForward, LayerNorm, QueryDecoder,
+    TextEncoder, FINDINGS, REGIONS,
+};
+use crate::backbones::ImageEncoder;
+use crate::onnx::{Attr, Dim, ExportError, GraphBuilder};
+use candle_core::Tensor;
+use candle_nn::{Linear, Module};
+
+/// The image model's outputs, in graph order, with their shapes (`b` = batch).
+pub const IMAGE_OUTPUTS: [(&str, &str); 7] = [
+    ("embedding", "[b, embed] global image embedding, unit L2 norm"),
+    (
+        "image_features",
+        "[b, channels] the image encoder's pooled features (linear probing)",
+    ),
+    (
+        "finding_logits",
+        "[b, findings] image-level finding logits (tag decoder)",
+    ),
+    (
+        "tag_attention",
+        "[b, findings, cells] each finding's attention over the grid (row-major cells): its heatmap",
+    ),
+    (
+        "region_boxes",
+        "[b, regions, 4] anatomy boxes x1, y1, x2, y2 in 0..1 of the model input",
+    ),
+    (
+        "region_embeddings",
+        "[b, regions, embed] region features pooled over the predicted boxes, unit L2 norm",
+    ),
+    (
+        "region_logits",
+        "[b, regions, findings] region-finding logits over the predicted boxes",
+    ),
+];
+
+/// The text model's outputs.
+pub const TEXT_OUTPUTS: [(&str, &str); 2] = [
+    (
+        "report_embedding",
+        "[b, embed] the report's embedding (first token), unit L2 norm",
+    ),
+    (
+        "sentence_embeddings",
+        "[b, sentences, embed] each `averaging` row's token average, projected, unit L2 norm",
+    ),
+];
+
+const GELU_C: f64 = 0.797_884_560_802_865_4; // sqrt(2 / pi)
+
+/// A graph builder that names nodes itself.
+struct Exporter {
+    g: GraphBuilder,
+    count: usize,
+}
+
+fn values(t: &Tensor) -> Result<Vec<f32>, ExportError> {
+    Ok(t.to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1()?)
+}
+
+impl Exporter {
+    fn new() -> Self {
+        Self {
+            g: GraphBuilder::new(),
+            count: 0,
+        }
+    }
+
+    fn name(&mut self, hint: &str) -> String {
+        self.count += 1;
+        format!("{hint}_{}", self.count)
+    }
+
+    fn op(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attrs: &[(&str, Attr)],
+        hint: &str,
+    ) -> Result<String, ExportError> {
+        let name = self.name(hint);
+        self.g.node(op, inputs, attrs, &name)
+    }
+
+    fn tensor(&mut self, hint: &str, t: &Tensor) -> Result<String, ExportError> {
+        let name = self.name(hint);
+        self.g.tensor(&name, t)
+    }
+
+    fn scalar(&mut self, hint: &str, v: f32) -> Result<String, ExportError> {
+        let name = self.name(hint);
+        self.g.floats(&name, &[], &[v])
+    }
+
+    fn ints(&mut self, hint: &str, v: &[i64]) -> Result<String, ExportError> {
+        let name = self.name(hint);
+        self.g.ints(&name, &[v.len()], v)
+    }
+
+    fn binary(&mut self, op: &str, a: &str, b: &str, hint: &str) -> Result<String, ExportError> {
+        self.op(op, &[a, b], &[], hint)
+    }
+
+    fn reshape(&mut self, x: &str, shape: &[i64], hint: &str) -> Result<String, ExportError> {
+        let s = self.ints(&format!("{hint}.shape"), shape)?;
+        self.op("Reshape", &[x, &s], &[], hint)
+    }
+
+    fn transpose(&mut self, x: &str, perm: &[i64], hint: &str) -> Result<String, ExportError> {
+        self.op(
+            "Transpose",
+            &[x],
+            &[("perm", Attr::Ints(perm.to_vec()))],
+            hint,
+        )
+    }
+
+    /// `x[..., start..end]` along `axis`.
+    fn slice(
+        &mut self,
+        x: &str,
+        axis: i64,
+        start: i64,
+        end: i64,
+        hint: &str,
+    ) -> Result<String, ExportError> {
+        let s = self.ints(&format!("{hint}.starts"), &[start])?;
+        let e = self.ints(&format!("{hint}.ends"), &[end])?;
+        let a = self.ints(&format!("{hint}.axes"), &[axis])?;
+        self.op("Slice", &[x, &s, &e, &a], &[], hint)
+    }
+
+    /// A linear layer over the last axis of a tensor of any rank (`x W^T + b`).
+    fn linear(&mut self, x: &str, layer: &Linear, hint: &str) -> Result<String, ExportError> {
+        let wt = self.tensor(&format!("{hint}.weight_t"), &layer.weight().t()?)?;
+        let y = self.op("MatMul", &[x, &wt], &[], hint)?;
+        match layer.bias() {
+            Some(b) => {
+                let b = self.tensor(&format!("{hint}.bias"), b)?;
+                self.binary("Add", &y, &b, hint)
+            }
+            None => Ok(y),
+        }
+    }
+
+    fn layer_norm(&mut self, x: &str, ln: &LayerNorm, hint: &str) -> Result<String, ExportError> {
+        let w = self.tensor(&format!("{hint}.weight"), &ln.weight)?;
+        let b = self.tensor(&format!("{hint}.bias"), &ln.bias)?;
+        self.op(
+            "LayerNormalization",
+            &[x, &w, &b],
+            &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(ln.eps))],
+            hint,
+        )
+    }
+
+    /// Rows scaled to unit L2 norm, as [`crate::asg::l2_normalize`]: `x / (|x| + 1e-6)`.
+    fn l2_normalize(&mut self, x: &str, hint: &str) -> Result<String, ExportError> {
+        let norm = self.op(
+            "ReduceL2",
+            &[x],
+            &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))],
+            &format!("{hint}.norm"),
+        )?;
+        let eps = self.scalar(&format!("{hint}.eps"), 1e-6)?;
+        let denom = self.binary("Add", &norm, &eps, hint)?;
+        self.binary("Div", x, &denom, hint)
+    }
+
+    /// Candle's `gelu` (tanh approximation): 0.5 x (1 + tanh(c (x + 0.044715 x^3))).
+    fn gelu(&mut self, x: &str, hint: &str) -> Result<String, ExportError> {
+        let x2 = self.binary("Mul", x, x, hint)?;
+        let k = self.scalar(&format!("{hint}.k"), 0.044715)?;
+        let kx2 = self.binary("Mul", &x2, &k, hint)?;
+        let one = self.scalar(&format!("{hint}.one"), 1.0)?;
+        let inner = self.binary("Add", &kx2, &one, hint)?;
+        let inner = self.binary("Mul", x, &inner, hint)?;
+        let c = self.scalar(&format!("{hint}.c"), GELU_C as f32)?;
+        let inner = self.binary("Mul", &inner, &c, hint)?;
+        let t = self.op("Tanh", &[&inner], &[], hint)?;
+        let t = self.binary("Add", &t, &one, hint)?;
+        let half = self.scalar(&format!("{hint}.half"), 0.5)?;
+        let hx = self.binary("Mul", x, &half, hint)?;
+        self.binary("Mul", &hx, &t, hint)
+    }
+
+    fn feed_forward(
+        &mut self,
+        x: &str,
+        ff: &FeedForward,
+        hint: &str,
+    ) -> Result<String, ExportError> {
+        let a = self.linear(x, &ff.a, &format!("{hint}.a"))?;
+        let a = self.gelu(&a, &format!("{hint}.gelu"))?;
+        self.linear(&a, &ff.b, &format!("{hint}.b"))
+    }
+
+    /// `[b, t, d]` -> `[b, heads, t, dh]` (or `[b, heads, dh, t]` when `keys`).
+    fn heads(
+        &mut self,
+        x: &str,
+        heads: usize,
+        dh: usize,
+        keys: bool,
+        hint: &str,
+    ) -> Result<String, ExportError> {
+        let r = self.reshape(x, &[0, 0, heads as i64, dh as i64], hint)?;
+        let perm: &[i64] = if keys { &[0, 2, 3, 1] } else { &[0, 2, 1, 3] };
+        self.transpose(&r, perm, hint)
+    }
+
+    /// Multi-head attention; `query_heads` is either a graph value `[b, tq, d]` to project or
+    /// an already projected constant `[1, heads, tq, dh]`. Returns (output `[b, tq, d]`,
+    /// weights `[b, heads, tq, tk]`).
+    fn attention(
+        &mut self,
+        query: QueryInput,
+        memory: &str,
+        mask: Option<&str>,
+        attn: &Attention,
+        hint: &str,
+    ) -> Result<(String, String), ExportError> {
+        let d = attn.q.weight().dim(0)?;
+        let h = attn.heads;
+        let dh = d / h;
+        let q = match query {
+            QueryInput::Value(q) => {
+                let p = self.linear(&q, &attn.q, &format!("{hint}.q"))?;
+                self.heads(&p, h, dh, false, &format!("{hint}.qh"))?
+            }
+            QueryInput::Projected(name) => name,
+        };
+        let k = self.linear(memory, &attn.k, &format!("{hint}.k"))?;
+        let k = self.heads(&k, h, dh, true, &format!("{hint}.kh"))?;
+        let v = self.linear(memory, &attn.v, &format!("{hint}.v"))?;
+        let v = self.heads(&v, h, dh, false, &format!("{hint}.vh"))?;
+        let scores = self.binary("MatMul", &q, &k, &format!("{hint}.scores"))?;
+        let scale = self.scalar(&format!("{hint}.scale"), (dh as f64).sqrt() as f32)?;
+        let mut scores = self.binary("Div", &scores, &scale, &format!("{hint}.scores"))?;
+        if let Some(m) = mask {
+            scores = self.binary("Add", &scores, m, &format!("{hint}.masked"))?;
+        }
+        let weights = self.op(
+            "Softmax",
+            &[&scores],
+            &[("axis", Attr::Int(-1))],
+            &format!("{hint}.softmax"),
+        )?;
+        let out = self.binary("MatMul", &weights, &v, &format!("{hint}.mix"))?;
+        let out = self.transpose(&out, &[0, 2, 1, 3], &format!("{hint}.merge"))?;
+        let out = self.reshape(&out, &[0, 0, d as i64], &format!("{hint}.merge"))?;
+        let out = self.linear(&out, &attn.o, &format!("{hint}.o"))?;
+        Ok((out, weights))
+    }
+
+    fn encoder_layer(
+        &mut self,
+        x: &str,
+        mask: &str,
+        layer: &EncoderLayer,
+        hint: &str,
+    ) -> Result<String, ExportError> {
+        let n = self.layer_norm(x, &layer.ln1, &format!("{hint}.ln1"))?;
+        let (a, _) = self.attention(
+            QueryInput::Value(n.clone()),
+            &n,
+            Some(mask),
+            &layer.attn,
+            &format!("{hint}.attn"),
+        )?;
+        let x = self.binary("Add", x, &a, hint)?;
+        let n = self.layer_norm(&x, &layer.ln2, &format!("{hint}.ln2"))?;
+        let f = self.feed_forward(&n, &layer.ff, &format!("{hint}.ff"))?;
+        self.binary("Add", &x, &f, hint)
+    }
+
+    /// A decoder layer on graph-valued queries `[b, n, d]`.
+    fn decoder_layer(
+        &mut self,
+        q: &str,
+        memory: &str,
+        layer: &DecoderLayer,
+        hint: &str,
+    ) -> Result<(String, String), ExportError> {
+        let n = self.layer_norm(q, &layer.ln0, &format!("{hint}.ln0"))?;
+        let (s, _) = self.attention(
+            QueryInput::Value(n.clone()),
+            &n,
+            None,
+            &layer.self_attn,
+            &format!("{hint}.self"),
+        )?;
+        let q = self.binary("Add", q, &s, hint)?;
+        let n = self.layer_norm(&q, &layer.ln1, &format!("{hint}.ln1"))?;
+        let (c, weights) = self.attention(
+            QueryInput::Value(n),
+            memory,
+            None,
+            &layer.cross,
+            &format!("{hint}.cross"),
+        )?;
+        self.decoder_tail(&q, &c, weights, layer, hint)
+    }
+
+    fn decoder_tail(
+        &mut self,
+        q: &str,
+        cross: &str,
+        weights: String,
+        layer: &DecoderLayer,
+        hint: &str,
+    ) -> Result<(String, String), ExportError> {
+        let q = self.binary("Add", q, cross, hint)?;
+        let n = self.layer_norm(&q, &layer.ln2, &format!("{hint}.ln2"))?;
+        let f = self.feed_forward(&n, &layer.ff, &format!("{hint}.ff"))?;
+        Ok((self.binary("Add", &q, &f, hint)?, weights))
+    }
+
+    /// The learned queries through the decoder over `memory` `[b, cells, d]`: (states `[b, n, d]`
+    /// after the final norm, cross-attention of the last layer averaged over heads `[b, n, cells]`).
+    fn query_decoder(
+        &mut self,
+        memory: &str,
+        dec: &QueryDecoder,
+        hint: &str,
+    ) -> Result<(String, String), ExportError> {
+        let Some((first, rest)) = dec.layers.split_first() else {
+            return Err(ExportError::Graph(format!(
+                "{hint}: a decoder without layers"
+            )));
+        };
+        // The first layer up to its cross-attention does not depend on the image.
+        let q0 = dec.queries.unsqueeze(0)?; // [1, n, d]
+        let n0 = first.ln0.forward(&q0)?;
+        let q1 = (&q0 + first.self_attn.forward(&n0, &n0, None)?.0)?;
+        let qn = first.ln1.forward(&q1)?;
+        let (_, n, d) = q1.dims3()?;
+        let h = first.cross.heads;
+        let projected = first
+            .cross
+            .q
+            .forward(&qn)?
+            .reshape((1, n, h, d / h))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let q1 = self.tensor(&format!("{hint}.layer0.queries"), &q1)?;
+        let projected = self.tensor(&format!("{hint}.layer0.cross.q"), &projected)?;
+        let (c, mut weights) = self.attention(
+            QueryInput::Projected(projected),
+            memory,
+            None,
+            &first.cross,
+            &format!("{hint}.layer0.cross"),
+        )?;
+        let (mut q, w) = self.decoder_tail(&q1, &c, weights, first, &format!("{hint}.layer0"))?;
+        weights = w;
+        for (i, layer) in rest.iter().enumerate() {
+            let (nq, w) =
+                self.decoder_layer(&q, memory, layer, &format!("{hint}.layer{}", i + 1))?;
+            q = nq;
+            weights = w;
+        }
+        let mean = self.op(
+            "ReduceMean",
+            &[&weights],
+            &[("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(0))],
+            &format!("{hint}.attention"),
+        )?;
+        let q = self.layer_norm(&q, &dec.ln, &format!("{hint}.ln"))?;
+        Ok((q, mean))
+    }
+
+    /// Convolution with its batch norm folded in (inference statistics), then ReLU.
+    fn conv_bn(&mut self, x: &str, layer: &ConvBn, hint: &str) -> Result<String, ExportError> {
+        let bn = &layer.bn;
+        let scale = (&bn.weight / (bn.running_var.as_tensor() + crate::asg::BN_EPS)?.sqrt()?)?;
+        let shift = (&bn.bias - (bn.running_mean.as_tensor() * &scale)?)?;
+        let rv = values(bn.running_var.as_tensor())?;
+        if let Some(v) = rv.iter().find(|v| **v < 0.0) {
+            return Err(ExportError::Graph(format!(
+                "{hint}: running variance {v} is negative"
+            )));
+        }
+        let cout = scale.dim(0)?;
+        let w = layer
+            .weight
+            .broadcast_mul(&scale.reshape((cout, 1, 1, 1))?)?;
+        let k = w.dim(3)? as i64;
+        let w = self.tensor(&format!("{hint}.weight"), &w)?;
+        let b = self.tensor(&format!("{hint}.bias"), &shift)?;
+        let s = layer.stride as i64;
+        let y = self.op(
+            "Conv",
+            &[x, &w, &b],
+            &[
+                ("kernel_shape", Attr::Ints(vec![k, k])),
+                ("pads", Attr::Ints(vec![k / 2; 4])),
+                ("strides", Attr::Ints(vec![s, s])),
+            ],
+            hint,
+        )?;
+        self.op("Relu", &[&y], &[], hint)
+    }
+
+    /// [`crate::asg::box_cell_weights`]: `[b, r, 4]` -> `[b, r, g*g]`.
+    fn box_cell_weights(&mut self, boxes: &str, g: usize) -> Result<String, ExportError> {
+        let hint = "pool";
+        let lo: Vec<f32> = (0..g).map(|i| i as f32 / g as f32).collect();
+        let hi: Vec<f32> = lo.iter().map(|v| v + 1.0 / g as f32).collect();
+        let lo_name = self.name("pool.cell_lo");
+        let lo = self.g.floats(&lo_name, &[1, 1, g], &lo)?;
+        let hi_name = self.name("pool.cell_hi");
+        let hi = self.g.floats(&hi_name, &[1, 1, g], &hi)?;
+        let gs = self.scalar("pool.g", g as f32)?;
+        let zero = self.scalar("pool.zero", 0.0)?;
+        let one = self.scalar("pool.one", 1.0)?;
+        let overlap = |e: &mut Self, a: i64, z: i64| -> Result<String, ExportError> {
+            let a = e.slice(boxes, 2, a, a + 1, hint)?;
+            let z = e.slice(boxes, 2, z, z + 1, hint)?;
+            let left = e.binary("Max", &a, &lo, hint)?;
+            let right = e.binary("Min", &z, &hi, hint)?;
+            let span = e.binary("Sub", &right, &left, hint)?;
+            let span = e.binary("Mul", &span, &gs, hint)?;
+            e.op("Clip", &[&span, &zero, &one], &[], hint)
+        };
+        let wx = overlap(self, 0, 2)?;
+        let wy = overlap(self, 1, 3)?;
+        let ax3 = self.ints("pool.axis3", &[3])?;
+        let ax2 = self.ints("pool.axis2", &[2])?;
+        let wy = self.op("Unsqueeze", &[&wy, &ax3], &[], hint)?;
+        let wx = self.op("Unsqueeze", &[&wx, &ax2], &[], hint)?;
+        let w = self.binary("Mul", &wy, &wx, hint)?;
+        let w = self.reshape(&w, &[0, 0, (g * g) as i64], hint)?;
+        let total = self.op(
+            "ReduceSum",
+            &[&w, &ax2],
+            &[("keepdims", Attr::Int(1))],
+            hint,
+        )?;
+        let eps = self.scalar("pool.eps", 1e-6)?;
+        let total = self.binary("Add", &total, &eps, hint)?;
+        self.binary("Div", &w, &total, hint)
+    }
+
+    fn output(&mut self, value: &str, name: &str, dims: &[Dim]) -> Result<(), ExportError> {
+        self.g.node("Identity", &[value], &[], name)?;
+        self.g.output(name, dims);
+        Ok(())
+    }
+}
+
+/// Queries of an attention: a graph value, or already projected and split into heads.
+enum QueryInput {
+    Value(String),
+    Projected(String),
+}
+
+/// Writes the image model: input `image` `[batch, 1, size, size]` (normalised display values),
+/// outputs [`IMAGE_OUTPUTS`].
+pub fn image_onnx(model: &AsgModel) -> Result<Vec<u8>, ExportError> {
+    let cfg = &model.config;
+    let ImageEncoder::Cnn(stages) = &model.encoder else {
+        return Err(ExportError::Graph(format!(
+            "the ONNX export supports the \"cnn\" image encoder; this model's is {:?}",
+            cfg.encoder
+        )));
+    };
+    let s = cfg.input_size;
+    let g = AsgModel::grid_side(cfg);
+    let mut e = Exporter::new();
+    let batch = Dim::Param("batch");
+    let mut h = e.g.input(
+        "image",
+        &[batch.clone(), Dim::Fixed(1), Dim::Fixed(s), Dim::Fixed(s)],
+    )?;
+    let mut c = 1;
+    for (i, (down, conv)) in stages.iter().enumerate() {
+        h = e.conv_bn(&h, down, &format!("image.stage{i}.down"))?;
+        h = e.conv_bn(&h, conv, &format!("image.stage{i}.conv"))?;
+        c = conv.weight.dim(0)?;
+    }
+    let flat = e.reshape(&h, &[0, c as i64, (g * g) as i64], "grid")?;
+    let grid = e.transpose(&flat, &[0, 2, 1], "grid")?;
+    let pooled = e.op(
+        "ReduceMean",
+        &[&grid],
+        &[("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(0))],
+        "pooled",
+    )?;
+    let global = e.linear(&pooled, &model.image_global, "proj.image_global")?;
+    let global = e.l2_normalize(&global, "global")?;
+    let memory = e.linear(&grid, &model.memory, "decoder.memory")?;
+    let pos = e.tensor("decoder.memory_pos", &model.memory_pos)?;
+    let memory = e.binary("Add", &memory, &pos, "decoder.memory")?;
+
+    let (tags, tag_attention) = e.query_decoder(&memory, &model.tag_decoder, "tags")?;
+    let tw = e.tensor("tags.group_fc.weight", &model.tag_weight)?;
+    let tb = e.tensor("tags.group_fc.bias", &model.tag_bias)?;
+    let t = e.binary("Mul", &tags, &tw, "tags.group_fc")?;
+    let last = e.ints("tags.axis", &[-1])?;
+    let t = e.op(
+        "ReduceSum",
+        &[&t, &last],
+        &[("keepdims", Attr::Int(0))],
+        "tags.group_fc",
+    )?;
+    let tag_logits = e.binary("Add", &t, &tb, "tags.group_fc")?;
+
+    let (regions, _) = e.query_decoder(&memory, &model.box_decoder, "boxes")?;
+    let raw = e.linear(&regions, &model.box_head, "boxes.head")?;
+    let raw = e.op("Sigmoid", &[&raw], &[], "boxes.sigmoid")?;
+    let cx = e.slice(&raw, 2, 0, 1, "boxes.cx")?;
+    let cy = e.slice(&raw, 2, 1, 2, "boxes.cy")?;
+    let half = e.scalar("boxes.half", 0.5)?;
+    let w = e.slice(&raw, 2, 2, 3, "boxes.w")?;
+    let w = e.binary("Mul", &w, &half, "boxes.w")?;
+    let hh = e.slice(&raw, 2, 3, 4, "boxes.h")?;
+    let hh = e.binary("Mul", &hh, &half, "boxes.h")?;
+    let x1 = e.binary("Sub", &cx, &w, "boxes.x1")?;
+    let y1 = e.binary("Sub", &cy, &hh, "boxes.y1")?;
+    let x2 = e.binary("Add", &cx, &w, "boxes.x2")?;
+    let y2 = e.binary("Add", &cy, &hh, "boxes.y2")?;
+    let boxes = e.op(
+        "Concat",
+        &[&x1, &y1, &x2, &y2],
+        &[("axis", Attr::Int(2))],
+        "boxes",
+    )?;
+
+    let weights = e.box_cell_weights(&boxes, g)?;
+    let feats = e.binary("MatMul", &weights, &grid, "regions.features")?;
+    let region_embeddings = e.linear(&feats, &model.image_local, "proj.image_local")?;
+    let region_embeddings = e.l2_normalize(&region_embeddings, "regions.embedding")?;
+    let region_logits = e.linear(&feats, &model.region_head, "regions.head")?;
+
+    let emb = cfg.embed_dim;
+    e.output(&global, "embedding", &[batch.clone(), Dim::Fixed(emb)])?;
+    e.output(&pooled, "image_features", &[batch.clone(), Dim::Fixed(c)])?;
+    e.output(
+        &tag_logits,
+        "finding_logits",
+        &[batch.clone(), Dim::Fixed(FINDINGS)],
+    )?;
+    e.output(
+        &tag_attention,
+        "tag_attention",
+        &[batch.clone(), Dim::Fixed(FINDINGS), Dim::Fixed(g * g)],
+    )?;
+    e.output(
+        &boxes,
+        "region_boxes",
+        &[batch.clone(), Dim::Fixed(REGIONS), Dim::Fixed(4)],
+    )?;
+    e.output(
+        &region_embeddings,
+        "region_embeddings",
+        &[batch.clone(), Dim::Fixed(REGIONS), Dim::Fixed(emb)],
+    )?;
+    e.output(
+        &region_logits,
+        "region_logits",
+        &[batch, Dim::Fixed(REGIONS), Dim::Fixed(FINDINGS)],
+    )?;
+    e.g.finish(
+        "asg_image",
+        "ASG image model: embedding, tags, heatmaps, anatomy boxes, regions",
+    )
+}
+
+/// Writes the text model: inputs `ids` (int64 `[batch, max_tokens]`), `mask` (`[batch,
+/// max_tokens]`, 1 for tokens, 0 for padding) and `averaging` (`[batch, sentences,
+/// max_tokens]`, rows averaging each sentence's tokens); outputs [`TEXT_OUTPUTS`].
+pub fn text_onnx(model: &AsgModel) -> Result<Vec<u8>, ExportError> {
+    let cfg = &model.config;
+    let TextEncoder::Ours {
+        token_embedding,
+        position,
+        layers,
+        ln,
+    } = &model.text_encoder
+    else {
+        return Err(ExportError::Graph(
+            "the ONNX export supports our text encoder, not BERT (not written yet)".into(),
+        ));
+    };
+    let t = cfg.max_tokens;
+    let mut e = Exporter::new();
+    let batch = Dim::Param("batch");
+    let ids = e.g.input_i64("ids", &[batch.clone(), Dim::Fixed(t)])?;
+    let mask = e.g.input("mask", &[batch.clone(), Dim::Fixed(t)])?;
+    let averaging = e.g.input(
+        "averaging",
+        &[batch.clone(), Dim::Param("sentences"), Dim::Fixed(t)],
+    )?;
+    let table = e.tensor("text.tokens", token_embedding.embeddings())?;
+    let x = e.op(
+        "Gather",
+        &[&table, &ids],
+        &[("axis", Attr::Int(0))],
+        "text.embed",
+    )?;
+    let pos = e.tensor("text.position", &position.narrow(0, 0, t)?)?;
+    let mut h = e.binary("Add", &x, &pos, "text.embed")?;
+    let one = e.scalar("text.one", 1.0)?;
+    let big = e.scalar("text.big", 1e4)?;
+    let additive = e.binary("Sub", &mask, &one, "text.mask")?;
+    let additive = e.binary("Mul", &additive, &big, "text.mask")?;
+    let additive = e.reshape(&additive, &[0, 1, 1, t as i64], "text.mask")?;
+    for (i, layer) in layers.iter().enumerate() {
+        h = e.encoder_layer(&h, &additive, layer, &format!("text.layer{i}"))?;
+    }
+    let tokens = e.layer_norm(&h, ln, "text.ln")?;
+    let zero = e.g.ints("text.first", &[], &[0])?;
+    let cls = e.op(
+        "Gather",
+        &[&tokens, &zero],
+        &[("axis", Attr::Int(1))],
+        "text.cls",
+    )?;
+    let report = e.linear(&cls, &model.text_global, "proj.text_global")?;
+    let report = e.l2_normalize(&report, "report")?;
+    let sent = e.binary("MatMul", &averaging, &tokens, "sentences")?;
+    let sent = e.linear(&sent, &model.text_local, "proj.text_local")?;
+    let sent = e.l2_normalize(&sent, "sentences")?;
+    let emb = cfg.embed_dim;
+    e.output(
+        &report,
+        "report_embedding",
+        &[batch.clone(), Dim::Fixed(emb)],
+    )?;
+    e.output(
+        &sent,
+        "sentence_embeddings",
+        &[batch, Dim::Param("sentences"), Dim::Fixed(emb)],
+    )?;
+    e.g.finish("asg_text", "ASG text model: report and sentence embeddings")
+}
+
+/// The Candle model's image outputs in [`IMAGE_OUTPUTS`] order, for parity checks: exactly what
+/// `image.onnx` computes (regions pooled over the predicted boxes).
+pub fn image_outputs(model: &AsgModel, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+    let out = model.image(x, false)?;
+    let (emb, logits) = model.regions(&out.grid, &out.boxes)?;
+    Ok(vec![
+        out.global,
+        out.pooled,
+        out.tag_logits,
+        out.tag_attention,
+        out.boxes,
+        emb,
+        logits,
+    ])
+}
+
+/// The Candle model's text outputs in [`TEXT_OUTPUTS`] order.
+pub fn text_outputs(
+    model: &AsgModel,
+    ids: &Tensor,
+    mask: &Tensor,
+    averaging: &Tensor,
+) -> candle_core::Result<Vec<Tensor>> {
+    let out = model.text(ids, mask)?;
+    let sentences = model.sentences(&out.tokens, averaging)?;
+    Ok(vec![out.report, sentences])
+}
+
+/// Inputs of `text.onnx` for one report: ids (padded to `max_tokens`), the mask, and rows
+/// averaging the tokens of each `(start, end)` token range (`[k, max_tokens]`, row-major).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextInputs {
+    pub ids: Vec<i64>,
+    pub mask: Vec<f32>,
+    pub averaging: Vec<f32>,
+    pub sentences: usize,
+}
+
+/// Builds [`TextInputs`] from token ids (at most `max_tokens` are kept) and, per sentence, the
+/// positions of its tokens (positions past the kept tokens are dropped).
+pub fn text_inputs(ids: &[u32], sentences: &[Vec<usize>], max_tokens: usize) -> TextInputs {
+    let n = ids.len().min(max_tokens);
+    let mut out = TextInputs {
+        ids: vec![asg_report::tokenizer::PAD as i64; max_tokens],
+        mask: vec![0.0; max_tokens],
+        averaging: vec![0.0; sentences.len() * max_tokens],
+        sentences: sentences.len(),
+    };
+    for (k, &id) in ids.iter().take(n).enumerate() {
+        out.ids[k] = id as i64;
+        out.mask[k] = 1.0;
+    }
+    for (row, toks) in sentences.iter().enumerate() {
+        let kept: Vec<usize> = toks.iter().copied().filter(|&t| t < n).collect();
+        for &t in &kept {
+            out.averaging[row * max_tokens + t] = 1.0 / kept.len() as f32;
+        }
+    }
+    out
+}

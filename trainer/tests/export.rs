@@ -1,0 +1,218 @@
+//! The whole ASG model exported to ONNX (`image.onnx`, `text.onnx`) and run by tract, against
+//! Candle: every output element within 1e-4 relative error (1e-5 absolute near zero), on random
+//! inputs and on phantom radiographs and their reports.
+
+use asg_trainer::config::Config;
+use asg_trainer::export::{
+    image_onnx, image_outputs, text_inputs, text_onnx, text_outputs, IMAGE_OUTPUTS, TEXT_OUTPUTS,
+};
+use asg_trainer::{asg, data, init};
+use candle_core::{Device, Tensor};
+use std::path::Path;
+use tract_onnx::prelude::*;
+
+const RTOL: f32 = 1e-4;
+const ATOL: f32 = 1e-5;
+
+fn assert_close(name: &str, candle: &[f32], tract: &[f32]) {
+    assert_eq!(candle.len(), tract.len(), "{name}: element counts differ");
+    let mut worst = 0.0f32;
+    for (i, (&a, &b)) in candle.iter().zip(tract).enumerate() {
+        assert!(
+            a.is_finite() && b.is_finite(),
+            "{name}[{i}]: candle {a}, tract {b}"
+        );
+        let diff = (a - b).abs();
+        let tol = RTOL * a.abs().max(b.abs()) + ATOL;
+        assert!(
+            diff <= tol,
+            "{name}[{i}]: candle {a} vs tract {b} (diff {diff:e} > {tol:e})"
+        );
+        if a.abs().max(b.abs()) > 1e-3 {
+            worst = worst.max(diff / a.abs().max(b.abs()));
+        }
+    }
+    eprintln!(
+        "{name}: {} elements, worst relative error {worst:e}",
+        candle.len()
+    );
+}
+
+fn config(decoder_layers: usize) -> Config {
+    let mut c = Config::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/tiny.toml"))
+        .unwrap();
+    c.model.decoder_layers = decoder_layers;
+    c
+}
+
+/// A model with seeded weights and batch-norm statistics moved away from 0 / 1.
+fn model(config: &Config, vocab: usize, seed: u64) -> asg::AsgModel {
+    let (model, varmap) = asg::new_model(&config.model, vocab, &Device::Cpu).unwrap();
+    init::seed_parameters(&varmap, seed).unwrap();
+    let s = config.model.input_size;
+    for _ in 0..3 {
+        let x = Tensor::randn(0f32, 1.0, (4, 1, s, s), &Device::Cpu)
+            .unwrap()
+            .affine(0.8, 0.2)
+            .unwrap();
+        model.image(&x, true).unwrap();
+    }
+    model
+}
+
+fn load(bytes: &[u8], facts: Vec<InferenceFact>) -> std::sync::Arc<TypedRunnableModel> {
+    let mut m = tract_onnx::onnx().model_for_read(&mut &bytes[..]).unwrap();
+    for (i, f) in facts.into_iter().enumerate() {
+        m = m.with_input_fact(i, f).unwrap();
+    }
+    m.into_optimized().unwrap().into_runnable().unwrap()
+}
+
+fn flat(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+fn check_image(model: &asg::AsgModel, x: &Tensor) {
+    let onnx = image_onnx(model).unwrap();
+    let dims = x.dims().to_vec();
+    let plan = load(&onnx, vec![f32::fact(&dims).into()]);
+    let input = tract_ndarray::ArrayD::from_shape_vec(dims, flat(x))
+        .unwrap()
+        .into_tensor();
+    let got = plan.run(tvec!(input.into())).unwrap();
+    let want = image_outputs(model, x).unwrap();
+    assert_eq!(got.len(), IMAGE_OUTPUTS.len());
+    for ((name, _), (g, w)) in IMAGE_OUTPUTS.iter().zip(got.iter().zip(&want)) {
+        assert_eq!(g.shape(), w.dims(), "{name}: shapes differ");
+        let g: Vec<f32> = g
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
+        assert_close(name, &flat(w), &g);
+    }
+}
+
+fn check_text(model: &asg::AsgModel, ids: &[i64], mask: &[f32], avg: &[f32], b: usize, k: usize) {
+    let t = model.config.max_tokens;
+    let onnx = text_onnx(model).unwrap();
+    let plan = load(
+        &onnx,
+        vec![
+            i64::fact([b, t]).into(),
+            f32::fact([b, t]).into(),
+            f32::fact([b, k, t]).into(),
+        ],
+    );
+    let ids_t = tract_ndarray::ArrayD::from_shape_vec(vec![b, t], ids.to_vec()).unwrap();
+    let mask_t = tract_ndarray::ArrayD::from_shape_vec(vec![b, t], mask.to_vec()).unwrap();
+    let avg_t = tract_ndarray::ArrayD::from_shape_vec(vec![b, k, t], avg.to_vec()).unwrap();
+    let got = plan
+        .run(tvec!(
+            ids_t.into_tensor().into(),
+            mask_t.into_tensor().into(),
+            avg_t.into_tensor().into()
+        ))
+        .unwrap();
+    let ids_c = Tensor::from_vec(
+        ids.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+        (b, t),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mask_c = Tensor::from_vec(mask.to_vec(), (b, t), &Device::Cpu).unwrap();
+    let avg_c = Tensor::from_vec(avg.to_vec(), (b, k, t), &Device::Cpu).unwrap();
+    let want = text_outputs(model, &ids_c, &mask_c, &avg_c).unwrap();
+    for ((name, _), (g, w)) in TEXT_OUTPUTS.iter().zip(got.iter().zip(&want)) {
+        assert_eq!(g.shape(), w.dims(), "{name}: shapes differ");
+        let g: Vec<f32> = g
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
+        assert_close(name, &flat(w), &g);
+    }
+}
+
+#[test]
+fn image_and_text_models_match_candle_on_random_inputs() {
+    for (layers, seed) in [(1, 11), (2, 12)] {
+        let cfg = config(layers);
+        let m = model(&cfg, 300, seed);
+        let s = cfg.model.input_size;
+        for scale in [0.5, 2.0] {
+            let x =
+                (Tensor::randn(0f32, 1.0, (2, 1, s, s), &Device::Cpu).unwrap() * scale).unwrap();
+            check_image(&m, &x);
+        }
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let t = cfg.model.max_tokens;
+        let (b, k) = (2, 3);
+        let mut ids = vec![0i64; b * t];
+        let mut mask = vec![0f32; b * t];
+        let mut avg = vec![0f32; b * k * t];
+        for i in 0..b {
+            let len = rng.random_range(5..t);
+            for j in 0..len {
+                ids[i * t + j] = rng.random_range(0..300);
+                mask[i * t + j] = 1.0;
+            }
+            for r in 0..k {
+                let (a, z) = (rng.random_range(0..len / 2), rng.random_range(len / 2..len));
+                for j in a..=z {
+                    avg[(i * k + r) * t + j] = 1.0 / (z - a + 1) as f32;
+                }
+            }
+        }
+        check_text(&m, &ids, &mask, &avg, b, k);
+    }
+}
+
+#[test]
+fn image_and_text_models_match_candle_on_phantom_studies() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = asg_phantom::set::SetOptions {
+        n: 6,
+        seed: 5,
+        image: asg_phantom::Options {
+            size: 160,
+            normal_share: 0.2,
+            vary_format: true,
+        },
+        split: [1.0, 0.0, 0.0],
+        errors: false,
+        threads: 2,
+    };
+    asg_phantom::set::write_set(dir.path(), &options, &|| {}).unwrap();
+    let cfg = config(1);
+    let set = data::scan(dir.path()).unwrap();
+    let tokenizer =
+        asg_report::TextTokenizer::Word(data::train_tokenizer(&set, cfg.model.vocab_size).unwrap());
+    let m = model(&cfg, tokenizer.vocab_size(), 21);
+    let s = cfg.model.input_size;
+    let t = cfg.model.max_tokens;
+    for record in set.records.iter().take(3) {
+        let e = data::prepare(record, &tokenizer, &cfg, None).unwrap();
+        let x = Tensor::from_vec(e.image.clone(), (1, 1, s, s), &Device::Cpu).unwrap();
+        check_image(&m, &x);
+        let sentences: Vec<Vec<usize>> =
+            e.region_sentences.iter().map(|(_, t)| t.clone()).collect();
+        let sentences = if sentences.is_empty() {
+            vec![vec![0]]
+        } else {
+            sentences
+        };
+        let inputs = text_inputs(&e.ids, &sentences, t);
+        check_text(
+            &m,
+            &inputs.ids,
+            &inputs.mask,
+            &inputs.averaging,
+            1,
+            inputs.sentences,
+        );
+    }
+}
