@@ -38,6 +38,32 @@ pub struct Manifest {
     pub files: BTreeMap<String, FileDigest>,
     /// How the model was made and how well it does.
     pub training: Training,
+    /// Anatomical region names (Chest ImaGenome `bbox_name`), in the order of the region
+    /// outputs. Empty for image-level-only bundles.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Side of the square feature grid that attention maps cover (`cells = grid * grid`,
+    /// row-major over the model input).
+    #[serde(default)]
+    pub grid: Option<u32>,
+    /// The text model, when the bundle has one.
+    #[serde(default)]
+    pub text_model: Option<TextModelSpec>,
+}
+
+/// The text model of a bundle: `text.onnx` and its tokenizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextModelSpec {
+    /// The ONNX file inside the bundle.
+    pub file: String,
+    /// The tokenizer file inside the bundle (asg-report's JSON: word vocabulary or WordPiece).
+    pub tokenizer: String,
+    /// Token positions the model takes (`ids` and `mask` are padded to this).
+    pub max_tokens: u32,
+    /// Inputs, by ONNX name, with the shape at batch size 1 (0 marks a free dimension).
+    pub inputs: Vec<OutputSpec>,
+    /// Outputs, by ONNX name, with the shape at batch size 1 (0 marks a free dimension).
+    pub outputs: Vec<OutputSpec>,
 }
 
 /// The image model's input.
@@ -165,6 +191,28 @@ impl Manifest {
                 ));
             }
         }
+        if let Some(t) = &self.text_model {
+            for f in [&t.file, &t.tokenizer] {
+                if !self.files.contains_key(f) {
+                    return bad(format!("text model file {f:?} has no digest"));
+                }
+            }
+            if t.max_tokens == 0 || t.max_tokens > 4096 {
+                return bad(format!(
+                    "text max_tokens {} is not in 1..=4096",
+                    t.max_tokens
+                ));
+            }
+        }
+        if let Some(boxes) = self.outputs.iter().find(|o| o.name == "region_boxes") {
+            if boxes.shape != [1, self.regions.len(), 4] {
+                return bad(format!(
+                    "region_boxes has shape {:?} but {} regions are named",
+                    boxes.shape,
+                    self.regions.len()
+                ));
+            }
+        }
         for name in self.thresholds.keys() {
             if !self.findings.contains(name) {
                 return bad(format!("threshold for unknown finding {name:?}"));
@@ -237,6 +285,9 @@ mod tests {
                 notes: String::new(),
                 metrics: BTreeMap::new(),
             },
+            regions: Vec::new(),
+            grid: None,
+            text_model: None,
         }
     }
 

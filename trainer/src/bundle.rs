@@ -63,6 +63,9 @@ pub fn write_thin_bundle(
         findings,
         files: BTreeMap::from([("image.onnx".to_string(), FileDigest::of(&onnx))]),
         training,
+        regions: Vec::new(),
+        grid: None,
+        text_model: None,
     };
     write_atomically(out, "image.onnx", &onnx)?;
     write_atomically(out, MANIFEST_FILE, manifest.to_json().as_bytes())?;
@@ -141,4 +144,102 @@ fn tempfile_dir() -> anyhow::Result<ScratchDir> {
     let dir = std::env::temp_dir().join(format!("asg-train-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(ScratchDir(dir))
+}
+
+/// Writes the whole ASG model of a run as a bundle: `image.onnx`, `text.onnx`,
+/// `tokenizer.json` and `manifest.json` (with each file's SHA-256), then loads it back in tract
+/// to check that it runs.
+pub fn write_asg_bundle(
+    run: &crate::train::LoadedRun,
+    out: &Path,
+    name: &str,
+    thresholds: BTreeMap<String, f32>,
+    training: Training,
+) -> anyhow::Result<Manifest> {
+    use crate::asg::{AsgModel, FINDINGS, REGIONS};
+    use crate::export::{image_onnx, text_onnx, IMAGE_OUTPUTS, TEXT_OUTPUTS};
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let cfg = &run.config.model;
+    let image = image_onnx(&run.model)?;
+    let text = text_onnx(&run.model)?;
+    let tokenizer = run.tokenizer.to_json();
+    let g = AsgModel::grid_side(cfg);
+    let c = match cfg.encoder.as_str() {
+        "cnn" => cfg.channels.last().copied().unwrap_or(0),
+        other => anyhow::bail!("export of the {other:?} encoder is not supported"),
+    };
+    let e = cfg.embed_dim;
+    let shapes: [Vec<usize>; 7] = [
+        vec![1, e],
+        vec![1, c],
+        vec![1, FINDINGS],
+        vec![1, FINDINGS, g * g],
+        vec![1, REGIONS, 4],
+        vec![1, REGIONS, e],
+        vec![1, REGIONS, FINDINGS],
+    ];
+    let t = cfg.max_tokens;
+    let spec = |(n, d): &(&str, &str), shape: Vec<usize>| OutputSpec {
+        name: n.to_string(),
+        shape,
+        description: d.to_string(),
+    };
+    let findings: Vec<String> = asg_report::FINDINGS.iter().map(|f| f.to_string()).collect();
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        name: name.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        description: format!(
+            "ASG: {}x{} input, CNN channels {:?}, embedding {e}, grid {g}x{g}; image-level and region-level findings, heatmaps, 29 anatomy boxes, report and sentence embeddings",
+            cfg.input_size, cfg.input_size, cfg.channels
+        ),
+        input: InputSpec {
+            name: "image".into(),
+            size: cfg.input_size as u32,
+            letterbox: "aspect kept, centred, black padding; display values (VOI window, MONOCHROME1 inverted) in [0,1], area-averaged".into(),
+            mean: NORMALISATION.mean,
+            std: NORMALISATION.std,
+        },
+        image_model: "image.onnx".into(),
+        outputs: IMAGE_OUTPUTS
+            .iter()
+            .zip(shapes)
+            .map(|(o, s)| spec(o, s))
+            .collect(),
+        thresholds,
+        findings,
+        files: BTreeMap::from([
+            ("image.onnx".to_string(), FileDigest::of(&image)),
+            ("text.onnx".to_string(), FileDigest::of(&text)),
+            ("tokenizer.json".to_string(), FileDigest::of(tokenizer.as_bytes())),
+        ]),
+        training,
+        regions: asg_report::REGIONS.iter().map(|r| r.name.to_string()).collect(),
+        grid: Some(g as u32),
+        text_model: Some(asg_bundle::TextModelSpec {
+            file: "text.onnx".into(),
+            tokenizer: "tokenizer.json".into(),
+            max_tokens: t as u32,
+            inputs: vec![
+                OutputSpec { name: "ids".into(), shape: vec![1, t], description: "int64 token ids, padded".into() },
+                OutputSpec { name: "mask".into(), shape: vec![1, t], description: "1 for tokens, 0 for padding".into() },
+                OutputSpec { name: "averaging".into(), shape: vec![1, 0, t], description: "[b, sentences, tokens] rows averaging each sentence's tokens".into() },
+            ],
+            outputs: vec![
+                spec(&TEXT_OUTPUTS[0], vec![1, e]),
+                spec(&TEXT_OUTPUTS[1], vec![1, 0, e]),
+            ],
+        }),
+    };
+    let json = manifest.to_json();
+    // Check the manifest's own consistency before writing anything.
+    Manifest::from_json(&json).map_err(|e| anyhow::anyhow!("{e}"))?;
+    write_atomically(out, "image.onnx", &image)?;
+    write_atomically(out, "text.onnx", &text)?;
+    write_atomically(out, "tokenizer.json", tokenizer.as_bytes())?;
+    write_atomically(out, MANIFEST_FILE, json.as_bytes())?;
+    crate::eval::OnnxBundle::load(out)
+        .with_context(|| format!("loading the written bundle {} back", out.display()))?;
+    Ok(manifest)
 }

@@ -4,15 +4,18 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ablate;
 pub mod asg;
 pub mod backbones;
 pub mod bert;
 pub mod bundle;
 pub mod config;
 pub mod data;
+pub mod eval;
 pub mod export;
 pub mod init;
 pub mod losses;
+pub mod metrics;
 pub mod model;
 pub mod onnx;
 pub mod plot;

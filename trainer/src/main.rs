@@ -75,6 +75,64 @@ enum Command {
         #[arg(long)]
         cuda: bool,
     },
+    /// Evaluate a run (Candle) or an exported bundle (tract) on a split of a data set: finding
+    /// AUROC (image, region, zero-shot), anatomy box IoU, pointing game, image <-> report
+    /// retrieval, linear probes at 1/10/100% labels. Prints tables; --json writes everything.
+    Eval {
+        /// A run folder (asg-train fit) or a bundle folder (asg-train export).
+        #[arg(long)]
+        model: PathBuf,
+        /// The data set folder (Chest ImaGenome layout, or phantoms).
+        #[arg(long)]
+        data: PathBuf,
+        /// train, validate or test.
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// Evaluate at most this many studies (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+        /// Skip the linear probes (they need features of the whole training split).
+        #[arg(long)]
+        no_probe: bool,
+        /// Seeds of the 1% and 10% linear probes.
+        #[arg(long, default_value_t = 5)]
+        probe_seeds: u64,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Export a run to a model bundle for the plugin: image.onnx, text.onnx, tokenizer.json,
+    /// manifest.json. With --data, thresholds are chosen on its validation split (best F1) and
+    /// the test split is evaluated through tract into the manifest's metrics.
+    Export {
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Bundle name shown to users.
+        #[arg(long, default_value = "asg")]
+        name: String,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// What the model was trained on, for the manifest.
+        #[arg(long, default_value = "")]
+        data_description: String,
+    },
+    /// The ablation: train IRA; +ARSA; +tag decoder; +soft labels; +our box and region heads,
+    /// each with the configuration's steps, evaluate each on the test split, print the table.
+    Ablate {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        config: PathBuf,
+        /// Training steps per variant (default: the configuration's).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Folder for the runs, ablation.json and ablation.md.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        probe_seeds: u64,
+    },
     /// Write the untrained thin-slice model bundle (random weights, batch norm calibrated on phantoms).
     Init {
         #[arg(long)]
@@ -105,6 +163,16 @@ fn parse_split(text: &str) -> anyhow::Result<[f64; 3]> {
         "--split {text:?}: shares must be non-negative and not all zero"
     );
     Ok([a, b, c])
+}
+
+fn parse_split_name(text: &str) -> anyhow::Result<asg_trainer::data::Split> {
+    use asg_trainer::data::Split;
+    Ok(match text {
+        "train" => Split::Train,
+        "validate" | "validation" | "val" => Split::Validate,
+        "test" => Split::Test,
+        other => anyhow::bail!("--split {other:?}: want train, validate or test"),
+    })
 }
 
 /// Errors are printed as one line of causes (no backtrace, whatever RUST_BACKTRACE says).
@@ -243,6 +311,131 @@ fn run() -> anyhow::Result<()> {
                 summary.last.get("total").copied().unwrap_or(f64::NAN),
                 out.display()
             );
+        }
+        Command::Eval {
+            model,
+            data,
+            split,
+            limit,
+            no_probe,
+            probe_seeds,
+            json,
+        } => {
+            let split = parse_split_name(&split)?;
+            let m = asg_trainer::eval::load_model(&model)?;
+            let options = asg_trainer::eval::EvalOptions {
+                split,
+                limit,
+                linear_probe: !no_probe,
+                probe_seeds,
+                ..Default::default()
+            };
+            let report =
+                asg_trainer::eval::evaluate(m.as_ref(), &data, &options, &|s| eprintln!("{s}"))?;
+            println!("{}", report.table());
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        Command::Export {
+            run,
+            out,
+            name,
+            data,
+            data_description,
+        } => {
+            let loaded = asg_trainer::train::load_run(&run, &candle_core::Device::Cpu)?;
+            let state: serde_json::Value = std::fs::read_to_string(run.join("summary.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+            let steps = state.get("steps").and_then(|v| v.as_u64()).unwrap_or(0);
+            let candle = asg_trainer::eval::CandleModel {
+                config: loaded.config.clone(),
+                tokenizer: loaded.tokenizer.clone(),
+                model: asg_trainer::train::load_run(&run, &candle_core::Device::Cpu)?.model,
+                source: run.display().to_string(),
+            };
+            let thresholds = match &data {
+                Some(d) => asg_trainer::eval::choose_thresholds(
+                    &candle,
+                    d,
+                    asg_trainer::data::Split::Validate,
+                    16,
+                )?,
+                None => asg_report::FINDINGS
+                    .iter()
+                    .map(|f| (f.to_string(), 0.5))
+                    .collect(),
+            };
+            let training = asg_bundle::Training {
+                data: data_description,
+                steps,
+                seed: loaded.config.train.seed,
+                notes: format!(
+                    "exported from {} by asg-train {}",
+                    run.display(),
+                    env!("CARGO_PKG_VERSION")
+                ),
+                metrics: Default::default(),
+            };
+            let mut manifest =
+                asg_trainer::bundle::write_asg_bundle(&loaded, &out, &name, thresholds, training)?;
+            if let Some(d) = &data {
+                let bundle = asg_trainer::eval::OnnxBundle::load(&out)?;
+                let report = asg_trainer::eval::evaluate(
+                    &bundle,
+                    d,
+                    &asg_trainer::eval::EvalOptions::default(),
+                    &|s| eprintln!("{s}"),
+                )?;
+                println!("{}", report.table());
+                std::fs::write(
+                    out.join("evaluation.json"),
+                    serde_json::to_string_pretty(&report)?,
+                )?;
+                manifest.training.metrics = report.summary();
+                asg_trainer::bundle::write_atomically(
+                    &out,
+                    asg_bundle::MANIFEST_FILE,
+                    manifest.to_json().as_bytes(),
+                )?;
+            }
+            let total: u64 = manifest.files.values().map(|f| f.bytes).sum();
+            eprintln!(
+                "wrote bundle {} to {} ({} files, {:.2} MB)",
+                manifest.name,
+                out.display(),
+                manifest.files.len() + 1,
+                total as f64 / 1e6
+            );
+        }
+        Command::Ablate {
+            data,
+            config,
+            steps,
+            out,
+            probe_seeds,
+        } => {
+            let mut cfg = asg_trainer::config::Config::from_file(&config)?;
+            if let Some(s) = steps {
+                cfg.train.steps = s;
+                cfg.train.checkpoint_every = s;
+            }
+            let options = asg_trainer::eval::EvalOptions {
+                probe_seeds,
+                ..Default::default()
+            };
+            let rows =
+                asg_trainer::ablate::ablate(&cfg, &data, &out, &options, &|s| eprintln!("{s}"))?;
+            let table = asg_trainer::ablate::table(&rows);
+            println!("{table}");
+            std::fs::write(out.join("ablation.md"), &table)?;
+            std::fs::write(
+                out.join("ablation.json"),
+                serde_json::to_string_pretty(&rows)?,
+            )?;
         }
         Command::Init {
             out,

@@ -752,3 +752,48 @@ pub fn run_files(out: &Path) -> Vec<PathBuf> {
     .map(|f| out.join(f))
     .collect()
 }
+
+/// A trained run loaded back: its configuration (with BERT sizes filled in), tokenizer and
+/// model (inference only).
+pub struct LoadedRun {
+    pub config: Config,
+    pub tokenizer: Tokenizer,
+    pub model: AsgModel,
+    pub varmap: candle_nn::VarMap,
+}
+
+/// Loads `config.toml`, `tokenizer.json` and `model.safetensors` from a run folder.
+pub fn load_run(out: &Path, device: &Device) -> Result<LoadedRun, TrainError> {
+    let config_path = out.join("config.toml");
+    let text = std::fs::read_to_string(&config_path).map_err(io(&config_path))?;
+    let mut config: Config = toml::from_str(&text)
+        .map_err(|e| TrainError::Invalid(format!("{}: {e}", config_path.display())))?;
+    let tok_path = out.join("tokenizer.json");
+    let tokenizer =
+        Tokenizer::from_json(&std::fs::read_to_string(&tok_path).map_err(io(&tok_path))?)
+            .map_err(|e| TrainError::Invalid(format!("{}: {e}", tok_path.display())))?;
+    let mut vocab = tokenizer.vocab_size();
+    if let (true, Some(dir)) = (config.model.text_encoder == "bert", &config.model.bert_dir) {
+        let bert = crate::bert::BertConfig::from_dir(Path::new(dir))
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        vocab = bert.vocab_size;
+        config.model.text_dim = bert.hidden_size;
+        config.model.max_tokens = config.model.max_tokens.min(bert.max_position_embeddings);
+        config.model.bert = Some(bert);
+    }
+    let (model, mut varmap) = new_model(&config.model, vocab, device)?;
+    let weights = out.join("model.safetensors");
+    if !weights.is_file() {
+        return Err(TrainError::Invalid(format!(
+            "{}: no model.safetensors (is this a run folder from asg-train fit?)",
+            out.display()
+        )));
+    }
+    varmap.load(&weights)?;
+    Ok(LoadedRun {
+        config,
+        tokenizer,
+        model,
+        varmap,
+    })
+}
