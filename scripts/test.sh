@@ -13,6 +13,10 @@ echo "== onnx.checker and onnxruntime on an exported model vs Candle and tract"
 "$target_dir/debug/examples/onnx_io" target/onnx-check
 .venv/bin/python bench/onnx_check.py target/onnx-check
 
+echo "== the whole ASG model's export (image.onnx, text.onnx): onnx.checker and onnxruntime vs Candle"
+"$target_dir/debug/examples/asg_onnx_io" target/asg-onnx-check 2>/dev/null
+.venv/bin/python bench/asg_onnx_check.py target/asg-onnx-check
+
 echo "== asg-dicom vs pydicom on the pydicom wheel's test files"
 .venv/bin/python bench/conformance.py "$target_dir/debug/asg" target/conformance >target/conformance.md 2>/dev/null \
   || { cat target/conformance.md; exit 1; }
