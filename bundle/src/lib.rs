@@ -49,6 +49,10 @@ pub struct Manifest {
     /// The text model, when the bundle has one.
     #[serde(default)]
     pub text_model: Option<TextModelSpec>,
+    /// Probability above which a finding is reported in a region (region-finding head), per
+    /// finding name; the image-level threshold where absent.
+    #[serde(default)]
+    pub region_thresholds: BTreeMap<String, f32>,
 }
 
 /// The text model of a bundle: `text.onnx` and its tokenizer.
@@ -213,7 +217,7 @@ impl Manifest {
                 ));
             }
         }
-        for name in self.thresholds.keys() {
+        for name in self.thresholds.keys().chain(self.region_thresholds.keys()) {
             if !self.findings.contains(name) {
                 return bad(format!("threshold for unknown finding {name:?}"));
             }
@@ -243,6 +247,15 @@ impl Manifest {
             });
         }
         Ok(())
+    }
+
+    /// The region-level probability threshold of a finding (the image-level one when the
+    /// manifest sets none).
+    pub fn region_threshold(&self, finding: &str) -> f32 {
+        self.region_thresholds
+            .get(finding)
+            .copied()
+            .unwrap_or_else(|| self.threshold(finding))
     }
 
     /// The probability threshold of a finding (0.5 when the manifest sets none).
@@ -288,6 +301,7 @@ mod tests {
             regions: Vec::new(),
             grid: None,
             text_model: None,
+            region_thresholds: BTreeMap::new(),
         }
     }
 

@@ -66,6 +66,7 @@ pub fn write_thin_bundle(
         regions: Vec::new(),
         grid: None,
         text_model: None,
+        region_thresholds: BTreeMap::new(),
     };
     write_atomically(out, "image.onnx", &onnx)?;
     write_atomically(out, MANIFEST_FILE, manifest.to_json().as_bytes())?;
@@ -153,7 +154,7 @@ pub fn write_asg_bundle(
     run: &crate::train::LoadedRun,
     out: &Path,
     name: &str,
-    thresholds: BTreeMap<String, f32>,
+    thresholds: crate::eval::Thresholds,
     training: Training,
 ) -> anyhow::Result<Manifest> {
     use crate::asg::{AsgModel, FINDINGS, REGIONS};
@@ -207,7 +208,8 @@ pub fn write_asg_bundle(
             .zip(shapes)
             .map(|(o, s)| spec(o, s))
             .collect(),
-        thresholds,
+        thresholds: thresholds.image,
+        region_thresholds: thresholds.region,
         findings,
         files: BTreeMap::from([
             ("image.onnx".to_string(), FileDigest::of(&image)),

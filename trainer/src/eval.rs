@@ -846,20 +846,68 @@ impl EvalReport {
     }
 }
 
-/// Per finding, the probability threshold with the best F1 on `split` (ties: the lower
-/// threshold); 0.5 where the split has no positive.
+/// Probability thresholds per finding name: image level (tag decoder) and region level.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Thresholds {
+    pub image: BTreeMap<String, f32>,
+    pub region: BTreeMap<String, f32>,
+}
+
+impl Thresholds {
+    /// 0.5 for every finding at both levels.
+    pub fn half() -> Self {
+        let all: BTreeMap<String, f32> = asg_report::FINDINGS
+            .iter()
+            .map(|f| (f.to_string(), 0.5))
+            .collect();
+        Self {
+            image: all.clone(),
+            region: all,
+        }
+    }
+}
+
+/// The probability with the best F1 over `(logit, label)` pairs (ties: the higher threshold),
+/// clamped to 0.01..=0.99; 0.5 when there is no positive.
+pub fn best_f1_threshold(mut pairs: Vec<(f32, bool)>) -> f32 {
+    let total_pos = pairs.iter().filter(|p| p.1).count();
+    if total_pos == 0 {
+        return 0.5;
+    }
+    for p in pairs.iter_mut() {
+        p.0 = 1.0 / (1.0 + (-p.0).exp());
+    }
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let (mut best, mut best_t) = (-1.0f64, 0.5f32);
+    for (i, &(p, pos)) in pairs.iter().enumerate() {
+        if pos {
+            tp += 1;
+        } else {
+            fp += 1;
+        }
+        // Only cut between distinct probabilities.
+        if pairs.get(i + 1).is_some_and(|n| n.0 == p) {
+            continue;
+        }
+        let f1 = 2.0 * tp as f64 / (2 * tp + fp + (total_pos - tp)) as f64;
+        if f1 > best {
+            best = f1;
+            best_t = p;
+        }
+    }
+    best_t.clamp(0.01, 0.99)
+}
+
+/// Per finding, the image-level and region-level thresholds with the best F1 on `split`.
 pub fn choose_thresholds(
     model: &dyn EvalModel,
     data_root: &Path,
     split: Split,
     batch: usize,
-) -> Result<BTreeMap<String, f32>, EvalError> {
+) -> Result<Thresholds, EvalError> {
     let dataset = data::scan(data_root)?;
-    let records: Vec<&Record> = dataset
-        .records
-        .iter()
-        .filter(|r| r.split == split)
-        .collect();
+    let records: Vec<&Record> = dataset.records.iter().filter(|r| r.split == split).collect();
     if records.is_empty() {
         return Err(EvalError::Invalid(format!(
             "{}: no studies in the {split:?} split to choose thresholds on",
@@ -867,38 +915,48 @@ pub fn choose_thresholds(
         )));
     }
     let (preds, truths) = predict(model, &records, batch)?;
-    let mut out = BTreeMap::new();
+    let mut out = Thresholds::default();
     for (f, name) in asg_report::FINDINGS.iter().enumerate() {
-        let mut pairs: Vec<(f32, bool)> = preds
+        let image: Vec<(f32, bool)> = preds
             .iter()
             .zip(&truths)
-            .map(|(p, t)| (1.0 / (1.0 + (-p.finding_logits[f]).exp()), t.tags[f] > 0.5))
+            .map(|(p, t)| (p.finding_logits[f], t.tags[f] > 0.5))
             .collect();
-        let total_pos = pairs.iter().filter(|p| p.1).count();
-        if total_pos == 0 {
-            out.insert(name.to_string(), 0.5);
-            continue;
-        }
-        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let (mut tp, mut fp) = (0usize, 0usize);
-        let (mut best, mut best_t) = (-1.0f64, 0.5f32);
-        for (i, &(p, pos)) in pairs.iter().enumerate() {
-            if pos {
-                tp += 1;
-            } else {
-                fp += 1;
-            }
-            // Only cut between distinct probabilities.
-            if pairs.get(i + 1).is_some_and(|n| n.0 == p) {
-                continue;
-            }
-            let f1 = 2.0 * tp as f64 / (2 * tp + fp + (total_pos - tp)) as f64;
-            if f1 > best {
-                best = f1;
-                best_t = p;
+        let mut region = Vec::new();
+        for (p, t) in preds.iter().zip(&truths) {
+            for r in 0..REGIONS {
+                if t.present[r] {
+                    region.push((
+                        p.region_logits[r * FINDINGS + f],
+                        t.region_targets[r * FINDINGS + f] > 0.5,
+                    ));
+                }
             }
         }
-        out.insert(name.to_string(), best_t.clamp(0.01, 0.99));
+        out.image.insert(name.to_string(), best_f1_threshold(image));
+        out.region.insert(name.to_string(), best_f1_threshold(region));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logit(p: f32) -> f32 {
+        (p / (1.0 - p)).ln()
+    }
+
+    #[test]
+    fn the_best_f1_threshold_of_a_hand_case() {
+        // Cuts at 0.9: F1 2/3; 0.8: 1/2; 0.7: 4/5; 0.2: 2/3.
+        let pairs = vec![
+            (logit(0.9), true),
+            (logit(0.8), false),
+            (logit(0.7), true),
+            (logit(0.2), false),
+        ];
+        assert!((best_f1_threshold(pairs) - 0.7).abs() < 1e-5);
+        assert_eq!(best_f1_threshold(vec![(0.0, false), (1.0, false)]), 0.5);
+    }
 }

@@ -364,10 +364,7 @@ fn run() -> anyhow::Result<()> {
                     asg_trainer::data::Split::Validate,
                     16,
                 )?,
-                None => asg_report::FINDINGS
-                    .iter()
-                    .map(|f| (f.to_string(), 0.5))
-                    .collect(),
+                None => asg_trainer::eval::Thresholds::half(),
             };
             let training = asg_bundle::Training {
                 data: data_description,
