@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
 /// Version of the JSON layout of [`Analysis`]; bumped on incompatible change.
-pub const ANALYSIS_SCHEMA_VERSION: u32 = 1;
+pub const ANALYSIS_SCHEMA_VERSION: u32 = 2;
 
 /// The model that produced an analysis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +37,40 @@ pub struct FindingScore {
     pub probability: f32,
     /// Probability at or above the manifest's threshold.
     pub present: bool,
+    /// Regions whose region-level probability for this finding is at or above its region
+    /// threshold, most probable first.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Where the model looks for this finding (the tag decoder's attention).
+    #[serde(default)]
+    pub heatmap: Option<Heatmap>,
+}
+
+/// A finding's attention over the model input's grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heatmap {
+    /// Cells per side; `values` is `grid * grid`, row-major over the model input square (map it
+    /// to the image through `letterbox`).
+    pub grid: u32,
+    /// Attention scaled so that the largest cell is 1.
+    pub values: Vec<f32>,
+    /// Centre of the peak cell, in the original image's pixels.
+    pub peak: [f32; 2],
+    /// The smallest anatomical region whose box holds the peak.
+    pub peak_region: Option<String>,
+}
+
+/// An anatomical region found in the image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionResult {
+    /// Chest ImaGenome region name.
+    pub name: String,
+    /// x1, y1, x2, y2 in the original image's pixels (clipped to the image).
+    pub bbox: [f32; 4],
+    /// Region-level probability of each finding, in the order of the manifest's findings.
+    pub probabilities: Vec<f32>,
+    /// Findings at or above their region threshold here.
+    pub findings: Vec<String>,
 }
 
 /// One raw model output.
@@ -68,12 +102,19 @@ pub struct Analysis {
     /// Where the image sits in the model input; boxes are mapped back through it.
     pub letterbox: Letterbox,
     pub findings: Vec<FindingScore>,
+    /// Anatomical regions (bundles with a box head; empty otherwise).
+    #[serde(default)]
+    pub regions: Vec<RegionResult>,
     pub outputs: Vec<NamedOutput>,
     pub timings: Timings,
 }
 
 fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
+}
+
+fn area(b: [f32; 4]) -> f32 {
+    (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
 }
 
 fn sigmoid(x: f32) -> f32 {
@@ -92,7 +133,121 @@ fn view_warnings(image: &Image) -> Vec<String> {
     }
 }
 
+fn output<'a>(outputs: &'a [NamedOutput], name: &str) -> Option<&'a NamedOutput> {
+    outputs.iter().find(|o| o.name == name)
+}
+
 impl ModelBundle {
+    fn bad_output(&self, reason: String) -> PluginError {
+        PluginError::Model {
+            bundle: self.source.clone(),
+            reason,
+        }
+    }
+
+    /// Regions with their boxes in image pixels and findings; fills each finding's regions and
+    /// heatmap. Bundles without region outputs give no regions.
+    fn regions(
+        &self,
+        outputs: &[NamedOutput],
+        letterbox: &Letterbox,
+        image: &Image,
+        findings: &mut [FindingScore],
+    ) -> Result<Vec<RegionResult>, PluginError> {
+        let m = &self.manifest;
+        let nf = m.findings.len();
+        let nr = m.regions.len();
+        let (Some(boxes), Some(logits)) = (
+            output(outputs, "region_boxes"),
+            output(outputs, "region_logits"),
+        ) else {
+            return Ok(Vec::new());
+        };
+        if boxes.values.len() != nr * 4 || logits.values.len() != nr * nf {
+            return Err(self.bad_output(format!(
+                "region outputs hold {} boxes and {} logits for {nr} regions and {nf} findings",
+                boxes.values.len(),
+                logits.values.len()
+            )));
+        }
+        let size = letterbox.size as f64;
+        let (w, h) = (image.width as f64, image.height as f64);
+        let to_image = |x: f64, y: f64| {
+            let (ix, iy) = letterbox.to_image(x * size, y * size);
+            (ix.clamp(0.0, w) as f32, iy.clamp(0.0, h) as f32)
+        };
+        let mut regions = Vec::with_capacity(nr);
+        for (r, name) in m.regions.iter().enumerate() {
+            let b = &boxes.values[r * 4..r * 4 + 4];
+            let (x1, y1) = to_image(b[0] as f64, b[1] as f64);
+            let (x2, y2) = to_image(b[2] as f64, b[3] as f64);
+            let probabilities: Vec<f32> = logits.values[r * nf..(r + 1) * nf]
+                .iter()
+                .map(|&l| sigmoid(l))
+                .collect();
+            let present = m
+                .findings
+                .iter()
+                .zip(&probabilities)
+                .filter(|(f, &p)| p >= m.region_threshold(f))
+                .map(|(f, _)| f.clone())
+                .collect();
+            regions.push(RegionResult {
+                name: name.clone(),
+                bbox: [x1, y1, x2, y2],
+                probabilities,
+                findings: present,
+            });
+        }
+        for (f, finding) in findings.iter_mut().enumerate() {
+            let mut carrying: Vec<(f32, &str)> = regions
+                .iter()
+                .filter(|r| r.findings.contains(&finding.name))
+                .map(|r| (r.probabilities[f], r.name.as_str()))
+                .collect();
+            carrying.sort_by(|a, b| b.0.total_cmp(&a.0));
+            finding.regions = carrying.into_iter().map(|(_, n)| n.to_string()).collect();
+        }
+        if let (Some(attention), Some(g)) = (output(outputs, "tag_attention"), m.grid) {
+            let g = g as usize;
+            let cells = g * g;
+            if attention.values.len() != nf * cells {
+                return Err(self.bad_output(format!(
+                    "tag_attention holds {} values for {nf} findings and a {g}x{g} grid",
+                    attention.values.len()
+                )));
+            }
+            for (f, finding) in findings.iter_mut().enumerate() {
+                let a = &attention.values[f * cells..(f + 1) * cells];
+                let (peak, max) =
+                    a.iter().enumerate().fold(
+                        (0, f32::MIN),
+                        |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
+                    );
+                let values = a.iter().map(|v| v / max.max(1e-12)).collect();
+                let (px, py) = (
+                    ((peak % g) as f64 + 0.5) / g as f64,
+                    ((peak / g) as f64 + 0.5) / g as f64,
+                );
+                let (ix, iy) = to_image(px, py);
+                let peak_region = regions
+                    .iter()
+                    .filter(|r| {
+                        ix >= r.bbox[0] && ix <= r.bbox[2] && iy >= r.bbox[1] && iy <= r.bbox[3]
+                    })
+                    .min_by(|a, b| area(a.bbox).total_cmp(&area(b.bbox)))
+                    .map(|r| r.name.clone());
+                finding.heatmap = Some(Heatmap {
+                    grid: g as u32,
+                    values,
+                    peak: [ix, iy],
+                    peak_region,
+                });
+            }
+        }
+        Ok(regions)
+    }
+
     /// Decodes a DICOM file held in memory and analyses it; `source_name` names it in errors.
     pub fn analyze_dicom(
         &self,
@@ -167,11 +322,15 @@ impl ModelBundle {
                         logit,
                         probability,
                         present: probability >= m.threshold(name),
+                        regions: Vec::new(),
+                        heatmap: None,
                     }
                 })
                 .collect(),
             None => vec![],
         };
+        let mut findings = findings;
+        let regions = self.regions(&outputs, &input.letterbox, image, &mut findings)?;
         let postprocess_ms = ms_since(t2);
         Ok(Analysis {
             schema_version: ANALYSIS_SCHEMA_VERSION,
@@ -192,6 +351,7 @@ impl ModelBundle {
             warnings: view_warnings(image),
             letterbox: input.letterbox,
             findings,
+            regions,
             outputs,
             timings: Timings {
                 decode_ms: 0.0,

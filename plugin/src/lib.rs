@@ -5,13 +5,19 @@
 #![forbid(unsafe_code)]
 
 mod analysis;
+mod check;
 mod error;
 mod runtime;
 
 pub use analysis::{
-    Analysis, FindingScore, ImageInfo, ModelInfo, NamedOutput, Timings, ANALYSIS_SCHEMA_VERSION,
+    Analysis, FindingScore, Heatmap, ImageInfo, ModelInfo, NamedOutput, RegionResult, Timings,
+    ANALYSIS_SCHEMA_VERSION,
 };
 /// The DICOM layer the plugin reads with, for callers that need it directly (the wasm face).
 pub use asg_dicom;
+pub use check::{
+    Evidence, Omission, ReportCheck, SentenceCheck, TripletCheck, Verdict,
+    REPORT_CHECK_SCHEMA_VERSION,
+};
 pub use error::PluginError;
-pub use runtime::{ModelBundle, OnnxModel};
+pub use runtime::{ModelBundle, OnnxModel, TextEmbeddings, TextModel};

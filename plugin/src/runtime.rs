@@ -83,6 +83,111 @@ impl OnnxModel {
     }
 }
 
+/// The bundle's text model (`text.onnx`, one sentence per run) and its tokenizer.
+#[derive(Clone)]
+pub struct TextModel {
+    plan: Arc<TypedRunnableModel>,
+    pub tokenizer: asg_report::TextTokenizer,
+    pub max_tokens: usize,
+}
+
+impl std::fmt::Debug for TextModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextModel")
+            .field("max_tokens", &self.max_tokens)
+            .field("vocab", &self.tokenizer.vocab_size())
+            .finish()
+    }
+}
+
+/// A report's embeddings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextEmbeddings {
+    /// The whole report's embedding (unit norm).
+    pub report: Vec<f32>,
+    /// One per requested byte span (unit norm); empty for a span with no token.
+    pub spans: Vec<Vec<f32>>,
+}
+
+impl TextModel {
+    /// Parses `text.onnx` for a batch of one text and one sentence.
+    pub fn from_bytes(
+        onnx: &[u8],
+        tokenizer: asg_report::TextTokenizer,
+        max_tokens: usize,
+    ) -> TractResult<Self> {
+        let t = max_tokens;
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut &onnx[..])?
+            .with_input_fact(0, i64::fact([1, t]).into())?
+            .with_input_fact(1, f32::fact([1, t]).into())?
+            .with_input_fact(2, f32::fact([1, 1, t]).into())?
+            .into_optimized()?
+            .into_runnable()?;
+        Ok(Self {
+            plan,
+            tokenizer,
+            max_tokens,
+        })
+    }
+
+    fn run(&self, ids: &[i64], mask: &[f32], avg: &[f32]) -> TractResult<(Vec<f32>, Vec<f32>)> {
+        let t = self.max_tokens;
+        let ids = tract_ndarray::ArrayD::from_shape_vec(vec![1, t], ids.to_vec())?;
+        let mask = tract_ndarray::ArrayD::from_shape_vec(vec![1, t], mask.to_vec())?;
+        let avg = tract_ndarray::ArrayD::from_shape_vec(vec![1, 1, t], avg.to_vec())?;
+        let o = self.plan.run(tvec!(
+            ids.into_tensor().into(),
+            mask.into_tensor().into(),
+            avg.into_tensor().into()
+        ))?;
+        let get = |i: usize| -> TractResult<Vec<f32>> {
+            Ok(o[i].to_plain_array_view::<f32>()?.iter().copied().collect())
+        };
+        Ok((get(0)?, get(1)?))
+    }
+
+    /// Embeds `text` and each byte span `(start, end)` of it (a sentence: its tokens averaged).
+    pub fn embed(&self, text: &str, spans: &[(usize, usize)]) -> TractResult<TextEmbeddings> {
+        let t = self.max_tokens;
+        let enc = self.tokenizer.encode(text, t);
+        let n = enc.ids.len().min(t);
+        let mut ids = vec![self.tokenizer.pad_id() as i64; t];
+        let mut mask = vec![0f32; t];
+        for (k, &id) in enc.ids.iter().take(n).enumerate() {
+            ids[k] = id as i64;
+            mask[k] = 1.0;
+        }
+        let mut first = vec![0f32; t];
+        first[0] = 1.0;
+        let mut report = None;
+        let mut out = Vec::with_capacity(spans.len());
+        for &(start, end) in spans {
+            let toks: Vec<usize> = enc
+                .tokens_in(start, end)
+                .into_iter()
+                .filter(|&k| k < n)
+                .collect();
+            if toks.is_empty() {
+                out.push(Vec::new());
+                continue;
+            }
+            let mut avg = vec![0f32; t];
+            for &k in &toks {
+                avg[k] = 1.0 / toks.len() as f32;
+            }
+            let (r, s) = self.run(&ids, &mask, &avg)?;
+            report.get_or_insert(r);
+            out.push(s);
+        }
+        let report = match report {
+            Some(r) => r,
+            None => self.run(&ids, &mask, &first)?.0,
+        };
+        Ok(TextEmbeddings { report, spans: out })
+    }
+}
+
 /// A model bundle: its manifest and the image model, loaded and checked.
 #[derive(Debug, Clone)]
 pub struct ModelBundle {
@@ -92,6 +197,9 @@ pub struct ModelBundle {
     pub image_model: OnnxModel,
     /// SHA-256 of image.onnx, as verified.
     pub image_sha256: String,
+    /// The text model, for bundles that have one (the report check's region-sentence
+    /// similarity needs it).
+    pub text_model: Option<TextModel>,
 }
 
 impl ModelBundle {
@@ -114,7 +222,80 @@ impl ModelBundle {
                 source: source_err,
             })?;
         let image = read(&manifest.image_model)?;
-        Self::from_parts(&source, &manifest_text, &image)
+        let bundle = Self::from_parts(&source, &manifest_text, &image)?;
+        match &manifest.text_model {
+            Some(spec) => {
+                let text = read(&spec.file)?;
+                let tokenizer = read(&spec.tokenizer)?;
+                bundle.with_text(&text, &tokenizer)
+            }
+            None => Ok(bundle),
+        }
+    }
+
+    /// Loads a bundle from named files held in memory (`manifest.json` and the files it lists),
+    /// e.g. a bundle embedded in a binary.
+    pub fn from_files(source: &str, files: &[(&str, &[u8])]) -> Result<Self, PluginError> {
+        let get = |name: &str| -> Result<&[u8], PluginError> {
+            files
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| *b)
+                .ok_or_else(|| PluginError::Model {
+                    bundle: source.to_string(),
+                    reason: format!("file {name} is missing"),
+                })
+        };
+        let manifest_text = String::from_utf8_lossy(get(asg_bundle::MANIFEST_FILE)?).to_string();
+        let manifest = Manifest::from_json(&manifest_text).map_err(|e| PluginError::Manifest {
+            bundle: source.to_string(),
+            source: e,
+        })?;
+        let bundle = Self::from_parts(source, &manifest_text, get(&manifest.image_model)?)?;
+        match &manifest.text_model {
+            Some(spec) => bundle.with_text(get(&spec.file)?, get(&spec.tokenizer)?),
+            None => Ok(bundle),
+        }
+    }
+
+    /// Adds the text model (`text.onnx` bytes and the tokenizer file), checked against the
+    /// manifest's digests.
+    pub fn with_text(
+        mut self,
+        text_onnx: &[u8],
+        tokenizer_json: &[u8],
+    ) -> Result<Self, PluginError> {
+        let manifest_err = |e| PluginError::Manifest {
+            bundle: self.source.clone(),
+            source: e,
+        };
+        let Some(spec) = self.manifest.text_model.clone() else {
+            return Err(PluginError::Model {
+                bundle: self.source.clone(),
+                reason: "the manifest names no text model".into(),
+            });
+        };
+        self.manifest
+            .verify_file(&spec.file, text_onnx)
+            .map_err(manifest_err)?;
+        self.manifest
+            .verify_file(&spec.tokenizer, tokenizer_json)
+            .map_err(manifest_err)?;
+        let tokenizer =
+            asg_report::TextTokenizer::from_json(&String::from_utf8_lossy(tokenizer_json))
+                .map_err(|e| PluginError::Model {
+                    bundle: self.source.clone(),
+                    reason: format!("{}: {e}", spec.tokenizer),
+                })?;
+        let model =
+            TextModel::from_bytes(text_onnx, tokenizer, spec.max_tokens as usize).map_err(|e| {
+                PluginError::Model {
+                    bundle: self.source.clone(),
+                    reason: format!("{} does not load in tract: {e:#}", spec.file),
+                }
+            })?;
+        self.text_model = Some(model);
+        Ok(self)
     }
 
     /// Loads a bundle from its manifest text and image-model bytes (the browser's path).
@@ -169,6 +350,7 @@ impl ModelBundle {
             manifest,
             image_model,
             image_sha256,
+            text_model: None,
         })
     }
 }

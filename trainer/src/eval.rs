@@ -907,7 +907,11 @@ pub fn choose_thresholds(
     batch: usize,
 ) -> Result<Thresholds, EvalError> {
     let dataset = data::scan(data_root)?;
-    let records: Vec<&Record> = dataset.records.iter().filter(|r| r.split == split).collect();
+    let records: Vec<&Record> = dataset
+        .records
+        .iter()
+        .filter(|r| r.split == split)
+        .collect();
     if records.is_empty() {
         return Err(EvalError::Invalid(format!(
             "{}: no studies in the {split:?} split to choose thresholds on",
@@ -934,7 +938,8 @@ pub fn choose_thresholds(
             }
         }
         out.image.insert(name.to_string(), best_f1_threshold(image));
-        out.region.insert(name.to_string(), best_f1_threshold(region));
+        out.region
+            .insert(name.to_string(), best_f1_threshold(region));
     }
     Ok(out)
 }

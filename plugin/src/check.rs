@@ -1,0 +1,408 @@
+//! The report check: each sentence and `<region, finding, existence>` triplet of a report set
+//! against what the model sees, with its evidence; plus the findings the report never mentions.
+//!
+//! Rules (thresholds from the manifest; "the region's probability" is the largest of the region
+//! and the regions inside it, so a claim about a lung is supported by a finding in one of its
+//! zones):
+//! - positive claim: supported when the region (or, without a region, the image) reaches the
+//!   threshold; laterality mismatch when only the mirrored region does; uncertain when the image
+//!   shows the finding but not in that region; otherwise unsupported;
+//! - negative claim: contradicted when the region (or the image) shows the finding; else
+//!   supported;
+//! - hedged claim: uncertain;
+//! - omissions: findings present at image level that no sentence of the findings or impression
+//!   mentions.
+//!
+//! Only the findings and impression sections are checked (an indication's "evaluate for
+//! pneumonia" claims nothing).
+
+use crate::analysis::Analysis;
+use crate::runtime::ModelBundle;
+use asg_report::{Existence, UNSPECIFIED};
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON layout of [`ReportCheck`].
+pub const REPORT_CHECK_SCHEMA_VERSION: u32 = 1;
+
+/// What the image says about a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The image agrees.
+    Supported,
+    /// The statement is hedged, or the model sees the finding elsewhere than the region named.
+    Uncertain,
+    /// The report asserts what the image does not show there.
+    Unsupported,
+    /// The image shows it on the other side.
+    LateralityMismatch,
+    /// The report denies what the image shows.
+    Contradicted,
+    /// The model has no output for this finding, or the sentence is outside findings/impression.
+    NotAssessed,
+    /// The sentence states no finding.
+    NoClaim,
+}
+
+impl Verdict {
+    /// How much a reader should look at it (the sentence takes its triplets' worst).
+    fn severity(self) -> u8 {
+        match self {
+            Verdict::Contradicted => 6,
+            Verdict::LateralityMismatch => 5,
+            Verdict::Unsupported => 4,
+            Verdict::Uncertain => 3,
+            Verdict::Supported => 2,
+            Verdict::NotAssessed => 1,
+            Verdict::NoClaim => 0,
+        }
+    }
+}
+
+/// Why a verdict was given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The region looked at (the claimed one, or for a claim without region the finding's most
+    /// probable region).
+    pub region: Option<String>,
+    /// Its box in the original image's pixels.
+    pub bbox: Option<[f32; 4]>,
+    /// The probability the verdict rests on, and its threshold.
+    pub probability: f32,
+    pub threshold: f32,
+    /// The image-level probability of the finding.
+    pub image_probability: f32,
+    /// The mirrored region's probability, for lateral claims.
+    pub other_side: Option<(String, f32)>,
+    /// Cosine similarity of the sentence's embedding and the region's (text.onnx and
+    /// image.onnx); None without a text model.
+    pub similarity: Option<f32>,
+}
+
+/// One checked triplet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TripletCheck {
+    pub region: String,
+    pub finding: String,
+    pub existence: Existence,
+    /// Byte span of the finding's words in the report.
+    pub start: usize,
+    pub end: usize,
+    pub verdict: Verdict,
+    pub evidence: Option<Evidence>,
+    /// The verdict in words.
+    pub explanation: String,
+}
+
+/// One checked sentence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentenceCheck {
+    pub text: String,
+    pub start: usize,
+    pub end: usize,
+    pub section: Option<String>,
+    /// The worst of its triplets' verdicts.
+    pub verdict: Verdict,
+    pub triplets: Vec<TripletCheck>,
+    /// The region most similar to the sentence (text and region embeddings), for hovering.
+    pub best_region: Option<(String, f32)>,
+}
+
+/// A finding the image shows that the report never mentions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Omission {
+    pub finding: String,
+    pub probability: f32,
+    pub threshold: f32,
+    pub regions: Vec<String>,
+    /// The most probable region's box in the original image's pixels.
+    pub bbox: Option<[f32; 4]>,
+}
+
+/// The whole check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportCheck {
+    pub schema_version: u32,
+    pub sentences: Vec<SentenceCheck>,
+    pub omissions: Vec<Omission>,
+    /// How many triplets got each verdict, and the omissions.
+    pub counts: std::collections::BTreeMap<String, usize>,
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The region on the other side ("left lower lung zone" <-> "right lower lung zone").
+fn mirrored(region: &str) -> Option<String> {
+    let m = if let Some(rest) = region.strip_prefix("left ") {
+        format!("right {rest}")
+    } else if let Some(rest) = region.strip_prefix("right ") {
+        format!("left {rest}")
+    } else {
+        return None;
+    };
+    asg_report::region_index(&m).map(|_| m)
+}
+
+/// The region and every region inside it (by the parent relation).
+fn with_descendants(region: &str) -> Vec<&'static str> {
+    asg_report::REGIONS
+        .iter()
+        .map(|r| r.name)
+        .filter(|&name| {
+            let mut cur = Some(name);
+            while let Some(c) = cur {
+                if c == region {
+                    return true;
+                }
+                cur = asg_report::region_parent(c);
+            }
+            false
+        })
+        .collect()
+}
+
+impl ModelBundle {
+    /// Checks `report` against `analysis` (made by this bundle). Region-sentence similarities
+    /// need the bundle's text model; without one they are None.
+    pub fn check_report(
+        &self,
+        analysis: &Analysis,
+        report: &str,
+    ) -> Result<ReportCheck, crate::PluginError> {
+        let parsed = asg_report::parse(report);
+        let m = &self.manifest;
+        let region_emb = analysis
+            .outputs
+            .iter()
+            .find(|o| o.name == "region_embeddings");
+        let emb_dim = region_emb
+            .map(|o| o.values.len() / m.regions.len().max(1))
+            .unwrap_or(0);
+        let region_vec = |r: usize| -> Option<&[f32]> {
+            region_emb.and_then(|o| o.values.get(r * emb_dim..(r + 1) * emb_dim))
+        };
+        let checked_section = |s: &Option<String>| {
+            s.as_deref()
+                .is_none_or(|sec| matches!(sec, "findings" | "impression"))
+        };
+        // Sentence embeddings, for the checked sentences.
+        let spans: Vec<(usize, usize)> =
+            parsed.sentences.iter().map(|s| (s.start, s.end)).collect();
+        let sentence_emb = match &self.text_model {
+            Some(t) if emb_dim > 0 => {
+                Some(
+                    t.embed(report, &spans)
+                        .map_err(|e| crate::PluginError::Model {
+                            bundle: self.source.clone(),
+                            reason: format!("text model failed: {e:#}"),
+                        })?,
+                )
+            }
+            _ => None,
+        };
+        let region_of = |name: &str| analysis.regions.iter().position(|r| r.name == name);
+        let mut sentences = Vec::new();
+        let mut mentioned = std::collections::BTreeSet::new();
+        let mut mismatched = std::collections::BTreeSet::new();
+        let mut counts = std::collections::BTreeMap::new();
+        for (si, s) in parsed.sentences.iter().enumerate() {
+            let semb = sentence_emb
+                .as_ref()
+                .and_then(|e| e.spans.get(si))
+                .filter(|v| !v.is_empty());
+            let similarity = |r: usize| -> Option<f32> { Some(dot(semb?, region_vec(r)?)) };
+            let best_region = semb.and_then(|_| {
+                (0..analysis.regions.len())
+                    .filter_map(|r| similarity(r).map(|v| (r, v)))
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|(r, v)| (analysis.regions[r].name.clone(), v))
+            });
+            let assess = checked_section(&s.section);
+            let mut triplets = Vec::new();
+            for t in &s.triplets {
+                if assess {
+                    mentioned.insert(t.finding.clone());
+                }
+                let f = m.findings.iter().position(|n| *n == t.finding);
+                let (verdict, evidence, explanation) = match (assess, f) {
+                    (false, _) => (
+                        Verdict::NotAssessed,
+                        None,
+                        "outside the findings and impression".to_string(),
+                    ),
+                    (true, None) => (
+                        Verdict::NotAssessed,
+                        None,
+                        format!("the model does not score {}", t.finding),
+                    ),
+                    (true, Some(f)) => {
+                        let image_p = analysis
+                            .findings
+                            .get(f)
+                            .map(|x| x.probability)
+                            .unwrap_or(0.0);
+                        let image_t = m.threshold(&t.finding);
+                        let region_t = m.region_threshold(&t.finding);
+                        let regional = t.region != UNSPECIFIED && !analysis.regions.is_empty();
+                        let p_region = |name: &str| -> f32 {
+                            with_descendants(name)
+                                .iter()
+                                .filter_map(|n| region_of(n))
+                                .map(|r| analysis.regions[r].probabilities[f])
+                                .fold(0.0, f32::max)
+                        };
+                        let (region, p, thr) = if regional {
+                            (Some(t.region.clone()), p_region(&t.region), region_t)
+                        } else {
+                            let top = analysis
+                                .findings
+                                .get(f)
+                                .and_then(|x| x.regions.first().cloned());
+                            (top, image_p, image_t)
+                        };
+                        let other = if regional {
+                            mirrored(&t.region).map(|o| {
+                                let po = p_region(&o);
+                                (o, po)
+                            })
+                        } else {
+                            None
+                        };
+                        let ri = region.as_deref().and_then(region_of);
+                        let evidence = Evidence {
+                            region: region.clone(),
+                            bbox: ri.map(|r| analysis.regions[r].bbox),
+                            probability: p,
+                            threshold: thr,
+                            image_probability: image_p,
+                            other_side: other.clone(),
+                            similarity: ri.and_then(similarity),
+                        };
+                        let place = region.clone().unwrap_or_else(|| "the image".into());
+                        let (v, why) = match t.existence {
+                            Existence::Uncertain => (
+                                Verdict::Uncertain,
+                                format!("hedged in the report; the model gives {p:.2} in {place}"),
+                            ),
+                            Existence::Positive if p >= thr => (
+                                Verdict::Supported,
+                                format!("{} in {place}: {p:.2} (threshold {thr:.2})", t.finding),
+                            ),
+                            Existence::Positive => match &other {
+                                Some((o, po)) if *po >= region_t => (
+                                    Verdict::LateralityMismatch,
+                                    format!(
+                                        "{} is seen in the {o} ({po:.2}), not the {place} ({p:.2})",
+                                        t.finding
+                                    ),
+                                ),
+                                _ if regional && image_p >= image_t => (
+                                    Verdict::Uncertain,
+                                    format!(
+                                        "{} is seen in the image ({image_p:.2}) but not in the {place} ({p:.2})",
+                                        t.finding
+                                    ),
+                                ),
+                                _ => (
+                                    Verdict::Unsupported,
+                                    format!(
+                                        "the model does not see {} in {place} ({p:.2} < {thr:.2})",
+                                        t.finding
+                                    ),
+                                ),
+                            },
+                            Existence::Negative if p >= thr => (
+                                Verdict::Contradicted,
+                                format!(
+                                    "denied, but the model sees {} in {place} ({p:.2} >= {thr:.2})",
+                                    t.finding
+                                ),
+                            ),
+                            Existence::Negative => (
+                                Verdict::Supported,
+                                format!("absent as stated ({p:.2} < {thr:.2})"),
+                            ),
+                        };
+                        if v == Verdict::LateralityMismatch {
+                            mismatched.insert(t.finding.clone());
+                        }
+                        (v, Some(evidence), why)
+                    }
+                };
+                *counts
+                    .entry(format!("{verdict:?}").to_lowercase())
+                    .or_insert(0usize) += 1;
+                triplets.push(TripletCheck {
+                    region: t.region.clone(),
+                    finding: t.finding.clone(),
+                    existence: t.existence,
+                    start: t.start,
+                    end: t.end,
+                    verdict,
+                    evidence,
+                    explanation,
+                });
+            }
+            let verdict = triplets
+                .iter()
+                .map(|t| t.verdict)
+                .max_by_key(|v| v.severity())
+                .unwrap_or(if assess {
+                    Verdict::NoClaim
+                } else {
+                    Verdict::NotAssessed
+                });
+            sentences.push(SentenceCheck {
+                text: s.text.clone(),
+                start: s.start,
+                end: s.end,
+                section: s.section.clone(),
+                verdict,
+                triplets,
+                best_region,
+            });
+        }
+        let omissions: Vec<Omission> = analysis
+            .findings
+            .iter()
+            .filter(|f| f.present && !mentioned.contains(&f.name) && !mismatched.contains(&f.name))
+            .map(|f| Omission {
+                finding: f.name.clone(),
+                probability: f.probability,
+                threshold: m.threshold(&f.name),
+                regions: f.regions.clone(),
+                bbox: f
+                    .regions
+                    .first()
+                    .and_then(|r| region_of(r))
+                    .map(|r| analysis.regions[r].bbox),
+            })
+            .collect();
+        counts.insert("omission".into(), omissions.len());
+        Ok(ReportCheck {
+            schema_version: REPORT_CHECK_SCHEMA_VERSION,
+            sentences,
+            omissions,
+            counts,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrored_regions_and_descendants() {
+        assert_eq!(
+            mirrored("left lower lung zone").as_deref(),
+            Some("right lower lung zone")
+        );
+        assert_eq!(mirrored("cardiac silhouette"), None);
+        let d = with_descendants("left lung");
+        assert!(d.contains(&"left lung") && d.contains(&"left lower lung zone"));
+        assert!(!d.contains(&"right lower lung zone"));
+    }
+}
