@@ -22,8 +22,8 @@ pub use preprocess::{
     Normalisation,
 };
 pub use read::{
-    read_bytes, read_file, read_meta_bytes, Image, ImageMeta, ReadOptions, VoiFunction, VoiLut,
-    VoiWindow,
+    read_bytes, read_capped, read_file, read_meta_bytes, Image, ImageMeta, ReadOptions,
+    VoiFunction, VoiLut, VoiWindow,
 };
 pub use write::{
     uid_from_u128, write_file, NewImage, TransferSyntax, SOP_CLASS_DX_PRESENTATION,

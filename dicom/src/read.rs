@@ -336,11 +336,7 @@ pub fn read_file(path: &Path, options: &ReadOptions) -> Result<Image, DicomError
 }
 
 /// A file's bytes, refused before reading when it is larger than `options.max_file_bytes`.
-pub(crate) fn read_capped(
-    path: &Path,
-    name: &str,
-    options: &ReadOptions,
-) -> Result<Vec<u8>, DicomError> {
+pub fn read_capped(path: &Path, name: &str, options: &ReadOptions) -> Result<Vec<u8>, DicomError> {
     let err = |kind| DicomError::new(name, kind);
     let len = std::fs::metadata(path)
         .map_err(|e| err(DicomErrorKind::Io(e)))?

@@ -23,6 +23,9 @@ pub struct ImageInfo {
     pub width: u32,
     pub height: u32,
     pub sop_instance_uid: String,
+    /// The study the image belongs to (for per-study summaries).
+    #[serde(default)]
+    pub study_instance_uid: String,
     pub modality: Option<String>,
     pub view_position: Option<String>,
     pub photometric_interpretation: String,
@@ -343,6 +346,7 @@ impl ModelBundle {
                 width: image.width,
                 height: image.height,
                 sop_instance_uid: image.meta.sop_instance_uid.clone(),
+                study_instance_uid: image.meta.study_instance_uid.clone(),
                 modality: image.meta.modality.clone(),
                 view_position: image.meta.view_position.clone(),
                 photometric_interpretation: image.meta.photometric_interpretation.clone(),

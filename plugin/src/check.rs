@@ -11,7 +11,7 @@
 //!   supported;
 //! - hedged claim: uncertain;
 //! - omissions: findings present at image level that no sentence of the findings or impression
-//!   mentions.
+//!   mentions (a finding of the same CheXpert class counts: "pacemaker" mentions a device).
 //!
 //! Only the findings and impression sections are checked (an indication's "evaluate for
 //! pneumonia" claims nothing).
@@ -364,10 +364,26 @@ impl ModelBundle {
                 best_region,
             });
         }
+        // A finding counts as mentioned when the report names it or another finding of the same
+        // CheXpert class ("pacemaker" mentions a "device").
+        let class_of = |name: &str| {
+            asg_report::lexicon()
+                .findings
+                .iter()
+                .find(|r| r.tag == name)
+                .and_then(|r| r.chexpert)
+        };
+        let mentioned_classes: std::collections::BTreeSet<&str> =
+            mentioned.iter().filter_map(|f| class_of(f)).collect();
         let omissions: Vec<Omission> = analysis
             .findings
             .iter()
-            .filter(|f| f.present && !mentioned.contains(&f.name) && !mismatched.contains(&f.name))
+            .filter(|f| {
+                f.present
+                    && !mentioned.contains(&f.name)
+                    && !mismatched.contains(&f.name)
+                    && !class_of(&f.name).is_some_and(|c| mentioned_classes.contains(c))
+            })
             .map(|f| Omission {
                 finding: f.name.clone(),
                 probability: f.probability,

@@ -7,6 +7,8 @@
 mod analysis;
 mod check;
 mod error;
+#[cfg(feature = "overlay")]
+pub mod overlay;
 mod runtime;
 
 pub use analysis::{

@@ -2,10 +2,11 @@
 
 use anyhow::Context;
 use asg_dicom::ReadOptions;
-use asg_plugin::ModelBundle;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+mod workstation;
 
 #[derive(Parser)]
 #[command(
@@ -20,18 +21,78 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Analyse DICOM files (or folders of them, recursively) and print the analysis as JSON:
-    /// one object for one file, an array for several.
+    /// Analyse DICOM files (or folders of them, recursively): anatomical regions, findings per
+    /// region and per image with heatmaps, and with a report, the report checked sentence by
+    /// sentence. Without --json, prints JSON to standard output (one object for one file, an array
+    /// for several). Bad files are reported and skipped; the exit code is non-zero if any failed.
+    #[command(after_help = "Examples:
+  asg analyze study.dcm                                  (embedded default model)
+  asg analyze study.dcm --report report.txt --overlay out/
+  asg analyze archive/ --reports archive/ --json results/ --overlay results/ --jobs 2
+  asg analyze DICOMDIR --model my-bundle/ --threshold 0.3")]
     Analyze {
-        /// DICOM files or folders.
+        /// DICOM files, folders (searched recursively) or DICOMDIR files.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
-        /// Model bundle folder (manifest.json + ONNX files).
+        /// Model bundle folder (manifest.json + ONNX files); default: the embedded bundle.
         #[arg(long)]
         model: Option<PathBuf>,
+        /// A report to check against every image.
+        #[arg(long, conflicts_with = "reports")]
+        report: Option<PathBuf>,
+        /// A folder of reports: <image name>.txt, or <study folder>.txt (MIMIC-CXR layout).
+        #[arg(long)]
+        reports: Option<PathBuf>,
+        /// Write JSON here instead of standard output: a file for one image, a folder (one
+        /// <image>.json each, and summary.json per study) for several.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write an overlay PNG per image into this folder.
+        #[arg(long)]
+        overlay: Option<PathBuf>,
+        /// One probability threshold for every finding (default: the bundle's, per finding).
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Images analysed at once (each holds one decoded image in memory).
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// Print a readable summary per image instead of JSON on standard output.
+        #[arg(long)]
+        human: bool,
         /// Largest Rows x Columns x Frames accepted.
         #[arg(long, default_value_t = ReadOptions::default().max_pixels)]
         max_pixels: u64,
+    },
+    /// The main job in one command: make a phantom study (a synthetic chest radiograph and its
+    /// report with one injected error), analyse it with the embedded model, check the report,
+    /// write the overlay and the JSON, and print the findings and the report check.
+    #[command(after_help = "Examples:
+  asg demo
+  asg demo --out /tmp/demo --seed 5")]
+    Demo {
+        /// Folder for the study, the overlay and the JSON.
+        #[arg(long, default_value = "asg-demo")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 11)]
+        seed: u64,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Measure the report check on a phantom set made with `asg-train synth --errors`: precision
+    /// and recall per error type (side swapped, finding omitted, negation flipped, finding
+    /// invented), over the erroneous reports and their clean originals.
+    #[command(after_help = "Example:
+  asg-train synth --n 300 --seed 21 --errors --out checkset && asg check-eval checkset")]
+    CheckEval {
+        /// The phantom set folder (with report_errors.csv).
+        data: PathBuf,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// Also write the table as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Inspect DICOM files: metadata as JSON, or decoded pixels as a NumPy .npy file.
     Dicom {
@@ -288,6 +349,335 @@ fn collect_files(input: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+struct AnalyzeArgs {
+    inputs: Vec<PathBuf>,
+    model: Option<PathBuf>,
+    report: Option<PathBuf>,
+    reports: Option<PathBuf>,
+    json: Option<PathBuf>,
+    overlay: Option<PathBuf>,
+    threshold: Option<f32>,
+    jobs: usize,
+    human: bool,
+    max_pixels: u64,
+}
+
+fn progress_bar(n: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(n as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} images  {per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
+    use workstation::{analyze_all, load_bundle, outcome_json, Outputs, Reports};
+    let load_start = Instant::now();
+    let bundle = load_bundle(args.model.as_deref(), args.threshold)?;
+    eprintln!(
+        "loaded model {} {} in {:.1} ms",
+        bundle.manifest.name,
+        bundle.manifest.version,
+        load_start.elapsed().as_secs_f64() * 1e3
+    );
+    let mut files = Vec::new();
+    for input in &args.inputs {
+        collect_files(input, &mut files)?;
+    }
+    anyhow::ensure!(!files.is_empty(), "no DICOM files found in the inputs");
+    let reports = match (&args.report, &args.reports) {
+        (Some(r), _) => Reports::One(read_report(r)?),
+        (None, Some(dir)) => Reports::folder(dir)?,
+        (None, None) => Reports::None,
+    };
+    let outputs = Outputs {
+        overlay_dir: args.overlay.clone(),
+        read: ReadOptions {
+            max_pixels: args.max_pixels,
+            ..ReadOptions::default()
+        },
+    };
+    let bar = progress_bar(files.len());
+    let results = analyze_all(&bundle, &files, &reports, &outputs, args.jobs, &|| {
+        bar.inc(1)
+    });
+    bar.finish_and_clear();
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for (file, r) in files.iter().zip(results) {
+        match r {
+            Ok(o) => ok.push(o),
+            Err(e) => failed.push((file.clone(), format!("{e:#}"))),
+        }
+    }
+    let single = files.len() == 1;
+    match &args.json {
+        Some(path) if single => {
+            if let Some(o) = ok.first() {
+                std::fs::write(path, serde_json::to_string_pretty(&outcome_json(o)?)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let mut used = std::collections::HashSet::new();
+            for o in &ok {
+                let stem = o
+                    .file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_else(|| "image".into());
+                let mut name = format!("{stem}.json");
+                let mut k = 1;
+                while !used.insert(name.clone()) {
+                    k += 1;
+                    name = format!("{stem}-{k}.json");
+                }
+                let path = dir.join(name);
+                std::fs::write(&path, serde_json::to_string_pretty(&outcome_json(o)?)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            let refs: Vec<&workstation::Outcome> = ok.iter().collect();
+            let summary = workstation::summarise(&refs);
+            let path = dir.join("summary.json");
+            std::fs::write(&path, serde_json::to_string_pretty(&serde_json::json!({
+                "studies": summary,
+                "failed": failed.iter().map(|(f, e)| serde_json::json!({"file": f, "error": e})).collect::<Vec<_>>(),
+            }))?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        }
+        None if args.human => ok.iter().for_each(workstation::print_human),
+        None => {
+            let values: Vec<serde_json::Value> =
+                ok.iter().map(outcome_json).collect::<anyhow::Result<_>>()?;
+            let text = match values.as_slice() {
+                [one] if single => serde_json::to_string_pretty(one)?,
+                _ => serde_json::to_string_pretty(&values)?,
+            };
+            println!("{text}");
+        }
+    }
+    if args.json.is_some() && args.human {
+        ok.iter().for_each(workstation::print_human);
+    }
+    let refs: Vec<&workstation::Outcome> = ok.iter().collect();
+    let studies = workstation::summarise(&refs);
+    eprintln!(
+        "analysed {} of {} images in {} studies",
+        ok.len(),
+        files.len(),
+        studies.len()
+    );
+    for (file, e) in &failed {
+        eprintln!("failed: {}: {e}", file.display());
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("{} of {} inputs failed", failed.len(), files.len());
+    }
+    Ok(())
+}
+
+fn demo(out: &Path, seed: u64, model: Option<&Path>) -> anyhow::Result<()> {
+    use workstation::{analyze_file, load_bundle, outcome_json, print_human, Outputs, Reports};
+    let bundle = load_bundle(model, None)?;
+    let data = out.join("study");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    // A few phantoms; the first whose report could take an injected error is shown.
+    let options = asg_phantom::set::SetOptions {
+        n: 6,
+        seed,
+        image: asg_phantom::Options {
+            size: 1024,
+            normal_share: 0.0,
+            vary_format: false,
+        },
+        split: [0.0, 0.0, 1.0],
+        errors: true,
+        threads: 1,
+    };
+    asg_phantom::set::write_set(&data, &options, &|| {})?;
+    let errors = std::fs::read_to_string(data.join("report_errors.csv"))
+        .with_context(|| format!("reading {}", data.join("report_errors.csv").display()))?;
+    let first = errors
+        .lines()
+        .nth(1)
+        .context("no phantom study took an injected error; try another --seed")?;
+    let cols: Vec<&str> = first.split(',').collect();
+    let (dicom_id, study_id) = (cols[0], cols[1]);
+    let mut files = Vec::new();
+    collect_files(&data.join("files"), &mut files)?;
+    let file = files
+        .iter()
+        .find(|f| {
+            f.file_stem()
+                .is_some_and(|s| s.to_string_lossy() == dicom_id)
+        })
+        .context("the demo study's image is missing")?;
+    let report_path = file
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join(format!("s{study_id}_with_error.txt")))
+        .context("no report folder")?;
+    let report = read_report(&report_path)?;
+    let outputs = Outputs {
+        overlay_dir: Some(out.to_path_buf()),
+        read: ReadOptions::default(),
+    };
+    let o = analyze_file(&bundle, file, &Reports::One(report.clone()), &outputs)?;
+    let json = out.join("analysis.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&outcome_json(&o)?)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    println!("report ({}):", report_path.display());
+    for line in report.lines().filter(|l| !l.trim().is_empty()) {
+        println!("  | {line}");
+    }
+    println!(
+        "injected error (the demo's answer key): {} {} {}",
+        cols.get(2).unwrap_or(&""),
+        cols.get(3).unwrap_or(&""),
+        cols.get(4).unwrap_or(&"")
+    );
+    print_human(&o);
+    println!("  json: {}", json.display());
+    Ok(())
+}
+
+fn check_eval(
+    data: &Path,
+    model: Option<&Path>,
+    jobs: usize,
+    json: Option<&Path>,
+) -> anyhow::Result<()> {
+    use workstation::{
+        analyze_all, expected_flag, flags, load_bundle, CheckScore, Outputs, Reports,
+    };
+    let bundle = load_bundle(model, None)?;
+    let csv_path = data.join("report_errors.csv");
+    let csv = std::fs::read_to_string(&csv_path).with_context(|| {
+        format!(
+            "reading {} (make the set with asg-train synth --errors)",
+            csv_path.display()
+        )
+    })?;
+    let mut injected: std::collections::HashMap<String, (String, String, String)> =
+        std::collections::HashMap::new();
+    for line in csv.lines().skip(1) {
+        let c: Vec<&str> = line.split(',').collect();
+        if c.len() >= 4 {
+            injected.insert(
+                c[0].to_string(),
+                (c[1].to_string(), c[2].to_string(), c[3].to_string()),
+            );
+        }
+    }
+    let mut files = Vec::new();
+    collect_files(&data.join("files"), &mut files)?;
+    files.retain(|f| {
+        f.file_stem()
+            .is_some_and(|s| injected.contains_key(s.to_string_lossy().as_ref()))
+    });
+    anyhow::ensure!(
+        !files.is_empty(),
+        "{}: no images with injected errors",
+        data.display()
+    );
+    let outputs = Outputs {
+        overlay_dir: None,
+        read: ReadOptions::default(),
+    };
+    let bar = progress_bar(files.len());
+    let results = analyze_all(&bundle, &files, &Reports::None, &outputs, jobs, &|| {
+        bar.inc(1)
+    });
+    bar.finish_and_clear();
+    let kinds = [
+        "side_swapped",
+        "finding_omitted",
+        "negation_flipped",
+        "finding_invented",
+    ];
+    let mut scores: std::collections::BTreeMap<&str, CheckScore> =
+        kinds.iter().map(|k| (*k, CheckScore::default())).collect();
+    let mut images = 0;
+    for (file, r) in files.iter().zip(results) {
+        let o = r?;
+        images += 1;
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let Some((study, kind, finding)) = injected.get(&stem) else {
+            continue;
+        };
+        let folder = file
+            .parent()
+            .and_then(|p| p.parent())
+            .context("no study folder")?;
+        let clean = read_report(&folder.join(format!("s{study}.txt")))?;
+        let wrong = read_report(&folder.join(format!("s{study}_with_error.txt")))?;
+        let want = expected_flag(kind);
+        if let Some(s) = scores.get_mut(kind.as_str()) {
+            s.injected += 1;
+        }
+        let wrong_flags = flags(&bundle.check_report(&o.analysis, &wrong)?);
+        let clean_flags = flags(&bundle.check_report(&o.analysis, &clean)?);
+        if wrong_flags
+            .iter()
+            .any(|(k, f)| Some(*k) == want && f == finding)
+        {
+            if let Some(s) = scores.get_mut(kind.as_str()) {
+                s.detected += 1;
+            }
+        }
+        for (k, _) in wrong_flags.iter().chain(&clean_flags) {
+            let Some(kind_of_flag) = kinds.iter().find(|x| expected_flag(x) == Some(*k)) else {
+                continue;
+            };
+            let s = scores.get_mut(kind_of_flag).context("score")?;
+            s.flagged += 1;
+        }
+        for (k, f) in &wrong_flags {
+            if Some(*k) == want && f == finding {
+                if let Some(s) = scores.get_mut(kind.as_str()) {
+                    s.correct_flags += 1;
+                }
+            }
+        }
+    }
+    println!(
+        "Report check on {} ({images} images, each with its clean report and one with an injected error)\n",
+        data.display()
+    );
+    println!(
+        "| error type | flagged as | injected | detected | recall | flags raised | precision |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (k, s) in &scores {
+        let recall = s.detected as f64 / s.injected.max(1) as f64;
+        let precision = if s.flagged > 0 {
+            format!("{:.3}", s.correct_flags as f64 / s.flagged as f64)
+        } else {
+            "—".into()
+        };
+        println!(
+            "| {k} | {} | {} | {} | {recall:.3} | {} | {precision} |",
+            expected_flag(k).unwrap_or("-"),
+            s.injected,
+            s.detected,
+            s.flagged
+        );
+    }
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(&scores)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Errors are printed as one line of causes (no backtrace, whatever RUST_BACKTRACE says).
 fn main() -> std::process::ExitCode {
     match run() {
@@ -306,55 +696,33 @@ fn run() -> anyhow::Result<()> {
         Command::Analyze {
             inputs,
             model,
+            report,
+            reports,
+            json,
+            overlay,
+            threshold,
+            jobs,
+            human,
             max_pixels,
-        } => {
-            let model = model.context(
-                "no --model given, and this build embeds no default bundle yet: \
-                 make one with `asg-train init --out DIR` and pass --model DIR",
-            )?;
-            let load_start = Instant::now();
-            let bundle = ModelBundle::from_dir(&model)?;
-            let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
-            eprintln!(
-                "loaded model {} {} in {load_ms:.1} ms",
-                bundle.manifest.name, bundle.manifest.version
-            );
-            let mut files = Vec::new();
-            for input in &inputs {
-                collect_files(input, &mut files)?;
-            }
-            let options = ReadOptions {
-                max_pixels,
-                ..ReadOptions::default()
-            };
-            let mut results = Vec::new();
-            let mut failures = 0usize;
-            for file in &files {
-                let name = file.display().to_string();
-                let analysis = std::fs::read(file)
-                    .map_err(|e| anyhow::anyhow!("{name}: {e}"))
-                    .and_then(|bytes| Ok(bundle.analyze_dicom(&bytes, &name, &options)?));
-                match analysis {
-                    Ok(a) => {
-                        let mut value = serde_json::to_value(&a)?;
-                        value["file"] = serde_json::Value::String(name);
-                        results.push(value);
-                    }
-                    Err(e) => {
-                        failures += 1;
-                        eprintln!("error: {e:#}");
-                    }
-                }
-            }
-            let out = match results.len() {
-                1 if files.len() == 1 => serde_json::to_string_pretty(&results[0])?,
-                _ => serde_json::to_string_pretty(&results)?,
-            };
-            println!("{out}");
-            if failures > 0 {
-                anyhow::bail!("{failures} of {} inputs failed", files.len());
-            }
-        }
+        } => analyze(AnalyzeArgs {
+            inputs,
+            model,
+            report,
+            reports,
+            json,
+            overlay,
+            threshold,
+            jobs,
+            human,
+            max_pixels,
+        })?,
+        Command::Demo { out, seed, model } => demo(&out, seed, model.as_deref())?,
+        Command::CheckEval {
+            data,
+            model,
+            jobs,
+            json,
+        } => check_eval(&data, model.as_deref(), jobs, json.as_deref())?,
     }
     Ok(())
 }

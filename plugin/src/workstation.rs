@@ -1,0 +1,367 @@
+//! The workstation side of `asg` (binary only): the embedded default bundle, analysing many files
+//! in parallel with reports, writing JSON, overlays and per-study summaries, the demo, and the
+//! report-check measurement.
+
+use anyhow::Context;
+use asg_dicom::ReadOptions;
+use asg_plugin::{Analysis, ModelBundle, ReportCheck, Verdict};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// The default bundle (`models/default`), embedded at build time.
+const EMBEDDED: [(&str, &[u8]); 4] = [
+    (
+        "manifest.json",
+        include_bytes!("../../models/default/manifest.json"),
+    ),
+    (
+        "image.onnx",
+        include_bytes!("../../models/default/image.onnx"),
+    ),
+    (
+        "text.onnx",
+        include_bytes!("../../models/default/text.onnx"),
+    ),
+    (
+        "tokenizer.json",
+        include_bytes!("../../models/default/tokenizer.json"),
+    ),
+];
+
+/// Loads `--model DIR`, or the embedded default bundle; `threshold` overrides every threshold.
+pub fn load_bundle(model: Option<&Path>, threshold: Option<f32>) -> anyhow::Result<ModelBundle> {
+    let mut bundle = match model {
+        Some(dir) => ModelBundle::from_dir(dir)?,
+        None => ModelBundle::from_files("embedded default bundle", &EMBEDDED)?,
+    };
+    if let Some(t) = threshold {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&t),
+            "--threshold must be a probability in 0..=1, got {t}"
+        );
+        let m = &mut bundle.manifest;
+        let all: BTreeMap<String, f32> = m.findings.iter().map(|f| (f.clone(), t)).collect();
+        m.thresholds = all.clone();
+        m.region_thresholds = all;
+    }
+    Ok(bundle)
+}
+
+/// Where reports are looked up for each image.
+pub enum Reports {
+    None,
+    /// One report for every image.
+    One(String),
+    /// Reports by file name: `<image stem>.txt`, or `<study folder>.txt` (MIMIC-CXR's layout:
+    /// `files/pNN/pNNNNNNNN/sNNNNNNNN.txt` beside the study folder `sNNNNNNNN/`).
+    Folder(HashMap<String, PathBuf>),
+}
+
+impl Reports {
+    /// Indexes the `.txt` files under `dir` by name.
+    pub fn folder(dir: &Path) -> anyhow::Result<Self> {
+        let mut map = HashMap::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+                let p = e?.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("txt")) {
+                    if let Some(name) = p.file_name() {
+                        map.entry(name.to_string_lossy().to_string()).or_insert(p);
+                    }
+                }
+            }
+        }
+        Ok(Reports::Folder(map))
+    }
+
+    fn for_image(&self, image: &Path) -> anyhow::Result<Option<(String, String)>> {
+        match self {
+            Reports::None => Ok(None),
+            Reports::One(text) => Ok(Some(("--report".into(), text.clone()))),
+            Reports::Folder(map) => {
+                let stem = image.file_stem().map(|s| s.to_string_lossy().to_string());
+                let study = image
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map(|s| s.to_string_lossy().to_string());
+                for key in [stem, study].into_iter().flatten() {
+                    if let Some(p) = map.get(&format!("{key}.txt")) {
+                        return Ok(Some((p.display().to_string(), crate::read_report(p)?)));
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// One image's result.
+pub struct Outcome {
+    pub file: PathBuf,
+    pub analysis: Analysis,
+    pub report_file: Option<String>,
+    pub check: Option<ReportCheck>,
+    pub overlay: Option<PathBuf>,
+}
+
+/// Output options.
+pub struct Outputs {
+    pub overlay_dir: Option<PathBuf>,
+    pub read: ReadOptions,
+}
+
+fn output_stem(file: &Path) -> String {
+    file.file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "image".into())
+}
+
+/// Analyses one file (decode once: the same decoded image feeds the model and the overlay).
+pub fn analyze_file(
+    bundle: &ModelBundle,
+    file: &Path,
+    reports: &Reports,
+    out: &Outputs,
+) -> anyhow::Result<Outcome> {
+    let name = file.display().to_string();
+    let bytes = asg_dicom::read_capped(file, &name, &out.read)?;
+    let (analysis, image) = bundle.analyze_dicom_image(&bytes, &name, &out.read)?;
+    let (report_file, check) = match reports.for_image(file)? {
+        Some((path, text)) => (Some(path), Some(bundle.check_report(&analysis, &text)?)),
+        None => (None, None),
+    };
+    let overlay = match &out.overlay_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let path = dir.join(format!("{}.png", output_stem(file)));
+            asg_plugin::overlay::render_overlay(&image, &analysis, check.as_ref(), None)
+                .save(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            Some(path)
+        }
+        None => None,
+    };
+    Ok(Outcome {
+        file: file.to_path_buf(),
+        analysis,
+        report_file,
+        check,
+        overlay,
+    })
+}
+
+/// Runs `analyze_file` over `files` on `jobs` threads (at most `jobs` images decoded at once),
+/// in input order; `tick` after each file.
+pub fn analyze_all(
+    bundle: &ModelBundle,
+    files: &[PathBuf],
+    reports: &Reports,
+    out: &Outputs,
+    jobs: usize,
+    tick: &(dyn Fn() + Sync),
+) -> Vec<anyhow::Result<Outcome>> {
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<anyhow::Result<Outcome>>>> =
+        files.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, files.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(file) = files.get(i) else { break };
+                let r = analyze_file(bundle, file, reports, out);
+                if let Ok(mut slot) = slots[i].lock() {
+                    *slot = Some(r);
+                }
+                tick();
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .zip(files)
+        .map(|(m, f)| {
+            m.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(anyhow::anyhow!("{}: not analysed", f.display())))
+        })
+        .collect()
+}
+
+/// The JSON of one outcome: the analysis, its file, and the report check.
+pub fn outcome_json(o: &Outcome) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(&o.analysis)?;
+    v["file"] = serde_json::Value::String(o.file.display().to_string());
+    if let Some(c) = &o.check {
+        v["report_file"] = serde_json::json!(o.report_file);
+        v["report_check"] = serde_json::to_value(c)?;
+    }
+    if let Some(p) = &o.overlay {
+        v["overlay"] = serde_json::Value::String(p.display().to_string());
+    }
+    Ok(v)
+}
+
+/// What a study's images say together.
+#[derive(Debug, Serialize)]
+pub struct StudySummary {
+    pub study_instance_uid: String,
+    pub images: usize,
+    /// Findings present in any image, with the highest probability.
+    pub findings: BTreeMap<String, f32>,
+    /// Report-check verdict counts over its images.
+    pub report_check: BTreeMap<String, usize>,
+    pub warnings: Vec<String>,
+}
+
+/// Groups outcomes by study.
+pub fn summarise(outcomes: &[&Outcome]) -> Vec<StudySummary> {
+    let mut by: BTreeMap<String, StudySummary> = BTreeMap::new();
+    for o in outcomes {
+        let uid = o.analysis.image.study_instance_uid.clone();
+        let s = by.entry(uid.clone()).or_insert_with(|| StudySummary {
+            study_instance_uid: uid,
+            images: 0,
+            findings: BTreeMap::new(),
+            report_check: BTreeMap::new(),
+            warnings: Vec::new(),
+        });
+        s.images += 1;
+        for f in o.analysis.findings.iter().filter(|f| f.present) {
+            let e = s.findings.entry(f.name.clone()).or_insert(0.0);
+            *e = e.max(f.probability);
+        }
+        if let Some(c) = &o.check {
+            for (k, v) in &c.counts {
+                *s.report_check.entry(k.clone()).or_insert(0) += v;
+            }
+        }
+        for w in &o.analysis.warnings {
+            if !s.warnings.contains(w) {
+                s.warnings.push(w.clone());
+            }
+        }
+    }
+    by.into_values().collect()
+}
+
+/// Prints an analysis and its report check for a person.
+pub fn print_human(o: &Outcome) {
+    let a = &o.analysis;
+    println!("{}", o.file.display());
+    println!(
+        "  {}x{}  {}  model {} {}  {:.0} ms",
+        a.image.width,
+        a.image.height,
+        a.image.view_position.as_deref().unwrap_or("view ?"),
+        a.model.name,
+        a.model.version,
+        a.timings.total_ms
+    );
+    for w in &a.warnings {
+        println!("  warning: {w}");
+    }
+    let mut present: Vec<_> = a.findings.iter().filter(|f| f.present).collect();
+    present.sort_by(|x, y| y.probability.total_cmp(&x.probability));
+    if present.is_empty() {
+        println!("  findings: none above threshold");
+    }
+    for f in present {
+        println!(
+            "  finding {:<28} p={:.2}  regions: {}",
+            f.name,
+            f.probability,
+            if f.regions.is_empty() {
+                "-".to_string()
+            } else {
+                f.regions.join(", ")
+            }
+        );
+    }
+    if let Some(c) = &o.check {
+        println!(
+            "  report check ({}):",
+            o.report_file.as_deref().unwrap_or("-")
+        );
+        for s in &c.sentences {
+            if matches!(s.verdict, Verdict::NoClaim | Verdict::NotAssessed) {
+                continue;
+            }
+            println!(
+                "    [{:<19}] {}",
+                format!("{:?}", s.verdict).to_lowercase(),
+                s.text.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+            for t in &s.triplets {
+                println!("        {}", t.explanation);
+            }
+        }
+        for om in &c.omissions {
+            println!(
+                "    [omission           ] {} (p={:.2}) in {} is not in the report",
+                om.finding,
+                om.probability,
+                if om.regions.is_empty() {
+                    "the image".to_string()
+                } else {
+                    om.regions.join(", ")
+                }
+            );
+        }
+    }
+    if let Some(p) = &o.overlay {
+        println!("  overlay: {}", p.display());
+    }
+}
+
+/// Per error type: how the report check fares on phantom reports with one injected error.
+#[derive(Debug, Default, Serialize)]
+pub struct CheckScore {
+    /// Injected errors of this type.
+    pub injected: usize,
+    /// Injected errors flagged with the matching verdict on the matching finding.
+    pub detected: usize,
+    /// Flags of this type raised (on erroneous and on clean reports).
+    pub flagged: usize,
+    /// Flags of this type that point at an injected error.
+    pub correct_flags: usize,
+}
+
+/// The verdict kind that catches each injected error type.
+pub fn expected_flag(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "side_swapped" => "laterality_mismatch",
+        "finding_omitted" => "omission",
+        "negation_flipped" => "contradicted",
+        "finding_invented" => "unsupported",
+        _ => return None,
+    })
+}
+
+/// The flags a report check raises: (kind, finding).
+pub fn flags(check: &ReportCheck) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for s in &check.sentences {
+        for t in &s.triplets {
+            let kind = match t.verdict {
+                Verdict::Contradicted => "contradicted",
+                Verdict::LateralityMismatch => "laterality_mismatch",
+                Verdict::Unsupported => "unsupported",
+                _ => continue,
+            };
+            if !out.contains(&(kind, t.finding.clone())) {
+                out.push((kind, t.finding.clone()));
+            }
+        }
+    }
+    for o in &check.omissions {
+        out.push(("omission", o.finding.clone()));
+    }
+    out
+}
