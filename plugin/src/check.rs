@@ -171,8 +171,27 @@ impl ModelBundle {
         analysis: &Analysis,
         report: &str,
     ) -> Result<ReportCheck, crate::PluginError> {
+        check_report_with(
+            &self.manifest,
+            self.text_model.as_ref(),
+            &self.source,
+            analysis,
+            report,
+        )
+    }
+}
+
+/// [`ModelBundle::check_report`] with the parts it needs: the manifest's names and thresholds,
+/// and the text model if any (`source` names the bundle in errors).
+pub fn check_report_with(
+    m: &asg_bundle::Manifest,
+    text_model: Option<&crate::runtime::TextModel>,
+    source: &str,
+    analysis: &Analysis,
+    report: &str,
+) -> Result<ReportCheck, crate::PluginError> {
+    {
         let parsed = asg_report::parse(report);
-        let m = &self.manifest;
         let region_emb = analysis
             .outputs
             .iter()
@@ -190,12 +209,12 @@ impl ModelBundle {
         // Sentence embeddings, for the checked sentences.
         let spans: Vec<(usize, usize)> =
             parsed.sentences.iter().map(|s| (s.start, s.end)).collect();
-        let sentence_emb = match &self.text_model {
+        let sentence_emb = match text_model {
             Some(t) if emb_dim > 0 => {
                 Some(
                     t.embed(report, &spans)
                         .map_err(|e| crate::PluginError::Model {
-                            bundle: self.source.clone(),
+                            bundle: source.to_string(),
                             reason: format!("text model failed: {e:#}"),
                         })?,
                 )
@@ -409,6 +428,171 @@ impl ModelBundle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::{FindingScore, ImageInfo, ModelInfo, RegionResult, Timings};
+
+    fn manifest() -> asg_bundle::Manifest {
+        let findings: Vec<String> = asg_report::FINDINGS.iter().map(|f| f.to_string()).collect();
+        asg_bundle::Manifest {
+            format: asg_bundle::FORMAT.into(),
+            format_version: asg_bundle::FORMAT_VERSION,
+            name: "t".into(),
+            version: "0".into(),
+            description: String::new(),
+            input: asg_bundle::InputSpec {
+                name: "image".into(),
+                size: 64,
+                letterbox: String::new(),
+                mean: 0.5,
+                std: 0.25,
+            },
+            image_model: "image.onnx".into(),
+            outputs: vec![],
+            thresholds: findings.iter().map(|f| (f.clone(), 0.5)).collect(),
+            findings,
+            files: Default::default(),
+            training: asg_bundle::Training {
+                data: String::new(),
+                steps: 0,
+                seed: 0,
+                notes: String::new(),
+                metrics: Default::default(),
+            },
+            regions: asg_report::REGIONS
+                .iter()
+                .map(|r| r.name.to_string())
+                .collect(),
+            grid: None,
+            text_model: None,
+            region_thresholds: Default::default(),
+        }
+    }
+
+    /// An image with a right pleural effusion, a left pneumothorax and a consolidation; no
+    /// cardiomegaly.
+    fn analysis(m: &asg_bundle::Manifest) -> Analysis {
+        let fi = |n: &str| m.findings.iter().position(|f| f == n).unwrap();
+        let mut image_p = vec![0.05f32; m.findings.len()];
+        image_p[fi("pleural effusion")] = 0.9;
+        image_p[fi("pneumothorax")] = 0.8;
+        image_p[fi("consolidation")] = 0.7;
+        let regions = m
+            .regions
+            .iter()
+            .map(|name| {
+                let mut p = vec![0.05f32; m.findings.len()];
+                if name.starts_with("right") {
+                    p[fi("pleural effusion")] = 0.9;
+                }
+                if name.starts_with("left") {
+                    p[fi("pneumothorax")] = 0.8;
+                }
+                RegionResult {
+                    name: name.clone(),
+                    bbox: [1.0, 2.0, 3.0, 4.0],
+                    findings: m
+                        .findings
+                        .iter()
+                        .zip(&p)
+                        .filter(|(_, &v)| v >= 0.5)
+                        .map(|(f, _)| f.clone())
+                        .collect(),
+                    probabilities: p,
+                }
+            })
+            .collect();
+        Analysis {
+            schema_version: crate::ANALYSIS_SCHEMA_VERSION,
+            model: ModelInfo {
+                name: "t".into(),
+                version: "0".into(),
+                image_sha256: String::new(),
+            },
+            image: ImageInfo {
+                width: 10,
+                height: 10,
+                sop_instance_uid: "1.2".into(),
+                study_instance_uid: "1.3".into(),
+                modality: None,
+                view_position: Some("PA".into()),
+                photometric_interpretation: "MONOCHROME2".into(),
+                pixel_spacing_mm: None,
+            },
+            warnings: vec![],
+            letterbox: asg_dicom::Letterbox::new(10, 10, 64),
+            findings: m
+                .findings
+                .iter()
+                .zip(&image_p)
+                .map(|(n, &p)| FindingScore {
+                    name: n.clone(),
+                    logit: (p / (1.0 - p)).ln(),
+                    probability: p,
+                    present: p >= 0.5,
+                    regions: vec![],
+                    heatmap: None,
+                })
+                .collect(),
+            regions,
+            outputs: vec![],
+            timings: Timings::default(),
+        }
+    }
+
+    fn verdict_of(check: &ReportCheck, finding: &str) -> Verdict {
+        check
+            .sentences
+            .iter()
+            .flat_map(|s| &s.triplets)
+            .find(|t| t.finding == finding)
+            .map(|t| t.verdict)
+            .unwrap_or_else(|| panic!("no triplet for {finding}: {check:#?}"))
+    }
+
+    #[test]
+    fn each_kind_of_report_error_gets_its_verdict() {
+        let m = manifest();
+        let a = analysis(&m);
+        let report =
+            "INDICATION: Evaluate for pneumonia.\n\nFINDINGS: Small left pleural effusion. \
+                      No pneumothorax. Moderate cardiomegaly.\n";
+        let c = check_report_with(&m, None, "t", &a, report).unwrap();
+        assert_eq!(
+            verdict_of(&c, "pleural effusion"),
+            Verdict::LateralityMismatch
+        );
+        assert_eq!(verdict_of(&c, "pneumothorax"), Verdict::Contradicted);
+        assert_eq!(verdict_of(&c, "cardiomegaly"), Verdict::Unsupported);
+        // The indication's "pneumonia" is not assessed.
+        assert_eq!(c.sentences[0].verdict, Verdict::NotAssessed);
+        // Consolidation is shown and never mentioned; the effusion is mismatched, not omitted.
+        let omitted: Vec<&str> = c.omissions.iter().map(|o| o.finding.as_str()).collect();
+        assert_eq!(omitted, ["consolidation"]);
+        // Evidence carries the probability used and the mirrored side.
+        let t = c.sentences[1]
+            .triplets
+            .iter()
+            .find(|t| t.finding == "pleural effusion")
+            .unwrap();
+        let e = t.evidence.as_ref().unwrap();
+        assert!(e.probability < 0.5);
+        assert!(e
+            .other_side
+            .as_ref()
+            .is_some_and(|(r, p)| r.starts_with("right") && *p > 0.5));
+    }
+
+    #[test]
+    fn a_matching_report_is_supported_throughout() {
+        let m = manifest();
+        let a = analysis(&m);
+        let report = "FINDINGS: Right pleural effusion. Left pneumothorax. Focal consolidation. \
+                      Heart size is normal.";
+        let c = check_report_with(&m, None, "t", &a, report).unwrap();
+        for s in &c.sentences {
+            assert_eq!(s.verdict, Verdict::Supported, "{s:#?}");
+        }
+        assert!(c.omissions.is_empty(), "{:?}", c.omissions);
+    }
 
     #[test]
     fn mirrored_regions_and_descendants() {

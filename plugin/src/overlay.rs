@@ -115,7 +115,7 @@ pub fn render_overlay(
         let v = (display.get(i).copied().unwrap_or(0.0).clamp(0.0, 1.0) * 255.0).round() as u8;
         *p = Rgb([v, v, v]);
     }
-    let scale = (w.max(h) / 700).max(1);
+    let scale = ((w.max(h) + 300) / 600).max(1);
     let mut c = Canvas { img, scale };
 
     // Heatmap.
