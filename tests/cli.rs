@@ -22,7 +22,7 @@ fn analyze_prints_the_model_outputs_as_json() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
-    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["schema_version"], 2);
     assert_eq!(json["image"]["width"], 300);
     let truth: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fx.dicom(0).with_extension("json")).unwrap())
@@ -135,11 +135,135 @@ fn a_manifest_that_disagrees_with_the_model_names_the_output() {
 }
 
 #[test]
-fn a_missing_model_argument_says_what_to_do() {
-    let fx = Fixture::new(64, 1, 128);
-    let out = analyze(&[fx.dicom(0).as_os_str()]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("asg-train init"));
+fn without_a_model_the_embedded_default_bundle_analyses_regions_and_checks_the_report() {
+    let fx = Fixture::new(64, 0, 128);
+    let set = fx.dicom_dir().join("set");
+    let status = Command::new(asg_e2e::binary("asg-train"))
+        .args(["synth", "--n", "2", "--seed", "8", "--size", "400", "--out"])
+        .arg(&set)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let json_dir = fx.dicom_dir().join("json");
+    let overlay_dir = fx.dicom_dir().join("overlay");
+    let files = set.join("files");
+    let out = analyze(&[
+        files.as_os_str(),
+        "--reports".as_ref(),
+        files.as_os_str(),
+        "--json".as_ref(),
+        json_dir.as_os_str(),
+        "--overlay".as_ref(),
+        overlay_dir.as_os_str(),
+        "--jobs".as_ref(),
+        "2".as_ref(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("analysed 2 of 2 images in 2 studies"),
+        "{stderr}"
+    );
+    let mut analyses = 0;
+    for entry in std::fs::read_dir(&json_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() == "summary.json" {
+            let s: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert_eq!(s["studies"].as_array().unwrap().len(), 2);
+            continue;
+        }
+        analyses += 1;
+        let a: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(a["model"]["name"], "asg-default");
+        // 29 regions with boxes inside the 400 x 400 image.
+        let regions = a["regions"].as_array().unwrap();
+        assert_eq!(regions.len(), 29);
+        for r in regions {
+            let b: Vec<f64> = r["bbox"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert!(
+                b[0] <= b[2] && b[1] <= b[3] && b[2] <= 400.0 && b[3] <= 400.0,
+                "{b:?}"
+            );
+        }
+        // Each finding has a heatmap; the report was found beside the study and checked.
+        assert!(
+            a["findings"][0]["heatmap"]["values"]
+                .as_array()
+                .unwrap()
+                .len()
+                >= 4
+        );
+        assert!(a["report_file"].as_str().unwrap().ends_with(".txt"));
+        let sentences = a["report_check"]["sentences"].as_array().unwrap();
+        assert!(!sentences.is_empty());
+        // The overlay is a PNG of the image's size.
+        let png = image::open(a["overlay"].as_str().unwrap()).unwrap();
+        assert_eq!((png.width(), png.height()), (400, 400));
+    }
+    assert_eq!(analyses, 2);
+}
+
+#[test]
+fn asg_demo_analyses_a_phantom_and_checks_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(asg_binary())
+        .args(["demo", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("injected error"), "{stdout}");
+    assert!(stdout.contains("report check"), "{stdout}");
+    let a: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("analysis.json")).unwrap())
+            .unwrap();
+    assert!(a["report_check"]["sentences"].as_array().unwrap().len() > 2);
+    assert!(std::path::Path::new(a["overlay"].as_str().unwrap()).is_file());
+}
+
+#[test]
+fn check_eval_prints_precision_and_recall_per_error_type() {
+    let fx = Fixture::new(64, 0, 128);
+    let set = fx.dicom_dir().join("set");
+    let status = Command::new(asg_e2e::binary("asg-train"))
+        .args([
+            "synth", "--n", "8", "--seed", "9", "--size", "256", "--errors", "--out",
+        ])
+        .arg(&set)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = Command::new(asg_binary())
+        .arg("check-eval")
+        .arg(&set)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for kind in [
+        "side_swapped",
+        "finding_omitted",
+        "negation_flipped",
+        "finding_invented",
+    ] {
+        assert!(stdout.contains(&format!("| {kind} |")), "{stdout}");
+    }
 }
 
 #[test]

@@ -173,15 +173,48 @@ pub fn preprocess(
 /// resize, so no full-size display copy is made. Gives exactly `preprocess(&image.display(), ..)`.
 pub fn preprocess_image(image: &Image, size: u32, norm: Normalisation) -> ModelInput {
     let letterbox = Letterbox::new(image.width, image.height, size);
-    let resized = area_resize_map(
-        &image.pixels,
-        image.width,
-        image.height,
-        letterbox.content_width,
-        letterbox.content_height,
-        image.display_map(),
-    );
+    let map = image.display_map();
+    let resized = match integer_range(&image.pixels) {
+        // Integer-valued pixels (stored values through an integer rescale, the usual case): the
+        // display transform is tabulated once per value instead of evaluated per pixel. The
+        // table holds exactly `map(v)`, so the result is the same.
+        Some((lo, hi)) => {
+            let lut: Vec<f32> = (lo..=hi).map(|v| map(v as f32)).collect();
+            area_resize_map(
+                &image.pixels,
+                image.width,
+                image.height,
+                letterbox.content_width,
+                letterbox.content_height,
+                |x| lut[(x as i64 - lo) as usize],
+            )
+        }
+        None => area_resize_map(
+            &image.pixels,
+            image.width,
+            image.height,
+            letterbox.content_width,
+            letterbox.content_height,
+            map,
+        ),
+    };
     place(&resized, letterbox, norm)
+}
+
+/// The range of `pixels` when every value is an integer and the range spans at most 2^17 values
+/// (a table of the display transform is then cheap).
+fn integer_range(pixels: &[f32]) -> Option<(i64, i64)> {
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    let mut integral = true;
+    for &v in pixels {
+        integral &= v.fract() == 0.0;
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if !integral || !lo.is_finite() || !hi.is_finite() || hi - lo > (1 << 17) as f32 {
+        return None;
+    }
+    Some((lo as i64, hi as i64))
 }
 
 /// Normalises the resized content and places it in the padded square.

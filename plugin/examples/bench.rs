@@ -2,7 +2,10 @@
 //! Prints one JSON object (medians in ms) for `bench/run.sh`, which sets it beside onnxruntime and
 //! pydicom measured in the same run.
 //!
-//! cargo run --release -p asg-plugin --example bench -- BUNDLE DICOM [RUNS]
+//! cargo run --release -p asg-plugin --example bench -- BUNDLE DICOM [RUNS] [REPORT]
+//!
+//! Also times the whole analysis (`analyze_dicom`: decode, preprocess, inference, regions and
+//! heatmaps) and, with a REPORT, the report check; and the peak resident memory (VmHWM).
 
 use asg_dicom::{preprocess_image, read_bytes, Normalisation, ReadOptions};
 use asg_plugin::ModelBundle;
@@ -33,7 +36,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         mean: m.input.mean,
         std: m.input.std,
     };
+    let report = match args.get(4) {
+        Some(p) => Some(std::fs::read_to_string(p)?),
+        None => None,
+    };
     let (mut decode, mut prep, mut infer) = (vec![], vec![], vec![]);
+    let (mut whole, mut check) = (vec![], vec![]);
     for _ in 0..runs {
         let (image, d) = time(|| read_bytes(&bytes, "bench.dcm", &ReadOptions::default()));
         let image = image?;
@@ -43,7 +51,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         decode.push(d);
         prep.push(p);
         infer.push(i);
+        let (analysis, a) =
+            time(|| bundle.analyze_dicom(&bytes, "bench.dcm", &ReadOptions::default()));
+        let analysis = analysis?;
+        whole.push(a);
+        if let Some(r) = &report {
+            let (c, t) = time(|| bundle.check_report(&analysis, r));
+            c?;
+            check.push(t);
+        }
     }
+    // Peak resident set size (Linux), in MB.
+    let peak_mb = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map(|kb| kb / 1024.0);
     println!(
         "{}",
         serde_json::json!({
@@ -52,6 +80,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "decode_ms": median(decode),
             "preprocess_ms": median(prep),
             "inference_ms": median(infer),
+            "analysis_ms": median(whole),
+            "report_check_ms": if check.is_empty() { None } else { Some(median(check)) },
+            "peak_rss_mb": peak_mb,
             "file_bytes": bytes.len(),
         })
     );

@@ -47,8 +47,8 @@ impl Canvas {
             return;
         }
         let p = self.img.get_pixel_mut(x as u32, y as u32);
-        for k in 0..3 {
-            p.0[k] = (p.0[k] as f32 * (1.0 - alpha) + c[k] as f32 * alpha).round() as u8;
+        for (dst, &src) in p.0.iter_mut().zip(&c) {
+            *dst = (*dst as f32 * (1.0 - alpha) + src as f32 * alpha).round() as u8;
         }
     }
 

@@ -57,10 +57,7 @@ fn a_bundle_run_by_tract_measures_what_its_candle_run_measures() {
     let candle = CandleModel::load(&run).unwrap();
     let a = evaluate(&candle, &data, &options, &|_| {}).unwrap();
     let loaded = load_run(&run, &candle_core::Device::Cpu).unwrap();
-    let thresholds = asg_report::FINDINGS
-        .iter()
-        .map(|f| (f.to_string(), 0.5))
-        .collect();
+    let thresholds = asg_trainer::eval::Thresholds::half();
     let training = asg_bundle::Training {
         data: "test phantoms".into(),
         steps: 30,
