@@ -20,6 +20,13 @@ if ! command -v cmake >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cmake >/dev/null
 fi
 
+# strace: the privacy test traces the CLI's system calls (no network sockets).
+if ! command -v strace >/dev/null 2>&1; then
+  echo "setup: installing Debian's strace"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends strace >/dev/null
+fi
+
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   echo "setup: adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown

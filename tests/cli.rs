@@ -368,3 +368,35 @@ fn dicom_index_groups_a_folder_into_studies() {
     let all = String::from_utf8_lossy(&out.stdout);
     assert!(!all.contains("PHANTOM^"), "patient name in the index");
 }
+
+/// Privacy: the CLI opens no network socket. `asg demo` (model load, DICOM decode, analysis,
+/// report check, overlay, JSON) and `asg analyze` run under strace, which records every
+/// socket(2) and connect(2); any AF_INET / AF_INET6 socket fails the test. (strace is installed
+/// by scripts/setup.sh.)
+#[test]
+fn the_cli_opens_no_network_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("strace.log");
+    let out = Command::new("strace")
+        .args(["-f", "-q", "-e", "trace=socket,connect,sendto,bind", "-o"])
+        .arg(&log)
+        .arg(asg_binary())
+        .args(["demo", "--out"])
+        .arg(dir.path().join("demo"))
+        .output()
+        .expect("strace is needed for this test (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace = std::fs::read_to_string(&log).unwrap();
+    // The trace really recorded the run (strace writes the exit line).
+    assert!(trace.contains("+++ exited with 0 +++"), "{trace}");
+    for line in trace.lines() {
+        assert!(
+            !line.contains("AF_INET") && !line.contains("AF_INET6"),
+            "network socket opened: {line}"
+        );
+    }
+}

@@ -12,7 +12,12 @@ mod workstation;
 #[command(
     name = "asg",
     version,
-    about = "Anatomy-aware chest X-ray analysis, on this machine only"
+    about = "Anatomy-aware chest X-ray analysis, on this machine only",
+    after_help = "Start here:
+  asg demo                                   a phantom study analysed and its report checked
+  asg analyze study.dcm --report report.txt --overlay out/
+  asg analyze archive/ --reports archive/ --json results/ --jobs 2
+Nothing is sent anywhere: no network access, no patient identity in logs."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -95,12 +100,21 @@ enum Command {
         json: Option<PathBuf>,
     },
     /// Inspect DICOM files: metadata as JSON, or decoded pixels as a NumPy .npy file.
+    #[command(after_help = "Examples:
+  asg dicom info image.dcm
+  asg dicom index archive/ DICOMDIR
+  asg dicom pixels image.dcm --npy image.npy --stage display")]
     Dicom {
         #[command(subcommand)]
         command: DicomCommand,
     },
     /// Parse a radiology report (a file, or - for standard input) into sentences and
     /// <region, finding, existence> triplets.
+    #[command(after_help = "Examples:
+  asg report report.txt
+  echo 'FINDINGS: Small left pleural effusion. No pneumothorax.' | asg report -
+  asg report report.txt --json
+  asg report --eval report/eval/chexpert_phrases.tsv")]
     Report {
         /// Report text file, or - for standard input. Not needed with --eval.
         #[arg(required_unless_present = "eval")]
@@ -117,14 +131,19 @@ enum Command {
 #[derive(Subcommand)]
 enum DicomCommand {
     /// Print the image metadata (no patient identity) as JSON, without decoding the pixels.
+    #[command(after_help = "Example:\n  asg dicom info image.dcm")]
     Info { file: PathBuf },
     /// Group DICOM files (or folders, recursively) into studies and series by their UIDs, from the
     /// headers alone; non-image objects and unreadable files are listed with the reason. JSON.
+    #[command(after_help = "Example:\n  asg dicom index archive/ /media/cd/DICOMDIR")]
     Index {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
     },
     /// Decode one frame and write it as a NumPy .npy file.
+    #[command(
+        after_help = "Example:\n  asg dicom pixels image.dcm --npy out.npy --stage modality --frame 0"
+    )]
     Pixels {
         file: PathBuf,
         #[arg(long)]
