@@ -3,7 +3,7 @@
 # model bundle (web/model/). Usage: scripts/build-web.sh [BUNDLE_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bundle="${1:-target/bundle}"
+bundle="${1:-models/default}"
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 
 cargo build --quiet -p asg-wasm --target wasm32-unknown-unknown --profile wasm

@@ -2,7 +2,8 @@
 # Trains the embedded default model from nothing, on a 2-core CPU in under an hour, and exports
 # it to models/default with its evaluation (models/default/MODEL_CARD.md explains the result):
 #   1. 2,500 phantom studies (256 px; train 2004 / validate 252 / test 244), seed 7;
-#   2. asg-train fit with trainer/configs/embedded.toml (3,500 steps of 16 images at 128 px);
+#   2. asg-train fit with trainer/configs/embedded.toml (3,000 steps of 16 images at 128 px;
+#      34 minutes on a 2-core CPU);
 #   3. asg-train export: thresholds chosen on the validation split, the test split evaluated
 #      through tract into the manifest's metrics and evaluation.json.
 # Work files go to ${ASG_WORK:-target/train-default}; same seeds, same model (on the same

@@ -170,7 +170,7 @@ pub fn write_asg_bundle(
         other => anyhow::bail!("export of the {other:?} encoder is not supported"),
     };
     let e = cfg.embed_dim;
-    let shapes: [Vec<usize>; 7] = [
+    let shapes: [Vec<usize>; 8] = [
         vec![1, e],
         vec![1, c],
         vec![1, FINDINGS],
@@ -178,6 +178,7 @@ pub fn write_asg_bundle(
         vec![1, REGIONS, 4],
         vec![1, REGIONS, e],
         vec![1, REGIONS, FINDINGS],
+        vec![1, FINDINGS, g * g],
     ];
     let t = cfg.max_tokens;
     let spec = |(n, d): &(&str, &str), shape: Vec<usize>| OutputSpec {

@@ -7,7 +7,8 @@
 //! - image-level AUROC per finding (tag decoder logits) and region-level AUROC per finding
 //!   (region logits over the predicted boxes, pooled over every region with a true box);
 //! - anatomy box IoU per region;
-//! - the pointing game: the peak of a finding's attention map lies in a true box of a region
+//! - the pointing game: the peak of a finding's attention map (and, separately, of its
+//!   region-head map) lies in a true box of a region
 //!   whose report sentence has the finding;
 //! - image <-> report retrieval R@1/5/10 (identical reports count as one);
 //! - zero-shot AUROC: similarity to "there is {finding}" minus similarity to "no {finding}";
@@ -55,6 +56,8 @@ pub struct ImagePrediction {
     pub region_embeddings: Vec<f32>,
     /// `[regions, findings]`.
     pub region_logits: Vec<f32>,
+    /// `[findings, cells]`: the region head per cell (class activation maps).
+    pub finding_maps: Vec<f32>,
 }
 
 /// A model to evaluate: Candle weights or an ONNX bundle.
@@ -125,6 +128,7 @@ impl EvalModel for CandleModel {
                 boxes: rows[4][i].clone(),
                 region_embeddings: rows[5][i].clone(),
                 region_logits: rows[6][i].clone(),
+                finding_maps: rows[7][i].clone(),
             })
             .collect())
     }
@@ -275,9 +279,9 @@ impl EvalModel for OnnxBundle {
                 .map_err(tract_err)?
                 .into_tensor();
             let o = self.image.run(tvec!(x.into())).map_err(tract_err)?;
-            if o.len() < 7 {
+            if o.len() < 8 {
                 return Err(EvalError::Invalid(format!(
-                    "{}: image.onnx has {} outputs, expected 7",
+                    "{}: image.onnx has {} outputs, expected 8",
                     self.source,
                     o.len()
                 )));
@@ -290,6 +294,7 @@ impl EvalModel for OnnxBundle {
                 boxes: values(&o[4])?,
                 region_embeddings: values(&o[5])?,
                 region_logits: values(&o[6])?,
+                finding_maps: values(&o[7])?,
             });
         }
         Ok(out)
@@ -403,9 +408,13 @@ pub struct EvalReport {
     pub image_auroc: PerName,
     pub region_auroc: PerName,
     pub box_iou: PerName,
+    /// With the tag decoder's attention as the heatmap.
     pub pointing_game: PerName,
     /// (hits, cases) over all findings.
     pub pointing_overall: (usize, usize),
+    /// With the region head's class activation maps (`finding_maps`) as the heatmap.
+    pub pointing_game_cam: PerName,
+    pub pointing_overall_cam: (usize, usize),
     pub retrieval_image_to_report: BTreeMap<String, f64>,
     pub retrieval_report_to_image: BTreeMap<String, f64>,
     pub zero_shot_auroc: PerName,
@@ -557,28 +566,35 @@ pub fn evaluate(
         })
         .collect();
 
-    // Pointing game.
+    // Pointing game, for both heatmaps.
     let cells = g * g;
-    let mut overall = (0usize, 0usize);
-    let pointing = (0..FINDINGS)
-        .map(|f| {
-            let (mut hits, mut cases) = (0usize, 0usize);
-            for (p, t) in preds.iter().zip(&truths) {
-                let boxes: Vec<[f32; 4]> = (0..REGIONS)
-                    .filter(|&r| t.present[r] && t.region_targets[r * FINDINGS + f] > 0.5)
-                    .map(|r| t.boxes[r])
-                    .collect();
-                let heat = &p.tag_attention[f * cells..(f + 1) * cells];
-                if let Some(hit) = pointing_hit(heat, g, &boxes) {
-                    cases += 1;
-                    hits += hit as usize;
+    let pointing_of = |map: &dyn Fn(&ImagePrediction) -> &[f32]| {
+        let mut overall = (0usize, 0usize);
+        let per: Vec<Option<f64>> = (0..FINDINGS)
+            .map(|f| {
+                let (mut hits, mut cases) = (0usize, 0usize);
+                for (p, t) in preds.iter().zip(&truths) {
+                    let boxes: Vec<[f32; 4]> = (0..REGIONS)
+                        .filter(|&r| t.present[r] && t.region_targets[r * FINDINGS + f] > 0.5)
+                        .map(|r| t.boxes[r])
+                        .collect();
+                    let Some(heat) = map(p).get(f * cells..(f + 1) * cells) else {
+                        continue;
+                    };
+                    if let Some(hit) = pointing_hit(heat, g, &boxes) {
+                        cases += 1;
+                        hits += hit as usize;
+                    }
                 }
-            }
-            overall.0 += hits;
-            overall.1 += cases;
-            (cases > 0).then(|| hits as f64 / cases as f64)
-        })
-        .collect();
+                overall.0 += hits;
+                overall.1 += cases;
+                (cases > 0).then(|| hits as f64 / cases as f64)
+            })
+            .collect();
+        (per, overall)
+    };
+    let (pointing, overall) = pointing_of(&|p| &p.tag_attention);
+    let (pointing_cam, overall_cam) = pointing_of(&|p| &p.finding_maps);
 
     // Retrieval.
     progress("embedding reports");
@@ -683,6 +699,8 @@ pub fn evaluate(
         box_iou: PerName::new(&regions, box_iou),
         pointing_game: PerName::new(&findings, pointing),
         pointing_overall: overall,
+        pointing_game_cam: PerName::new(&findings, pointing_cam),
+        pointing_overall_cam: overall_cam,
         retrieval_image_to_report: i2t,
         retrieval_report_to_image: t2i,
         zero_shot_auroc: PerName::new(&findings, zero_shot),
@@ -768,13 +786,23 @@ impl EvalReport {
         s += &row("zero-shot AUROC (mean)", &self.zero_shot_auroc, "findings");
         s += &row("anatomy box IoU (mean)", &self.box_iou, "regions");
         s += &row(
-            "pointing game (mean over findings)",
+            "pointing game, tag attention (mean over findings)",
             &self.pointing_game,
             "findings",
         );
         let (h, c) = self.pointing_overall;
         s += &format!(
-            "| pointing game (all cases) | {} | {c} cases |\n",
+            "| pointing game, tag attention (all cases) | {} | {c} cases |\n",
+            fmt((c > 0).then(|| h as f64 / c as f64))
+        );
+        s += &row(
+            "pointing game, region-head maps (mean over findings)",
+            &self.pointing_game_cam,
+            "findings",
+        );
+        let (h, c) = self.pointing_overall_cam;
+        s += &format!(
+            "| pointing game, region-head maps (all cases) | {} | {c} cases |\n",
             fmt((c > 0).then(|| h as f64 / c as f64))
         );
         for (dir, m) in [
@@ -801,15 +829,16 @@ impl EvalReport {
                 p.std
             );
         }
-        s += "\n| finding | positives | image AUROC | region AUROC | zero-shot AUROC | pointing |\n|---|---|---|---|---|---|\n";
+        s += "\n| finding | positives | image AUROC | region AUROC | zero-shot AUROC | pointing (attention) | pointing (maps) |\n|---|---|---|---|---|---|---|\n";
         for (name, pos) in &self.positives {
             let get = |p: &PerName| fmt(p.values.get(name).copied().flatten());
             s += &format!(
-                "| {name} | {pos} | {} | {} | {} | {} |\n",
+                "| {name} | {pos} | {} | {} | {} | {} | {} |\n",
                 get(&self.image_auroc),
                 get(&self.region_auroc),
                 get(&self.zero_shot_auroc),
-                get(&self.pointing_game)
+                get(&self.pointing_game),
+                get(&self.pointing_game_cam)
             );
         }
         s += "\n| region | box IoU |\n|---|---|\n";
@@ -831,7 +860,8 @@ impl EvalReport {
         put("region_auroc_mean", self.region_auroc.mean);
         put("zero_shot_auroc_mean", self.zero_shot_auroc.mean);
         put("box_iou_mean", self.box_iou.mean);
-        put("pointing_game_mean", self.pointing_game.mean);
+        put("pointing_game_attention_mean", self.pointing_game.mean);
+        put("pointing_game_maps_mean", self.pointing_game_cam.mean);
         for (k, v) in &self.retrieval_image_to_report {
             put(&format!("retrieval_i2t_{k}"), Some(*v));
         }

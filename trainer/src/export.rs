@@ -24,7 +24,7 @@ use candle_core::Tensor;
 use candle_nn::{Linear, Module};
 
 /// The image model's outputs, in graph order, with their shapes (`b` = batch).
-pub const IMAGE_OUTPUTS: [(&str, &str); 7] = [
+pub const IMAGE_OUTPUTS: [(&str, &str); 8] = [
     ("embedding", "[b, embed] global image embedding, unit L2 norm"),
     (
         "image_features",
@@ -49,6 +49,10 @@ pub const IMAGE_OUTPUTS: [(&str, &str); 7] = [
     (
         "region_logits",
         "[b, regions, findings] region-finding logits over the predicted boxes",
+    ),
+    (
+        "finding_maps",
+        "[b, findings, cells] the region-finding head applied to each grid cell (logits): a class activation map per finding",
     ),
 ];
 
@@ -552,6 +556,10 @@ pub fn image_onnx(model: &AsgModel) -> Result<Vec<u8>, ExportError> {
     let region_embeddings = e.linear(&feats, &model.image_local, "proj.image_local")?;
     let region_embeddings = e.l2_normalize(&region_embeddings, "regions.embedding")?;
     let region_logits = e.linear(&feats, &model.region_head, "regions.head")?;
+    // The region head is linear, so applied to each cell it gives maps whose box averages are
+    // the region logits: a class activation map per finding.
+    let cell_logits = e.linear(&grid, &model.region_head, "maps.head")?;
+    let finding_maps = e.transpose(&cell_logits, &[0, 2, 1], "maps")?;
 
     let emb = cfg.embed_dim;
     e.output(&global, "embedding", &[batch.clone(), Dim::Fixed(emb)])?;
@@ -579,7 +587,12 @@ pub fn image_onnx(model: &AsgModel) -> Result<Vec<u8>, ExportError> {
     e.output(
         &region_logits,
         "region_logits",
-        &[batch, Dim::Fixed(REGIONS), Dim::Fixed(FINDINGS)],
+        &[batch.clone(), Dim::Fixed(REGIONS), Dim::Fixed(FINDINGS)],
+    )?;
+    e.output(
+        &finding_maps,
+        "finding_maps",
+        &[batch, Dim::Fixed(FINDINGS), Dim::Fixed(g * g)],
     )?;
     e.g.finish(
         "asg_image",
@@ -661,6 +674,11 @@ pub fn text_onnx(model: &AsgModel) -> Result<Vec<u8>, ExportError> {
 pub fn image_outputs(model: &AsgModel, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
     let out = model.image(x, false)?;
     let (emb, logits) = model.regions(&out.grid, &out.boxes)?;
+    let maps = model
+        .region_head
+        .forward(&out.grid)?
+        .transpose(1, 2)?
+        .contiguous()?;
     Ok(vec![
         out.global,
         out.pooled,
@@ -669,6 +687,7 @@ pub fn image_outputs(model: &AsgModel, x: &Tensor) -> candle_core::Result<Vec<Te
         out.boxes,
         emb,
         logits,
+        maps,
     ])
 }
 
