@@ -204,14 +204,33 @@ pub fn preprocess_image(image: &Image, size: u32, norm: Normalisation) -> ModelI
 /// The range of `pixels` when every value is an integer and the range spans at most 2^17 values
 /// (a table of the display transform is then cheap).
 fn integer_range(pixels: &[f32]) -> Option<(i64, i64)> {
-    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-    let mut integral = true;
-    for &v in pixels {
-        integral &= v.fract() == 0.0;
-        lo = lo.min(v);
-        hi = hi.max(v);
+    // (v + C) - C rounds v to an integer for |v| < 2^22 (C = 1.5 * 2^23), so v is an integer
+    // exactly when it comes back unchanged; NaN never does. Eight independent lanes of adds and
+    // compares vectorise, where `fract` is a libm call per pixel.
+    const C: f32 = 12_582_912.0;
+    const LANES: usize = 8;
+    let mut lo = [f32::INFINITY; LANES];
+    let mut hi = [f32::NEG_INFINITY; LANES];
+    let mut ok = [true; LANES];
+    let chunks = pixels.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for k in 0..LANES {
+            let v = chunk[k];
+            ok[k] &= (v + C) - C == v;
+            lo[k] = if v < lo[k] { v } else { lo[k] };
+            hi[k] = if v > hi[k] { v } else { hi[k] };
+        }
     }
-    if !integral || !lo.is_finite() || !hi.is_finite() || hi - lo > (1 << 17) as f32 {
+    for &v in rest {
+        ok[0] &= (v + C) - C == v;
+        lo[0] = if v < lo[0] { v } else { lo[0] };
+        hi[0] = if v > hi[0] { v } else { hi[0] };
+    }
+    let lo = lo.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = hi.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let limit = (1u32 << 22) as f32;
+    if !(ok.iter().all(|&b| b) && lo > -limit && hi < limit) || hi - lo > (1 << 17) as f32 {
         return None;
     }
     Some((lo as i64, hi as i64))
@@ -245,6 +264,22 @@ fn place(resized: &[f32], letterbox: Letterbox, norm: Normalisation) -> ModelInp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_range_accepts_integers_only() {
+        let ints: Vec<f32> = (0..37).map(|i| (i * 97 % 4096) as f32 - 1024.0).collect();
+        let lo = ints.iter().copied().fold(f32::INFINITY, f32::min) as i64;
+        let hi = ints.iter().copied().fold(f32::NEG_INFINITY, f32::max) as i64;
+        assert_eq!(integer_range(&ints), Some((lo, hi)));
+        let mut half = ints.clone();
+        half[20] += 0.5;
+        assert_eq!(integer_range(&half), None);
+        let mut nan = ints.clone();
+        nan[36] = f32::NAN;
+        assert_eq!(integer_range(&nan), None);
+        assert_eq!(integer_range(&[0.0, 1e7]), None);
+        assert_eq!(integer_range(&[-3.0, 2.0, 7.0]), Some((-3, 7)));
+    }
 
     #[test]
     fn letterbox_round_trip_is_exact() {
