@@ -405,3 +405,38 @@ fn the_cli_opens_no_network_socket() {
         );
     }
 }
+
+#[test]
+fn a_bundle_packed_in_one_tar_file_loads_and_a_damaged_one_is_refused() {
+    let fx = Fixture::new(64, 1, 200);
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/default");
+    let tar = fx.dicom_dir().join("bundle.tar");
+    // Packed by GNU tar, not by us.
+    let status = Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&models)
+        .args(["manifest.json", "image.onnx", "text.onnx", "tokenizer.json"])
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    let out = analyze(&[fx.dicom(0).as_os_str(), "--model".as_ref(), tar.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["model"]["name"], "asg-default");
+    assert_eq!(json["regions"].as_array().unwrap().len(), 29);
+    // A byte flipped inside image.onnx's data: the digest check names the file.
+    let mut bytes = std::fs::read(&tar).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&tar, bytes).unwrap();
+    let out = analyze(&[fx.dicom(0).as_os_str(), "--model".as_ref(), tar.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("SHA-256"), "{stderr}");
+}

@@ -39,7 +39,8 @@ enum Command {
         /// DICOM files, folders (searched recursively) or DICOMDIR files.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
-        /// Model bundle folder (manifest.json + ONNX files); default: the embedded bundle.
+        /// Model bundle: a folder (manifest.json + ONNX files) or one tar archive of it;
+        /// default: the embedded bundle.
         #[arg(long)]
         model: Option<PathBuf>,
         /// A report to check against every image.

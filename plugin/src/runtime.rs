@@ -233,6 +233,55 @@ impl ModelBundle {
         }
     }
 
+    /// Loads a bundle packed in one tar file (`tar -cf bundle.tar -C BUNDLE_DIR .`, or with the
+    /// folder itself at the top): the manifest and the files it lists are read into memory,
+    /// each capped at 1 GiB before reading, then checked as [`ModelBundle::from_files`] does.
+    #[cfg(feature = "archive")]
+    pub fn from_archive(path: &std::path::Path) -> Result<Self, PluginError> {
+        const MAX_ENTRY: u64 = 1 << 30;
+        let source = path.display().to_string();
+        let io_err = |e: std::io::Error| PluginError::Io {
+            path: source.clone(),
+            source: e,
+        };
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        let mut archive = tar::Archive::new(file);
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        for entry in archive.entries().map_err(io_err)? {
+            let mut entry = entry.map_err(io_err)?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let name = entry
+                .path()
+                .map_err(io_err)?
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let size = entry.header().size().map_err(io_err)?;
+            if size > MAX_ENTRY {
+                return Err(PluginError::Model {
+                    bundle: source.clone(),
+                    reason: format!("{name} is {size} bytes, more than the {MAX_ENTRY} allowed"),
+                });
+            }
+            if files.iter().any(|(n, _)| *n == name) {
+                return Err(PluginError::Model {
+                    bundle: source.clone(),
+                    reason: format!("{name} appears twice in the archive"),
+                });
+            }
+            let mut bytes = Vec::with_capacity(size as usize);
+            std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(io_err)?;
+            files.push((name, bytes));
+        }
+        let refs: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        Self::from_files(&source, &refs)
+    }
+
     /// Loads a bundle from named files held in memory (`manifest.json` and the files it lists),
     /// e.g. a bundle embedded in a binary.
     pub fn from_files(source: &str, files: &[(&str, &[u8])]) -> Result<Self, PluginError> {

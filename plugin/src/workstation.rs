@@ -31,9 +31,11 @@ const EMBEDDED: [(&str, &[u8]); 4] = [
     ),
 ];
 
-/// Loads `--model DIR`, or the embedded default bundle; `threshold` overrides every threshold.
+/// Loads `--model DIR` (a bundle folder) or `--model FILE.tar` (one archive), or the embedded
+/// default bundle; `threshold` overrides every threshold.
 pub fn load_bundle(model: Option<&Path>, threshold: Option<f32>) -> anyhow::Result<ModelBundle> {
     let mut bundle = match model {
+        Some(file) if file.is_file() => ModelBundle::from_archive(file)?,
         Some(dir) => ModelBundle::from_dir(dir)?,
         None => ModelBundle::from_files("embedded default bundle", &EMBEDDED)?,
     };
