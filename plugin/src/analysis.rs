@@ -213,7 +213,12 @@ impl ModelBundle {
             let mut carrying: Vec<(f32, &str)> = regions
                 .iter()
                 .filter(|r| r.findings.contains(&finding.name))
-                .map(|r| (r.probabilities[f], r.name.as_str()))
+                .map(|r| {
+                    (
+                        r.probabilities.get(f).copied().unwrap_or(0.0),
+                        r.name.as_str(),
+                    )
+                })
                 .collect();
             carrying.sort_by(|a, b| b.0.total_cmp(&a.0));
             finding.regions = carrying.into_iter().map(|(_, n)| n.to_string()).collect();

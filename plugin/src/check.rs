@@ -269,7 +269,7 @@ pub fn check_report_with(
                             with_descendants(name)
                                 .iter()
                                 .filter_map(|n| region_of(n))
-                                .map(|r| analysis.regions[r].probabilities[f])
+                                .filter_map(|r| analysis.regions[r].probabilities.get(f).copied())
                                 .fold(0.0, f32::max)
                         };
                         let (region, p, thr) = if regional {

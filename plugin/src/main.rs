@@ -527,7 +527,9 @@ fn demo(out: &Path, seed: u64, model: Option<&Path>) -> anyhow::Result<()> {
         .nth(1)
         .context("no phantom study took an injected error; try another --seed")?;
     let cols: Vec<&str> = first.split(',').collect();
-    let (dicom_id, study_id) = (cols[0], cols[1]);
+    let (Some(dicom_id), Some(study_id)) = (cols.first().copied(), cols.get(1).copied()) else {
+        anyhow::bail!("report_errors.csv: malformed line {first:?}");
+    };
     let mut files = Vec::new();
     collect_files(&data.join("files"), &mut files)?;
     let file = files

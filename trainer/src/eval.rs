@@ -286,7 +286,7 @@ impl EvalModel for OnnxBundle {
                     o.len()
                 )));
             }
-            out.push(ImagePrediction {
+            let p = ImagePrediction {
                 embedding: values(&o[0])?,
                 features: values(&o[1])?,
                 finding_logits: values(&o[2])?,
@@ -295,7 +295,22 @@ impl EvalModel for OnnxBundle {
                 region_embeddings: values(&o[5])?,
                 region_logits: values(&o[6])?,
                 finding_maps: values(&o[7])?,
-            });
+            };
+            let cells = self.grid * self.grid;
+            let sizes = [
+                (p.finding_logits.len(), FINDINGS),
+                (p.tag_attention.len(), FINDINGS * cells),
+                (p.boxes.len(), REGIONS * 4),
+                (p.region_logits.len(), REGIONS * FINDINGS),
+                (p.finding_maps.len(), FINDINGS * cells),
+            ];
+            if let Some((got, want)) = sizes.iter().find(|(g, w)| g != w) {
+                return Err(EvalError::Invalid(format!(
+                    "{}: image.onnx gave {got} values where {want} were expected",
+                    self.source
+                )));
+            }
+            out.push(p);
         }
         Ok(out)
     }
