@@ -554,7 +554,7 @@ mod tests {
         let a = analysis(&m);
         let report =
             "INDICATION: Evaluate for pneumonia.\n\nFINDINGS: Small left pleural effusion. \
-                      No pneumothorax. Moderate cardiomegaly.\n";
+                      No pneumothorax. The heart is enlarged.\n";
         let c = check_report_with(&m, None, "t", &a, report).unwrap();
         assert_eq!(
             verdict_of(&c, "pleural effusion"),
