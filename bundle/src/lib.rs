@@ -53,6 +53,21 @@ pub struct Manifest {
     /// finding name; the image-level threshold where absent.
     #[serde(default)]
     pub region_thresholds: BTreeMap<String, f32>,
+    /// Bars for the report check (chosen on the validation split): a verdict that accuses the
+    /// report needs the model to be confident, one that doubts it needs the model to be doubtful.
+    #[serde(default)]
+    pub check_thresholds: Option<CheckThresholds>,
+}
+
+/// Per finding name, probabilities from the validation split: `confident` is the lowest
+/// probability above which at least 90% of cases are positive (precision 0.9; 1.0 when never
+/// reached); `doubtful` the probability below which only 10% of the positives fall (recall 0.9).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckThresholds {
+    pub image_confident: BTreeMap<String, f32>,
+    pub image_doubtful: BTreeMap<String, f32>,
+    pub region_confident: BTreeMap<String, f32>,
+    pub region_doubtful: BTreeMap<String, f32>,
 }
 
 /// The text model of a bundle: `text.onnx` and its tokenizer.
@@ -302,6 +317,7 @@ mod tests {
             grid: None,
             text_model: None,
             region_thresholds: BTreeMap::new(),
+            check_thresholds: None,
         }
     }
 

@@ -3,15 +3,18 @@
 //!
 //! Rules (thresholds from the manifest; "the region's probability" is the largest of the region
 //! and the regions inside it, so a claim about a lung is supported by a finding in one of its
-//! zones):
+//! zones). A verdict that accuses the report needs the model to be *confident* (a probability
+//! above which 90% of validation cases were positive), one that doubts it needs the model to be
+//! *doubtful* (below which only 10% of validation positives fell); in between it is uncertain:
 //! - positive claim: supported when the region (or, without a region, the image) reaches the
-//!   threshold; laterality mismatch when only the mirrored region does; uncertain when the image
-//!   shows the finding but not in that region; otherwise unsupported;
-//! - negative claim: contradicted when the region (or the image) shows the finding; else
-//!   supported;
+//!   threshold; laterality mismatch when the mirrored region is confident; uncertain when the
+//!   image shows the finding but not in that region; unsupported when doubtful; else uncertain;
+//! - negative claim: contradicted when the region (or the image) is confident; uncertain above
+//!   the threshold; else supported;
 //! - hedged claim: uncertain;
-//! - omissions: findings present at image level that no sentence of the findings or impression
-//!   mentions (a finding of the same CheXpert class counts: "pacemaker" mentions a device).
+//! - omissions: findings present at image level, confidently, that no sentence of the findings
+//!   or impression mentions (a finding of the same CheXpert class counts: "pacemaker" mentions a
+//!   device).
 //!
 //! Only the findings and impression sections are checked (an indication's "evaluate for
 //! pneumonia" claims nothing).
@@ -127,6 +130,31 @@ pub struct ReportCheck {
     pub omissions: Vec<Omission>,
     /// How many triplets got each verdict, and the omissions.
     pub counts: std::collections::BTreeMap<String, usize>,
+}
+
+/// The report check's bars for one finding: confident >= the threshold >= doubtful (the plain
+/// thresholds where the bundle has no check thresholds).
+struct Bars {
+    image_confident: f32,
+    image_doubtful: f32,
+    region_confident: f32,
+    region_doubtful: f32,
+}
+
+impl Bars {
+    fn of(m: &asg_bundle::Manifest, finding: &str) -> Self {
+        let (ti, tr) = (m.threshold(finding), m.region_threshold(finding));
+        let get = |map: Option<&std::collections::BTreeMap<String, f32>>, default: f32| {
+            map.and_then(|x| x.get(finding)).copied().unwrap_or(default)
+        };
+        let c = m.check_thresholds.as_ref();
+        Self {
+            image_confident: get(c.map(|c| &c.image_confident), ti).max(ti),
+            image_doubtful: get(c.map(|c| &c.image_doubtful), ti).min(ti),
+            region_confident: get(c.map(|c| &c.region_confident), tr).max(tr),
+            region_doubtful: get(c.map(|c| &c.region_doubtful), tr).min(tr),
+        }
+    }
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -264,6 +292,7 @@ pub fn check_report_with(
                             .unwrap_or(0.0);
                         let image_t = m.threshold(&t.finding);
                         let region_t = m.region_threshold(&t.finding);
+                        let bars = Bars::of(m, &t.finding);
                         let regional = t.region != UNSPECIFIED && !analysis.regions.is_empty();
                         let p_region = |name: &str| -> f32 {
                             with_descendants(name)
@@ -300,6 +329,13 @@ pub fn check_report_with(
                             similarity: ri.and_then(similarity),
                         };
                         let place = region.clone().unwrap_or_else(|| "the image".into());
+                        // Accusing the report needs a confident model, doubting it a doubtful
+                        // one; in between the verdict is "uncertain".
+                        let (confident, doubtful) = if regional {
+                            (bars.region_confident, bars.region_doubtful)
+                        } else {
+                            (bars.image_confident, bars.image_doubtful)
+                        };
                         let (v, why) = match t.existence {
                             Existence::Uncertain => (
                                 Verdict::Uncertain,
@@ -310,7 +346,7 @@ pub fn check_report_with(
                                 format!("{} in {place}: {p:.2} (threshold {thr:.2})", t.finding),
                             ),
                             Existence::Positive => match &other {
-                                Some((o, po)) if *po >= region_t => (
+                                Some((o, po)) if *po >= bars.region_confident => (
                                     Verdict::LateralityMismatch,
                                     format!(
                                         "{} is seen in the {o} ({po:.2}), not the {place} ({p:.2})",
@@ -324,18 +360,32 @@ pub fn check_report_with(
                                         t.finding
                                     ),
                                 ),
-                                _ => (
+                                _ if p < doubtful => (
                                     Verdict::Unsupported,
                                     format!(
-                                        "the model does not see {} in {place} ({p:.2} < {thr:.2})",
+                                        "the model does not see {} in {place} ({p:.2}, below {doubtful:.2})",
+                                        t.finding
+                                    ),
+                                ),
+                                _ => (
+                                    Verdict::Uncertain,
+                                    format!(
+                                        "the model is unsure of {} in {place} ({p:.2}, threshold {thr:.2})",
                                         t.finding
                                     ),
                                 ),
                             },
-                            Existence::Negative if p >= thr => (
+                            Existence::Negative if p >= confident => (
                                 Verdict::Contradicted,
                                 format!(
-                                    "denied, but the model sees {} in {place} ({p:.2} >= {thr:.2})",
+                                    "denied, but the model sees {} in {place} ({p:.2} >= {confident:.2})",
+                                    t.finding
+                                ),
+                            ),
+                            Existence::Negative if p >= thr => (
+                                Verdict::Uncertain,
+                                format!(
+                                    "denied; the model leans to {} in {place} ({p:.2}) but is not confident",
                                     t.finding
                                 ),
                             ),
@@ -399,6 +449,7 @@ pub fn check_report_with(
             .iter()
             .filter(|f| {
                 f.present
+                    && f.probability >= Bars::of(m, &f.name).image_confident
                     && !mentioned.contains(&f.name)
                     && !mismatched.contains(&f.name)
                     && !class_of(&f.name).is_some_and(|c| mentioned_classes.contains(c))
@@ -464,6 +515,7 @@ mod tests {
             grid: None,
             text_model: None,
             region_thresholds: Default::default(),
+            check_thresholds: None,
         }
     }
 
@@ -579,6 +631,35 @@ mod tests {
             .other_side
             .as_ref()
             .is_some_and(|(r, p)| r.starts_with("right") && *p > 0.5));
+    }
+
+    #[test]
+    fn accusations_need_a_confident_model() {
+        let mut m = manifest();
+        let mut bars = asg_bundle::CheckThresholds::default();
+        // The model must reach 0.85 to accuse; it gives pneumothorax 0.8, consolidation 0.7.
+        for f in &m.findings {
+            bars.image_confident.insert(f.clone(), 0.85);
+            bars.region_confident.insert(f.clone(), 0.85);
+            bars.image_doubtful.insert(f.clone(), 0.1);
+            bars.region_doubtful.insert(f.clone(), 0.1);
+        }
+        m.check_thresholds = Some(bars);
+        let a = analysis(&m);
+        let report =
+            "FINDINGS: Small left pleural effusion. No pneumothorax. The heart is enlarged.";
+        let c = check_report_with(&m, None, "t", &a, report).unwrap();
+        // Right-sided effusion at 0.9 is confident: still a laterality mismatch.
+        assert_eq!(
+            verdict_of(&c, "pleural effusion"),
+            Verdict::LateralityMismatch
+        );
+        // Pneumothorax at 0.8 is above the threshold but not confident: uncertain.
+        assert_eq!(verdict_of(&c, "pneumothorax"), Verdict::Uncertain);
+        // Cardiomegaly at 0.05 is below the doubtful bar: unsupported.
+        assert_eq!(verdict_of(&c, "cardiomegaly"), Verdict::Unsupported);
+        // Consolidation at 0.7 is present but not confident: no omission.
+        assert!(c.omissions.is_empty(), "{:?}", c.omissions);
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub fn write_thin_bundle(
         grid: None,
         text_model: None,
         region_thresholds: BTreeMap::new(),
+        check_thresholds: None,
     };
     write_atomically(out, "image.onnx", &onnx)?;
     write_atomically(out, MANIFEST_FILE, manifest.to_json().as_bytes())?;
@@ -211,6 +212,7 @@ pub fn write_asg_bundle(
             .collect(),
         thresholds: thresholds.image,
         region_thresholds: thresholds.region,
+        check_thresholds: thresholds.check,
         findings,
         files: BTreeMap::from([
             ("image.onnx".to_string(), FileDigest::of(&image)),

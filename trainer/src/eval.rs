@@ -896,6 +896,8 @@ impl EvalReport {
 pub struct Thresholds {
     pub image: BTreeMap<String, f32>,
     pub region: BTreeMap<String, f32>,
+    /// The report check's confident and doubtful bars.
+    pub check: Option<asg_bundle::CheckThresholds>,
 }
 
 impl Thresholds {
@@ -908,6 +910,7 @@ impl Thresholds {
         Self {
             image: all.clone(),
             region: all,
+            check: None,
         }
     }
 }
@@ -944,6 +947,45 @@ pub fn best_f1_threshold(mut pairs: Vec<(f32, bool)>) -> f32 {
     best_t.clamp(0.01, 0.99)
 }
 
+/// The lowest probability above which at least `precision` of the pairs are positive (1.0 when
+/// no cut reaches it; 0.5 without positives).
+pub fn precision_threshold(mut pairs: Vec<(f32, bool)>, precision: f64) -> f32 {
+    if !pairs.iter().any(|p| p.1) {
+        return 0.5;
+    }
+    for p in pairs.iter_mut() {
+        p.0 = 1.0 / (1.0 + (-p.0).exp());
+    }
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut tp, mut n) = (0usize, 0usize);
+    let mut best = 1.0f32;
+    for (i, &(p, pos)) in pairs.iter().enumerate() {
+        n += 1;
+        tp += pos as usize;
+        if pairs.get(i + 1).is_some_and(|next| next.0 == p) {
+            continue;
+        }
+        if tp as f64 / n as f64 >= precision {
+            best = p;
+        }
+    }
+    best
+}
+
+/// The probability below which only `miss` of the positives fall (0.5 without positives).
+pub fn recall_threshold(pairs: Vec<(f32, bool)>, miss: f64) -> f32 {
+    let mut pos: Vec<f32> = pairs
+        .iter()
+        .filter(|p| p.1)
+        .map(|p| 1.0 / (1.0 + (-p.0).exp()))
+        .collect();
+    if pos.is_empty() {
+        return 0.5;
+    }
+    pos.sort_by(|a, b| a.total_cmp(b));
+    pos[((pos.len() as f64 * miss).floor() as usize).min(pos.len() - 1)]
+}
+
 /// Per finding, the image-level and region-level thresholds with the best F1 on `split`.
 pub fn choose_thresholds(
     model: &dyn EvalModel,
@@ -965,6 +1007,7 @@ pub fn choose_thresholds(
     }
     let (preds, truths) = predict(model, &records, batch)?;
     let mut out = Thresholds::default();
+    let mut check = asg_bundle::CheckThresholds::default();
     for (f, name) in asg_report::FINDINGS.iter().enumerate() {
         let image: Vec<(f32, bool)> = preds
             .iter()
@@ -982,10 +1025,23 @@ pub fn choose_thresholds(
                 }
             }
         }
-        out.image.insert(name.to_string(), best_f1_threshold(image));
-        out.region
-            .insert(name.to_string(), best_f1_threshold(region));
+        let key = name.to_string();
+        check
+            .image_confident
+            .insert(key.clone(), precision_threshold(image.clone(), 0.9));
+        check
+            .image_doubtful
+            .insert(key.clone(), recall_threshold(image.clone(), 0.1));
+        check
+            .region_confident
+            .insert(key.clone(), precision_threshold(region.clone(), 0.9));
+        check
+            .region_doubtful
+            .insert(key.clone(), recall_threshold(region.clone(), 0.1));
+        out.image.insert(key.clone(), best_f1_threshold(image));
+        out.region.insert(key, best_f1_threshold(region));
     }
+    out.check = Some(check);
     Ok(out)
 }
 
@@ -1008,5 +1064,31 @@ mod tests {
         ];
         assert!((best_f1_threshold(pairs) - 0.7).abs() < 1e-5);
         assert_eq!(best_f1_threshold(vec![(0.0, false), (1.0, false)]), 0.5);
+    }
+
+    #[test]
+    fn precision_and_recall_bars_of_a_hand_case() {
+        // Probabilities 0.9 (+), 0.8 (+), 0.7 (-), 0.6 (+), 0.2 (-).
+        let pairs = vec![
+            (logit(0.9), true),
+            (logit(0.8), true),
+            (logit(0.7), false),
+            (logit(0.6), true),
+            (logit(0.2), false),
+        ];
+        // Precision at cuts: 0.9 -> 1, 0.8 -> 1, 0.7 -> 2/3, 0.6 -> 3/4, 0.2 -> 3/5.
+        assert!((precision_threshold(pairs.clone(), 0.9) - 0.8).abs() < 1e-5);
+        assert!((precision_threshold(pairs.clone(), 0.7) - 0.6).abs() < 1e-5);
+        assert_eq!(
+            precision_threshold(vec![(0.0, false), (2.0, false)], 0.9),
+            0.5
+        );
+        assert_eq!(
+            precision_threshold(vec![(2.0, false), (0.0, true)], 0.9),
+            1.0
+        );
+        // Positives 0.6, 0.8, 0.9: the lowest third falls below 0.8.
+        assert!((recall_threshold(pairs.clone(), 0.1) - 0.6).abs() < 1e-5);
+        assert!((recall_threshold(pairs, 0.34) - 0.8).abs() < 1e-5);
     }
 }
