@@ -11,4 +11,7 @@ wasm-bindgen --target web --out-dir web/pkg --no-typescript "$target_dir/wasm32-
 rm -rf web/model
 mkdir -p web/model
 cp "$bundle/manifest.json" "$bundle/image.onnx" web/model/
+for f in text.onnx tokenizer.json; do
+  if [ -f "$bundle/$f" ]; then cp "$bundle/$f" web/model/; fi
+done
 echo "web/ built: $(du -sh web/pkg/asg_wasm_bg.wasm | cut -f1) of wasm, model from $bundle"

@@ -40,14 +40,14 @@ rm -rf target/phantom-check
 echo "== browser test"
 e2e=target/e2e
 rm -rf "$e2e" && mkdir -p "$e2e"
-"$target_dir/debug/asg-train" init --out "$e2e/bundle" --seed 2
-bash scripts/build-web.sh "$e2e/bundle"
-"$target_dir/debug/asg-train" synth --n 1 --seed 7 --size 700 --fixed-format --out "$e2e/dicom" 2>/dev/null
+bash scripts/build-web.sh models/default
+"$target_dir/debug/asg-train" synth --n 1 --seed 7 --size 700 --fixed-format --normal-share 0 --out "$e2e/dicom" 2>/dev/null
 dicom="$(find "$e2e/dicom/files" -name '*.dcm' | head -n 1)"
-"$target_dir/debug/asg" analyze "$dicom" --model "$e2e/bundle" >"$e2e/native.json"
+report="$(find "$e2e/dicom/files" -name 's*.txt' | head -n 1)"
+"$target_dir/debug/asg" analyze "$dicom" --model models/default --report "$report" >"$e2e/native.json"
 (
   cd tests/browser
-  ASG_WEB_DIR=../../web ASG_DICOM="../../$dicom" \
+  ASG_WEB_DIR=../../web ASG_DICOM="../../$dicom" ASG_REPORT="../../$report" \
   ASG_NATIVE_JSON="../../$e2e/native.json" ASG_SCREENSHOT="../../$e2e/viewer.png" \
     node --test
 )

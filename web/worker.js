@@ -16,7 +16,18 @@ async function load() {
     }),
   ]);
   analyzer = new Analyzer(manifest, new Uint8Array(onnx));
-  return JSON.parse(analyzer.manifest());
+  const parsed = JSON.parse(analyzer.manifest());
+  // The text model (for the report check), when the bundle has one.
+  if (parsed.text_model) {
+    const get = (name) =>
+      fetch(new URL(`./model/${name}`, import.meta.url)).then((r) => {
+        if (!r.ok) throw new Error(`model/${name}: HTTP ${r.status}`);
+        return r.arrayBuffer();
+      });
+    const [text, tokenizer] = await Promise.all([get(parsed.text_model.file), get(parsed.text_model.tokenizer)]);
+    analyzer.loadText(new Uint8Array(text), new Uint8Array(tokenizer));
+  }
+  return parsed;
 }
 
 self.onmessage = async (event) => {
@@ -36,6 +47,10 @@ self.onmessage = async (event) => {
       const image = { width: display.width, height: display.height, rgba: display.rgba };
       display.free();
       self.postMessage({ id, ok: true, analysis, image }, [image.rgba.buffer]);
+    } else if (type === "check") {
+      if (!analyzer) throw new Error("the model is not loaded");
+      const check = JSON.parse(analyzer.checkReport(JSON.stringify(event.data.analysis), event.data.report));
+      self.postMessage({ id, ok: true, check });
     }
   } catch (e) {
     self.postMessage({ id, ok: false, error: String(e && e.message ? e.message : e) });

@@ -115,12 +115,52 @@ test("the viewer analyses a DICOM file in the browser exactly as the native CLI 
       assert.ok(Math.abs(p - native.findings[i].probability) < 1e-3, `${name}: shown ${p}`);
     });
 
+    // The regions as text, the same as native.
+    const regionRows = await page.$$eval("#regions tbody tr", (trs) => trs.map((tr) => tr.cells[0].textContent));
+    assert.deepEqual(regionRows, native.regions.map((r) => r.name));
+    assert.equal(regionRows.length, 29);
+
+    // The overlay is drawn: anatomy boxes at least; selecting a finding draws its heatmap.
+    const overlaySum = () => page.evaluate(() => {
+      const c = document.getElementById("overlay");
+      const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let alpha = 0;
+      for (let i = 3; i < px.length; i += 4) alpha += px[i] > 0 ? 1 : 0;
+      return { width: c.width, height: c.height, drawn: alpha };
+    });
+    const before = await overlaySum();
+    assert.deepEqual([before.width, before.height], [native.image.width, native.image.height]);
+    assert.ok(before.drawn > 100, `overlay looks empty (${before.drawn} pixels drawn)`);
+    const top = native.findings.reduce((a, b) => (b.probability > a.probability ? b : a));
+    await page.click(`#findings tbody tr[data-finding="${top.name}"]`);
+    const after = await overlaySum();
+    assert.notEqual(after.drawn, before.drawn, "selecting a finding did not change the overlay");
+    assert.ok(await page.$eval(`#findings tbody tr[data-finding="${top.name}"]`, (tr) => tr.classList.contains("selected")));
+
+    // The report checked in the browser gives the native verdicts, shown by colour.
+    await page.fill("#report", fs.readFileSync(path.resolve(env("ASG_REPORT")), "utf8"));
+    await page.click("#check");
+    await page.waitForSelector('#status[data-state="checked"], #status[data-state="error"]', { timeout: 60_000 });
+    assert.equal(await page.getAttribute("#status", "data-state"), "checked", await page.textContent("#status"));
+    const verdicts = await page.$$eval("#sentences li", (lis) =>
+      lis.map((li) => [li.dataset.verdict, getComputedStyle(li).borderLeftColor]));
+    const want = native.report_check.sentences
+      .filter((x) => x.verdict !== "no_claim" && x.verdict !== "not_assessed")
+      .map((x) => x.verdict)
+      .concat(native.report_check.omissions.map(() => "omission"));
+    assert.deepEqual(verdicts.map((v) => v[0]), want);
+    assert.ok(want.length > 0, "the report made no checkable statement");
+    for (const [verdict, colour] of verdicts) {
+      assert.notEqual(colour, "rgb(119, 119, 119)", `${verdict} has no verdict colour`);
+    }
+
     if (process.env.ASG_SCREENSHOT) await page.screenshot({ path: process.env.ASG_SCREENSHOT, fullPage: true });
 
     // Privacy: nothing outside the page's own origin was requested.
     const foreign = requests.filter((u) => !u.startsWith(`${origin}/`) && !u.startsWith("blob:") && !u.startsWith("data:"));
     assert.deepEqual(foreign, [], "requests outside the page's origin");
     assert.ok(requests.some((u) => u.endsWith("/model/image.onnx")), "the model was loaded from the page's origin");
+    assert.ok(requests.some((u) => u.endsWith("/model/text.onnx")), "the text model was loaded from the page's origin");
     assert.deepEqual(problems, []);
   } finally {
     await browser.close();

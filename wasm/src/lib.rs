@@ -63,6 +63,31 @@ impl Analyzer {
     pub fn manifest(&self) -> String {
         self.bundle.manifest.to_json()
     }
+
+    /// Adds the bundle's text model (`text.onnx` bytes and `tokenizer.json` bytes, as the
+    /// manifest's `text_model` names them); throws if they do not match the manifest.
+    #[wasm_bindgen(js_name = loadText)]
+    pub fn load_text(&mut self, text_onnx: &[u8], tokenizer_json: &[u8]) -> Result<(), JsError> {
+        self.bundle = self
+            .bundle
+            .clone()
+            .with_text(text_onnx, tokenizer_json)
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(())
+    }
+
+    /// Checks a report against an analysis (the JSON text `analyze` returned); returns the
+    /// report check as JSON text (the `report_check` layout of `asg analyze --report`).
+    #[wasm_bindgen(js_name = checkReport)]
+    pub fn check_report(&self, analysis_json: &str, report: &str) -> Result<String, JsError> {
+        let analysis: asg_plugin::Analysis = serde_json::from_str(analysis_json)
+            .map_err(|e| JsError::new(&format!("the analysis is not valid JSON: {e}")))?;
+        let check = self
+            .bundle
+            .check_report(&analysis, report)
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        serde_json::to_string(&check).map_err(|e| JsError::new(&e.to_string()))
+    }
 }
 
 /// An 8-bit RGBA rendering of a DICOM image for a canvas.
