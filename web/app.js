@@ -30,10 +30,89 @@ function setStatus(state, text) {
   status.textContent = text;
 }
 
-function showImage({ width, height, rgba }) {
-  canvas.width = width;
-  canvas.height = height;
-  canvas.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(rgba), width, height), 0, 0);
+// The picture and how it is viewed: window/level in modality units (the file's rendering, VOI LUT
+// or SIGMOID included, until the user changes the window), invert, zoom and pan.
+let view = null;
+
+function showImage(image) {
+  view = {
+    image,
+    rgba: new Uint8ClampedArray(image.rgba),
+    center: image.windowCenter,
+    width: image.windowWidth,
+    adjusted: false,
+    invert: false,
+    zoom: 1,
+    x: 0,
+    y: 0,
+  };
+  canvas.width = image.width;
+  canvas.height = image.height;
+  renderImage();
+  applyTransform();
+}
+
+function renderImage() {
+  if (!view) return;
+  const { image } = view;
+  const n = image.width * image.height;
+  let px = view.rgba;
+  if (view.adjusted || view.invert) {
+    px = new Uint8ClampedArray(n * 4);
+    const m = image.modality;
+    // DICOM's linear window: ((x - (c - 0.5)) / (w - 1) + 0.5), clamped to [0, 1].
+    const c = view.center - 0.5;
+    const w = Math.max(view.width - 1, 1e-3);
+    const flip = image.monochrome1 !== view.invert;
+    for (let i = 0; i < n; i++) {
+      let g = view.adjusted ? Math.min(Math.max((m[i] - c) / w + 0.5, 0), 1) * 255 : view.rgba[i * 4];
+      if (view.adjusted ? flip : view.invert) g = 255 - g;
+      px[i * 4] = px[i * 4 + 1] = px[i * 4 + 2] = g;
+      px[i * 4 + 3] = 255;
+    }
+  }
+  canvas.getContext("2d").putImageData(new ImageData(px, image.width, image.height), 0, 0);
+  document.getElementById("wl").textContent = view.adjusted
+    ? `W ${view.width.toFixed(0)} / L ${view.center.toFixed(0)}${view.invert ? " · inverted" : ""}`
+    : `file window${view.invert ? " · inverted" : ""}`;
+}
+
+function applyTransform() {
+  if (!view) return;
+  document.getElementById("stack").style.transform = `translate(${view.x}px, ${view.y}px) scale(${view.zoom})`;
+}
+
+function setWindow(center, width) {
+  view.center = center;
+  view.width = Math.max(width, 1);
+  view.adjusted = true;
+  renderImage();
+}
+
+function preset(name) {
+  if (!view) return;
+  const { windowCenter: c, windowWidth: w } = view.image;
+  if (name === "default") {
+    view.center = c;
+    view.width = w;
+    view.adjusted = false;
+    renderImage();
+  } else if (name === "wide") setWindow(c, w * 2);
+  else if (name === "narrow") setWindow(c, w / 2);
+}
+
+function zoomBy(factor) {
+  if (!view) return;
+  view.zoom = Math.min(Math.max(view.zoom * factor, 0.25), 16);
+  applyTransform();
+}
+
+function fit() {
+  if (!view) return;
+  view.zoom = 1;
+  view.x = 0;
+  view.y = 0;
+  applyTransform();
 }
 
 // Colours shared with the native overlay (plugin/src/overlay.rs).
@@ -105,8 +184,8 @@ function drawOverlay() {
   }
 }
 
-function select(name) {
-  current.selected = current.selected === name ? null : name;
+function select(name, toggle = true) {
+  current.selected = toggle && current.selected === name ? null : name;
   for (const row of document.querySelectorAll("#findings tbody tr")) {
     row.classList.toggle("selected", row.dataset.finding === current.selected);
   }
@@ -188,6 +267,67 @@ function showCheck(check) {
 }
 
 let modelHasText = false;
+const viewport = document.getElementById("viewport");
+let drag = null;
+viewport.addEventListener("pointerdown", (e) => {
+  if (!view) return;
+  drag = { x: e.clientX, y: e.clientY, pan: e.shiftKey || e.button === 1, center: view.center, width: view.width, px: view.x, py: view.y };
+  viewport.setPointerCapture(e.pointerId);
+});
+viewport.addEventListener("pointermove", (e) => {
+  if (!drag || !view) return;
+  const dx = e.clientX - drag.x;
+  const dy = e.clientY - drag.y;
+  if (drag.pan) {
+    view.x = drag.px + dx;
+    view.y = drag.py + dy;
+    applyTransform();
+  } else {
+    // Right: wider window; down: higher level. Scaled to the file's window.
+    const k = view.image.windowWidth / 300;
+    setWindow(drag.center + dy * k, drag.width + dx * k);
+  }
+});
+viewport.addEventListener("pointerup", () => { drag = null; });
+viewport.addEventListener("wheel", (e) => {
+  e.preventDefault();
+  zoomBy(e.deltaY < 0 ? 1.1 : 1 / 1.1);
+}, { passive: false });
+document.getElementById("preset-default").addEventListener("click", () => preset("default"));
+document.getElementById("preset-wide").addEventListener("click", () => preset("wide"));
+document.getElementById("preset-narrow").addEventListener("click", () => preset("narrow"));
+document.getElementById("invert").addEventListener("click", () => { if (view) { view.invert = !view.invert; renderImage(); } });
+document.getElementById("fit").addEventListener("click", fit);
+document.addEventListener("keydown", (e) => {
+  if (e.target instanceof HTMLTextAreaElement || e.target instanceof HTMLInputElement) return;
+  const toggle = (id) => { const box = document.getElementById(id); box.checked = !box.checked; drawOverlay(); };
+  const step = (delta) => {
+    if (!current) return;
+    const names = current.analysis.findings.map((f) => f.name);
+    const at = names.indexOf(current.selected);
+    select(names[(at + delta + names.length) % names.length], false);
+  };
+  const actions = {
+    i: () => document.getElementById("invert").click(),
+    f: fit,
+    r: () => { preset("default"); fit(); },
+    b: () => toggle("show-boxes"),
+    h: () => toggle("show-heatmap"),
+    "1": () => preset("default"),
+    "2": () => preset("wide"),
+    "3": () => preset("narrow"),
+    "+": () => zoomBy(1.25),
+    "=": () => zoomBy(1.25),
+    "-": () => zoomBy(0.8),
+    ArrowDown: () => step(1),
+    ArrowUp: () => step(-1),
+  };
+  const action = actions[e.key];
+  if (action) {
+    e.preventDefault();
+    action();
+  }
+});
 document.getElementById("show-boxes").addEventListener("change", drawOverlay);
 document.getElementById("show-heatmap").addEventListener("change", drawOverlay);
 document.getElementById("check").addEventListener("click", async () => {

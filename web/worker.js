@@ -44,9 +44,17 @@ self.onmessage = async (event) => {
       const analysis = JSON.parse(result.json);
       const display = result.takeDisplay();
       result.free();
-      const image = { width: display.width, height: display.height, rgba: display.rgba };
+      const image = {
+        width: display.width,
+        height: display.height,
+        rgba: display.rgba,
+        modality: display.modality,
+        windowCenter: display.windowCenter,
+        windowWidth: display.windowWidth,
+        monochrome1: display.monochrome1,
+      };
       display.free();
-      self.postMessage({ id, ok: true, analysis, image }, [image.rgba.buffer]);
+      self.postMessage({ id, ok: true, analysis, image }, [image.rgba.buffer, image.modality.buffer]);
     } else if (type === "check") {
       if (!analyzer) throw new Error("the model is not loaded");
       const check = JSON.parse(analyzer.checkReport(JSON.stringify(event.data.analysis), event.data.report));

@@ -189,6 +189,15 @@ impl Image {
         self.pixels.iter().map(|&x| to_display(x)).collect()
     }
 
+    /// The linear window a viewer starts from when the user adjusts window/level: the file's VOI
+    /// window, else the 0.5-99.5 percentile window (a VOI LUT Sequence or a SIGMOID function is
+    /// honoured by [`Image::display`] until the user changes the window).
+    pub fn default_window(&self) -> VoiWindow {
+        self.meta
+            .window
+            .unwrap_or_else(|| percentile_window(&self.pixels))
+    }
+
     /// The display transform of [`Image::display`] as a function of one modality value, so that
     /// callers can apply it on the fly (the model input does, inside its resize).
     pub fn display_map(&self) -> impl Fn(f32) -> f32 {

@@ -115,6 +115,35 @@ test("the viewer analyses a DICOM file in the browser exactly as the native CLI 
       assert.ok(Math.abs(p - native.findings[i].probability) < 1e-3, `${name}: shown ${p}`);
     });
 
+    // Window/level and invert change the pixels on the canvas.
+    const meanGrey = () => page.evaluate(() => {
+      const c = document.getElementById("image");
+      const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let sum = 0;
+      for (let i = 0; i < px.length; i += 4) sum += px[i];
+      return sum / (px.length / 4);
+    });
+    const grey = await meanGrey();
+    await page.click("#invert");
+    const inverted = await meanGrey();
+    assert.ok(Math.abs(inverted - (255 - grey)) < 1, `invert: ${grey} -> ${inverted}`);
+    await page.keyboard.press("i");
+    assert.ok(Math.abs((await meanGrey()) - grey) < 1e-6, "the i key inverts back");
+    await page.click("#preset-narrow");
+    const narrow = await meanGrey();
+    assert.ok(Math.abs(narrow - grey) > 1, `a narrower window left the pixels as they were (${grey} -> ${narrow})`);
+    assert.match(await page.textContent("#wl"), /^W \d+ \/ L -?\d+/);
+    await page.keyboard.press("1");
+    assert.ok(Math.abs((await meanGrey()) - grey) < 1e-6, "the file window is restored");
+    // Dragging on the image changes the window too.
+    const box = await page.locator("#viewport").boundingBox();
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width / 2 + 60, box.y + box.height / 2 + 40);
+    await page.mouse.up();
+    assert.ok(Math.abs((await meanGrey()) - grey) > 1, "dragging did not change window/level");
+    await page.keyboard.press("1");
+
     // The regions as text, the same as native.
     const regionRows = await page.$$eval("#regions tbody tr", (trs) => trs.map((tr) => tr.cells[0].textContent));
     assert.deepEqual(regionRows, native.regions.map((r) => r.name));

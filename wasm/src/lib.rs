@@ -90,12 +90,18 @@ impl Analyzer {
     }
 }
 
-/// An 8-bit RGBA rendering of a DICOM image for a canvas.
+/// An 8-bit RGBA rendering of a DICOM image for a canvas, with what window/level needs: the
+/// modality values (rescale or Modality LUT applied), the starting window and the photometric
+/// sense.
 #[wasm_bindgen]
 pub struct DisplayImage {
     width: u32,
     height: u32,
     rgba: Vec<u8>,
+    modality: Vec<f32>,
+    window_center: f64,
+    window_width: f64,
+    monochrome1: bool,
 }
 
 #[wasm_bindgen]
@@ -114,6 +120,29 @@ impl DisplayImage {
     #[wasm_bindgen(getter)]
     pub fn rgba(&self) -> Vec<u8> {
         self.rgba.clone()
+    }
+
+    /// Modality values, row-major (for re-windowing in the page).
+    #[wasm_bindgen(getter)]
+    pub fn modality(&self) -> Vec<f32> {
+        self.modality.clone()
+    }
+
+    /// The starting window centre and width, in modality units.
+    #[wasm_bindgen(getter, js_name = windowCenter)]
+    pub fn window_center(&self) -> f64 {
+        self.window_center
+    }
+
+    #[wasm_bindgen(getter, js_name = windowWidth)]
+    pub fn window_width(&self) -> f64 {
+        self.window_width
+    }
+
+    /// MONOCHROME1: low values are white.
+    #[wasm_bindgen(getter)]
+    pub fn monochrome1(&self) -> bool {
+        self.monochrome1
     }
 }
 
@@ -156,9 +185,14 @@ fn render(image: &dicom::Image) -> DisplayImage {
             [g, g, g, 255]
         })
         .collect();
+    let window = image.default_window();
     DisplayImage {
         width: image.width,
         height: image.height,
         rgba,
+        modality: image.pixels.clone(),
+        window_center: window.center,
+        window_width: window.width,
+        monochrome1: image.meta.photometric_interpretation == "MONOCHROME1",
     }
 }
