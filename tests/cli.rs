@@ -440,3 +440,63 @@ fn a_bundle_packed_in_one_tar_file_loads_and_a_damaged_one_is_refused() {
     assert!(!out.status.success());
     assert!(stderr.contains("SHA-256"), "{stderr}");
 }
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn asg_serve_serves_the_viewer_and_the_embedded_model_on_localhost_only() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web");
+    std::fs::create_dir_all(web.join("pkg")).unwrap();
+    std::fs::write(
+        web.join("index.html"),
+        "<!doctype html><title>viewer</title>",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "not for the browser").unwrap();
+    let mut child = Command::new(asg_binary())
+        .args(["serve", "--port", "0", "--web"])
+        .arg(&web)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    let index = http_get(&addr, "/");
+    let manifest = http_get(&addr, "/model/manifest.json");
+    let escape = http_get(&addr, "/../secret.txt");
+    let escape2 = http_get(&addr, "/%2e%2e/secret.txt");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        index.starts_with("HTTP/1.1 200") || index.starts_with("HTTP/1.0 200"),
+        "{index}"
+    );
+    assert!(index.contains("<title>viewer</title>"));
+    assert!(
+        index.contains("Content-Security-Policy: default-src 'self'"),
+        "{index}"
+    );
+    assert!(manifest.contains("\"name\": \"asg-default\""), "{manifest}");
+    for e in [escape, escape2] {
+        assert!(!e.contains("not for the browser"), "{e}");
+        assert!(e.contains(" 404 "), "{e}");
+    }
+}

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod serve;
 mod workstation;
 
 #[derive(Parser)]
@@ -81,6 +82,23 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value_t = 11)]
         seed: u64,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Serve the browser viewer (the built `web/` folder) with the embedded default bundle, on
+    /// this machine only (127.0.0.1) unless --host says otherwise.
+    #[command(after_help = "Examples:
+  asg serve                       then open http://127.0.0.1:8080/
+  asg serve --port 9000 --model my-bundle/")]
+    Serve {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// The built viewer folder (scripts/build-web.sh).
+        #[arg(long, default_value = "web")]
+        web: PathBuf,
+        /// A bundle folder or tar file to serve instead of the embedded one.
         #[arg(long)]
         model: Option<PathBuf>,
     },
@@ -739,6 +757,15 @@ fn run() -> anyhow::Result<()> {
             max_pixels,
         })?,
         Command::Demo { out, seed, model } => demo(&out, seed, model.as_deref())?,
+        Command::Serve {
+            port,
+            host,
+            web,
+            model,
+        } => {
+            let files = workstation::bundle_files(model.as_deref())?;
+            serve::serve(&web, &host, port, files)?
+        }
         Command::CheckEval {
             data,
             model,

@@ -52,6 +52,34 @@ pub fn load_bundle(model: Option<&Path>, threshold: Option<f32>) -> anyhow::Resu
     Ok(bundle)
 }
 
+/// The files of `--model` (a folder's manifest and listed files, or a tar file's entries) or of
+/// the embedded bundle, checked by loading them, for serving to the browser viewer.
+pub fn bundle_files(model: Option<&Path>) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let bundle = load_bundle(model, None)?;
+    let m = &bundle.manifest;
+    let mut names = vec![asg_bundle::MANIFEST_FILE.to_string()];
+    names.extend(m.files.keys().cloned());
+    match model {
+        None => Ok(EMBEDDED
+            .iter()
+            .map(|(n, b)| (n.to_string(), b.to_vec()))
+            .collect()),
+        Some(dir) if dir.is_dir() => names
+            .into_iter()
+            .map(|n| {
+                let p = dir.join(&n);
+                std::fs::read(&p)
+                    .with_context(|| format!("reading {}", p.display()))
+                    .map(|b| (n, b))
+            })
+            .collect(),
+        Some(file) => anyhow::bail!(
+            "{}: serving a tar bundle is not supported; unpack it and pass the folder",
+            file.display()
+        ),
+    }
+}
+
 /// Where reports are looked up for each image.
 pub enum Reports {
     None,
