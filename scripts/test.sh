@@ -45,9 +45,11 @@ bash scripts/build-web.sh models/default
 dicom="$(find "$e2e/dicom/files" -name '*.dcm' | head -n 1)"
 report="$(find "$e2e/dicom/files" -name 's*.txt' | head -n 1)"
 "$target_dir/debug/asg" analyze "$dicom" --model models/default --report "$report" >"$e2e/native.json"
+"$target_dir/debug/asg-train" synth --n 3 --seed 9 --size 256 --out "$e2e/several" 2>/dev/null
+printf 'not a DICOM file' >"$e2e/several/files/junk.dcm"
 (
   cd tests/browser
-  ASG_WEB_DIR=../../web ASG_DICOM="../../$dicom" ASG_REPORT="../../$report" \
+  ASG_WEB_DIR=../../web ASG_DICOM="../../$dicom" ASG_REPORT="../../$report" ASG_SEVERAL="../../$e2e/several/files" \
   ASG_NATIVE_JSON="../../$e2e/native.json" ASG_SCREENSHOT="../../$e2e/viewer.png" \
     node --test
 )

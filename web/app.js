@@ -342,20 +342,117 @@ document.getElementById("check").addEventListener("click", async () => {
   }
 });
 
-fileInput.addEventListener("change", async () => {
-  const file = fileInput.files[0];
-  if (!file) return;
+async function analyzeFile(file) {
   setStatus("busy", `Analysing ${file.name}…`);
   try {
     const bytes = await file.arrayBuffer();
     const { analysis, image } = await call("analyze", { bytes, name: file.name }, [bytes]);
     showImage(image);
     showAnalysis(analysis);
+    for (const b of document.querySelectorAll("#studies button")) {
+      b.setAttribute("aria-current", String(b.fileRef === file));
+    }
     const warnings = analysis.warnings.length ? ` Warnings: ${analysis.warnings.join("; ")}` : "";
     setStatus("done", `Analysed ${file.name} (${image.width} × ${image.height}).${warnings}`);
   } catch (e) {
     setStatus("error", `Could not analyse ${file.name}: ${e.message}`);
   }
+}
+
+// Several files: read each header (and a thumbnail), group into studies and series, list them,
+// analyse the first image. Files that are not DICOM images are named and skipped.
+async function openFiles(files) {
+  files = [...files];
+  if (files.length === 0) return;
+  if (files.length === 1) {
+    document.getElementById("studies").replaceChildren();
+    return analyzeFile(files[0]);
+  }
+  setStatus("busy", `Reading ${files.length} files…`);
+  const studies = new Map();
+  const skipped = [];
+  let done = 0;
+  for (const file of files) {
+    try {
+      const bytes = await file.arrayBuffer();
+      const { meta, thumb } = await call("meta", { bytes, name: file.name }, [bytes]);
+      const study = studies.get(meta.study_instance_uid) ?? new Map();
+      studies.set(meta.study_instance_uid, study);
+      const series = study.get(meta.series_instance_uid) ?? [];
+      study.set(meta.series_instance_uid, series);
+      series.push({ file, meta, thumb });
+    } catch (e) {
+      skipped.push(`${file.name}: ${e.message}`);
+    }
+    done++;
+    setStatus("busy", `Reading ${done} of ${files.length} files…`);
+  }
+  const list = document.getElementById("studies");
+  const items = [];
+  let k = 0;
+  for (const [, study] of studies) {
+    k++;
+    const li = document.createElement("li");
+    const title = document.createElement("div");
+    title.textContent = `Study ${k}: ${[...study.values()].reduce((n, s) => n + s.length, 0)} images in ${study.size} series`;
+    li.append(title);
+    for (const [, series] of study) {
+      for (const { file, meta, thumb } of series) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.fileRef = file;
+        b.title = `${file.name} · ${meta.modality ?? "?"} ${meta.view_position ?? ""} · ${meta.columns} × ${meta.rows}`;
+        const c = document.createElement("canvas");
+        c.width = thumb.width;
+        c.height = thumb.height;
+        c.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(thumb.rgba), thumb.width, thumb.height), 0, 0);
+        const caption = document.createElement("span");
+        caption.textContent = meta.view_position ?? meta.modality ?? "image";
+        b.append(c, caption);
+        b.addEventListener("click", () => analyzeFile(file));
+        li.append(b);
+      }
+    }
+    items.push(li);
+  }
+  list.replaceChildren(...items);
+  if (skipped.length) console.warn(`skipped: ${skipped.join("; ")}`);
+  const first = [...studies.values()][0];
+  if (!first) {
+    setStatus("error", `None of the ${files.length} files is a DICOM image (${skipped[0] ?? ""})`);
+    return;
+  }
+  await analyzeFile([...first.values()][0][0].file);
+  if (skipped.length) {
+    status.textContent += ` Skipped ${skipped.length} file(s) that are not DICOM images.`;
+  }
+}
+
+fileInput.addEventListener("change", () => openFiles(fileInput.files));
+document.getElementById("folder").addEventListener("change", (e) => openFiles(e.target.files));
+
+// Drag and drop: files, and folders walked through the entries API.
+async function entryFiles(entry) {
+  if (entry.isFile) return [await new Promise((ok, no) => entry.file(ok, no))];
+  if (!entry.isDirectory) return [];
+  const reader = entry.createReader();
+  const out = [];
+  for (;;) {
+    const batch = await new Promise((ok, no) => reader.readEntries(ok, no));
+    if (batch.length === 0) break;
+    for (const e of batch) out.push(...(await entryFiles(e)));
+  }
+  return out;
+}
+document.addEventListener("dragover", (e) => { e.preventDefault(); document.body.classList.add("dragging"); });
+document.addEventListener("dragleave", () => document.body.classList.remove("dragging"));
+document.addEventListener("drop", async (e) => {
+  e.preventDefault();
+  document.body.classList.remove("dragging");
+  if (fileInput.disabled) return;
+  const entries = [...e.dataTransfer.items].map((i) => i.webkitGetAsEntry && i.webkitGetAsEntry()).filter(Boolean);
+  const files = entries.length ? (await Promise.all(entries.map(entryFiles))).flat() : [...e.dataTransfer.files];
+  openFiles(files);
 });
 
 call("load")
@@ -363,5 +460,6 @@ call("load")
     modelHasText = Boolean(manifest.text_model);
     setStatus("ready", `Model ${manifest.name} ${manifest.version} loaded. Open a DICOM file.`);
     fileInput.disabled = false;
+    document.getElementById("folder").disabled = false;
   })
   .catch((e) => setStatus("error", `Could not load the model: ${e.message}`));

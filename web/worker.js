@@ -1,5 +1,5 @@
 // Runs the WebAssembly analyzer off the main thread so the page never freezes.
-import init, { Analyzer } from "./pkg/asg_wasm.js";
+import init, { Analyzer, readMeta, thumbnail } from "./pkg/asg_wasm.js";
 
 let analyzer = null;
 
@@ -55,6 +55,14 @@ self.onmessage = async (event) => {
       };
       display.free();
       self.postMessage({ id, ok: true, analysis, image }, [image.rgba.buffer, image.modality.buffer]);
+    } else if (type === "meta") {
+      // Header only; plus a thumbnail for the study list.
+      const bytes = new Uint8Array(event.data.bytes);
+      const meta = JSON.parse(readMeta(bytes, event.data.name));
+      const t = thumbnail(bytes, event.data.name, 64);
+      const thumb = { width: t.width, height: t.height, rgba: t.rgba };
+      t.free();
+      self.postMessage({ id, ok: true, meta, thumb }, [thumb.rgba.buffer]);
     } else if (type === "check") {
       if (!analyzer) throw new Error("the model is not loaded");
       const check = JSON.parse(analyzer.checkReport(JSON.stringify(event.data.analysis), event.data.report));

@@ -219,3 +219,47 @@ test("a file that is not DICOM gets a clear error on the page, not a crash", asy
     server.close();
   }
 });
+
+test("several files are grouped into studies with thumbnails, and a bad one is named and skipped", async () => {
+  const webDir = path.resolve(env("ASG_WEB_DIR"));
+  const dir = path.resolve(env("ASG_SEVERAL"));
+  const files = fs.readdirSync(dir, { recursive: true })
+    .map((f) => path.join(dir, f))
+    .filter((f) => f.endsWith(".dcm"));
+  assert.equal(files.length, 4);
+  const server = await serve(webDir);
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+  });
+  try {
+    const page = await browser.newPage();
+    const problems = [];
+    page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+    await page.goto(`${origin}/`);
+    await page.waitForSelector('#status[data-state="ready"]', { timeout: 60_000 });
+    await page.setInputFiles("#file", files);
+    await page.waitForSelector('#status[data-state="done"], #status[data-state="error"]', { timeout: 60_000 });
+    const text = await page.textContent("#status");
+    assert.equal(await page.getAttribute("#status", "data-state"), "done", text);
+    assert.match(text, /Skipped 1 file/);
+    assert.equal(await page.$$eval("#studies > li", (lis) => lis.length), 3);
+    const thumbs = await page.$$eval("#studies canvas", (cs) => cs.map((c) => {
+      const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let sum = 0;
+      for (let i = 0; i < px.length; i += 4) sum += px[i];
+      return sum / (px.length / 4);
+    }));
+    assert.equal(thumbs.length, 3);
+    thumbs.forEach((m) => assert.ok(m > 5 && m < 250, `blank thumbnail (${m})`));
+    // The first is analysed; another opens on click.
+    assert.equal(await page.$$eval('#studies button[aria-current="true"]', (b) => b.length), 1);
+    await page.click("#studies > li:nth-child(2) button");
+    await page.waitForSelector('#studies > li:nth-child(2) button[aria-current="true"]', { timeout: 60_000 });
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+});

@@ -168,6 +168,45 @@ impl AnalyzedImage {
     }
 }
 
+/// The image metadata of a DICOM file (study, series and instance UIDs, size, modality, view; no
+/// patient identity) as JSON text, from the header alone; throws for files that are not images.
+#[wasm_bindgen(js_name = readMeta)]
+pub fn read_meta(dicom_bytes: &[u8], name: &str) -> Result<String, JsError> {
+    let meta = dicom::read_meta_bytes(dicom_bytes, name, &dicom::ReadOptions::default())
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    serde_json::to_string(&meta).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// A small rendering (the longer side `size` pixels, area-averaged) for a study list.
+#[wasm_bindgen]
+pub fn thumbnail(dicom_bytes: &[u8], name: &str, size: u32) -> Result<DisplayImage, JsError> {
+    let image = dicom::read_bytes(dicom_bytes, name, &dicom::ReadOptions::default())
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    let size = size.clamp(8, 512);
+    let scale = size as f64 / image.width.max(image.height).max(1) as f64;
+    let (w, h) = (
+        ((image.width as f64 * scale).round() as u32).max(1),
+        ((image.height as f64 * scale).round() as u32).max(1),
+    );
+    let small = dicom::area_resize(&image.display(), image.width, image.height, w, h);
+    let rgba = small
+        .iter()
+        .flat_map(|&v| {
+            let g = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+            [g, g, g, 255]
+        })
+        .collect();
+    Ok(DisplayImage {
+        width: w,
+        height: h,
+        rgba,
+        modality: Vec::new(),
+        window_center: 0.0,
+        window_width: 1.0,
+        monochrome1: false,
+    })
+}
+
 /// Decodes a DICOM file and renders it with its VOI window (MONOCHROME1 inverted) for display.
 #[wasm_bindgen(js_name = displayImage)]
 pub fn display_image(dicom_bytes: &[u8], name: &str) -> Result<DisplayImage, JsError> {
