@@ -7,7 +7,7 @@ bundle="${1:-models/default}"
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 
 cargo build --quiet -p asg-wasm --target wasm32-unknown-unknown --profile wasm
-wasm-bindgen --target web --out-dir web/pkg --no-typescript "$target_dir/wasm32-unknown-unknown/wasm/asg_wasm.wasm"
+wasm-bindgen --target web --out-dir web/pkg "$target_dir/wasm32-unknown-unknown/wasm/asg_wasm.wasm"
 rm -rf web/model
 mkdir -p web/model
 cp "$bundle/manifest.json" "$bundle/image.onnx" web/model/

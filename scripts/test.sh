@@ -47,6 +47,8 @@ report="$(find "$e2e/dicom/files" -name 's*.txt' | head -n 1)"
 "$target_dir/debug/asg" analyze "$dicom" --model models/default --report "$report" >"$e2e/native.json"
 "$target_dir/debug/asg-train" synth --n 3 --seed 9 --size 256 --out "$e2e/several" 2>/dev/null
 printf 'not a DICOM file' >"$e2e/several/files/junk.dcm"
+(cd tests/browser && npx tsc --noEmit --strict --target es2022 --lib es2022,esnext.disposable,dom \
+  ../../web/asg.d.ts ../../web/pkg/asg_wasm.d.ts)
 (
   cd tests/browser
   ASG_WEB_DIR=../../web ASG_DICOM="../../$dicom" ASG_REPORT="../../$report" ASG_SEVERAL="../../$e2e/several/files" \

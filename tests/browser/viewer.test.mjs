@@ -263,3 +263,42 @@ test("several files are grouped into studies with thumbnails, and a bad one is n
     server.close();
   }
 });
+
+test("the embedding module (asg.js) gives other viewers the same analysis and report check", async () => {
+  const webDir = path.resolve(env("ASG_WEB_DIR"));
+  const native = JSON.parse(fs.readFileSync(env("ASG_NATIVE_JSON"), "utf8"));
+  const dicom = fs.readFileSync(path.resolve(env("ASG_DICOM"))).toString("base64");
+  const report = fs.readFileSync(path.resolve(env("ASG_REPORT")), "utf8");
+  const server = await serve(webDir);
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+  });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${origin}/`);
+    const got = await page.evaluate(async ({ dicom, report }) => {
+      const { AsgAnalyzer } = await import("./asg.js");
+      const asg = new AsgAnalyzer();
+      const manifest = await asg.load();
+      const bytes = Uint8Array.from(atob(dicom), (c) => c.charCodeAt(0)).buffer;
+      const { analysis } = await asg.analyze(bytes, "embedded.dcm");
+      const check = await asg.checkReport(analysis, report);
+      asg.terminate();
+      return {
+        name: manifest.name,
+        probabilities: analysis.findings.map((f) => f.probability),
+        boxes: analysis.regions.map((r) => r.bbox),
+        verdicts: check.sentences.map((s) => s.verdict),
+      };
+    }, { dicom, report });
+    assert.equal(got.name, native.model.name);
+    assertClose("probabilities", got.probabilities, native.findings.map((f) => f.probability));
+    assertClose("boxes", got.boxes.flat(), native.regions.map((r) => r.bbox).flat());
+    assert.deepEqual(got.verdicts, native.report_check.sentences.map((s) => s.verdict));
+  } finally {
+    await browser.close();
+    server.close();
+  }
+});
