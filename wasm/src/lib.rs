@@ -59,6 +59,28 @@ impl Analyzer {
         })
     }
 
+    /// Runs the image model alone on a normalised, letterboxed input (`size * size` values, as the
+    /// manifest's input says) and returns the finding logits: for benchmarks against other ONNX
+    /// runtimes on the same tensor.
+    pub fn infer(&self, input: &[f32]) -> Result<Vec<f32>, JsError> {
+        let outputs = self
+            .bundle
+            .image_model
+            .run(input.to_vec())
+            .map_err(|e| JsError::new(&format!("inference failed: {e:#}")))?;
+        let at = self
+            .bundle
+            .image_model
+            .output_names()
+            .iter()
+            .position(|n| n == "finding_logits")
+            .unwrap_or(0);
+        outputs
+            .into_iter()
+            .nth(at)
+            .ok_or_else(|| JsError::new("the image model has no outputs"))
+    }
+
     /// The bundle's manifest as JSON text.
     pub fn manifest(&self) -> String {
         self.bundle.manifest.to_json()
