@@ -122,7 +122,22 @@ function probabilityColour(p) {
   return `rgb(255, ${Math.round(220 * (1 - t))}, 0)`;
 }
 
-let current = null; // { analysis, selected: finding name or null, highlight: region name or null }
+let current = null; // { analysis, selected: finding name or null, highlight: region name or null, check }
+// null: the model's own threshold per finding; a number: one threshold for every finding.
+let threshold = null;
+
+function isPresent(f) {
+  return threshold === null ? f.present : f.probability >= threshold;
+}
+
+function regionsOf(analysis, f) {
+  if (threshold === null) return f.regions;
+  const fi = analysis.findings.indexOf(f);
+  return analysis.regions
+    .filter((r) => r.probabilities[fi] >= threshold)
+    .sort((a, b) => b.probabilities[fi] - a.probabilities[fi])
+    .map((r) => r.name);
+}
 const overlay = document.getElementById("overlay");
 
 function drawOverlay() {
@@ -168,10 +183,10 @@ function drawOverlay() {
       box(r, "rgb(0, 200, 220)", 1);
       label(r.name, r.bbox[0], r.bbox[1], "rgb(0, 220, 240)");
     }
-    const shown = selected ? analysis.findings.filter((f) => f.name === selected) : analysis.findings.filter((f) => f.present);
+    const shown = selected ? analysis.findings.filter((f) => f.name === selected) : analysis.findings.filter(isPresent);
     for (const f of shown) {
       const fi = analysis.findings.indexOf(f);
-      for (const name of f.regions.slice(0, 3)) {
+      for (const name of regionsOf(analysis, f).slice(0, 3)) {
         const r = analysis.regions.find((x) => x.name === name);
         if (!r) continue;
         const p = r.probabilities[fi];
@@ -192,8 +207,19 @@ function select(name, toggle = true) {
   drawOverlay();
 }
 
+function showFindings() {
+  const { analysis } = current;
+  for (const row of document.querySelectorAll("#findings tbody tr")) {
+    const f = analysis.findings.find((x) => x.name === row.dataset.finding);
+    row.classList.toggle("present", isPresent(f));
+    row.cells[2].textContent = regionsOf(analysis, f).join(", ");
+  }
+}
+
 function showAnalysis(analysis) {
-  current = { analysis, selected: null, highlight: null };
+  current = { analysis, selected: null, highlight: null, check: null };
+  document.getElementById("export-json").disabled = false;
+  document.getElementById("export-png").disabled = false;
   const body = document.querySelector("#findings tbody");
   body.replaceChildren(
     ...analysis.findings.map((f) => {
@@ -213,6 +239,7 @@ function showAnalysis(analysis) {
       return row;
     }),
   );
+  showFindings();
   document.querySelector("#regions tbody").replaceChildren(
     ...analysis.regions.map((r) => {
       const row = document.createElement("tr");
@@ -267,6 +294,43 @@ function showCheck(check) {
 }
 
 let modelHasText = false;
+const slider = document.getElementById("threshold");
+slider.addEventListener("input", () => {
+  threshold = Number(slider.value);
+  document.getElementById("threshold-value").textContent = threshold.toFixed(2);
+  if (current) { showFindings(); drawOverlay(); }
+});
+document.getElementById("threshold-reset").addEventListener("click", () => {
+  threshold = null;
+  document.getElementById("threshold-value").textContent = "the model's own, per finding";
+  if (current) { showFindings(); drawOverlay(); }
+});
+
+function download(blob, name) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}
+document.getElementById("export-json").addEventListener("click", () => {
+  if (!current) return;
+  const out = { ...current.analysis, report_check: current.check ?? undefined };
+  download(new Blob([JSON.stringify(out, null, 2)], { type: "application/json" }), "analysis.json");
+});
+document.getElementById("export-png").addEventListener("click", () => {
+  if (!current) return;
+  // The image as windowed now, with the overlay as drawn now.
+  const c = document.createElement("canvas");
+  c.width = canvas.width;
+  c.height = canvas.height;
+  const ctx = c.getContext("2d");
+  ctx.drawImage(canvas, 0, 0);
+  ctx.drawImage(overlay, 0, 0);
+  c.toBlob((blob) => download(blob, "view.png"), "image/png");
+});
 const viewport = document.getElementById("viewport");
 let drag = null;
 viewport.addEventListener("pointerdown", (e) => {
@@ -335,6 +399,7 @@ document.getElementById("check").addEventListener("click", async () => {
   setStatus("busy", "Checking the report…");
   try {
     const { check } = await call("check", { analysis: current.analysis, report: document.getElementById("report").value });
+    current.check = check;
     showCheck(check);
     setStatus("checked", `Report checked: ${check.sentences.length} sentences, ${check.omissions.length} omissions.`);
   } catch (e) {

@@ -144,6 +144,15 @@ test("the viewer analyses a DICOM file in the browser exactly as the native CLI 
     assert.ok(Math.abs((await meanGrey()) - grey) > 1, "dragging did not change window/level");
     await page.keyboard.press("1");
 
+    // The threshold slider decides what counts as present; the reset restores the model's own.
+    const presentRows = () => page.$$eval("#findings tbody tr.present", (trs) => trs.length);
+    await page.fill("#threshold", "0");
+    assert.equal(await presentRows(), native.findings.length);
+    await page.fill("#threshold", "1");
+    assert.equal(await presentRows(), native.findings.filter((f) => f.probability >= 1).length);
+    await page.click("#threshold-reset");
+    assert.equal(await presentRows(), native.findings.filter((f) => f.present).length);
+
     // The regions as text, the same as native.
     const regionRows = await page.$$eval("#regions tbody tr", (trs) => trs.map((tr) => tr.cells[0].textContent));
     assert.deepEqual(regionRows, native.regions.map((r) => r.name));
@@ -182,6 +191,17 @@ test("the viewer analyses a DICOM file in the browser exactly as the native CLI 
     for (const [verdict, colour] of verdicts) {
       assert.notEqual(colour, "rgb(119, 119, 119)", `${verdict} has no verdict colour`);
     }
+
+    // Export: the analysis (with the report check) as JSON, and the view as a PNG.
+    const [jsonDownload] = await Promise.all([page.waitForEvent("download"), page.click("#export-json")]);
+    const exported = JSON.parse(fs.readFileSync(await jsonDownload.path(), "utf8"));
+    assert.equal(exported.model.image_sha256, native.model.image_sha256);
+    assert.equal(exported.report_check.sentences.length, native.report_check.sentences.length);
+    const [pngDownload] = await Promise.all([page.waitForEvent("download"), page.click("#export-png")]);
+    const png = fs.readFileSync(await pngDownload.path());
+    assert.deepEqual([...png.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10]);
+    assert.equal(png.readUInt32BE(16), native.image.width);
+    assert.equal(png.readUInt32BE(20), native.image.height);
 
     if (process.env.ASG_SCREENSHOT) await page.screenshot({ path: process.env.ASG_SCREENSHOT, fullPage: true });
 
