@@ -52,6 +52,7 @@ printf 'not a DICOM file' >"$e2e/several/files/junk.dcm"
 (
   cd tests/browser
   ASG_WEB_DIR=../../web ASG_DICOM="../../$dicom" ASG_REPORT="../../$report" ASG_SEVERAL="../../$e2e/several/files" \
+  ASG_BIN="$target_dir/debug/asg" \
   ASG_NATIVE_JSON="../../$e2e/native.json" ASG_SCREENSHOT="../../$e2e/viewer.png" \
     node --test
 )

@@ -10,6 +10,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import fs from "node:fs";
+import { spawn } from "node:child_process";
 import path from "node:path";
 import { chromium } from "playwright-core";
 
@@ -320,5 +321,43 @@ test("the embedding module (asg.js) gives other viewers the same analysis and re
   } finally {
     await browser.close();
     server.close();
+  }
+});
+
+test("asg serve shows the viewer with the embedded default model", async () => {
+  const asg = path.resolve(env("ASG_BIN"));
+  const child = spawn(asg, ["serve", "--port", "0", "--web", path.resolve(env("ASG_WEB_DIR"))], { stdio: ["ignore", "ignore", "pipe"] });
+  try {
+    const origin = await new Promise((resolve, reject) => {
+      let text = "";
+      child.stderr.on("data", (d) => {
+        text += d;
+        const m = text.match(/http:\/\/(127\.0\.0\.1:\d+)\//);
+        if (m) resolve(`http://${m[1]}`);
+      });
+      child.on("exit", (code) => reject(new Error(`asg serve exited (${code}): ${text}`)));
+    });
+    const browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+    });
+    try {
+      const page = await browser.newPage();
+      const requests = [];
+      page.context().on("request", (r) => requests.push(r.url()));
+      await page.goto(`${origin}/`);
+      await page.waitForSelector('#status[data-state="ready"], #status[data-state="error"]', { timeout: 60_000 });
+      const status = await page.textContent("#status");
+      assert.equal(await page.getAttribute("#status", "data-state"), "ready", status);
+      assert.match(status, /asg-default/);
+      await page.setInputFiles("#file", path.resolve(env("ASG_DICOM")));
+      await page.waitForSelector('#status[data-state="done"], #status[data-state="error"]', { timeout: 60_000 });
+      assert.equal(await page.getAttribute("#status", "data-state"), "done", await page.textContent("#status"));
+      assert.deepEqual(requests.filter((u) => !u.startsWith(`${origin}/`) && !u.startsWith("blob:")), []);
+    } finally {
+      await browser.close();
+    }
+  } finally {
+    child.kill();
   }
 });
