@@ -95,9 +95,10 @@ enum Command {
         port: u16,
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
-        /// The built viewer folder (scripts/build-web.sh).
-        #[arg(long, default_value = "web")]
-        web: PathBuf,
+        /// Serve the viewer from this built folder (scripts/build-web.sh) instead of the one built
+        /// into the binary (or `web/` when the binary has none).
+        #[arg(long)]
+        web: Option<PathBuf>,
         /// A bundle folder or tar file to serve instead of the embedded one.
         #[arg(long)]
         model: Option<PathBuf>,
@@ -764,7 +765,7 @@ fn run() -> anyhow::Result<()> {
             model,
         } => {
             let files = workstation::bundle_files(model.as_deref())?;
-            serve::serve(&web, &host, port, files)?
+            serve::serve(&serve::Assets::choose(web), &host, port, files)?
         }
         Command::CheckEval {
             data,

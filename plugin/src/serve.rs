@@ -1,11 +1,56 @@
-//! `asg serve`: the browser viewer from this machine only. Serves the viewer's files from a
-//! folder (`web/`, built by `scripts/build-web.sh`) and the model bundle under `/model/` — the
+//! `asg serve`: the browser viewer from this machine only. Serves the viewer's files — built into
+//! the binary when `web/` had been built before it (`scripts/build.sh` does so), else from a folder
+//! (`--web DIR`, default `web/`) — and the model bundle under `/model/` — the
 //! embedded default bundle unless `--model` names another — on 127.0.0.1 by default. GET and
 //! HEAD only; paths are resolved inside the folder (no `..`, no absolute paths, no symlinks out);
 //! every response carries the viewer's Content Security Policy.
 
 use anyhow::Context;
 use std::path::{Component, Path, PathBuf};
+
+include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
+
+/// Where the viewer's files come from.
+pub enum Assets {
+    /// A built viewer folder on disk.
+    Folder(PathBuf),
+    /// The viewer built into this binary.
+    Embedded,
+}
+
+impl Assets {
+    /// `--web DIR` if given, else the embedded viewer if this build has one, else `web/`.
+    pub fn choose(web: Option<PathBuf>) -> Self {
+        match web {
+            Some(dir) => Assets::Folder(dir),
+            None if !WEB_ASSETS.is_empty() => Assets::Embedded,
+            None => Assets::Folder(PathBuf::from("web")),
+        }
+    }
+
+    fn get(&self, url: &str) -> Option<(Vec<u8>, String)> {
+        match self {
+            Assets::Folder(root) => {
+                let p = resolve(root, url)?;
+                let bytes = std::fs::read(&p).ok()?;
+                Some((bytes, p.display().to_string()))
+            }
+            Assets::Embedded => {
+                let path = url.split(['?', '#']).next().unwrap_or("");
+                let path = if path.ends_with('/') {
+                    format!("{path}index.html")
+                } else {
+                    path.to_string()
+                };
+                let name = path.trim_start_matches('/');
+                WEB_ASSETS
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(n, b)| (b.to_vec(), n.to_string()))
+            }
+        }
+    }
+}
 
 /// The Content Security Policy of `web/index.html`, sent as a header too.
 const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'; img-src 'self' blob: data:; style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'";
@@ -46,16 +91,18 @@ fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
 
 /// Serves until the process is stopped. `model_files` are served under `/model/`.
 pub fn serve(
-    web: &Path,
+    assets: &Assets,
     host: &str,
     port: u16,
     model_files: Vec<(String, Vec<u8>)>,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        web.join("index.html").is_file() && web.join("pkg").is_dir(),
-        "{}: not a built viewer (run scripts/build-web.sh first, or pass --web DIR)",
-        web.display()
-    );
+    if let Assets::Folder(web) = assets {
+        anyhow::ensure!(
+            web.join("index.html").is_file() && web.join("pkg").is_dir(),
+            "{}: not a built viewer (run scripts/build-web.sh first, or pass --web DIR)",
+            web.display()
+        );
+    }
     let server = tiny_http::Server::http((host, port))
         .map_err(|e| anyhow::anyhow!("listening on {host}:{port}: {e}"))?;
     let addr = server
@@ -96,9 +143,9 @@ pub fn serve(
                 None => respond(404, b"not found".to_vec(), "text/plain"),
             }
         } else {
-            match resolve(web, &url).map(|p| (std::fs::read(&p), p)) {
-                Some((Ok(bytes), p)) => respond(200, bytes, content_type(&p.display().to_string())),
-                _ => respond(404, b"not found".to_vec(), "text/plain"),
+            match assets.get(&url) {
+                Some((bytes, name)) => respond(200, bytes, content_type(&name)),
+                None => respond(404, b"not found".to_vec(), "text/plain"),
             }
         };
         // A client that went away is not the server's problem.
