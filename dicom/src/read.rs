@@ -362,7 +362,7 @@ pub fn read_capped(path: &Path, name: &str, options: &ReadOptions) -> Result<Vec
 
 /// Parses a DICOM stream (with or without the 128-byte preamble) after checking its size and
 /// every declared length.
-fn parse_object(
+pub(crate) fn parse_object(
     bytes: &[u8],
     source_name: &str,
     options: &ReadOptions,

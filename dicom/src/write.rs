@@ -37,7 +37,7 @@ impl TransferSyntax {
     }
 }
 /// Our implementation class UID (under the UUID-derived root 2.25).
-const IMPLEMENTATION_CLASS_UID: &str = "2.25.302043462331953486468745563893361840923";
+pub(crate) const IMPLEMENTATION_CLASS_UID: &str = "2.25.302043462331953486468745563893361840923";
 
 /// A UID under the 2.25 root (ISO/IEC 9834-8), from a 128-bit number.
 pub fn uid_from_u128(n: u128) -> String {

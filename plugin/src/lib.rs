@@ -9,6 +9,7 @@ mod check;
 mod error;
 #[cfg(feature = "overlay")]
 pub mod overlay;
+pub mod results;
 mod runtime;
 
 pub use analysis::{

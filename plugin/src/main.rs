@@ -35,7 +35,8 @@ enum Command {
   asg analyze study.dcm                                  (embedded default model)
   asg analyze study.dcm --report report.txt --overlay out/
   asg analyze archive/ --reports archive/ --json results/ --overlay results/ --jobs 2
-  asg analyze DICOMDIR --model my-bundle/ --threshold 0.3")]
+  asg analyze DICOMDIR --model my-bundle/ --threshold 0.3
+  asg analyze study.dcm --sr out/ --fhir out/          (DICOM SR TID 1500 and FHIR R4)")]
     Analyze {
         /// DICOM files, folders (searched recursively) or DICOMDIR files.
         #[arg(required = true)]
@@ -57,6 +58,13 @@ enum Command {
         /// Write an overlay PNG per image into this folder.
         #[arg(long)]
         overlay: Option<PathBuf>,
+        /// Write a DICOM Structured Report (TID 1500 measurement report) per image into this
+        /// folder, for PACS and viewers (OHIF, Weasis...).
+        #[arg(long)]
+        sr: Option<PathBuf>,
+        /// Write a FHIR R4 DiagnosticReport (JSON) per image into this folder.
+        #[arg(long)]
+        fhir: Option<PathBuf>,
         /// One probability threshold for every finding (default: the bundle's, per finding).
         #[arg(long)]
         threshold: Option<f32>,
@@ -395,6 +403,8 @@ struct AnalyzeArgs {
     reports: Option<PathBuf>,
     json: Option<PathBuf>,
     overlay: Option<PathBuf>,
+    sr: Option<PathBuf>,
+    fhir: Option<PathBuf>,
     threshold: Option<f32>,
     jobs: usize,
     human: bool,
@@ -434,6 +444,8 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     };
     let outputs = Outputs {
         overlay_dir: args.overlay.clone(),
+        sr_dir: args.sr.clone(),
+        fhir_dir: args.fhir.clone(),
         read: ReadOptions {
             max_pixels: args.max_pixels,
             ..ReadOptions::default()
@@ -566,6 +578,8 @@ fn demo(out: &Path, seed: u64, model: Option<&Path>) -> anyhow::Result<()> {
     let report = read_report(&report_path)?;
     let outputs = Outputs {
         overlay_dir: Some(out.to_path_buf()),
+        sr_dir: None,
+        fhir_dir: None,
         read: ReadOptions::default(),
     };
     let o = analyze_file(&bundle, file, &Reports::One(report.clone()), &outputs)?;
@@ -628,6 +642,8 @@ fn check_eval(
     );
     let outputs = Outputs {
         overlay_dir: None,
+        sr_dir: None,
+        fhir_dir: None,
         read: ReadOptions::default(),
     };
     let bar = progress_bar(files.len());
@@ -741,6 +757,8 @@ fn run() -> anyhow::Result<()> {
             reports,
             json,
             overlay,
+            sr,
+            fhir,
             threshold,
             jobs,
             human,
@@ -752,6 +770,8 @@ fn run() -> anyhow::Result<()> {
             reports,
             json,
             overlay,
+            sr,
+            fhir,
             threshold,
             jobs,
             human,

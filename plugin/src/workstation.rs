@@ -143,7 +143,36 @@ pub struct Outcome {
 /// Output options.
 pub struct Outputs {
     pub overlay_dir: Option<PathBuf>,
+    /// A DICOM SR (TID 1500) per image here.
+    pub sr_dir: Option<PathBuf>,
+    /// A FHIR R4 DiagnosticReport (JSON) per image here.
+    pub fhir_dir: Option<PathBuf>,
     pub read: ReadOptions,
+}
+
+/// Today's date and time as DICOM DA and TM (UTC), and as an ISO instant for FHIR.
+fn now() -> (String, String, String) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    (
+        format!("{y:04}{m:02}{d:02}"),
+        format!("{hh:02}{mm:02}{ss:02}"),
+        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z"),
+    )
 }
 
 fn output_stem(file: &Path) -> String {
@@ -166,6 +195,24 @@ pub fn analyze_file(
         Some((path, text)) => (Some(path), Some(bundle.check_report(&analysis, &text)?)),
         None => (None, None),
     };
+    if out.sr_dir.is_some() || out.fhir_dir.is_some() {
+        let source = asg_dicom::sr::source_image(&bytes, &name)?;
+        let (date, time, instant) = now();
+        if let Some(dir) = &out.sr_dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let path = dir.join(format!("{}.sr.dcm", output_stem(file)));
+            let report =
+                asg_plugin::results::measurement_report(&analysis, source.clone(), (date, time));
+            asg_dicom::sr::write_sr(&path, &report)?;
+        }
+        if let Some(dir) = &out.fhir_dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let path = dir.join(format!("{}.fhir.json", output_stem(file)));
+            let fhir = asg_plugin::results::fhir_report(&analysis, &source.patient_id, &instant);
+            std::fs::write(&path, serde_json::to_string_pretty(&fhir)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
     let overlay = match &out.overlay_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
