@@ -55,7 +55,11 @@ printf 'not a DICOM file' >"$e2e/several/files/junk.dcm"
 (
   cd tests/browser
   ASG_WEB_DIR=../../web ASG_DICOM="../../$dicom" ASG_REPORT="../../$report" ASG_SEVERAL="../../$e2e/several/files" \
-  ASG_BIN="$target_dir/debug/asg" \
+  ASG_BIN="$target_dir/debug/asg" ASG_SR_OUT="../../$e2e/browser.sr.dcm" \
   ASG_NATIVE_JSON="../../$e2e/native.json" ASG_SCREENSHOT="../../$e2e/viewer.png" \
     node --test
 )
+echo "== the viewer's exported DICOM SR read by dcmtk and highdicom"
+dsrdump "$e2e/browser.sr.dcm" >/dev/null 2>"$e2e/dsrdump.err"
+if [ -s "$e2e/dsrdump.err" ]; then cat "$e2e/dsrdump.err"; exit 1; fi
+.venv/bin/python -c "import highdicom as hd, sys; sr = hd.sr.srread(sys.argv[1]); print(type(sr).__name__, len(sr.content.get_planar_roi_measurement_groups()), 'measurement groups')" "$e2e/browser.sr.dcm"

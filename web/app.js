@@ -220,6 +220,8 @@ function showAnalysis(analysis) {
   current = { analysis, selected: null, highlight: null, check: null };
   document.getElementById("export-json").disabled = false;
   document.getElementById("export-png").disabled = false;
+  document.getElementById("export-sr").disabled = false;
+  document.getElementById("export-fhir").disabled = false;
   const body = document.querySelector("#findings tbody");
   body.replaceChildren(
     ...analysis.findings.map((f) => {
@@ -320,6 +322,19 @@ document.getElementById("export-json").addEventListener("click", () => {
   const out = { ...current.analysis, report_check: current.check ?? undefined };
   download(new Blob([JSON.stringify(out, null, 2)], { type: "application/json" }), "analysis.json");
 });
+async function exportResults(kind) {
+  if (!current || !current.file) return;
+  try {
+    const bytes = await current.file.arrayBuffer();
+    const { sr, fhir } = await call("export", { bytes, name: current.file.name, analysis: current.analysis }, [bytes]);
+    if (kind === "sr") download(new Blob([sr], { type: "application/dicom" }), "analysis.sr.dcm");
+    else download(new Blob([fhir], { type: "application/fhir+json" }), "analysis.fhir.json");
+  } catch (e) {
+    setStatus("error", `Could not export: ${e.message}`);
+  }
+}
+document.getElementById("export-sr").addEventListener("click", () => exportResults("sr"));
+document.getElementById("export-fhir").addEventListener("click", () => exportResults("fhir"));
 document.getElementById("export-png").addEventListener("click", () => {
   if (!current) return;
   // The image as windowed now, with the overlay as drawn now.
@@ -414,6 +429,7 @@ async function analyzeFile(file) {
     const { analysis, image } = await call("analyze", { bytes, name: file.name }, [bytes]);
     showImage(image);
     showAnalysis(analysis);
+    current.file = file;
     for (const b of document.querySelectorAll("#studies button")) {
       b.setAttribute("aria-current", String(b.fileRef === file));
     }

@@ -63,6 +63,13 @@ self.onmessage = async (event) => {
       const thumb = { width: t.width, height: t.height, rgba: t.rgba };
       t.free();
       self.postMessage({ id, ok: true, meta, thumb }, [thumb.rgba.buffer]);
+    } else if (type === "export") {
+      if (!analyzer) throw new Error("the model is not loaded");
+      const r = analyzer.exportResults(new Uint8Array(event.data.bytes), event.data.name, JSON.stringify(event.data.analysis), new Date().toISOString());
+      const sr = r.sr;
+      const fhir = r.fhir;
+      r.free();
+      self.postMessage({ id, ok: true, sr, fhir }, [sr.buffer]);
     } else if (type === "check") {
       if (!analyzer) throw new Error("the model is not loaded");
       const check = JSON.parse(analyzer.checkReport(JSON.stringify(event.data.analysis), event.data.report));

@@ -458,17 +458,17 @@ impl MeasurementReport {
     }
 }
 
-/// Writes `report` as a DICOM Part 10 file (explicit VR little endian); the file appears under
-/// `path` only once complete.
-pub fn write_sr(path: &Path, report: &MeasurementReport) -> Result<(), DicomError> {
-    let name = path.display().to_string();
-    let err = |kind| DicomError::new(&name, kind);
+fn file_object(
+    report: &MeasurementReport,
+    name: &str,
+) -> Result<dicom_object::FileDicomObject<InMemDicomObject>, DicomError> {
+    let err = |kind| DicomError::new(name, kind);
     if report.source.sop_instance_uid.is_empty() || report.source.study_instance_uid.is_empty() {
         return Err(err(DicomErrorKind::InvalidImage(
             "the source image has no SOP or study instance UID to reference".into(),
         )));
     }
-    let file = report
+    report
         .to_object()
         .with_meta(
             FileMetaTableBuilder::new()
@@ -476,7 +476,29 @@ pub fn write_sr(path: &Path, report: &MeasurementReport) -> Result<(), DicomErro
                 .implementation_class_uid(crate::write::IMPLEMENTATION_CLASS_UID)
                 .implementation_version_name("ASG_0_1"),
         )
-        .map_err(|e| err(DicomErrorKind::InvalidImage(e.to_string())))?;
+        .map_err(|e| err(DicomErrorKind::InvalidImage(e.to_string())))
+}
+
+/// The report as DICOM Part 10 bytes (preamble, meta header, explicit VR little endian), e.g.
+/// for a browser download.
+pub fn sr_bytes(report: &MeasurementReport) -> Result<Vec<u8>, DicomError> {
+    let file = file_object(report, "sr.dcm")?;
+    let mut out = Vec::new();
+    file.write_all(&mut out).map_err(|e| {
+        DicomError::new(
+            "sr.dcm",
+            DicomErrorKind::Io(std::io::Error::other(e.to_string())),
+        )
+    })?;
+    Ok(out)
+}
+
+/// Writes `report` as a DICOM Part 10 file (explicit VR little endian); the file appears under
+/// `path` only once complete.
+pub fn write_sr(path: &Path, report: &MeasurementReport) -> Result<(), DicomError> {
+    let name = path.display().to_string();
+    let err = |kind| DicomError::new(&name, kind);
+    let file = file_object(report, &name)?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -51,6 +51,34 @@ fn private_code(prefix: &str, name: &str) -> Code {
     Code::new(&value, PRIVATE_SCHEME, name)
 }
 
+/// DICOM DA and TM from an ISO 8601 instant ("2026-11-30T06:27:00.000Z" -> "20261130", "062700").
+pub fn dicom_date_time(iso: &str) -> (String, String) {
+    let digits = |s: &str| s.chars().filter(|c| c.is_ascii_digit()).collect::<String>();
+    let (date, time) = iso.split_once('T').unwrap_or((iso, ""));
+    let time: String = digits(time.split(['.', 'Z', '+']).next().unwrap_or(""));
+    (digits(date), time)
+}
+
+/// The SR (Part 10 bytes) and the FHIR DiagnosticReport (JSON text) of an analysis of the DICOM
+/// file in `bytes`, made at `iso_now` (an ISO 8601 instant): what the viewer exports.
+pub fn export_results(
+    bytes: &[u8],
+    name: &str,
+    analysis: &Analysis,
+    iso_now: &str,
+) -> Result<(Vec<u8>, String), asg_dicom::DicomError> {
+    let source = asg_dicom::sr::source_image(bytes, name)?;
+    let patient = source.patient_id.clone();
+    let sr = asg_dicom::sr::sr_bytes(&measurement_report(
+        analysis,
+        source,
+        dicom_date_time(iso_now),
+    ))?;
+    let fhir =
+        serde_json::to_string_pretty(&fhir_report(analysis, &patient, iso_now)).unwrap_or_default();
+    Ok((sr, fhir))
+}
+
 /// The coded concept of a finding name.
 pub fn finding_code(name: &str) -> Code {
     SCT_FINDINGS
@@ -104,8 +132,9 @@ pub fn grounded(analysis: &Analysis) -> Vec<Grounded<'_>> {
 /// A new UID under 2.25 from random-looking bits of the inputs and the time (no randomness
 /// source is needed for uniqueness in practice: the SOP instance UID and nanoseconds differ).
 pub fn new_uid(salt: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    // web_time: std's clock panics in the browser.
+    let nanos = web_time::SystemTime::now()
+        .duration_since(web_time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let digest = asg_bundle::sha256_hex(format!("{salt}/{nanos}").as_bytes());
@@ -215,6 +244,14 @@ pub fn fhir_report(analysis: &Analysis, patient_id: &str, issued: &str) -> serde
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso_instants_become_dicom_date_and_time() {
+        assert_eq!(
+            dicom_date_time("2026-11-30T06:27:05.123Z"),
+            ("20261130".to_string(), "062705".to_string())
+        );
+    }
 
     #[test]
     fn codes_are_snomed_where_listed_and_private_otherwise() {

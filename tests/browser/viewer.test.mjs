@@ -204,6 +204,18 @@ test("the viewer analyses a DICOM file in the browser exactly as the native CLI 
     assert.equal(png.readUInt32BE(16), native.image.width);
     assert.equal(png.readUInt32BE(20), native.image.height);
 
+    // The viewer exports the same DICOM SR and FHIR report as `asg analyze --sr --fhir`.
+    const grounded = native.findings.filter((f) => f.present && (f.regions.length || (f.heatmap && f.heatmap.peak_region)));
+    const [srDownload] = await Promise.all([page.waitForEvent("download"), page.click("#export-sr")]);
+    const sr = fs.readFileSync(await srDownload.path());
+    assert.equal(sr.subarray(128, 132).toString("latin1"), "DICM");
+    assert.ok(sr.includes(Buffer.from("1.2.840.10008.5.1.4.1.1.88.22")), "not an Enhanced SR");
+    if (process.env.ASG_SR_OUT) fs.writeFileSync(process.env.ASG_SR_OUT, sr);
+    const [fhirDownload] = await Promise.all([page.waitForEvent("download"), page.click("#export-fhir")]);
+    const fhir = JSON.parse(fs.readFileSync(await fhirDownload.path(), "utf8"));
+    assert.equal(fhir.resourceType, "DiagnosticReport");
+    assert.equal(fhir.contained?.length ?? 0, grounded.length);
+
     if (process.env.ASG_SCREENSHOT) await page.screenshot({ path: process.env.ASG_SCREENSHOT, fullPage: true });
 
     // Privacy: nothing outside the page's own origin was requested.

@@ -81,6 +81,24 @@ impl Analyzer {
             .ok_or_else(|| JsError::new("the image model has no outputs"))
     }
 
+    /// The analysis as a DICOM Structured Report (TID 1500, Part 10 bytes) and a FHIR R4
+    /// DiagnosticReport (JSON text), as `asg analyze --sr --fhir` writes them; `iso_now` is the
+    /// creation instant (`new Date().toISOString()`).
+    #[wasm_bindgen(js_name = exportResults)]
+    pub fn export_results(
+        &self,
+        dicom_bytes: &[u8],
+        name: &str,
+        analysis_json: &str,
+        iso_now: &str,
+    ) -> Result<ExportedResults, JsError> {
+        let analysis: asg_plugin::Analysis = serde_json::from_str(analysis_json)
+            .map_err(|e| JsError::new(&format!("the analysis is not valid JSON: {e}")))?;
+        let (sr, fhir) = asg_plugin::results::export_results(dicom_bytes, name, &analysis, iso_now)
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(ExportedResults { sr, fhir })
+    }
+
     /// The bundle's manifest as JSON text.
     pub fn manifest(&self) -> String {
         self.bundle.manifest.to_json()
@@ -109,6 +127,28 @@ impl Analyzer {
             .check_report(&analysis, report)
             .map_err(|e| JsError::new(&e.to_string()))?;
         serde_json::to_string(&check).map_err(|e| JsError::new(&e.to_string()))
+    }
+}
+
+/// A DICOM SR and a FHIR report of one analysis.
+#[wasm_bindgen]
+pub struct ExportedResults {
+    sr: Vec<u8>,
+    fhir: String,
+}
+
+#[wasm_bindgen]
+impl ExportedResults {
+    /// The DICOM SR file's bytes.
+    #[wasm_bindgen(getter)]
+    pub fn sr(&self) -> Vec<u8> {
+        self.sr.clone()
+    }
+
+    /// The FHIR DiagnosticReport as JSON text.
+    #[wasm_bindgen(getter)]
+    pub fn fhir(&self) -> String {
+        self.fhir.clone()
     }
 }
 
