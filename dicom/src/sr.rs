@@ -544,3 +544,83 @@ pub fn source_image(bytes: &[u8], name: &str) -> Result<SourceImage, DicomError>
         sop_instance_uid: get(tags::SOP_INSTANCE_UID),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> MeasurementReport {
+        MeasurementReport {
+            source: SourceImage {
+                study_instance_uid: "1.2.3".into(),
+                series_instance_uid: "1.2.3.4".into(),
+                sop_class_uid: crate::SOP_CLASS_DX_PRESENTATION.into(),
+                sop_instance_uid: "1.2.3.4.5".into(),
+                ..Default::default()
+            },
+            series_instance_uid: "2.25.1".into(),
+            sop_instance_uid: "2.25.2".into(),
+            device_observer_uid: "2.25.3".into(),
+            algorithm_name: "asg-test".into(),
+            algorithm_version: "0".into(),
+            content_date: "20261130".into(),
+            content_time: "120000".into(),
+            groups: vec![FindingGroup {
+                tracking_identifier: "effusion".into(),
+                tracking_uid: "2.25.4".into(),
+                finding: Code::new("60046008", "SCT", "Pleural effusion"),
+                site: Code::new("3341006", "SCT", "Right lung structure"),
+                bbox: [1.0, 2.0, 30.5, 40.25],
+                probability: 0.875,
+            }],
+        }
+    }
+
+    #[test]
+    fn decimal_strings_fit_sixteen_characters() {
+        assert_eq!(ds(0.875), "0.875");
+        assert!(ds(0.123_456_789_012_345_67).len() <= 16);
+    }
+
+    #[test]
+    fn a_report_round_trips_through_dicom_rs_and_refuses_a_source_without_uids() {
+        let bytes = sr_bytes(&report()).unwrap();
+        assert_eq!(&bytes[128..132], b"DICM");
+        let obj = dicom_object::from_reader(&bytes[128..]).unwrap();
+        let get = |t| {
+            obj.element(t)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim_end_matches('\0')
+                .to_string()
+        };
+        assert_eq!(get(tags::SOP_CLASS_UID), SOP_CLASS_ENHANCED_SR);
+        assert_eq!(get(tags::STUDY_INSTANCE_UID), "1.2.3");
+        // ASCII text only: no Specific Character Set.
+        assert!(obj.element(tags::SPECIFIC_CHARACTER_SET).is_err());
+        let mut bad = report();
+        bad.source.sop_instance_uid.clear();
+        assert!(sr_bytes(&bad).is_err());
+        let mut accented = report();
+        accented.source.patient_name = "Müller^Jürgen".into();
+        let bytes = sr_bytes(&accented).unwrap();
+        let obj = dicom_object::from_reader(&bytes[128..]).unwrap();
+        assert_eq!(
+            obj.element(tags::SPECIFIC_CHARACTER_SET)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim(),
+            "ISO_IR 192"
+        );
+        assert_eq!(
+            obj.element(tags::PATIENT_NAME)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim(),
+            "Müller^Jürgen"
+        );
+    }
+}
