@@ -1,25 +1,11 @@
 // The viewer page: pick a DICOM file, analyse it in a Web Worker, show the image with the anatomy
 // boxes, the grounded findings and a heatmap, the findings and regions as text, and check a
 // report sentence by sentence.
-const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
-const pending = new Map();
-let nextId = 1;
+import { AsgAnalyzer } from "./asg.js";
 
-function call(type, payload = {}, transfer = []) {
-  const id = nextId++;
-  return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject });
-    worker.postMessage({ id, type, ...payload }, transfer);
-  });
-}
-
-worker.onmessage = (event) => {
-  const { id, ok, error } = event.data;
-  const p = pending.get(id);
-  if (!p) return;
-  pending.delete(id);
-  ok ? p.resolve(event.data) : p.reject(new Error(error));
-};
+// The same worker plumbing other viewers embed (asg.js).
+const asg = new AsgAnalyzer();
+const call = (type, payload = {}, transfer = []) => asg.call(type, payload, transfer);
 
 const status = document.getElementById("status");
 const fileInput = document.getElementById("file");

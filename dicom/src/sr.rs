@@ -496,26 +496,8 @@ pub fn sr_bytes(report: &MeasurementReport) -> Result<Vec<u8>, DicomError> {
 /// Writes `report` as a DICOM Part 10 file (explicit VR little endian); the file appears under
 /// `path` only once complete.
 pub fn write_sr(path: &Path, report: &MeasurementReport) -> Result<(), DicomError> {
-    let name = path.display().to_string();
-    let err = |kind| DicomError::new(&name, kind);
-    let file = file_object(report, &name)?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "sr.dcm".into());
-    let tmp = dir.join(format!(".{file_name}.partial"));
-    let result = file
-        .write_to_file(&tmp)
-        .map_err(|e| err(DicomErrorKind::Io(std::io::Error::other(e.to_string()))))
-        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| err(DicomErrorKind::Io(e))));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let file = file_object(report, &path.display().to_string())?;
+    crate::write::write_atomically(path, &file)
 }
 
 /// The identity and place of a source image, for the SR, read from its bytes (header only).

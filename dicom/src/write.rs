@@ -217,6 +217,17 @@ pub fn write_file(path: &Path, image: &NewImage) -> Result<(), DicomError> {
                 .implementation_version_name("ASG_0_1"),
         )
         .map_err(|e| err(DicomErrorKind::InvalidImage(e.to_string())))?;
+    write_atomically(path, &file)
+}
+
+/// Writes a Part 10 file under a temporary name beside `path`, then renames it, so that a failed
+/// write never leaves a half file under the final name.
+pub(crate) fn write_atomically(
+    path: &Path,
+    file: &dicom_object::FileDicomObject<InMemDicomObject>,
+) -> Result<(), DicomError> {
+    let name = path.display().to_string();
+    let err = |kind| DicomError::new(&name, kind);
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -224,7 +235,7 @@ pub fn write_file(path: &Path, image: &NewImage) -> Result<(), DicomError> {
     let file_name = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image.dcm".into());
+        .unwrap_or_else(|| "file.dcm".into());
     let tmp = dir.join(format!(".{file_name}.partial"));
     let result = file
         .write_to_file(&tmp)

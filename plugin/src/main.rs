@@ -578,9 +578,7 @@ fn demo(out: &Path, seed: u64, model: Option<&Path>) -> anyhow::Result<()> {
     let report = read_report(&report_path)?;
     let outputs = Outputs {
         overlay_dir: Some(out.to_path_buf()),
-        sr_dir: None,
-        fhir_dir: None,
-        read: ReadOptions::default(),
+        ..Default::default()
     };
     let o = analyze_file(&bundle, file, &Reports::One(report.clone()), &outputs)?;
     let json = out.join("analysis.json");
@@ -640,12 +638,7 @@ fn check_eval(
         "{}: no images with injected errors",
         data.display()
     );
-    let outputs = Outputs {
-        overlay_dir: None,
-        sr_dir: None,
-        fhir_dir: None,
-        read: ReadOptions::default(),
-    };
+    let outputs = Outputs::default();
     let bar = progress_bar(files.len());
     let results = analyze_all(&bundle, &files, &Reports::None, &outputs, jobs, &|| {
         bar.inc(1)

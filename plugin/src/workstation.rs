@@ -140,7 +140,8 @@ pub struct Outcome {
     pub overlay: Option<PathBuf>,
 }
 
-/// Output options.
+/// Output options (by default: only the analysis).
+#[derive(Default)]
 pub struct Outputs {
     pub overlay_dir: Option<PathBuf>,
     /// A DICOM SR (TID 1500) per image here.

@@ -148,11 +148,12 @@ fn tempfile_dir() -> anyhow::Result<ScratchDir> {
     Ok(ScratchDir(dir))
 }
 
-/// Writes the whole ASG model of a run as a bundle: `image.onnx`, `text.onnx`,
-/// `tokenizer.json` and `manifest.json` (with each file's SHA-256), then loads it back in tract
-/// to check that it runs.
+/// Writes the whole ASG model (with the tokenizer it was trained with) as a bundle:
+/// `image.onnx`, `text.onnx`, `tokenizer.json` and `manifest.json` (with each file's SHA-256),
+/// then loads it back in tract to check that it runs.
 pub fn write_asg_bundle(
-    run: &crate::train::LoadedRun,
+    model: &crate::asg::AsgModel,
+    text_tokenizer: &asg_report::TextTokenizer,
     out: &Path,
     name: &str,
     thresholds: crate::eval::Thresholds,
@@ -161,10 +162,10 @@ pub fn write_asg_bundle(
     use crate::asg::{AsgModel, FINDINGS, REGIONS};
     use crate::export::{image_onnx, text_onnx, IMAGE_OUTPUTS, TEXT_OUTPUTS};
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let cfg = &run.config.model;
-    let image = image_onnx(&run.model)?;
-    let text = text_onnx(&run.model)?;
-    let tokenizer = run.tokenizer.to_json();
+    let cfg = &model.config;
+    let image = image_onnx(model)?;
+    let text = text_onnx(model)?;
+    let tokenizer = text_tokenizer.to_json();
     let g = AsgModel::grid_side(cfg);
     let c = match cfg.encoder.as_str() {
         "cnn" => cfg.channels.last().copied().unwrap_or(0),

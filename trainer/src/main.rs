@@ -345,18 +345,13 @@ fn run() -> anyhow::Result<()> {
             data,
             data_description,
         } => {
-            let loaded = asg_trainer::train::load_run(&run, &candle_core::Device::Cpu)?;
+            // Loaded once: the thresholds, the export and the manifest all use it.
+            let candle = asg_trainer::eval::CandleModel::load(&run)?;
             let state: serde_json::Value = std::fs::read_to_string(run.join("summary.json"))
                 .ok()
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or_default();
             let steps = state.get("steps").and_then(|v| v.as_u64()).unwrap_or(0);
-            let candle = asg_trainer::eval::CandleModel {
-                config: loaded.config.clone(),
-                tokenizer: loaded.tokenizer.clone(),
-                model: asg_trainer::train::load_run(&run, &candle_core::Device::Cpu)?.model,
-                source: run.display().to_string(),
-            };
             let thresholds = match &data {
                 Some(d) => asg_trainer::eval::choose_thresholds(
                     &candle,
@@ -369,7 +364,7 @@ fn run() -> anyhow::Result<()> {
             let training = asg_bundle::Training {
                 data: data_description,
                 steps,
-                seed: loaded.config.train.seed,
+                seed: candle.config.train.seed,
                 notes: format!(
                     "exported from {} by asg-train {}",
                     run.display(),
@@ -377,8 +372,14 @@ fn run() -> anyhow::Result<()> {
                 ),
                 metrics: Default::default(),
             };
-            let mut manifest =
-                asg_trainer::bundle::write_asg_bundle(&loaded, &out, &name, thresholds, training)?;
+            let mut manifest = asg_trainer::bundle::write_asg_bundle(
+                &candle.model,
+                &candle.tokenizer,
+                &out,
+                &name,
+                thresholds,
+                training,
+            )?;
             if let Some(d) = &data {
                 let bundle = asg_trainer::eval::OnnxBundle::load(&out)?;
                 let report = asg_trainer::eval::evaluate(

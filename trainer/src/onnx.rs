@@ -80,6 +80,17 @@ fn value_info_typed(
     }
 }
 
+/// An initializer's values must fill its shape.
+fn check_count(name: &str, dims: &[usize], len: usize) -> Result<(), ExportError> {
+    let count: usize = dims.iter().product();
+    if count != len {
+        return Err(ExportError::Graph(format!(
+            "initializer {name}: {len} values for shape {dims:?}"
+        )));
+    }
+    Ok(())
+}
+
 impl GraphBuilder {
     pub fn new() -> Self {
         Self::default()
@@ -117,13 +128,7 @@ impl GraphBuilder {
         dims: &[usize],
         values: &[i64],
     ) -> Result<String, ExportError> {
-        let count: usize = dims.iter().product();
-        if count != values.len() {
-            return Err(ExportError::Graph(format!(
-                "initializer {name}: {} values for shape {dims:?}",
-                values.len()
-            )));
-        }
+        check_count(name, dims, values.len())?;
         self.claim(name)?;
         self.initializers.push(pb::TensorProto {
             name: name.to_string(),
@@ -156,13 +161,7 @@ impl GraphBuilder {
         dims: &[usize],
         values: &[f32],
     ) -> Result<String, ExportError> {
-        let count: usize = dims.iter().product();
-        if count != values.len() {
-            return Err(ExportError::Graph(format!(
-                "initializer {name}: {} values for shape {dims:?}",
-                values.len()
-            )));
-        }
+        check_count(name, dims, values.len())?;
         if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
             return Err(ExportError::Graph(format!(
                 "initializer {name} holds {bad}"

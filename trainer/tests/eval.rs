@@ -66,9 +66,15 @@ fn a_bundle_run_by_tract_measures_what_its_candle_run_measures() {
         metrics: Default::default(),
     };
     let bundle_dir = dir.path().join("bundle");
-    let manifest =
-        asg_trainer::bundle::write_asg_bundle(&loaded, &bundle_dir, "t", thresholds, training)
-            .unwrap();
+    let manifest = asg_trainer::bundle::write_asg_bundle(
+        &loaded.model,
+        &loaded.tokenizer,
+        &bundle_dir,
+        "t",
+        thresholds,
+        training,
+    )
+    .unwrap();
     assert_eq!(manifest.regions.len(), 29);
     assert!(manifest.text_model.is_some());
     let bundle = OnnxBundle::load(&bundle_dir).unwrap();
