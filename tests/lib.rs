@@ -12,7 +12,7 @@ impl Fixture {
     /// Makes a thin bundle (input `size`) and `n` phantoms of `image_size` pixels.
     pub fn new(size: usize, n: u32, image_size: u32) -> Self {
         let dir = tempfile::tempdir().expect("scratch folder");
-        asg_trainer::bundle::init_thin_bundle(&dir.path().join("bundle"), 3, size, 4)
+        asg_trainer::export::bundle::init_thin_bundle(&dir.path().join("bundle"), 3, size, 4)
             .expect("thin bundle");
         let dicom = dir.path().join("dicom");
         std::fs::create_dir_all(&dicom).expect("dicom folder");

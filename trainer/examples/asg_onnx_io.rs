@@ -11,7 +11,8 @@ use anyhow::Context;
 use asg_trainer::export::{
     image_onnx, image_outputs, text_onnx, text_outputs, IMAGE_OUTPUTS, TEXT_OUTPUTS,
 };
-use asg_trainer::{asg, config::Config, init, train};
+use asg_trainer::model::{asg, init};
+use asg_trainer::{config::Config, train};
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;

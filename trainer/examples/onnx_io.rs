@@ -7,7 +7,7 @@
 //! (little-endian f32, row-major) and `shapes.json`.
 
 use anyhow::Context;
-use asg_trainer::model::{new_seeded, ThinConfig};
+use asg_trainer::export::thin::{new_seeded, ThinConfig};
 use candle_core::{Device, Tensor};
 use std::path::PathBuf;
 

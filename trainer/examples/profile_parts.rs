@@ -1,6 +1,6 @@
 //! Times parts of a training step (forward and backward of the image and text sides).
-use asg_trainer::asg::new_model;
 use asg_trainer::config::Config;
+use asg_trainer::model::asg::new_model;
 use candle_core::{Device, Tensor};
 
 #[global_allocator]

@@ -7,8 +7,8 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use asg_trainer::asg::{new_model, FINDINGS, REGIONS};
 use asg_trainer::config::Config;
+use asg_trainer::model::asg::{new_model, FINDINGS, REGIONS};
 use asg_trainer::train::{compute_losses, AdamW, Batch};
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -78,7 +78,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let steps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
     let config = Config::from_file(std::path::Path::new(path))?;
     let (model, varmap) = new_model(&config.model, config.model.vocab_size, &Device::Cpu)?;
-    asg_trainer::init::seed_parameters(&varmap, 1)?;
+    asg_trainer::model::init::seed_parameters(&varmap, 1)?;
     let mut opt = AdamW::new(&varmap, 0.05)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let batches: Vec<Batch> = (0..3)
@@ -104,7 +104,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "config": path,
             "batch": config.train.batch_size,
             "input": config.model.input_size,
-            "parameters": asg_trainer::asg::parameter_count(&varmap),
+            "parameters": asg_trainer::model::asg::parameter_count(&varmap),
             "seconds_per_step": per,
             "images_per_second": config.train.batch_size as f64 / per,
             "last_loss": last,

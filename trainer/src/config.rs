@@ -2,6 +2,13 @@
 //! default, so a file only says what differs.
 
 use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The normalisation of the model input (as the bundle's manifest states it).
+pub const NORMALISATION: asg_dicom::Normalisation = asg_dicom::Normalisation {
+    mean: 0.5,
+    std: 0.25,
+};
 
 /// The model's sizes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,7 +36,7 @@ pub struct ModelConfig {
     pub bert_dir: Option<String>,
     /// The BERT's sizes, read from `bert_dir` when a run starts (not part of the file).
     #[serde(skip)]
-    pub bert: Option<crate::bert::BertConfig>,
+    pub bert: Option<BertConfig>,
     /// Pretrained image-encoder weights to start from (safetensors with torchvision ResNet or
     /// timm ViT/DeiT names), read on a fresh run.
     pub pretrained_image: Option<String>,
@@ -309,6 +316,58 @@ impl Config {
             return Err("augment.scale must be [low, high] with 0 < low <= high".into());
         }
         Ok(())
+    }
+}
+
+/// The fields of a Hugging Face BERT `config.json` that the encoder needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "two")]
+    pub type_vocab_size: usize,
+    #[serde(default = "eps")]
+    pub layer_norm_eps: f64,
+}
+
+fn two() -> usize {
+    2
+}
+fn eps() -> f64 {
+    1e-12
+}
+
+/// Errors reading a pretrained BERT folder.
+#[derive(Debug, thiserror::Error)]
+pub enum BertError {
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+pub(crate) fn bert_invalid(path: &Path, reason: impl std::fmt::Display) -> BertError {
+    BertError::Invalid {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+impl BertConfig {
+    /// Reads `DIR/config.json` and checks the sizes.
+    pub fn from_dir(dir: &Path) -> std::result::Result<Self, BertError> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| bert_invalid(&path, e))?;
+        let c: BertConfig = serde_json::from_str(&text).map_err(|e| bert_invalid(&path, e))?;
+        if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
+            return Err(bert_invalid(
+                &path,
+                "hidden_size must be a multiple of num_attention_heads",
+            ));
+        }
+        Ok(c)
     }
 }
 

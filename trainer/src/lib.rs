@@ -1,22 +1,22 @@
-//! asg-trainer: the Candle side of ASG: the data set loader (Chest ImaGenome layout), the ASG
-//! model and its losses, training (`asg-train fit`), and the ONNX export the plugin runs.
-//! Binary: `asg-train`.
+//! asg-trainer: the Candle side of ASG, in wings that depend on each other one way only
+//! (bottom to top; see `trainer/README.md`):
+//!
+//! - [`vocab`], [`config`]: the vocabulary sizes and the run configuration (TOML);
+//! - [`model`]: the ASG model, its encoders, shared layers and losses;
+//! - [`data`]: data sets in the layouts they ship in, examples, augmentation, batch order;
+//! - [`train`]: the training loop, AdamW, checkpoints, the loss plot (`asg-train fit`);
+//! - [`export`]: the ONNX writer, the model's export, the bundle and its tract runtime
+//!   (`asg-train export`);
+//! - [`eval`]: evaluation, metrics, thresholds, the ablation (`asg-train eval`, `ablate`).
+//!
+//! Binary: `asg-train` (`src/main.rs`, a thin command layer over these).
 
 #![forbid(unsafe_code)]
 
-pub mod ablate;
-pub mod asg;
-pub mod backbones;
-pub mod bert;
-pub mod bundle;
 pub mod config;
 pub mod data;
 pub mod eval;
 pub mod export;
-pub mod init;
-pub mod losses;
-pub mod metrics;
 pub mod model;
-pub mod onnx;
-pub mod plot;
 pub mod train;
+pub mod vocab;

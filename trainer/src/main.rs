@@ -372,7 +372,7 @@ fn run() -> anyhow::Result<()> {
                 ),
                 metrics: Default::default(),
             };
-            let mut manifest = asg_trainer::bundle::write_asg_bundle(
+            let mut manifest = asg_trainer::export::bundle::write_asg_bundle(
                 &candle.model,
                 &candle.tokenizer,
                 &out,
@@ -394,7 +394,7 @@ fn run() -> anyhow::Result<()> {
                     serde_json::to_string_pretty(&report)?,
                 )?;
                 manifest.training.metrics = report.summary();
-                asg_trainer::bundle::write_atomically(
+                asg_trainer::export::bundle::write_atomically(
                     &out,
                     asg_bundle::MANIFEST_FILE,
                     manifest.to_json().as_bytes(),
@@ -425,9 +425,10 @@ fn run() -> anyhow::Result<()> {
                 probe_seeds,
                 ..Default::default()
             };
-            let rows =
-                asg_trainer::ablate::ablate(&cfg, &data, &out, &options, &|s| eprintln!("{s}"))?;
-            let table = asg_trainer::ablate::table(&rows);
+            let rows = asg_trainer::eval::ablate::ablate(&cfg, &data, &out, &options, &|s| {
+                eprintln!("{s}")
+            })?;
+            let table = asg_trainer::eval::ablate::table(&rows);
             println!("{table}");
             std::fs::write(out.join("ablation.md"), &table)?;
             std::fs::write(
@@ -445,7 +446,8 @@ fn run() -> anyhow::Result<()> {
                 (32..=1024).contains(&size) && size % 16 == 0,
                 "--size must be a multiple of 16 in 32..=1024, got {size}"
             );
-            let manifest = asg_trainer::bundle::init_thin_bundle(&out, seed, size, calibration)?;
+            let manifest =
+                asg_trainer::export::bundle::init_thin_bundle(&out, seed, size, calibration)?;
             eprintln!(
                 "wrote {} ({} findings, input {}x{}) to {}",
                 manifest.name,

@@ -2,9 +2,9 @@
 //! torchvision / timm naming loaded by name (small random checkpoints written here in those
 //! formats).
 
-use asg_trainer::asg::new_model;
-use asg_trainer::backbones::load_pretrained_image;
 use asg_trainer::config::ModelConfig;
+use asg_trainer::model::asg::new_model;
+use asg_trainer::model::backbones::load_pretrained_image;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 
@@ -38,7 +38,7 @@ fn resnet_and_vit_give_their_grids_and_every_parameter_learns() {
     for (encoder, grid, channels) in [("resnet", 4, 4 * 8 * 4), ("vit", 16, 32)] {
         let config = small(encoder);
         let (model, varmap) = new_model(&config, 32, &Device::Cpu).unwrap();
-        asg_trainer::init::seed_parameters(&varmap, 1).unwrap();
+        asg_trainer::model::init::seed_parameters(&varmap, 1).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 1, 64, 64), &Device::Cpu).unwrap();
         let out = model.image(&x, true).unwrap();
         assert_eq!(out.grid.dims(), &[2, grid, channels], "{encoder}");
@@ -90,7 +90,7 @@ fn outside_checkpoint(
 ) -> (std::path::PathBuf, HashMap<String, Tensor>) {
     let config = small(encoder);
     let (_, varmap) = new_model(&config, 32, &Device::Cpu).unwrap();
-    asg_trainer::init::seed_parameters(&varmap, 7).unwrap();
+    asg_trainer::model::init::seed_parameters(&varmap, 7).unwrap();
     let mut out = HashMap::new();
     for (name, var) in varmap.data().lock().unwrap().iter() {
         if let Some(short) = name.strip_prefix(prefix) {
@@ -128,7 +128,7 @@ fn torchvision_and_timm_checkpoints_load_by_name() {
         let (path, written) = outside_checkpoint(encoder, prefix, stem, dir.path());
         let config = small(encoder);
         let (_, varmap) = new_model(&config, 32, &Device::Cpu).unwrap();
-        asg_trainer::init::seed_parameters(&varmap, 1).unwrap();
+        asg_trainer::model::init::seed_parameters(&varmap, 1).unwrap();
         let n = load_pretrained_image(&varmap, &path, &config).unwrap();
         assert_eq!(n, written.len() - 2, "{encoder}");
         let data = varmap.data().lock().unwrap();

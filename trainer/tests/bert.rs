@@ -7,14 +7,14 @@ use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
-fn bert_dir(dir: &Path, words: &[String]) -> asg_trainer::bert::BertConfig {
+fn bert_dir(dir: &Path, words: &[String]) -> asg_trainer::model::bert::BertConfig {
     let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
         .iter()
         .map(|s| s.to_string())
         .collect();
     vocab.extend(words.iter().cloned());
     vocab.extend(["##s", "##ed", "##ion"].iter().map(|s| s.to_string()));
-    let config = asg_trainer::bert::BertConfig {
+    let config = asg_trainer::model::bert::BertConfig {
         vocab_size: vocab.len() + 3,
         hidden_size: 16,
         num_hidden_layers: 2,
@@ -47,8 +47,8 @@ fn bert_dir(dir: &Path, words: &[String]) -> asg_trainer::bert::BertConfig {
         ..tiny().model
     };
     let (_, varmap) =
-        asg_trainer::asg::new_model(&model_config, config.vocab_size, &Device::Cpu).unwrap();
-    asg_trainer::init::seed_parameters(&varmap, 99).unwrap();
+        asg_trainer::model::asg::new_model(&model_config, config.vocab_size, &Device::Cpu).unwrap();
+    asg_trainer::model::init::seed_parameters(&varmap, 99).unwrap();
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (name, var) in varmap.data().lock().unwrap().iter() {
         if let Some(short) = name.strip_prefix("text.bert.") {
@@ -123,13 +123,14 @@ fn a_hugging_face_bert_checkpoint_loads_trains_and_gets_gradients() {
     mc.text_dim = bc.hidden_size;
     mc.max_tokens = mc.max_tokens.min(bc.max_position_embeddings);
     mc.bert = Some(bc.clone());
-    let (model, varmap) = asg_trainer::asg::new_model(&mc, bc.vocab_size, &Device::Cpu).unwrap();
-    let n = asg_trainer::bert::load_pretrained_bert(&varmap, bert.path()).unwrap();
+    let (model, varmap) =
+        asg_trainer::model::asg::new_model(&mc, bc.vocab_size, &Device::Cpu).unwrap();
+    let n = asg_trainer::model::bert::load_pretrained_bert(&varmap, bert.path()).unwrap();
     let file = candle_core::safetensors::load(bert.path().join("model.safetensors"), &Device::Cpu)
         .unwrap();
     assert_eq!(n, file.len() - 1);
     let tokenizer = asg_report::TextTokenizer::WordPiece(
-        asg_trainer::bert::tokenizer_from_dir(bert.path()).unwrap(),
+        asg_trainer::model::bert::tokenizer_from_dir(bert.path()).unwrap(),
     );
     let mut cfg = config.clone();
     cfg.model = mc;

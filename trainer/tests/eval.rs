@@ -66,7 +66,7 @@ fn a_bundle_run_by_tract_measures_what_its_candle_run_measures() {
         metrics: Default::default(),
     };
     let bundle_dir = dir.path().join("bundle");
-    let manifest = asg_trainer::bundle::write_asg_bundle(
+    let manifest = asg_trainer::export::bundle::write_asg_bundle(
         &loaded.model,
         &loaded.tokenizer,
         &bundle_dir,
@@ -136,11 +136,16 @@ fn the_ablation_trains_each_variant_and_blanks_untrained_heads() {
         probe_seeds: 1,
         ..Default::default()
     };
-    let rows =
-        asg_trainer::ablate::ablate(&tiny(4), &data, &dir.path().join("ab"), &options, &|_| {})
-            .unwrap();
+    let rows = asg_trainer::eval::ablate::ablate(
+        &tiny(4),
+        &data,
+        &dir.path().join("ab"),
+        &options,
+        &|_| {},
+    )
+    .unwrap();
     assert_eq!(rows.len(), 5);
-    let table = asg_trainer::ablate::table(&rows);
+    let table = asg_trainer::eval::ablate::table(&rows);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 7, "{table}");
     // IRA alone: no tag decoder metrics, no box metrics.

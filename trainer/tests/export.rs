@@ -3,10 +3,11 @@
 //! inputs and on phantom radiographs and their reports.
 
 use asg_trainer::config::Config;
+use asg_trainer::data;
 use asg_trainer::export::{
     image_onnx, image_outputs, text_inputs, text_onnx, text_outputs, IMAGE_OUTPUTS, TEXT_OUTPUTS,
 };
-use asg_trainer::{asg, data, init};
+use asg_trainer::model::{asg, init};
 use candle_core::{Device, Tensor};
 use std::path::Path;
 use tract_onnx::prelude::*;

@@ -2,7 +2,7 @@
 //! element within 1e-4 relative error (1e-6 absolute for values near zero).
 
 use asg_plugin::OnnxModel;
-use asg_trainer::model::{new_seeded, ThinConfig};
+use asg_trainer::export::thin::{new_seeded, ThinConfig};
 use candle_core::{Device, Tensor};
 
 const RTOL: f32 = 1e-4;
@@ -77,7 +77,7 @@ fn tract_matches_candle_with_a_batch_and_other_sizes() {
 
 #[test]
 fn non_finite_weights_and_negative_variances_are_refused() {
-    let mut g = asg_trainer::onnx::GraphBuilder::new();
+    let mut g = asg_trainer::export::onnx::GraphBuilder::new();
     assert!(g.floats("w", &[2], &[1.0, f32::NAN]).is_err());
     let t = |v: &[f32]| Tensor::new(v, &Device::Cpu).unwrap();
     let bn = candle_nn::BatchNorm::new(
@@ -89,7 +89,7 @@ fn non_finite_weights_and_negative_variances_are_refused() {
         1e-5,
     )
     .unwrap();
-    use asg_trainer::onnx::ExportOnnx;
+    use asg_trainer::export::onnx::ExportOnnx;
     let e = bn.export(&mut g, "bn", "x").unwrap_err();
     assert!(
         e.to_string().contains("running variance -0.5 is negative"),
@@ -99,7 +99,8 @@ fn non_finite_weights_and_negative_variances_are_refused() {
 
 #[test]
 fn a_graph_with_a_duplicate_name_is_refused_before_writing() {
-    let mut g = asg_trainer::onnx::GraphBuilder::new();
-    g.input("x", &[asg_trainer::onnx::Dim::Fixed(1)]).unwrap();
+    let mut g = asg_trainer::export::onnx::GraphBuilder::new();
+    g.input("x", &[asg_trainer::export::onnx::Dim::Fixed(1)])
+        .unwrap();
     assert!(g.node("Relu", &["x"], &[], "x").is_err());
 }

@@ -47,7 +47,8 @@ fn run(config: &Config, data: &Path, out: &Path, resume: bool, stop_at: Option<u
 
 #[test]
 fn every_trainable_parameter_receives_a_gradient() {
-    use asg_trainer::{asg, data, train};
+    use asg_trainer::model::asg;
+    use asg_trainer::{data, train};
     let dir = tempfile::tempdir().unwrap();
     phantoms(dir.path(), 24);
     let config = tiny(1);
@@ -61,7 +62,7 @@ fn every_trainable_parameter_receives_a_gradient() {
         &candle_core::Device::Cpu,
     )
     .unwrap();
-    asg_trainer::init::seed_parameters(&varmap, 1).unwrap();
+    asg_trainer::model::init::seed_parameters(&varmap, 1).unwrap();
     let examples: Vec<_> = set.records[..config.train.batch_size]
         .iter()
         .map(|r| data::prepare(r, &tokenizer, &config, None).unwrap())

@@ -1,20 +1,22 @@
 //! Writing a model bundle: the ONNX files and `manifest.json` with their digests.
 
-use crate::model::{new_seeded, ThinConfig, ThinNet};
+use crate::export::asg::{image_onnx, text_onnx};
+use crate::export::io::{IMAGE_OUTPUTS, TEXT_OUTPUTS};
+use crate::export::runtime::OnnxBundle;
+use crate::export::thin::{new_seeded, ThinConfig, ThinNet};
+use crate::model::AsgModel;
+use crate::vocab::{FINDINGS, REGIONS};
 use anyhow::Context;
 use asg_bundle::{
     FileDigest, InputSpec, Manifest, OutputSpec, Training, FORMAT, FORMAT_VERSION, MANIFEST_FILE,
 };
-use asg_dicom::{preprocess, read_file, Normalisation, ReadOptions};
+use asg_dicom::{preprocess, read_file, ReadOptions};
 use candle_core::{Device, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Normalisation of display values used by our models.
-pub const NORMALISATION: Normalisation = Normalisation {
-    mean: 0.5,
-    std: 0.25,
-};
+/// Normalisation of display values used by our models (the data loader's).
+pub use crate::data::NORMALISATION;
 
 /// Writes `bytes` to `dir/name` under a temporary name first, then renames.
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
@@ -152,15 +154,13 @@ fn tempfile_dir() -> anyhow::Result<ScratchDir> {
 /// `image.onnx`, `text.onnx`, `tokenizer.json` and `manifest.json` (with each file's SHA-256),
 /// then loads it back in tract to check that it runs.
 pub fn write_asg_bundle(
-    model: &crate::asg::AsgModel,
+    model: &AsgModel,
     text_tokenizer: &asg_report::TextTokenizer,
     out: &Path,
     name: &str,
-    thresholds: crate::eval::Thresholds,
+    thresholds: Thresholds,
     training: Training,
 ) -> anyhow::Result<Manifest> {
-    use crate::asg::{AsgModel, FINDINGS, REGIONS};
-    use crate::export::{image_onnx, text_onnx, IMAGE_OUTPUTS, TEXT_OUTPUTS};
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let cfg = &model.config;
     let image = image_onnx(model)?;
@@ -245,7 +245,32 @@ pub fn write_asg_bundle(
     write_atomically(out, "text.onnx", &text)?;
     write_atomically(out, "tokenizer.json", tokenizer.as_bytes())?;
     write_atomically(out, MANIFEST_FILE, json.as_bytes())?;
-    crate::eval::OnnxBundle::load(out)
+
+    OnnxBundle::load(out)
         .with_context(|| format!("loading the written bundle {} back", out.display()))?;
     Ok(manifest)
+}
+
+/// Probability thresholds per finding name: image level (tag decoder) and region level.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Thresholds {
+    pub image: BTreeMap<String, f32>,
+    pub region: BTreeMap<String, f32>,
+    /// The report check's confident and doubtful bars.
+    pub check: Option<asg_bundle::CheckThresholds>,
+}
+
+impl Thresholds {
+    /// 0.5 for every finding at both levels.
+    pub fn half() -> Self {
+        let all: BTreeMap<String, f32> = asg_report::FINDINGS
+            .iter()
+            .map(|f| (f.to_string(), 0.5))
+            .collect();
+        Self {
+            image: all.clone(),
+            region: all,
+            check: None,
+        }
+    }
 }

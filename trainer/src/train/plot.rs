@@ -57,7 +57,7 @@ pub fn loss_curve(log: &Path, png: &Path) -> Result<(), String> {
             rows.insert(s, v);
         }
     }
-    let mut names: Vec<&str> = crate::train::LOSS_NAMES.to_vec();
+    let mut names: Vec<&str> = crate::model::losses::LOSS_NAMES.to_vec();
     names.push("total");
     let (w, h) = (900u32, 520u32);
     let (left, right, top, bottom) = (60.0, 160.0, 30.0, 50.0);

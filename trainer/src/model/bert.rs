@@ -4,63 +4,13 @@
 //! candle-transformers' BERT, whose fused layer norm and softmax have no backward pass: fine-tuning
 //! through them would silently train nothing below the last layer norm.
 
-use crate::asg::LayerNorm;
+use crate::config::bert_invalid as invalid;
+use crate::model::layers::LayerNorm;
+
+pub use crate::config::{BertConfig, BertError};
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
-
-/// The fields of a Hugging Face BERT `config.json` that the encoder needs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BertConfig {
-    pub vocab_size: usize,
-    pub hidden_size: usize,
-    pub num_hidden_layers: usize,
-    pub num_attention_heads: usize,
-    pub intermediate_size: usize,
-    pub max_position_embeddings: usize,
-    #[serde(default = "two")]
-    pub type_vocab_size: usize,
-    #[serde(default = "eps")]
-    pub layer_norm_eps: f64,
-}
-
-fn two() -> usize {
-    2
-}
-fn eps() -> f64 {
-    1e-12
-}
-
-/// Errors reading a pretrained BERT folder.
-#[derive(Debug, thiserror::Error)]
-pub enum BertError {
-    #[error("{path}: {reason}")]
-    Invalid { path: String, reason: String },
-}
-
-fn invalid(path: &Path, reason: impl std::fmt::Display) -> BertError {
-    BertError::Invalid {
-        path: path.display().to_string(),
-        reason: reason.to_string(),
-    }
-}
-
-impl BertConfig {
-    /// Reads `DIR/config.json` and checks the sizes.
-    pub fn from_dir(dir: &Path) -> std::result::Result<Self, BertError> {
-        let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| invalid(&path, e))?;
-        let c: BertConfig = serde_json::from_str(&text).map_err(|e| invalid(&path, e))?;
-        if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
-            return Err(invalid(
-                &path,
-                "hidden_size must be a multiple of num_attention_heads",
-            ));
-        }
-        Ok(c)
-    }
-}
 
 /// The WordPiece tokenizer of a BERT folder (`tokenizer.json`, else `vocab.txt`, lower-cased).
 pub fn tokenizer_from_dir(dir: &Path) -> std::result::Result<asg_report::WordPiece, BertError> {

@@ -3,7 +3,8 @@
 //! printed in the paper's layout with our metrics.
 
 use crate::config::Config;
-use crate::eval::{evaluate, CandleModel, EvalOptions, EvalReport};
+use crate::eval::evaluate::{evaluate, EvalOptions, EvalReport};
+use crate::eval::models::CandleModel;
 use crate::train::{fit, RunOptions, StepReport};
 use serde::Serialize;
 use std::path::Path;

@@ -14,59 +14,15 @@
 //! Supported: the `cnn` image encoder and our text encoder. ResNet, ViT and BERT are refused with
 //! a clear error (not written yet).
 
-use crate::asg::{
-    AsgModel, Attention, ConvBn, DecoderLayer, EncoderLayer, FeedForward, LayerNorm, QueryDecoder,
-    TextEncoder, FINDINGS, REGIONS,
+use crate::export::onnx::{Attr, Dim, ExportError, GraphBuilder};
+use crate::model::asg::{AsgModel, TextEncoder};
+use crate::model::backbones::ImageEncoder;
+use crate::model::layers::{
+    Attention, ConvBn, DecoderLayer, EncoderLayer, FeedForward, LayerNorm, QueryDecoder, BN_EPS,
 };
-use crate::backbones::ImageEncoder;
-use crate::onnx::{Attr, Dim, ExportError, GraphBuilder};
+use crate::vocab::{FINDINGS, REGIONS};
 use candle_core::Tensor;
 use candle_nn::{Linear, Module};
-
-/// The image model's outputs, in graph order, with their shapes (`b` = batch).
-pub const IMAGE_OUTPUTS: [(&str, &str); 8] = [
-    ("embedding", "[b, embed] global image embedding, unit L2 norm"),
-    (
-        "image_features",
-        "[b, channels] the image encoder's pooled features (linear probing)",
-    ),
-    (
-        "finding_logits",
-        "[b, findings] image-level finding logits (tag decoder)",
-    ),
-    (
-        "tag_attention",
-        "[b, findings, cells] each finding's attention over the grid (row-major cells): its heatmap",
-    ),
-    (
-        "region_boxes",
-        "[b, regions, 4] anatomy boxes x1, y1, x2, y2 in 0..1 of the model input",
-    ),
-    (
-        "region_embeddings",
-        "[b, regions, embed] region features pooled over the predicted boxes, unit L2 norm",
-    ),
-    (
-        "region_logits",
-        "[b, regions, findings] region-finding logits over the predicted boxes",
-    ),
-    (
-        "finding_maps",
-        "[b, findings, cells] the region-finding head applied to each grid cell (logits): a class activation map per finding",
-    ),
-];
-
-/// The text model's outputs.
-pub const TEXT_OUTPUTS: [(&str, &str); 2] = [
-    (
-        "report_embedding",
-        "[b, embed] the report's embedding (first token), unit L2 norm",
-    ),
-    (
-        "sentence_embeddings",
-        "[b, sentences, embed] each `averaging` row's token average, projected, unit L2 norm",
-    ),
-];
 
 const GELU_C: f64 = 0.797_884_560_802_865_4; // sqrt(2 / pi)
 
@@ -178,7 +134,7 @@ impl Exporter {
         )
     }
 
-    /// Rows scaled to unit L2 norm, as [`crate::asg::l2_normalize`]: `x / (|x| + 1e-6)`.
+    /// Rows scaled to unit L2 norm, as [`crate::model::layers::l2_normalize`]: `x / (|x| + 1e-6)`.
     fn l2_normalize(&mut self, x: &str, hint: &str) -> Result<String, ExportError> {
         let norm = self.op(
             "ReduceL2",
@@ -397,7 +353,7 @@ impl Exporter {
     /// Convolution with its batch norm folded in (inference statistics), then ReLU.
     fn conv_bn(&mut self, x: &str, layer: &ConvBn, hint: &str) -> Result<String, ExportError> {
         let bn = &layer.bn;
-        let scale = (&bn.weight / (bn.running_var.as_tensor() + crate::asg::BN_EPS)?.sqrt()?)?;
+        let scale = (&bn.weight / (bn.running_var.as_tensor() + BN_EPS)?.sqrt()?)?;
         let shift = (&bn.bias - (bn.running_mean.as_tensor() * &scale)?)?;
         let rv = values(bn.running_var.as_tensor())?;
         if let Some(v) = rv.iter().find(|v| **v < 0.0) {
@@ -426,7 +382,7 @@ impl Exporter {
         self.op("Relu", &[&y], &[], hint)
     }
 
-    /// [`crate::asg::box_cell_weights`]: `[b, r, 4]` -> `[b, r, g*g]`.
+    /// [`crate::model::asg::box_cell_weights`]: `[b, r, 4]` -> `[b, r, g*g]`.
     fn box_cell_weights(&mut self, boxes: &str, g: usize) -> Result<String, ExportError> {
         let hint = "pool";
         let lo: Vec<f32> = (0..g).map(|i| i as f32 / g as f32).collect();
@@ -667,71 +623,4 @@ pub fn text_onnx(model: &AsgModel) -> Result<Vec<u8>, ExportError> {
         &[batch, Dim::Param("sentences"), Dim::Fixed(emb)],
     )?;
     e.g.finish("asg_text", "ASG text model: report and sentence embeddings")
-}
-
-/// The Candle model's image outputs in [`IMAGE_OUTPUTS`] order, for parity checks: exactly what
-/// `image.onnx` computes (regions pooled over the predicted boxes).
-pub fn image_outputs(model: &AsgModel, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
-    let out = model.image(x, false)?;
-    let (emb, logits) = model.regions(&out.grid, &out.boxes)?;
-    let maps = model
-        .region_head
-        .forward(&out.grid)?
-        .transpose(1, 2)?
-        .contiguous()?;
-    Ok(vec![
-        out.global,
-        out.pooled,
-        out.tag_logits,
-        out.tag_attention,
-        out.boxes,
-        emb,
-        logits,
-        maps,
-    ])
-}
-
-/// The Candle model's text outputs in [`TEXT_OUTPUTS`] order.
-pub fn text_outputs(
-    model: &AsgModel,
-    ids: &Tensor,
-    mask: &Tensor,
-    averaging: &Tensor,
-) -> candle_core::Result<Vec<Tensor>> {
-    let out = model.text(ids, mask)?;
-    let sentences = model.sentences(&out.tokens, averaging)?;
-    Ok(vec![out.report, sentences])
-}
-
-/// Inputs of `text.onnx` for one report: ids (padded to `max_tokens`), the mask, and rows
-/// averaging the tokens of each `(start, end)` token range (`[k, max_tokens]`, row-major).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TextInputs {
-    pub ids: Vec<i64>,
-    pub mask: Vec<f32>,
-    pub averaging: Vec<f32>,
-    pub sentences: usize,
-}
-
-/// Builds [`TextInputs`] from token ids (at most `max_tokens` are kept) and, per sentence, the
-/// positions of its tokens (positions past the kept tokens are dropped).
-pub fn text_inputs(ids: &[u32], sentences: &[Vec<usize>], max_tokens: usize) -> TextInputs {
-    let n = ids.len().min(max_tokens);
-    let mut out = TextInputs {
-        ids: vec![asg_report::tokenizer::PAD as i64; max_tokens],
-        mask: vec![0.0; max_tokens],
-        averaging: vec![0.0; sentences.len() * max_tokens],
-        sentences: sentences.len(),
-    };
-    for (k, &id) in ids.iter().take(n).enumerate() {
-        out.ids[k] = id as i64;
-        out.mask[k] = 1.0;
-    }
-    for (row, toks) in sentences.iter().enumerate() {
-        let kept: Vec<usize> = toks.iter().copied().filter(|&t| t < n).collect();
-        for &t in &kept {
-            out.averaging[row * max_tokens + t] = 1.0 / kept.len() as f32;
-        }
-    }
-    out
 }

@@ -2,7 +2,7 @@
 //! average pooling, a projection to an L2-normalised embedding and a linear finding head.
 //! It is the first brick of the ASG image encoder; the ASG heads come with the training issue.
 
-use crate::onnx::{Attr, Dim, ExportError, ExportOnnx, GraphBuilder};
+use crate::export::onnx::{Attr, Dim, ExportError, ExportOnnx, GraphBuilder};
 use candle_core::{DType, Device, Module, ModuleT, Result, Tensor, D};
 use candle_nn::{BatchNorm, Conv2d, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};

@@ -4,14 +4,14 @@
 //! ViT/DeiT under a prefix, so their pretrained safetensors load by name
 //! ([`load_pretrained_image`]); the RGB stem is summed over its colours for our one-channel input.
 
-use crate::asg::{conv2d, Bn, ConvBn, LayerNorm};
 use crate::config::ModelConfig;
+use crate::model::layers::{conv2d, subsample, Bn, ConvBn, LayerNorm};
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
 /// A 1x1 convolution (a matrix product over channels), optionally strided.
 fn conv1x1(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
-    let x = crate::asg::subsample(x, stride)?;
+    let x = subsample(x, stride)?;
     let (b, c, h, wd) = x.dims4()?;
     let cout = w.dim(0)?;
     w.reshape((cout, c))?

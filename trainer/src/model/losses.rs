@@ -1,6 +1,9 @@
 //! The ASG losses (DESIGN.md) and ours for boxes and regions, each from composed Candle operations
 //! (so that every input gets its gradient) and tested against hand-computed cases.
 
+/// The names of the loss terms, in log order.
+pub const LOSS_NAMES: [&str; 7] = ["ira", "arsa", "tag", "soft", "box_l1", "box_giou", "region"];
+
 use candle_core::{Result, Tensor, D};
 
 /// Mean over rows of -log softmax(row)[i] at the diagonal: cross-entropy with targets 0..n.

@@ -1,0 +1,250 @@
+//! One study prepared for the model: the image decoded (DICOM through asg-dicom, JPG/PNG through
+//! `image`), letterboxed and normalised, augmented, with its boxes, tag vector, region targets,
+//! region sentences and tokens; and the tokenizer trained on the training reports.
+
+use crate::config::{Config, NORMALISATION};
+use crate::data::augment::augment;
+use crate::data::error::{io, DataError};
+use crate::data::imagenome::{region_index, Dataset, Record, Split};
+use crate::vocab::{FINDINGS, REGIONS};
+use asg_dicom::Letterbox;
+use asg_report::{Existence, TextTokenizer, Tokenizer};
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
+
+/// A decoded grey image in [0, 1].
+fn load_image(path: &Path) -> Result<(Vec<f32>, u32, u32), DataError> {
+    let is_dicom = path
+        .extension()
+        .is_some_and(|x| x.eq_ignore_ascii_case("dcm"));
+    if is_dicom {
+        let img = asg_dicom::read_file(path, &Default::default())?;
+        Ok((img.display(), img.width, img.height))
+    } else {
+        let img = image::open(path).map_err(|e| DataError::Image {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let g = img.to_luma8();
+        let (w, h) = g.dimensions();
+        Ok((
+            g.into_raw().into_iter().map(|v| v as f32 / 255.0).collect(),
+            w,
+            h,
+        ))
+    }
+}
+
+/// One prepared example.
+#[derive(Debug, Clone)]
+pub struct Example {
+    /// `[size * size]`, normalised.
+    pub image: Vec<f32>,
+    /// Boxes in 0..1 of the model input, and whether each is present.
+    pub boxes: Vec<[f32; 4]>,
+    pub box_present: Vec<bool>,
+    pub ids: Vec<u32>,
+    pub tags: Vec<f32>,
+    /// `[REGIONS * FINDINGS]`.
+    pub region_targets: Vec<f32>,
+    /// Regions that sentences name (with a box), and the token positions of those sentences.
+    pub region_sentences: Vec<(usize, Vec<usize>)>,
+    /// Boxes dropped because they lay outside the image.
+    pub boxes_outside: usize,
+}
+
+/// Prepares a record: `rng` drives the augmentation (None: no augmentation).
+pub fn prepare(
+    record: &Record,
+    tokenizer: &TextTokenizer,
+    config: &Config,
+    rng: Option<&mut ChaCha8Rng>,
+) -> Result<Example, DataError> {
+    let size = config.model.input_size;
+    let (pixels, w, h) = load_image(&record.image)?;
+    let input = asg_dicom::preprocess(&pixels, w, h, size as u32, NORMALISATION);
+    let lb: Letterbox = input.letterbox;
+    let mut image = input.tensor;
+    let mut boxes = vec![[0.0f32; 4]; REGIONS];
+    let mut present = vec![false; REGIONS];
+    let mut outside = 0;
+    for (r, b) in record.boxes.iter().enumerate() {
+        let Some(b) = b else { continue };
+        if b[2] > w as f32 + 0.5 || b[3] > h as f32 + 0.5 {
+            outside += 1;
+            continue;
+        }
+        let (x1, y1) = lb.to_model(b[0] as f64, b[1] as f64);
+        let (x2, y2) = lb.to_model(b[2] as f64, b[3] as f64);
+        boxes[r] = [x1, y1, x2, y2].map(|v| (v / size as f64) as f32);
+        present[r] = true;
+    }
+    if let Some(rng) = rng {
+        augment(
+            &mut image,
+            &mut boxes,
+            &mut present,
+            size,
+            &config.augment,
+            rng,
+        );
+    }
+    let text = std::fs::read_to_string(&record.report).map_err(io(&record.report))?;
+    let parsed = asg_report::parse(&text);
+    let tags = parsed.tag_vector(config.train.uncertain_as);
+    let mut region_targets = vec![0.0f32; REGIONS * FINDINGS];
+    for (region, findings) in parsed.region_findings() {
+        // A finding in a zone is also in the lung that holds it.
+        let mut regions = vec![region.clone()];
+        let mut cur = region.clone();
+        while let Some(parent) = asg_report::region_parent(&cur) {
+            regions.push(parent.to_string());
+            cur = parent.to_string();
+        }
+        for reg in regions {
+            let Some(r) = region_index(&reg) else {
+                continue;
+            };
+            for (finding, existence) in &findings {
+                let Some(f) = asg_report::finding_index(finding) else {
+                    continue;
+                };
+                let v = match existence {
+                    Existence::Positive => 1.0,
+                    Existence::Uncertain => config.train.uncertain_as,
+                    _ => 0.0,
+                };
+                let slot = &mut region_targets[r * FINDINGS + f];
+                *slot = slot.max(v);
+            }
+        }
+    }
+    let encoding = tokenizer.encode(&text, config.model.max_tokens);
+    let mut per_region: Vec<Vec<usize>> = vec![Vec::new(); REGIONS];
+    for s in &parsed.sentences {
+        if s.section
+            .as_deref()
+            .is_some_and(|sec| !matches!(sec, "findings" | "impression"))
+        {
+            continue;
+        }
+        let toks = encoding.tokens_in(s.start, s.end);
+        if toks.is_empty() {
+            continue;
+        }
+        for t in &s.triplets {
+            if let Some(r) = region_index(&t.region) {
+                for &k in &toks {
+                    if !per_region[r].contains(&k) {
+                        per_region[r].push(k);
+                    }
+                }
+            }
+        }
+    }
+    let region_sentences = per_region
+        .into_iter()
+        .enumerate()
+        .filter(|(r, toks)| present[*r] && !toks.is_empty())
+        .collect();
+    Ok(Example {
+        image,
+        boxes,
+        box_present: present,
+        ids: encoding.ids,
+        tags,
+        region_targets,
+        region_sentences,
+        boxes_outside: outside,
+    })
+}
+
+/// Trains the tokenizer on the reports of the training split.
+pub fn train_tokenizer(data: &Dataset, vocab_size: usize) -> Result<Tokenizer, DataError> {
+    let mut texts = Vec::new();
+    for r in data.records.iter().filter(|r| r.split == Split::Train) {
+        texts.push(std::fs::read_to_string(&r.report).map_err(io(&r.report))?);
+    }
+    Ok(Tokenizer::train(
+        texts.iter().map(String::as_str),
+        vocab_size,
+        2,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::imagenome::scan;
+
+    #[test]
+    fn bad_boxes_are_skipped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(
+            root.join("mimic-cxr-2.0.0-split.csv"),
+            "dicom_id,study_id,subject_id,split\nimg1,50000001,10000001,train\nimg2,50000002,10000002,test\n",
+        )
+        .unwrap();
+        let sg = root.join("silver_dataset/scene_graph");
+        std::fs::create_dir_all(&sg).unwrap();
+        let obj = |name: &str, b: [f64; 4]| serde_json::json!({"bbox_name": name, "original_x1": b[0], "original_y1": b[1], "original_x2": b[2], "original_y2": b[3]});
+        let graph = serde_json::json!({
+            "image_id": "img1",
+            "objects": [
+                obj("right lung", [10.0, 10.0, 50.0, 90.0]),
+                obj("left lung", [-5.0, 10.0, 50.0, 90.0]),
+                obj("trachea", [30.0, 10.0, 30.0, 40.0]),
+                obj("spine", [10.0, 10.0, 5000.0, 90.0]),
+                obj("left ear", [1.0, 1.0, 2.0, 2.0]),
+            ],
+        });
+        std::fs::write(sg.join("img1_SceneGraph.json"), graph.to_string()).unwrap();
+        std::fs::write(
+            sg.join("img2_SceneGraph.json"),
+            r#"{"image_id": "img2", "objects": []}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            sg.join("img3_SceneGraph.json"),
+            r#"{"image_id": "img3", "objects": []}"#,
+        )
+        .unwrap();
+        let study = root.join("files/p10/p10000001");
+        std::fs::create_dir_all(study.join("s50000001")).unwrap();
+        image::GrayImage::from_pixel(100, 100, image::Luma([128u8]))
+            .save(study.join("s50000001/img1.png"))
+            .unwrap();
+        std::fs::write(
+            study.join("s50000001.txt"),
+            "FINDINGS: Small right pleural effusion.",
+        )
+        .unwrap();
+        let set = scan(root).unwrap();
+        assert_eq!(set.records.len(), 1);
+        let s = &set.stats;
+        assert_eq!((s.scene_graphs, s.missing_image, s.not_in_split), (3, 1, 1));
+        assert_eq!(
+            (
+                s.boxes,
+                s.boxes_negative,
+                s.boxes_zero_area,
+                s.unknown_regions
+            ),
+            (4, 1, 1, 1)
+        );
+        let r = &set.records[0];
+        assert_eq!(r.boxes.iter().filter(|b| b.is_some()).count(), 2);
+        // The box past the image's edge is dropped when the image is read.
+        let config = Config::default();
+        let tok = TextTokenizer::Word(Tokenizer::train(["small right pleural effusion"], 100, 1));
+        let e = prepare(r, &tok, &config, None).unwrap();
+        assert_eq!(e.boxes_outside, 1);
+        assert_eq!(e.box_present.iter().filter(|p| **p).count(), 1);
+        assert_eq!(e.tags[0], 1.0); // pleural effusion
+                                    // A missing split file is a clear error.
+        std::fs::remove_file(root.join("mimic-cxr-2.0.0-split.csv")).unwrap();
+        let err = scan(root).unwrap_err().to_string();
+        assert!(err.contains("mimic-cxr-2.0.0-split.csv"), "{err}");
+    }
+}

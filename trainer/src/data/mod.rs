@@ -1,0 +1,18 @@
+//! The data wing: training and evaluation examples from the layouts data sets ship in.
+//! [`imagenome`] scans the Chest ImaGenome + MIMIC-CXR layout (the phantoms are written the same
+//! way); [`example`] prepares one study for the model (decode, letterbox, targets, tokens);
+//! [`augment`] moves images and boxes together; [`sampling`] orders the batches reproducibly.
+//!
+//! May use: [`crate::config`] and [`crate::vocab`] (not the model).
+
+pub mod augment;
+pub mod error;
+pub mod example;
+pub mod imagenome;
+pub mod sampling;
+
+pub use crate::config::NORMALISATION;
+pub use error::DataError;
+pub use example::{prepare, train_tokenizer, Example};
+pub use imagenome::{scan, Dataset, Record, ScanStats, Split};
+pub use sampling::{batch_indices, epoch_order, example_rng};

@@ -1,0 +1,19 @@
+//! Errors of an evaluation.
+
+use crate::data;
+use crate::export::BundleError;
+
+/// Errors of an evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("{0}")]
+    Invalid(String),
+}

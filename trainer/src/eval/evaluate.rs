@@ -1,0 +1,552 @@
+//! One evaluation of a model on a split: predictions, the metrics, the report as a table.
+
+use crate::config::Config;
+use crate::data::{self, Record, Split};
+use crate::eval::error::EvalError;
+use crate::eval::metrics::{auroc, iou, mean_std, pointing_hit, recall_at, Logistic};
+use crate::eval::models::EvalModel;
+use crate::export::io::{text_inputs, ImagePrediction};
+use crate::vocab::{FINDINGS, REGIONS};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// What to evaluate.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub split: Split,
+    /// Evaluate at most this many studies of the split (0: all).
+    pub limit: usize,
+    /// Run the linear probes (needs features of the training split).
+    pub linear_probe: bool,
+    /// Seeds for the 1% and 10% probes.
+    pub probe_seeds: u64,
+    /// Images per forward pass.
+    pub batch: usize,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            split: Split::Test,
+            limit: 0,
+            linear_probe: true,
+            probe_seeds: 5,
+            batch: 16,
+        }
+    }
+}
+
+/// A per-finding (or per-region) metric with its mean over the defined values.
+#[derive(Debug, Clone, Serialize)]
+pub struct PerName {
+    /// Mean over the names where the metric is defined.
+    pub mean: Option<f64>,
+    /// How many names it is defined for.
+    pub defined: usize,
+    pub values: BTreeMap<String, Option<f64>>,
+}
+
+impl PerName {
+    fn new(names: &[String], values: Vec<Option<f64>>) -> Self {
+        let defined: Vec<f64> = values.iter().flatten().copied().collect();
+        Self {
+            mean: (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64),
+            defined: defined.len(),
+            values: names.iter().cloned().zip(values).collect(),
+        }
+    }
+}
+
+/// Linear-probe AUROC at one label fraction.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeResult {
+    /// Share of the training split used.
+    pub fraction: f64,
+    /// Training images per seed.
+    pub train_images: usize,
+    /// Mean AUROC over findings, per seed.
+    pub per_seed: Vec<Option<f64>>,
+    pub mean: f64,
+    pub std: f64,
+}
+
+/// Everything `asg-train eval` measures.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub model: String,
+    pub data: String,
+    pub split: String,
+    pub images: usize,
+    /// Positive images per finding in the evaluated split.
+    pub positives: BTreeMap<String, usize>,
+    pub image_auroc: PerName,
+    pub region_auroc: PerName,
+    pub box_iou: PerName,
+    /// With the tag decoder's attention as the heatmap.
+    pub pointing_game: PerName,
+    /// (hits, cases) over all findings.
+    pub pointing_overall: (usize, usize),
+    /// With the region head's class activation maps (`finding_maps`) as the heatmap.
+    pub pointing_game_cam: PerName,
+    pub pointing_overall_cam: (usize, usize),
+    pub retrieval_image_to_report: BTreeMap<String, f64>,
+    pub retrieval_report_to_image: BTreeMap<String, f64>,
+    pub zero_shot_auroc: PerName,
+    pub linear_probe: Vec<ProbeResult>,
+    pub seconds: f64,
+}
+
+/// An evaluated example: model-input labels and boxes, and the report's text.
+pub(crate) struct Truth {
+    pub(crate) tags: Vec<f32>,
+    pub(crate) region_targets: Vec<f32>,
+    pub(crate) boxes: Vec<[f32; 4]>,
+    pub(crate) present: Vec<bool>,
+    pub(crate) report: String,
+    pub(crate) ids: Vec<u32>,
+}
+
+fn config_for(model: &dyn EvalModel) -> Config {
+    let mut c = Config::default();
+    c.model.input_size = model.input_size();
+    c.model.max_tokens = model.max_tokens();
+    c.train.uncertain_as = 1.0;
+    c
+}
+
+/// Predictions and truths of records (prepared without augmentation).
+pub(crate) fn predict(
+    model: &dyn EvalModel,
+    records: &[&Record],
+    batch: usize,
+) -> Result<(Vec<ImagePrediction>, Vec<Truth>), EvalError> {
+    let config = config_for(model);
+    let s = model.input_size();
+    let mut preds = Vec::with_capacity(records.len());
+    let mut truths = Vec::with_capacity(records.len());
+    for chunk in records.chunks(batch.max(1)) {
+        let mut pixels = Vec::with_capacity(chunk.len() * s * s);
+        for r in chunk {
+            let e = data::prepare(r, model.tokenizer(), &config, None)?;
+            pixels.extend_from_slice(&e.image);
+            let report = std::fs::read_to_string(&r.report)
+                .map_err(|e| EvalError::Invalid(format!("{}: {e}", r.report.display())))?;
+            truths.push(Truth {
+                tags: e.tags,
+                region_targets: e.region_targets,
+                boxes: e.boxes,
+                present: e.box_present,
+                report: report.split_whitespace().collect::<Vec<_>>().join(" "),
+                ids: e.ids,
+            });
+        }
+        preds.extend(model.images(&pixels, chunk.len())?);
+    }
+    Ok((preds, truths))
+}
+
+fn report_embedding(model: &dyn EvalModel, ids: &[u32]) -> Result<Vec<f32>, EvalError> {
+    let inputs = text_inputs(ids, &[vec![0]], model.max_tokens());
+    Ok(model.text(&inputs)?.0)
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Runs the evaluation of `model` on `data` (Chest ImaGenome layout).
+pub fn evaluate(
+    model: &dyn EvalModel,
+    data_root: &Path,
+    options: &EvalOptions,
+    progress: &dyn Fn(&str),
+) -> Result<EvalReport, EvalError> {
+    let start = std::time::Instant::now();
+    let dataset = data::scan(data_root)?;
+    let mut records: Vec<&Record> = dataset
+        .records
+        .iter()
+        .filter(|r| r.split == options.split)
+        .collect();
+    if options.limit > 0 {
+        records.truncate(options.limit);
+    }
+    if records.is_empty() {
+        return Err(EvalError::Invalid(format!(
+            "{}: no studies in the {:?} split",
+            data_root.display(),
+            options.split
+        )));
+    }
+    let findings: Vec<String> = asg_report::FINDINGS.iter().map(|f| f.to_string()).collect();
+    let regions: Vec<String> = asg_report::REGIONS
+        .iter()
+        .map(|r| r.name.to_string())
+        .collect();
+    if findings.len() != FINDINGS || regions.len() != REGIONS {
+        return Err(EvalError::Invalid(
+            "vocabulary and model sizes differ".into(),
+        ));
+    }
+    progress(&format!("predicting {} images", records.len()));
+    let (preds, truths) = predict(model, &records, options.batch)?;
+    let n = preds.len();
+    let g = model.grid();
+
+    let label = |t: &Truth, f: usize| t.tags[f] > 0.5;
+    let positives = findings
+        .iter()
+        .enumerate()
+        .map(|(f, name)| (name.clone(), truths.iter().filter(|t| label(t, f)).count()))
+        .collect();
+
+    // Image- and region-level AUROC.
+    let image_auroc = (0..FINDINGS)
+        .map(|f| {
+            let s: Vec<f32> = preds.iter().map(|p| p.finding_logits[f]).collect();
+            let l: Vec<bool> = truths.iter().map(|t| label(t, f)).collect();
+            auroc(&s, &l)
+        })
+        .collect();
+    let region_auroc = (0..FINDINGS)
+        .map(|f| {
+            let mut s = Vec::new();
+            let mut l = Vec::new();
+            for (p, t) in preds.iter().zip(&truths) {
+                for r in 0..REGIONS {
+                    if t.present[r] {
+                        s.push(p.region_logits[r * FINDINGS + f]);
+                        l.push(t.region_targets[r * FINDINGS + f] > 0.5);
+                    }
+                }
+            }
+            auroc(&s, &l)
+        })
+        .collect();
+
+    // Anatomy boxes.
+    let box_iou = (0..REGIONS)
+        .map(|r| {
+            let v: Vec<f64> = preds
+                .iter()
+                .zip(&truths)
+                .filter(|(_, t)| t.present[r])
+                .map(|(p, t)| {
+                    let b = &p.boxes[r * 4..r * 4 + 4];
+                    iou([b[0], b[1], b[2], b[3]], t.boxes[r])
+                })
+                .collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        })
+        .collect();
+
+    // Pointing game, for both heatmaps.
+    let cells = g * g;
+    let pointing_of = |map: &dyn Fn(&ImagePrediction) -> &[f32]| {
+        let mut overall = (0usize, 0usize);
+        let per: Vec<Option<f64>> = (0..FINDINGS)
+            .map(|f| {
+                let (mut hits, mut cases) = (0usize, 0usize);
+                for (p, t) in preds.iter().zip(&truths) {
+                    let boxes: Vec<[f32; 4]> = (0..REGIONS)
+                        .filter(|&r| t.present[r] && t.region_targets[r * FINDINGS + f] > 0.5)
+                        .map(|r| t.boxes[r])
+                        .collect();
+                    let Some(heat) = map(p).get(f * cells..(f + 1) * cells) else {
+                        continue;
+                    };
+                    if let Some(hit) = pointing_hit(heat, g, &boxes) {
+                        cases += 1;
+                        hits += hit as usize;
+                    }
+                }
+                overall.0 += hits;
+                overall.1 += cases;
+                (cases > 0).then(|| hits as f64 / cases as f64)
+            })
+            .collect();
+        (per, overall)
+    };
+    let (pointing, overall) = pointing_of(&|p| &p.tag_attention);
+    let (pointing_cam, overall_cam) = pointing_of(&|p| &p.finding_maps);
+
+    // Retrieval.
+    progress("embedding reports");
+    let mut reports = Vec::with_capacity(n);
+    for t in &truths {
+        reports.extend(report_embedding(model, &t.ids)?);
+    }
+    let e = reports.len() / n.max(1);
+    let images: Vec<f32> = preds.iter().flat_map(|p| p.embedding.clone()).collect();
+    let mut group_of: HashMap<&str, usize> = HashMap::new();
+    let groups: Vec<usize> = truths
+        .iter()
+        .map(|t| {
+            let next = group_of.len();
+            *group_of.entry(t.report.as_str()).or_insert(next)
+        })
+        .collect();
+    let ks = [1, 5, 10];
+    let named = |v: Vec<f64>| -> BTreeMap<String, f64> {
+        ks.iter().map(|k| format!("R@{k}")).zip(v).collect()
+    };
+    let i2t = named(recall_at(&images, &reports, e, &groups, &ks));
+    let t2i = named(recall_at(&reports, &images, e, &groups, &ks));
+
+    // Zero-shot classification from prompts.
+    progress("zero-shot prompts");
+    let mut zero_shot = Vec::with_capacity(FINDINGS);
+    for (f, name) in findings.iter().enumerate() {
+        let prompt = |text: &str| -> Result<Vec<f32>, EvalError> {
+            let enc = model.tokenizer().encode(text, model.max_tokens());
+            report_embedding(model, &enc.ids)
+        };
+        let pos = prompt(&format!("FINDINGS: There is {name}."))?;
+        let neg = prompt(&format!("FINDINGS: No {name}."))?;
+        let s: Vec<f32> = preds
+            .iter()
+            .map(|p| dot(&p.embedding, &pos) - dot(&p.embedding, &neg))
+            .collect();
+        let l: Vec<bool> = truths.iter().map(|t| label(t, f)).collect();
+        zero_shot.push(auroc(&s, &l));
+    }
+
+    // Linear probes on frozen features.
+    let mut probes = Vec::new();
+    if options.linear_probe {
+        let train: Vec<&Record> = dataset
+            .records
+            .iter()
+            .filter(|r| r.split == Split::Train)
+            .collect();
+        if train.is_empty() {
+            return Err(EvalError::Invalid(format!(
+                "{}: no training split for the linear probe (use --no-probe)",
+                data_root.display()
+            )));
+        }
+        progress(&format!("features of {} training images", train.len()));
+        let (train_preds, train_truths) = predict(model, &train, options.batch)?;
+        let test_x: Vec<Vec<f64>> = preds
+            .iter()
+            .map(|p| p.features.iter().map(|&v| v as f64).collect())
+            .collect();
+        for (fraction, seeds) in [
+            (0.01, options.probe_seeds),
+            (0.1, options.probe_seeds),
+            (1.0, 1),
+        ] {
+            let take = ((train.len() as f64 * fraction).round() as usize).clamp(2, train.len());
+            let mut per_seed = Vec::new();
+            for seed in 0..seeds.max(1) {
+                let order = data::epoch_order(train.len(), 1000 + seed, 0);
+                let chosen: Vec<usize> = order.into_iter().take(take).collect();
+                per_seed.push(probe(
+                    &chosen,
+                    &train_preds,
+                    &train_truths,
+                    &test_x,
+                    &truths,
+                ));
+            }
+            let vals: Vec<f64> = per_seed.iter().flatten().copied().collect();
+            let (mean, std) = mean_std(&vals);
+            progress(&format!("linear probe {:.0}%: {mean:.3}", fraction * 100.0));
+            probes.push(ProbeResult {
+                fraction,
+                train_images: take,
+                per_seed,
+                mean,
+                std,
+            });
+        }
+    }
+
+    Ok(EvalReport {
+        model: model.describe(),
+        data: data_root.display().to_string(),
+        split: format!("{:?}", options.split).to_lowercase(),
+        images: n,
+        positives,
+        image_auroc: PerName::new(&findings, image_auroc),
+        region_auroc: PerName::new(&findings, region_auroc),
+        box_iou: PerName::new(&regions, box_iou),
+        pointing_game: PerName::new(&findings, pointing),
+        pointing_overall: overall,
+        pointing_game_cam: PerName::new(&findings, pointing_cam),
+        pointing_overall_cam: overall_cam,
+        retrieval_image_to_report: i2t,
+        retrieval_report_to_image: t2i,
+        zero_shot_auroc: PerName::new(&findings, zero_shot),
+        linear_probe: probes,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Mean test AUROC over findings of logistic regressions trained on the `chosen` training
+/// examples (features standardised on them; L2 1e-2 relative to the mean loss). A finding with
+/// one class in the chosen set gets a constant score (AUROC 0.5 where defined).
+fn probe(
+    chosen: &[usize],
+    train: &[ImagePrediction],
+    train_truths: &[Truth],
+    test_x: &[Vec<f64>],
+    test_truths: &[Truth],
+) -> Option<f64> {
+    let d = train.first()?.features.len();
+    let n = chosen.len();
+    let mut mean = vec![0.0f64; d];
+    for &i in chosen {
+        for (m, v) in mean.iter_mut().zip(&train[i].features) {
+            *m += *v as f64 / n as f64;
+        }
+    }
+    let mut sd = vec![0.0f64; d];
+    for &i in chosen {
+        for ((s, v), m) in sd.iter_mut().zip(&train[i].features).zip(&mean) {
+            *s += (*v as f64 - m).powi(2) / n as f64;
+        }
+    }
+    let sd: Vec<f64> = sd.iter().map(|s| s.sqrt().max(1e-6)).collect();
+    let standard = |row: &[f64]| -> Vec<f64> {
+        row.iter()
+            .zip(&mean)
+            .zip(&sd)
+            .map(|((v, m), s)| (v - m) / s)
+            .collect()
+    };
+    let x: Vec<f64> = chosen
+        .iter()
+        .flat_map(|&i| {
+            let row: Vec<f64> = train[i].features.iter().map(|&v| v as f64).collect();
+            standard(&row)
+        })
+        .collect();
+    let tx: Vec<f64> = test_x.iter().flat_map(|r| standard(r)).collect();
+    let mut aurocs = Vec::new();
+    for f in 0..FINDINGS {
+        let y: Vec<bool> = chosen
+            .iter()
+            .map(|&i| train_truths[i].tags[f] > 0.5)
+            .collect();
+        let model = Logistic::fit(&x, &y, d, 1e-2, 15);
+        let scores: Vec<f32> = model.decision(&tx).iter().map(|&v| v as f32).collect();
+        let labels: Vec<bool> = test_truths.iter().map(|t| t.tags[f] > 0.5).collect();
+        if let Some(a) = auroc(&scores, &labels) {
+            aurocs.push(a);
+        }
+    }
+    (!aurocs.is_empty()).then(|| aurocs.iter().sum::<f64>() / aurocs.len() as f64)
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "—".into())
+}
+
+impl EvalReport {
+    /// The report as printed tables (Markdown).
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        s += &format!(
+            "Evaluation of {} on {} ({} split, {} images, {:.0} s)\n\n",
+            self.model, self.data, self.split, self.images, self.seconds
+        );
+        s += "| metric | value | defined for |\n|---|---|---|\n";
+        let row = |name: &str, p: &PerName, of: &str| {
+            format!("| {name} | {} | {} {of} |\n", fmt(p.mean), p.defined)
+        };
+        s += &row("image-level AUROC (mean)", &self.image_auroc, "findings");
+        s += &row("region-level AUROC (mean)", &self.region_auroc, "findings");
+        s += &row("zero-shot AUROC (mean)", &self.zero_shot_auroc, "findings");
+        s += &row("anatomy box IoU (mean)", &self.box_iou, "regions");
+        s += &row(
+            "pointing game, tag attention (mean over findings)",
+            &self.pointing_game,
+            "findings",
+        );
+        let (h, c) = self.pointing_overall;
+        s += &format!(
+            "| pointing game, tag attention (all cases) | {} | {c} cases |\n",
+            fmt((c > 0).then(|| h as f64 / c as f64))
+        );
+        s += &row(
+            "pointing game, region-head maps (mean over findings)",
+            &self.pointing_game_cam,
+            "findings",
+        );
+        let (h, c) = self.pointing_overall_cam;
+        s += &format!(
+            "| pointing game, region-head maps (all cases) | {} | {c} cases |\n",
+            fmt((c > 0).then(|| h as f64 / c as f64))
+        );
+        for (dir, m) in [
+            ("image → report", &self.retrieval_image_to_report),
+            ("report → image", &self.retrieval_report_to_image),
+        ] {
+            for k in ["R@1", "R@5", "R@10"] {
+                if let Some(v) = m.get(k) {
+                    s += &format!(
+                        "| retrieval {dir} {k} | {v:.3} | {} queries |\n",
+                        self.images
+                    );
+                }
+            }
+        }
+        for p in &self.linear_probe {
+            s += &format!(
+                "| linear probe {}% labels ({} images, {} seed{}) | {:.3} ± {:.3} | |\n",
+                p.fraction * 100.0,
+                p.train_images,
+                p.per_seed.len(),
+                if p.per_seed.len() == 1 { "" } else { "s" },
+                p.mean,
+                p.std
+            );
+        }
+        s += "\n| finding | positives | image AUROC | region AUROC | zero-shot AUROC | pointing (attention) | pointing (maps) |\n|---|---|---|---|---|---|---|\n";
+        for (name, pos) in &self.positives {
+            let get = |p: &PerName| fmt(p.values.get(name).copied().flatten());
+            s += &format!(
+                "| {name} | {pos} | {} | {} | {} | {} | {} |\n",
+                get(&self.image_auroc),
+                get(&self.region_auroc),
+                get(&self.zero_shot_auroc),
+                get(&self.pointing_game),
+                get(&self.pointing_game_cam)
+            );
+        }
+        s += "\n| region | box IoU |\n|---|---|\n";
+        for (name, v) in &self.box_iou.values {
+            s += &format!("| {name} | {} |\n", fmt(*v));
+        }
+        s
+    }
+
+    /// Flat metrics for a bundle manifest.
+    pub fn summary(&self) -> BTreeMap<String, f64> {
+        let mut m = BTreeMap::new();
+        let mut put = |k: &str, v: Option<f64>| {
+            if let Some(v) = v {
+                m.insert(k.to_string(), v);
+            }
+        };
+        put("image_auroc_mean", self.image_auroc.mean);
+        put("region_auroc_mean", self.region_auroc.mean);
+        put("zero_shot_auroc_mean", self.zero_shot_auroc.mean);
+        put("box_iou_mean", self.box_iou.mean);
+        put("pointing_game_attention_mean", self.pointing_game.mean);
+        put("pointing_game_maps_mean", self.pointing_game_cam.mean);
+        for (k, v) in &self.retrieval_image_to_report {
+            put(&format!("retrieval_i2t_{k}"), Some(*v));
+        }
+        for p in &self.linear_probe {
+            put(
+                &format!("linear_probe_{}pct", p.fraction * 100.0),
+                Some(p.mean),
+            );
+        }
+        put("test_images", Some(self.images as f64));
+        m
+    }
+}

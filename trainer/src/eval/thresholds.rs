@@ -1,0 +1,189 @@
+//! The bundle's thresholds, chosen on a validation split: per finding the best-F1 probability at
+//! image and region level, and the report check's confident (precision 0.9) and doubtful
+//! (recall 0.9) bars.
+
+use crate::data::{self, Record, Split};
+use crate::eval::error::EvalError;
+use crate::eval::evaluate::predict;
+use crate::eval::models::EvalModel;
+use crate::export::Thresholds;
+use crate::vocab::{FINDINGS, REGIONS};
+use std::path::Path;
+
+/// The probability with the best F1 over `(logit, label)` pairs (ties: the higher threshold),
+/// clamped to 0.01..=0.99; 0.5 when there is no positive.
+pub fn best_f1_threshold(mut pairs: Vec<(f32, bool)>) -> f32 {
+    let total_pos = pairs.iter().filter(|p| p.1).count();
+    if total_pos == 0 {
+        return 0.5;
+    }
+    for p in pairs.iter_mut() {
+        p.0 = 1.0 / (1.0 + (-p.0).exp());
+    }
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let (mut best, mut best_t) = (-1.0f64, 0.5f32);
+    for (i, &(p, pos)) in pairs.iter().enumerate() {
+        if pos {
+            tp += 1;
+        } else {
+            fp += 1;
+        }
+        // Only cut between distinct probabilities.
+        if pairs.get(i + 1).is_some_and(|n| n.0 == p) {
+            continue;
+        }
+        let f1 = 2.0 * tp as f64 / (2 * tp + fp + (total_pos - tp)) as f64;
+        if f1 > best {
+            best = f1;
+            best_t = p;
+        }
+    }
+    best_t.clamp(0.01, 0.99)
+}
+
+/// The lowest probability above which at least `precision` of the pairs are positive (1.0 when
+/// no cut reaches it; 0.5 without positives).
+pub fn precision_threshold(mut pairs: Vec<(f32, bool)>, precision: f64) -> f32 {
+    if !pairs.iter().any(|p| p.1) {
+        return 0.5;
+    }
+    for p in pairs.iter_mut() {
+        p.0 = 1.0 / (1.0 + (-p.0).exp());
+    }
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut tp, mut n) = (0usize, 0usize);
+    let mut best = 1.0f32;
+    for (i, &(p, pos)) in pairs.iter().enumerate() {
+        n += 1;
+        tp += pos as usize;
+        if pairs.get(i + 1).is_some_and(|next| next.0 == p) {
+            continue;
+        }
+        if tp as f64 / n as f64 >= precision {
+            best = p;
+        }
+    }
+    best
+}
+
+/// The probability below which only `miss` of the positives fall (0.5 without positives).
+pub fn recall_threshold(pairs: Vec<(f32, bool)>, miss: f64) -> f32 {
+    let mut pos: Vec<f32> = pairs
+        .iter()
+        .filter(|p| p.1)
+        .map(|p| 1.0 / (1.0 + (-p.0).exp()))
+        .collect();
+    if pos.is_empty() {
+        return 0.5;
+    }
+    pos.sort_by(|a, b| a.total_cmp(b));
+    pos[((pos.len() as f64 * miss).floor() as usize).min(pos.len() - 1)]
+}
+
+/// Per finding, the image-level and region-level thresholds with the best F1 on `split`.
+pub fn choose_thresholds(
+    model: &dyn EvalModel,
+    data_root: &Path,
+    split: Split,
+    batch: usize,
+) -> Result<Thresholds, EvalError> {
+    let dataset = data::scan(data_root)?;
+    let records: Vec<&Record> = dataset
+        .records
+        .iter()
+        .filter(|r| r.split == split)
+        .collect();
+    if records.is_empty() {
+        return Err(EvalError::Invalid(format!(
+            "{}: no studies in the {split:?} split to choose thresholds on",
+            data_root.display()
+        )));
+    }
+    let (preds, truths) = predict(model, &records, batch)?;
+    let mut out = Thresholds::default();
+    let mut check = asg_bundle::CheckThresholds::default();
+    for (f, name) in asg_report::FINDINGS.iter().enumerate() {
+        let image: Vec<(f32, bool)> = preds
+            .iter()
+            .zip(&truths)
+            .map(|(p, t)| (p.finding_logits[f], t.tags[f] > 0.5))
+            .collect();
+        let mut region = Vec::new();
+        for (p, t) in preds.iter().zip(&truths) {
+            for r in 0..REGIONS {
+                if t.present[r] {
+                    region.push((
+                        p.region_logits[r * FINDINGS + f],
+                        t.region_targets[r * FINDINGS + f] > 0.5,
+                    ));
+                }
+            }
+        }
+        let key = name.to_string();
+        check
+            .image_confident
+            .insert(key.clone(), precision_threshold(image.clone(), 0.9));
+        check
+            .image_doubtful
+            .insert(key.clone(), recall_threshold(image.clone(), 0.1));
+        check
+            .region_confident
+            .insert(key.clone(), precision_threshold(region.clone(), 0.9));
+        check
+            .region_doubtful
+            .insert(key.clone(), recall_threshold(region.clone(), 0.1));
+        out.image.insert(key.clone(), best_f1_threshold(image));
+        out.region.insert(key, best_f1_threshold(region));
+    }
+    out.check = Some(check);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logit(p: f32) -> f32 {
+        (p / (1.0 - p)).ln()
+    }
+
+    #[test]
+    fn the_best_f1_threshold_of_a_hand_case() {
+        // Cuts at 0.9: F1 2/3; 0.8: 1/2; 0.7: 4/5; 0.2: 2/3.
+        let pairs = vec![
+            (logit(0.9), true),
+            (logit(0.8), false),
+            (logit(0.7), true),
+            (logit(0.2), false),
+        ];
+        assert!((best_f1_threshold(pairs) - 0.7).abs() < 1e-5);
+        assert_eq!(best_f1_threshold(vec![(0.0, false), (1.0, false)]), 0.5);
+    }
+
+    #[test]
+    fn precision_and_recall_bars_of_a_hand_case() {
+        // Probabilities 0.9 (+), 0.8 (+), 0.7 (-), 0.6 (+), 0.2 (-).
+        let pairs = vec![
+            (logit(0.9), true),
+            (logit(0.8), true),
+            (logit(0.7), false),
+            (logit(0.6), true),
+            (logit(0.2), false),
+        ];
+        // Precision at cuts: 0.9 -> 1, 0.8 -> 1, 0.7 -> 2/3, 0.6 -> 3/4, 0.2 -> 3/5.
+        assert!((precision_threshold(pairs.clone(), 0.9) - 0.8).abs() < 1e-5);
+        assert!((precision_threshold(pairs.clone(), 0.7) - 0.6).abs() < 1e-5);
+        assert_eq!(
+            precision_threshold(vec![(0.0, false), (2.0, false)], 0.9),
+            0.5
+        );
+        assert_eq!(
+            precision_threshold(vec![(2.0, false), (0.0, true)], 0.9),
+            1.0
+        );
+        // Positives 0.6, 0.8, 0.9: the lowest third falls below 0.8.
+        assert!((recall_threshold(pairs.clone(), 0.1) - 0.6).abs() < 1e-5);
+        assert!((recall_threshold(pairs, 0.34) - 0.8).abs() < 1e-5);
+    }
+}

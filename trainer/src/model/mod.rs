@@ -1,0 +1,15 @@
+//! The model wing: the ASG model in Candle ([`asg`]), its image encoders ([`backbones`]), the
+//! BERT text encoder ([`bert`]), the layers they share ([`layers`]), the losses with their names
+//! ([`losses`]) and the seeded parameter initialisation ([`init`]).
+//!
+//! May use: [`crate::config`] and [`crate::vocab`]. Nothing here reads data, trains or exports.
+
+pub mod asg;
+pub mod backbones;
+pub mod bert;
+pub mod init;
+pub mod layers;
+pub mod losses;
+
+pub use crate::vocab::{FINDINGS, REGIONS};
+pub use asg::{new_model, parameter_count, AsgModel, ImageOutput, TextOutput};

@@ -1,0 +1,302 @@
+//! The training loop: a fresh or resumed run, steps with the weighted losses, AdamW, gradient
+//! clipping, checkpoints, a JSONL log, a progress report per step and the loss curve at the end.
+
+use crate::config::Config;
+use crate::data::{self, Dataset, Split};
+use crate::model::{new_model, AsgModel};
+use crate::train::batch::{collate, compute_losses};
+use crate::train::checkpoint::{checkpoint, write_atomic};
+use crate::train::error::{io, TrainError};
+use crate::train::optim::{learning_rate, AdamW};
+use crate::train::prefetch::Prefetcher;
+use asg_report::TextTokenizer as Tokenizer;
+use candle_core::{DType, Device};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Progress reported to the caller each step.
+pub struct StepReport<'a> {
+    pub step: u64,
+    pub total_steps: u64,
+    pub loss: f64,
+    pub terms: &'a [(String, f64)],
+    pub images_per_second: f64,
+}
+
+/// Options of a run besides the configuration.
+pub struct RunOptions<'a> {
+    pub data: &'a Path,
+    pub out: &'a Path,
+    pub resume: bool,
+    pub device: Device,
+    /// Stop (with a checkpoint) after this many steps in total, as an interruption would; the
+    /// schedule still runs to `train.steps`.
+    pub stop_at: Option<u64>,
+    /// Called after every step.
+    pub on_step: &'a mut dyn FnMut(&StepReport),
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSummary {
+    pub steps: u64,
+    pub first: BTreeMap<String, f64>,
+    pub last: BTreeMap<String, f64>,
+    pub parameters: usize,
+    pub train_examples: usize,
+    pub scan: data::ScanStats,
+}
+
+/// Trains per `config` on the data set at `options.data`, writing the run to `options.out`.
+pub fn fit(config: &Config, options: RunOptions) -> Result<RunSummary, TrainError> {
+    let out = options.out;
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let dataset: Dataset = data::scan(options.data)?;
+    let train: Vec<data::Record> = dataset
+        .records
+        .iter()
+        .filter(|r| r.split == Split::Train)
+        .cloned()
+        .collect();
+    if train.len() < config.train.batch_size {
+        return Err(TrainError::Invalid(format!(
+            "{}: {} training studies, fewer than one batch of {} (scan: {:?})",
+            options.data.display(),
+            train.len(),
+            config.train.batch_size,
+            dataset.stats
+        )));
+    }
+    let config_text = toml::to_string(config).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let tok_path = out.join("tokenizer.json");
+    let (tokenizer, start) = if options.resume {
+        let saved = std::fs::read_to_string(out.join("config.toml"))
+            .map_err(io(&out.join("config.toml")))?;
+        if saved != config_text {
+            return Err(TrainError::Invalid(format!(
+                "{}: the run was made with another configuration; resume with the same file",
+                out.join("config.toml").display()
+            )));
+        }
+        let t = Tokenizer::from_json(&std::fs::read_to_string(&tok_path).map_err(io(&tok_path))?)
+            .map_err(|e| TrainError::Invalid(format!("{}: {e}", tok_path.display())))?;
+        (t, true)
+    } else {
+        let t = match &config.model.bert_dir {
+            Some(dir) if config.model.text_encoder == "bert" => Tokenizer::WordPiece(
+                crate::model::bert::tokenizer_from_dir(Path::new(dir))
+                    .map_err(|e| TrainError::Invalid(e.to_string()))?,
+            ),
+            _ => Tokenizer::Word(data::train_tokenizer(&dataset, config.model.vocab_size)?),
+        };
+        write_atomic(&tok_path, t.to_json().as_bytes())?;
+        write_atomic(&out.join("config.toml"), config_text.as_bytes())?;
+        (t, false)
+    };
+    // With a pretrained BERT, its sizes replace the text encoder's.
+    let mut effective = config.clone();
+    let mut vocab = tokenizer.vocab_size();
+    if let (true, Some(dir)) = (config.model.text_encoder == "bert", &config.model.bert_dir) {
+        let bert = crate::model::bert::BertConfig::from_dir(Path::new(dir))
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        if tokenizer.vocab_size() > bert.vocab_size {
+            return Err(TrainError::Invalid(format!(
+                "{dir}: the tokenizer has {} tokens, the model's embedding {}",
+                tokenizer.vocab_size(),
+                bert.vocab_size
+            )));
+        }
+        vocab = bert.vocab_size;
+        effective.model.text_dim = bert.hidden_size;
+        effective.model.max_tokens = config.model.max_tokens.min(bert.max_position_embeddings);
+        effective.model.bert = Some(bert);
+    }
+    let config = &effective;
+    let device = options.device;
+    let (model, varmap) = new_model(&config.model, vocab, &device)?;
+    crate::model::init::seed_parameters(&varmap, config.train.seed)?;
+    if let (false, Some(p)) = (start, &config.model.pretrained_image) {
+        crate::model::backbones::load_pretrained_image(&varmap, Path::new(p), &config.model)
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    }
+    if let (false, Some(_), Some(dir)) = (start, &config.model.bert, &config.model.bert_dir) {
+        crate::model::bert::load_pretrained_bert(&varmap, Path::new(dir))
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    }
+    let mut opt = AdamW::new(&varmap, config.train.weight_decay)?;
+    let log_path = out.join("log.jsonl");
+    if start {
+        let mut vm = varmap;
+        vm.load(out.join("model.safetensors"))?;
+        let state = candle_core::safetensors::load(out.join("optimizer.safetensors"), &device)?;
+        opt.load_state(&state)?;
+        let run = Run {
+            config,
+            model: &model,
+            varmap: &vm,
+            tokenizer: &tokenizer,
+            out,
+            log_path: &log_path,
+            stop_at: options.stop_at,
+        };
+        return run_loop(&run, &mut opt, train, dataset.stats, options.on_step);
+    }
+    let _ = std::fs::remove_file(&log_path);
+    let run = Run {
+        config,
+        model: &model,
+        varmap: &varmap,
+        tokenizer: &tokenizer,
+        out,
+        log_path: &log_path,
+        stop_at: options.stop_at,
+    };
+    run_loop(&run, &mut opt, train, dataset.stats, options.on_step)
+}
+
+/// What the loop works with.
+struct Run<'a> {
+    config: &'a Config,
+    model: &'a AsgModel,
+    varmap: &'a candle_nn::VarMap,
+    tokenizer: &'a Tokenizer,
+    out: &'a Path,
+    log_path: &'a Path,
+    stop_at: Option<u64>,
+}
+
+fn run_loop(
+    run: &Run,
+    opt: &mut AdamW,
+    train: Vec<data::Record>,
+    scan: data::ScanStats,
+    on_step: &mut dyn FnMut(&StepReport),
+) -> Result<RunSummary, TrainError> {
+    use std::io::Write;
+    let Run {
+        config,
+        model,
+        varmap,
+        tokenizer,
+        out,
+        log_path,
+        stop_at,
+    } = *run;
+    let total_steps = config.train.steps as u64;
+    let end = stop_at.unwrap_or(total_steps).min(total_steps);
+    let first_step = opt.step;
+    let n_train = train.len();
+    let device = model_device(varmap)?;
+    let mut prefetch = Prefetcher::start(
+        Arc::new(train),
+        Arc::new(tokenizer.clone()),
+        Arc::new(config.clone()),
+        first_step,
+        end,
+    );
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(io(log_path))?;
+    let mut first = BTreeMap::new();
+    let mut last = BTreeMap::new();
+    let started = std::time::Instant::now();
+    for step in first_step..end {
+        let t0 = std::time::Instant::now();
+        let examples = prefetch.next(step)?;
+        let batch = collate(&examples, config.model.input_size, &device)?;
+        let losses = compute_losses(model, &batch, config, true)?;
+        let grads = losses.total.backward()?;
+        let norm = opt.grad_norm(&grads)?;
+        let clip = config.train.grad_clip;
+        let scale = if clip > 0.0 && norm > clip {
+            clip / norm
+        } else {
+            1.0
+        };
+        let lr = learning_rate(
+            step,
+            config.train.lr,
+            config.train.warmup_steps as u64,
+            total_steps,
+        );
+        opt.update(&grads, lr, scale)?;
+        let mut terms: Vec<(String, f64)> = Vec::new();
+        for (name, t) in &losses.terms {
+            terms.push((
+                name.to_string(),
+                t.to_dtype(DType::F64)?.to_scalar::<f64>()?,
+            ));
+        }
+        let total = losses.total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if !total.is_finite() {
+            return Err(TrainError::Invalid(format!(
+                "step {step}: the loss is {total} ({terms:?}); lower train.lr or check the data"
+            )));
+        }
+        let ips = examples.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        let mut row: BTreeMap<String, f64> = terms.iter().cloned().collect();
+        row.insert("total".into(), total);
+        if step == first_step {
+            first = row.clone();
+        }
+        last = row.clone();
+        on_step(&StepReport {
+            step,
+            total_steps,
+            loss: total,
+            terms: &terms,
+            images_per_second: ips,
+        });
+        let every = config.train.log_every.max(1) as u64;
+        if step % every == 0 || step + 1 == total_steps {
+            let mut line = serde_json::json!({
+                "step": step,
+                "lr": lr,
+                "grad_norm": norm,
+                "images_per_second": ips,
+                "elapsed_s": started.elapsed().as_secs_f64(),
+            });
+            for (k, v) in &row {
+                line[k] = serde_json::json!(v);
+            }
+            writeln!(log, "{line}").map_err(io(log_path))?;
+        }
+        let ck = config.train.checkpoint_every.max(1) as u64;
+        if (step + 1) % ck == 0 || step + 1 == end {
+            checkpoint(out, varmap, opt)?;
+        }
+    }
+    drop(prefetch);
+    let summary = RunSummary {
+        steps: end,
+        first,
+        last,
+        parameters: crate::model::asg::parameter_count(varmap),
+        train_examples: n_train,
+        scan,
+    };
+    write_atomic(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    crate::train::plot::loss_curve(log_path, &out.join("loss_curve.png"))
+        .map_err(|e| TrainError::Invalid(format!("loss curve: {e}")))?;
+    Ok(summary)
+}
+
+fn model_device(varmap: &candle_nn::VarMap) -> Result<Device, TrainError> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    Ok(data
+        .values()
+        .next()
+        .map(|v| v.device().clone())
+        .unwrap_or(Device::Cpu))
+}
