@@ -35,6 +35,11 @@ pub enum CueKind {
     UncertainBoth,
     Pseudo,
     Normal,
+    /// Says a structure is enlarged ("the heart is large", "borderline heart size"): asserts
+    /// the finding its region implies (cardiomegaly, enlarged cardiomediastinum).
+    Enlarged,
+    /// Says a structure is at the upper limit of normal: the implied finding is uncertain.
+    UpperNormal,
     ScopeEnd,
     /// A phrase that contains a finding's word but is not that finding ("pericardial effusion",
     /// "massive"): read as plain words.
@@ -232,6 +237,8 @@ impl Lexicon {
                 "uncertain-both" => CueKind::UncertainBoth,
                 "pseudo" => CueKind::Pseudo,
                 "normal" => CueKind::Normal,
+                "enlarged" => CueKind::Enlarged,
+                "upper-normal" => CueKind::UpperNormal,
                 "scope-end" => CueKind::ScopeEnd,
                 "not-finding" => CueKind::NotAFinding,
                 other => return Err(format!("cues.tsv: {phrase}: unknown kind {other:?}")),

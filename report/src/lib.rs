@@ -14,6 +14,8 @@
 #![forbid(unsafe_code)]
 
 pub mod eval;
+pub mod label_eval;
+pub mod labels;
 mod lexicon;
 mod parse;
 pub mod text;
@@ -21,6 +23,7 @@ pub mod tokenizer;
 mod vocabulary;
 pub mod wordpiece;
 
+pub use labels::{label_names, label_rules, LabelRule, Labels, Mention, Scheme};
 pub use lexicon::{lexicon, FindingRow, Lexicon};
 pub use parse::{parse, Existence, ParsedReport, Sentence, Triplet, UNSPECIFIED};
 pub use tokenizer::{Encoding, TextTokenizer, Tokenizer, TokenizerError};

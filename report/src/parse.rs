@@ -329,6 +329,14 @@ fn region_names(
     .collect()
 }
 
+/// The finding that a statement of a place's state speaks of: its normality denies it ("heart
+/// size is normal" -> no cardiomegaly, "lungs are clear" -> no opacity); its size asserts it
+/// (heart and mediastinum only: "large lungs" are not an opacity).
+fn structure_finding(place: Option<Place>, state: CueKind) -> Option<&'static str> {
+    let implied = normal_denies(place)?;
+    (state == CueKind::Normal || implied != "opacity").then_some(implied)
+}
+
 /// The finding that the normality of a place denies ("heart size is normal" -> cardiomegaly).
 fn normal_denies(place: Option<Place>) -> Option<&'static str> {
     match place {
@@ -432,15 +440,27 @@ fn parse_sentence(text: &str, start: usize, end: usize) -> Vec<Triplet> {
             });
         }
     }
-    // "Heart size is normal", "lungs are clear": the structure's normality denies a finding.
+    // "Heart size is normal", "lungs are clear": the structure's normality denies a finding;
+    // "the heart is large", "borderline heart size" assert it; "heart size at the upper limits
+    // of normal" leaves it uncertain.
     for (c, it) in items.iter().enumerate() {
-        if !has(it, CueKind::Normal) {
+        let state = if has(it, CueKind::Normal) {
+            CueKind::Normal
+        } else if has(it, CueKind::Enlarged) {
+            CueKind::Enlarged
+        } else if has(it, CueKind::UpperNormal) {
+            CueKind::UpperNormal
+        } else {
             continue;
-        }
+        };
+        // A size word belongs to a finding named in its clause ("large effusion"), not to a
+        // structure beyond it.
+        let stop_at_finding = state != CueKind::Normal;
         let clause = |range: &mut dyn Iterator<Item = usize>| -> Option<usize> {
             for j in range {
                 match &items[j] {
                     Item::Place { .. } => return Some(j),
+                    Item::Finding { .. } if stop_at_finding => return None,
                     x if is_scope_end(x) => return None,
                     Item::Word(w) if w == "," => return None,
                     _ => {}
@@ -459,8 +479,13 @@ fn parse_sentence(text: &str, start: usize, end: usize) -> Vec<Triplet> {
         else {
             continue;
         };
-        let Some(finding) = normal_denies(place) else {
+        let Some(finding) = structure_finding(place, state) else {
             continue;
+        };
+        let existence_here = match state {
+            CueKind::Normal => Existence::Negative,
+            CueKind::UpperNormal => Existence::Uncertain,
+            _ => existence(&items, c),
         };
         let (s, e) = match items[c] {
             Item::Cue {
@@ -477,7 +502,7 @@ fn parse_sentence(text: &str, start: usize, end: usize) -> Vec<Triplet> {
             let t = Triplet {
                 region,
                 finding: finding.to_string(),
-                existence: Existence::Negative,
+                existence: existence_here,
                 start: s,
                 end: e,
             };
@@ -490,6 +515,13 @@ fn parse_sentence(text: &str, start: usize, end: usize) -> Vec<Triplet> {
         }
     }
     out
+}
+
+/// Whether a sentence counts for the report's tags and labels (not indication, history...).
+pub(crate) fn counts_for_tags(s: &Sentence) -> bool {
+    s.section
+        .as_deref()
+        .is_none_or(|sec| !NON_FINDING_SECTIONS.contains(&sec))
 }
 
 /// Parses a radiology report. Never fails: text that says nothing gives no triplets.
