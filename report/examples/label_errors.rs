@@ -1,7 +1,8 @@
 //! For developing the parser: every disagreement of the ChestX-ray14 projection with the gold of a
 //! labelled JSONL set (`../shared/iu-reports/reports.jsonl` layout), with the sentences that
 //! mention the label's tags and what we read in them.
-//! `cargo run -p asg-report --example label_errors -- FILE.jsonl LABEL [fp|fn]`
+//! `cargo run -p asg-report --example label_errors -- FILE.jsonl LABEL [fp|fn]`, or `sides` for
+//! LABEL: the MeSH sided codes whose side the parser missed.
 
 use asg_report::label_eval::{present, read_jsonl};
 use asg_report::{label_rules, parse, Mention, Scheme};
@@ -13,6 +14,9 @@ fn main() -> Result<(), String> {
     };
     let only = rest.first().map(String::as_str);
     let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+    if label == "sides" {
+        return sides(&text);
+    }
     let rule = label_rules()
         .iter()
         .find(|r| r.scheme == Scheme::ChestXray14 && r.label == label)
@@ -47,6 +51,34 @@ fn main() -> Result<(), String> {
             );
             if !mine.is_empty() {
                 println!("       -> {}", mine.join(", "));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sides(text: &str) -> Result<(), String> {
+    use asg_report::label_eval::{parser_has_side, sided};
+    for rep in read_jsonl(text)? {
+        let parsed = parse(&rep.text);
+        for code in &rep.mesh {
+            let Some((tags, sides)) = sided(code) else {
+                continue;
+            };
+            if sides.iter().all(|&s| parser_has_side(&parsed, tags, s)) {
+                continue;
+            }
+            println!("== {} {code}", rep.uid);
+            for s in &parsed.sentences {
+                let mine: Vec<String> = s
+                    .triplets
+                    .iter()
+                    .filter(|t| tags.contains(&t.finding.as_str()))
+                    .map(|t| format!("{}@{}={:?}", t.finding, t.region, t.existence))
+                    .collect();
+                if !mine.is_empty() {
+                    println!("   {}\n       -> {}", s.text.trim(), mine.join(", "));
+                }
             }
         }
     }

@@ -9,7 +9,7 @@
 
 use crate::eval::Counts;
 use crate::labels::{label_names, Mention, Scheme};
-use crate::parse::{parse, Existence, ParsedReport};
+use crate::parse::{parse, Existence, ParsedReport, TextSide};
 use crate::vocabulary::{region_index, Side, REGIONS};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -125,8 +125,9 @@ const LUNG: &[&str] = &[
 ];
 const GRANULOMA: &[&str] = &["nodule", "calcification"];
 
-/// A sided MeSH code: its heading's tags and the sides it names.
-fn sided(code: &str) -> Option<(&'static [&'static str], Vec<Side>)> {
+/// A sided MeSH code: its heading's tags and the sides it names (None for a code without a
+/// side or whose heading names no finding of ours).
+pub fn sided(code: &str) -> Option<(&'static [&'static str], Vec<Side>)> {
     let mut parts = code.split('/');
     let heading = parts.next()?;
     let tags = MESH_TAGS.iter().find(|(h, _)| *h == heading)?.1;
@@ -144,11 +145,15 @@ fn sided(code: &str) -> Option<(&'static [&'static str], Vec<Side>)> {
 }
 
 /// Whether the parser put one of `tags` (present or uncertain) on `side`.
-fn parser_has_side(r: &ParsedReport, tags: &[&str], side: Side) -> bool {
+pub fn parser_has_side(r: &ParsedReport, tags: &[&str], side: Side) -> bool {
     r.sentences.iter().flat_map(|s| &s.triplets).any(|t| {
         t.existence != Existence::Negative
             && tags.contains(&t.finding.as_str())
-            && region_index(&t.region).is_some_and(|i| REGIONS[i].side == side)
+            && (region_index(&t.region).is_some_and(|i| REGIONS[i].side == side)
+                || t.side.is_some_and(|s| {
+                    s == TextSide::Both
+                        || (s == TextSide::Right) == (side == Side::Right) && side != Side::Midline
+                }))
     })
 }
 
@@ -286,7 +291,7 @@ pub fn evaluate_labels(reports: &[LabelledReport]) -> LabelEvaluation {
             } else {
                 let heading = code.split('/').next().unwrap_or("").to_string();
                 *ev.side_misses.entry(heading).or_default() += 1;
-                if ev.side_miss_examples.len() < 40 {
+                if ev.side_miss_examples.len() < 400 {
                     ev.side_miss_examples.push((rep.uid.clone(), code.clone()));
                 }
             }

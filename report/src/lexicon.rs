@@ -41,6 +41,8 @@ pub enum CueKind {
     /// Says a structure is at the upper limit of normal: the implied finding is uncertain.
     UpperNormal,
     ScopeEnd,
+    /// A clause's verb ("is seen", "there are"): ends a cue's scope but not a place's reach.
+    ClauseVerb,
     /// A phrase that contains a finding's word but is not that finding ("pericardial effusion",
     /// "massive"): read as plain words.
     NotAFinding,
@@ -240,6 +242,7 @@ impl Lexicon {
                 "enlarged" => CueKind::Enlarged,
                 "upper-normal" => CueKind::UpperNormal,
                 "scope-end" => CueKind::ScopeEnd,
+                "clause-verb" => CueKind::ClauseVerb,
                 "not-finding" => CueKind::NotAFinding,
                 other => return Err(format!("cues.tsv: {phrase}: unknown kind {other:?}")),
             };

@@ -25,7 +25,7 @@ pub mod wordpiece;
 
 pub use labels::{label_names, label_rules, LabelRule, Labels, Mention, Scheme};
 pub use lexicon::{lexicon, FindingRow, Lexicon};
-pub use parse::{parse, Existence, ParsedReport, Sentence, Triplet, UNSPECIFIED};
+pub use parse::{parse, Existence, ParsedReport, Sentence, TextSide, Triplet, UNSPECIFIED};
 pub use tokenizer::{Encoding, TextTokenizer, Tokenizer, TokenizerError};
 pub use vocabulary::{finding_index, region_index, region_parent, Region, Side, FINDINGS, REGIONS};
 pub use wordpiece::WordPiece;

@@ -8,7 +8,7 @@
 
 use crate::lexicon::{lexicon, CueKind, Meaning, Place, SideWord};
 use crate::text::{sentences, tokens, Token};
-use crate::vocabulary::{region_index, REGIONS};
+use crate::vocabulary::{region_index, Side, REGIONS};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -24,6 +24,15 @@ pub enum Existence {
 /// The region of a triplet when the text implies none.
 pub const UNSPECIFIED: &str = "unspecified";
 
+/// A side of the patient as the text gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TextSide {
+    Right,
+    Left,
+    Both,
+}
+
 /// One <region, finding, existence> statement, with the finding's byte span in the text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Triplet {
@@ -33,6 +42,11 @@ pub struct Triplet {
     pub existence: Existence,
     pub start: usize,
     pub end: usize,
+    /// The patient's side the text gives for this mention: the region's side, or, where no
+    /// region box fits ("left rib fracture", "right PICC line"), the side word itself. None
+    /// when the text names no side (or a midline region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side: Option<TextSide>,
 }
 
 /// One sentence: its text, byte span, section and triplets.
@@ -188,6 +202,18 @@ fn items(toks: &[Token]) -> Vec<Item> {
 fn merge_places(items: Vec<Item>) -> Vec<Item> {
     let mut out: Vec<Item> = Vec::with_capacity(items.len());
     for it in items {
+        // "right mid clavicle": drop the modifiers between a side and a part.
+        if matches!(it, Item::Place { place: Some(_), .. }) {
+            let mods = out
+                .iter()
+                .rev()
+                .take_while(|x| matches!(x, Item::Word(w) if PLACE_MODIFIERS.contains(&w.as_str())))
+                .count();
+            let before = out.len().checked_sub(mods + 1).map(|i| &out[i]);
+            if mods > 0 && matches!(before, Some(Item::Place { side: Some(_), place: None, .. })) {
+                out.truncate(out.len() - mods);
+            }
+        }
         if let (
             Some(Item::Place {
                 side: s1,
@@ -238,7 +264,49 @@ fn merge_places(items: Vec<Item>) -> Vec<Item> {
 }
 
 fn is_scope_end(item: &Item) -> bool {
+    matches!(item, Item::Cue { kinds, .. }
+        if kinds.contains(&CueKind::ScopeEnd) || kinds.contains(&CueKind::ClauseVerb))
+}
+
+/// A scope end that also stops a place from reaching a finding: conjunctions and semicolons,
+/// not the verbs of a clause ("nodules are noted within the right lung").
+fn is_place_barrier(item: &Item) -> bool {
     matches!(item, Item::Cue { kinds, .. } if kinds.contains(&CueKind::ScopeEnd))
+}
+
+/// Words over which a finding takes its neighbour's place ("right effusion with adjacent
+/// atelectasis", "left lower lobe atelectasis, infiltrate and effusion").
+const PLACE_CARRY: &[&str] = &[
+    "with",
+    "adjacent",
+    "associated",
+    "underlying",
+    "compressive",
+    "some",
+    "and/or",
+];
+
+/// Words that may stand between a side and a part ("right mid clavicle", "left-sided").
+const PLACE_MODIFIERS: &[&str] = &[
+    "mid", "distal", "proximal", "lateral", "medial", "posterior", "anterior", "inferior",
+    "superior", "peripheral", "central", "-", "sided", "posterolateral", "anterolateral",
+];
+
+/// The side of a region name (None for midline regions and "unspecified").
+fn region_side(name: &str) -> Option<TextSide> {
+    match region_index(name).map(|i| REGIONS[i].side) {
+        Some(Side::Right) => Some(TextSide::Right),
+        Some(Side::Left) => Some(TextSide::Left),
+        _ => None,
+    }
+}
+
+fn text_side(side: Option<SideWord>) -> Option<TextSide> {
+    side.map(|s| match s {
+        SideWord::Right => TextSide::Right,
+        SideWord::Left => TextSide::Left,
+        SideWord::Both => TextSide::Both,
+    })
 }
 
 fn has(item: &Item, kind: CueKind) -> bool {
@@ -371,7 +439,7 @@ fn parse_sentence(text: &str, start: usize, end: usize) -> Vec<Triplet> {
         };
         let reachable = |f: usize| {
             let (a, b) = if f < p { (f, p) } else { (p, f) };
-            !items[a..b].iter().any(is_scope_end)
+            !items[a..b].iter().any(is_place_barrier)
         };
         // Distance in items; a comma or a cue in between counts as more (it starts a new phrase).
         let cost = |f: usize| {
@@ -394,49 +462,77 @@ fn parse_sentence(text: &str, start: usize, end: usize) -> Vec<Triplet> {
         }
     }
     let mut out = Vec::new();
+    // Each finding's places once inherited, so that a place carries along a list.
+    let mut resolved: Vec<Vec<PlaceRef>> = Vec::with_capacity(findings.len());
     for (k, &f) in findings.iter().enumerate() {
         let Item::Finding { tag, start, end } = items[f] else {
+            resolved.push(Vec::new());
             continue;
         };
         let ex = existence(&items, f);
         let mut attached = places.get(&f).cloned().unwrap_or_default();
         if attached.is_empty() {
             // Inherit from a coordinated neighbour ("bilateral effusions and atelectasis").
-            let neighbours = [
-                k.checked_sub(1).map(|j| findings[j]),
-                findings.get(k + 1).copied(),
-            ];
-            for n in neighbours.into_iter().flatten() {
-                let (a, b) = if n < f { (n, f) } else { (f, n) };
-                let coordinated = items[a + 1..b].iter().all(|it| {
-                    matches!(it, Item::Word(w) if COORDINATION.contains(&w.as_str()))
+            let coordinated = |a: usize, b: usize| {
+                items[a + 1..b].iter().all(|it| {
+                    matches!(it, Item::Word(w)
+                        if COORDINATION.contains(&w.as_str()) || PLACE_CARRY.contains(&w.as_str()))
                         || matches!(it, Item::Place { .. })
-                });
-                if coordinated {
-                    if let Some(p) = places.get(&n) {
-                        attached = p.clone();
-                        break;
-                    }
-                }
+                        || has(it, CueKind::UncertainBefore)
+                        || has(it, CueKind::UncertainBoth)
+                })
+            };
+            let previous = k
+                .checked_sub(1)
+                .filter(|&j| coordinated(findings[j], f))
+                .map(|j| resolved[j].clone());
+            let next = findings
+                .get(k + 1)
+                .filter(|&&n| coordinated(f, n))
+                .and_then(|n| places.get(n).cloned());
+            if let Some(p) = previous.filter(|p| !p.is_empty()).or(next) {
+                attached = p;
             }
         }
+        resolved.push(attached.clone());
         let location = lex.findings[tag].location;
-        let mut regions: Vec<String> = if attached.is_empty() {
+        let mut regions: Vec<(String, Option<TextSide>)> = if attached.is_empty() {
             region_names(None, None, location)
+                .into_iter()
+                .map(|r| (r, None))
+                .collect()
         } else {
             attached
                 .iter()
-                .flat_map(|&(side, place)| region_names(side, place, location))
+                .flat_map(|&(side, place)| {
+                    region_names(side, place, location)
+                        .into_iter()
+                        .map(move |r| {
+                            let s = if r == UNSPECIFIED {
+                                text_side(side)
+                            } else {
+                                region_side(&r)
+                            };
+                            (r, s)
+                        })
+                })
                 .collect()
         };
         regions.dedup();
-        for region in regions {
+        // A side-only "unspecified" beside a real region of that side says nothing more.
+        let sided: Vec<(String, Option<TextSide>)> = regions.clone();
+        regions.retain(|(r, s)| {
+            r != UNSPECIFIED
+                || s.is_none_or(|s| !sided.iter().any(|(o, os)| o != UNSPECIFIED && *os == Some(s)))
+        });
+        for (region, side) in regions {
             out.push(Triplet {
                 region,
                 finding: lex.findings[tag].tag.to_string(),
                 existence: ex,
                 start,
                 end,
+                side,
             });
         }
     }
@@ -500,6 +596,7 @@ fn parse_sentence(text: &str, start: usize, end: usize) -> Vec<Triplet> {
         });
         for region in region_names(side, place, None) {
             let t = Triplet {
+                side: region_side(&region),
                 region,
                 finding: finding.to_string(),
                 existence: existence_here,
