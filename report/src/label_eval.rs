@@ -82,8 +82,8 @@ pub fn read_jsonl(text: &str) -> Result<Vec<LabelledReport>, String> {
 /// MeSH headings whose sides we check, and the ASG tags that may carry each one's side. A
 /// heading not listed (Diaphragm, Spine, Aorta...) names no finding of ours.
 const MESH_TAGS: &[(&str, &[&str])] = &[
-    ("Opacity", LUNG),
-    ("Density", LUNG),
+    ("Opacity", OPACITY),
+    ("Density", OPACITY),
     ("Airspace Disease", LUNG),
     ("Infiltrate", LUNG),
     ("Consolidation", LUNG),
@@ -122,6 +122,20 @@ const LUNG: &[&str] = &[
     "atelectasis",
     "marking",
     "aspiration",
+];
+/// A density or opacity may be written as a nodular one, a mass or a scar.
+const OPACITY: &[&str] = &[
+    "opacity",
+    "infiltration",
+    "consolidation",
+    "pneumonia",
+    "atelectasis",
+    "marking",
+    "aspiration",
+    "nodule",
+    "mass",
+    "scar",
+    "calcification",
 ];
 const GRANULOMA: &[&str] = &["nodule", "calcification"];
 

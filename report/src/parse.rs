@@ -317,9 +317,21 @@ fn has(item: &Item, kind: CueKind) -> bool {
 fn existence(items: &[Item], i: usize) -> Existence {
     let mut negative = false;
     let mut uncertain = false;
-    // Cues before it, back to a scope end.
-    for it in items[..i].iter().rev() {
+    // Cues before it, back to a scope end, or to a comma that opens a new phrase with a side
+    // ("no definite effusion seen, left hilar calcifications").
+    for (j, it) in items[..i].iter().enumerate().rev() {
         if is_scope_end(it) {
+            break;
+        }
+        let new_sided_phrase = matches!(it, Item::Word(w) if w == ",")
+            && matches!(
+                items.get(j + 1),
+                Some(Item::Place {
+                    side: Some(SideWord::Right | SideWord::Left),
+                    ..
+                })
+            );
+        if new_sided_phrase {
             break;
         }
         if has(it, CueKind::UncertainBefore) || has(it, CueKind::UncertainBoth) {
@@ -493,6 +505,11 @@ fn parse_sentence(text: &str, start: usize, end: usize) -> Vec<Triplet> {
             if let Some(p) = previous.filter(|p| !p.is_empty()).or(next) {
                 attached = p;
             }
+        }
+        // Effusions in the plural with no side are on both sides.
+        let plural = text[start..end].to_ascii_lowercase().ends_with("effusions");
+        if attached.is_empty() && plural && lex.findings[tag].tag == "pleural effusion" {
+            attached.push((Some(SideWord::Both), None));
         }
         resolved.push(attached.clone());
         let location = lex.findings[tag].location;

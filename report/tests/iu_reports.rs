@@ -22,7 +22,7 @@ fn labels_and_sides_on_the_iu_development_reports() {
     println!("{ev}");
     // Floors a little under what this development set gives today (README, "Real reports"), so
     // that a change that loses ground fails here.
-    assert!(ev.micro.f1() >= 0.90, "micro F1 {:.3}", ev.micro.f1());
+    assert!(ev.micro.f1() >= 0.92, "micro F1 {:.3}", ev.micro.f1());
     assert!(
         ev.side_recall() >= 0.90,
         "side recall {:.3}",
