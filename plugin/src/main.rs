@@ -142,7 +142,10 @@ enum Command {
   asg report report.txt
   echo 'FINDINGS: Small left pleural effusion. No pneumothorax.' | asg report -
   asg report report.txt --json
-  asg report --eval report/eval/chexpert_phrases.tsv")]
+  asg report report.txt --labels chexpert
+  asg report report.txt --labels chestxray14 --json
+  asg report --eval report/eval/chexpert_phrases.tsv
+  asg report --eval ../shared/iu-reports/reports.jsonl")]
     Report {
         /// Report text file, or - for standard input. Not needed with --eval.
         #[arg(required_unless_present = "eval")]
@@ -150,7 +153,15 @@ enum Command {
         /// Print JSON (sentences with spans and triplets, and the report's tags).
         #[arg(long)]
         json: bool,
-        /// Score the parser on a labelled TSV (see report/eval/sentences.tsv) and print the table.
+        /// Print the report's labels in an established labeler's convention: chexpert (the 14
+        /// CheXpert observations: positive, negative, uncertain, not mentioned) or chestxray14
+        /// (the 14 ChestX-ray14 findings as NegBio labels them). Rules: report/data/labels.tsv.
+        #[arg(long, value_name = "SCHEME")]
+        labels: Option<asg_report::Scheme>,
+        /// Score the parser and print the table: a labelled sentence TSV (see
+        /// report/eval/sentences.tsv), or a JSONL of reports with human labels in the OpenI
+        /// layout (negbio_gold14, mesh_major: see report/README.md), scored per label, with side
+        /// recall against the MeSH codes.
         #[arg(long, conflicts_with = "input")]
         eval: Option<PathBuf>,
     },
@@ -266,6 +277,8 @@ fn dicom(command: DicomCommand) -> anyhow::Result<()> {
 
 /// Largest report accepted (a report is a few KB; this is far beyond any real one).
 const MAX_REPORT_BYTES: u64 = 16 << 20;
+/// The largest evaluation file `asg report --eval` reads.
+const MAX_EVAL_BYTES: u64 = 512 << 20;
 
 fn read_report(input: &Path) -> anyhow::Result<String> {
     use std::io::Read;
@@ -291,10 +304,31 @@ fn read_report(input: &Path) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn report(input: Option<PathBuf>, json: bool, eval: Option<PathBuf>) -> anyhow::Result<()> {
+fn report(
+    input: Option<PathBuf>,
+    json: bool,
+    labels: Option<asg_report::Scheme>,
+    eval: Option<PathBuf>,
+) -> anyhow::Result<()> {
     if let Some(path) = eval {
+        let meta =
+            std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+        anyhow::ensure!(
+            meta.len() <= MAX_EVAL_BYTES,
+            "{}: larger than {MAX_EVAL_BYTES} bytes",
+            path.display()
+        );
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
+        if path
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("jsonl"))
+        {
+            let reports = asg_report::label_eval::read_jsonl(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            print!("{}", asg_report::label_eval::evaluate_labels(&reports));
+            return Ok(());
+        }
         let examples = asg_report::eval::read_examples(&text)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         print!("{}", asg_report::eval::evaluate(&examples));
@@ -302,6 +336,26 @@ fn report(input: Option<PathBuf>, json: bool, eval: Option<PathBuf>) -> anyhow::
     }
     let input = input.context("a report file or - is needed")?;
     let parsed = asg_report::parse(&read_report(&input)?);
+    if let Some(scheme) = labels {
+        let l = parsed.labels(scheme);
+        if json {
+            let values: Vec<serde_json::Value> = l
+                .values
+                .iter()
+                .map(|(name, m)| {
+                    serde_json::json!({"label": name, "value": m, "code": m.chexpert_code()})
+                })
+                .collect();
+            let out = serde_json::json!({"scheme": scheme, "labels": values});
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            for (name, m) in &l.values {
+                let code = m.chexpert_code().map(|c| c.to_string()).unwrap_or_default();
+                println!("{name:<28} {:<14} {code}", m.name());
+            }
+        }
+        return Ok(());
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&parsed)?);
         return Ok(());
@@ -741,7 +795,12 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Report { input, json, eval } => report(input, json, eval)?,
+        Command::Report {
+            input,
+            json,
+            labels,
+            eval,
+        } => report(input, json, labels, eval)?,
         Command::Dicom { command } => dicom(command)?,
         Command::Analyze {
             inputs,

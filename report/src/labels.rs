@@ -60,6 +60,16 @@ pub enum Mention {
 }
 
 impl Mention {
+    /// The value's name as JSON writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mention::Positive => "positive",
+            Mention::Negative => "negative",
+            Mention::Uncertain => "uncertain",
+            Mention::NotMentioned => "not_mentioned",
+        }
+    }
+
     /// The CheXpert labeler's code: 1, 0, -1, or none (blank) when not mentioned.
     pub fn chexpert_code(self) -> Option<i8> {
         match self {

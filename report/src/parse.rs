@@ -210,7 +210,16 @@ fn merge_places(items: Vec<Item>) -> Vec<Item> {
                 .take_while(|x| matches!(x, Item::Word(w) if PLACE_MODIFIERS.contains(&w.as_str())))
                 .count();
             let before = out.len().checked_sub(mods + 1).map(|i| &out[i]);
-            if mods > 0 && matches!(before, Some(Item::Place { side: Some(_), place: None, .. })) {
+            if mods > 0
+                && matches!(
+                    before,
+                    Some(Item::Place {
+                        side: Some(_),
+                        place: None,
+                        ..
+                    })
+                )
+            {
                 out.truncate(out.len() - mods);
             }
         }
@@ -288,8 +297,21 @@ const PLACE_CARRY: &[&str] = &[
 
 /// Words that may stand between a side and a part ("right mid clavicle", "left-sided").
 const PLACE_MODIFIERS: &[&str] = &[
-    "mid", "distal", "proximal", "lateral", "medial", "posterior", "anterior", "inferior",
-    "superior", "peripheral", "central", "-", "sided", "posterolateral", "anterolateral",
+    "mid",
+    "distal",
+    "proximal",
+    "lateral",
+    "medial",
+    "posterior",
+    "anterior",
+    "inferior",
+    "superior",
+    "peripheral",
+    "central",
+    "-",
+    "sided",
+    "posterolateral",
+    "anterolateral",
 ];
 
 /// The side of a region name (None for midline regions and "unspecified").
@@ -540,7 +562,11 @@ fn parse_sentence(text: &str, start: usize, end: usize) -> Vec<Triplet> {
         let sided: Vec<(String, Option<TextSide>)> = regions.clone();
         regions.retain(|(r, s)| {
             r != UNSPECIFIED
-                || s.is_none_or(|s| !sided.iter().any(|(o, os)| o != UNSPECIFIED && *os == Some(s)))
+                || s.is_none_or(|s| {
+                    !sided
+                        .iter()
+                        .any(|(o, os)| o != UNSPECIFIED && *os == Some(s))
+                })
         });
         for (region, side) in regions {
             out.push(Triplet {
