@@ -500,3 +500,123 @@ fn asg_serve_serves_the_viewer_and_the_embedded_model_on_localhost_only() {
         assert!(e.contains(" 404 "), "{e}");
     }
 }
+
+#[test]
+fn png_and_jpeg_pictures_are_analysed_with_a_warning_and_refused_for_sr() {
+    let fx = Fixture::new(64, 1, 200);
+    let img = asg_dicom::read_file(&fx.dicom(0), &Default::default()).unwrap();
+    let grey: Vec<u8> = img
+        .display()
+        .iter()
+        .map(|v| (v * 255.0).round() as u8)
+        .collect();
+    let pic = image::GrayImage::from_raw(img.width, img.height, grey).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("collection");
+    std::fs::create_dir_all(&folder).unwrap();
+    let png = folder.join("film.png");
+    pic.save(&png).unwrap();
+    let jpg = folder.join("film2.jpg");
+    image::DynamicImage::ImageLuma8(pic).save(&jpg).unwrap();
+
+    for file in [&png, &jpg] {
+        let out = analyze(&[
+            file.as_os_str(),
+            "--model".as_ref(),
+            fx.bundle().as_os_str(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["image"]["width"], 200);
+        assert!(json["image"]["pixel_spacing_mm"].is_null());
+        let warnings = json["warnings"].to_string();
+        assert!(warnings.contains("picture, not DICOM"), "{warnings}");
+        assert!(warnings.contains("pixel spacing unknown"), "{warnings}");
+    }
+    // Inside a folder pictures are passed over unless asked for.
+    let out = analyze(&[
+        folder.as_os_str(),
+        "--model".as_ref(),
+        fx.bundle().as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    let out = analyze(&[
+        folder.as_os_str(),
+        "--pictures".as_ref(),
+        "--model".as_ref(),
+        fx.bundle().as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    // A DICOM SR must reference a DICOM image.
+    let out = analyze(&[
+        png.as_os_str(),
+        "--model".as_ref(),
+        fx.bundle().as_os_str(),
+        "--sr".as_ref(),
+        dir.path().join("sr").as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("film.png") && stderr.contains("--sr and --fhir need a DICOM image"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn real_films_from_shared_realcxr_are_analysed_when_present() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/realcxr/images");
+    let files: Vec<std::path::PathBuf> = ["jsrt_JPCNN001.png", "jsrt_JPCLN001.png"]
+        .iter()
+        .map(|n| root.join(n))
+        .filter(|p| p.is_file())
+        .chain(
+            std::fs::read_dir(&root)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+                .take(2),
+        )
+        .collect();
+    if files.is_empty() {
+        eprintln!("skipped: ../shared/realcxr is not here (the real-film check needs it)");
+        return;
+    }
+    let mut args: Vec<&std::ffi::OsStr> = files.iter().map(|f| f.as_os_str()).collect();
+    args.push("--jobs".as_ref());
+    args.push("1".as_ref());
+    let out = analyze(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for a in json.as_array().unwrap() {
+        assert_eq!(a["regions"].as_array().unwrap().len(), 29);
+        let (w, h) = (
+            a["image"]["width"].as_f64().unwrap(),
+            a["image"]["height"].as_f64().unwrap(),
+        );
+        for r in a["regions"].as_array().unwrap() {
+            let b: Vec<f64> = r["bbox"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert!(
+                b[0] >= -0.5 && b[1] >= -0.5 && b[2] <= w + 0.5 && b[3] <= h + 0.5,
+                "{b:?}"
+            );
+        }
+    }
+}

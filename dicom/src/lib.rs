@@ -12,6 +12,8 @@ mod error;
 pub mod index;
 mod lengths;
 pub mod npy;
+#[cfg(feature = "pictures")]
+pub mod picture;
 mod preprocess;
 mod read;
 pub mod sr;

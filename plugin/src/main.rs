@@ -27,7 +27,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Analyse DICOM files (or folders of them, recursively): anatomical regions, findings per
+    /// Analyse DICOM files (or folders of them, recursively; PNG and JPEG pictures too, with a
+    /// warning that they carry no spacing or identity): anatomical regions, findings per
     /// region and per image with heatmaps, and with a report, the report checked sentence by
     /// sentence. Without --json, prints JSON to standard output (one object for one file, an array
     /// for several). Bad files are reported and skipped; the exit code is non-zero if any failed.
@@ -36,7 +37,9 @@ enum Command {
   asg analyze study.dcm --report report.txt --overlay out/
   asg analyze archive/ --reports archive/ --json results/ --overlay results/ --jobs 2
   asg analyze DICOMDIR --model my-bundle/ --threshold 0.3
-  asg analyze study.dcm --sr out/ --fhir out/          (DICOM SR TID 1500 and FHIR R4)")]
+  asg analyze study.dcm --sr out/ --fhir out/          (DICOM SR TID 1500 and FHIR R4)
+  asg analyze film.png                                   (a PNG/JPEG picture: 8-bit, no spacing)
+  asg analyze collection/ --pictures --json results/     (PNG/JPEG inside folders too)")]
     Analyze {
         /// DICOM files, folders (searched recursively) or DICOMDIR files.
         #[arg(required = true)]
@@ -77,6 +80,10 @@ enum Command {
         /// Largest Rows x Columns x Frames accepted.
         #[arg(long, default_value_t = ReadOptions::default().max_pixels)]
         max_pixels: u64,
+        /// Inside folders, also take PNG and JPEG pictures (.png, .jpg, .jpeg); a picture named
+        /// on the command line is always read.
+        #[arg(long)]
+        pictures: bool,
     },
     /// The main job in one command: make a phantom study (a synthetic chest radiograph and its
     /// report with one injected error), analyse it with the embedded model, check the report,
@@ -211,7 +218,7 @@ fn dicom(command: DicomCommand) -> anyhow::Result<()> {
         DicomCommand::Index { inputs } => {
             let mut files = Vec::new();
             for input in &inputs {
-                collect_files(input, &mut files)?;
+                collect_files(input, &mut files, false)?;
             }
             let index = asg_dicom::index::index(&files, &asg_dicom::ReadOptions::default());
             println!("{}", serde_json::to_string_pretty(&index)?);
@@ -413,6 +420,14 @@ fn looks_like_dicom(path: &Path) -> bool {
     }
 }
 
+/// A .png, .jpg or .jpeg name.
+fn is_picture_name(path: &Path) -> bool {
+    path.extension().is_some_and(|x| {
+        let x = x.to_string_lossy().to_ascii_lowercase();
+        matches!(x.as_str(), "png" | "jpg" | "jpeg")
+    })
+}
+
 fn is_dicomdir(path: &Path) -> bool {
     path.file_name()
         .is_some_and(|n| n.to_string_lossy().eq_ignore_ascii_case("DICOMDIR"))
@@ -421,7 +436,7 @@ fn is_dicomdir(path: &Path) -> bool {
 /// Files named on the command line, folders walked recursively (a DICOMDIR inside a folder is
 /// passed over: the folder's files are walked anyway), and a DICOMDIR named on the command line
 /// expanded into the files its records refer to.
-fn collect_files(input: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+fn collect_files(input: &Path, out: &mut Vec<PathBuf>, pictures: bool) -> anyhow::Result<()> {
     if input.is_file() && is_dicomdir(input) {
         out.extend(asg_dicom::index::dicomdir_files(input)?);
         return Ok(());
@@ -439,8 +454,9 @@ fn collect_files(input: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
                 continue;
             }
             if e.is_dir() {
-                collect_files(&e, out)?;
-            } else if looks_like_dicom(&e) && !is_dicomdir(&e) {
+                collect_files(&e, out, pictures)?;
+            } else if (looks_like_dicom(&e) || pictures && is_picture_name(&e)) && !is_dicomdir(&e)
+            {
                 out.push(e);
             }
         }
@@ -463,6 +479,7 @@ struct AnalyzeArgs {
     jobs: usize,
     human: bool,
     max_pixels: u64,
+    pictures: bool,
 }
 
 fn progress_bar(n: usize) -> indicatif::ProgressBar {
@@ -488,7 +505,7 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     );
     let mut files = Vec::new();
     for input in &args.inputs {
-        collect_files(input, &mut files)?;
+        collect_files(input, &mut files, args.pictures)?;
     }
     anyhow::ensure!(!files.is_empty(), "no DICOM files found in the inputs");
     let reports = match (&args.report, &args.reports) {
@@ -616,7 +633,7 @@ fn demo(out: &Path, seed: u64, model: Option<&Path>) -> anyhow::Result<()> {
         anyhow::bail!("report_errors.csv: malformed line {first:?}");
     };
     let mut files = Vec::new();
-    collect_files(&data.join("files"), &mut files)?;
+    collect_files(&data.join("files"), &mut files, false)?;
     let file = files
         .iter()
         .find(|f| {
@@ -682,7 +699,7 @@ fn check_eval(
         }
     }
     let mut files = Vec::new();
-    collect_files(&data.join("files"), &mut files)?;
+    collect_files(&data.join("files"), &mut files, false)?;
     files.retain(|f| {
         f.file_stem()
             .is_some_and(|s| injected.contains_key(s.to_string_lossy().as_ref()))
@@ -815,6 +832,7 @@ fn run() -> anyhow::Result<()> {
             jobs,
             human,
             max_pixels,
+            pictures,
         } => analyze(AnalyzeArgs {
             inputs,
             model,
@@ -828,6 +846,7 @@ fn run() -> anyhow::Result<()> {
             jobs,
             human,
             max_pixels,
+            pictures,
         })?,
         Command::Demo { out, seed, model } => demo(&out, seed, model.as_deref())?,
         Command::Serve {

@@ -191,7 +191,31 @@ pub fn analyze_file(
 ) -> anyhow::Result<Outcome> {
     let name = file.display().to_string();
     let bytes = asg_dicom::read_capped(file, &name, &out.read)?;
-    let (analysis, image) = bundle.analyze_dicom_image(&bytes, &name, &out.read)?;
+    let picture = asg_dicom::picture::picture_format(&bytes);
+    if let Some(format) = picture {
+        anyhow::ensure!(
+            out.sr_dir.is_none() && out.fhir_dir.is_none(),
+            "a {} picture has no DICOM identity to reference: --sr and --fhir need a DICOM image",
+            format.name()
+        );
+    }
+    let (analysis, image) = match picture {
+        // PNG and JPEG pictures (public collections ship them): display values, no spacing.
+        Some(format) => {
+            let start = std::time::Instant::now();
+            let image = asg_dicom::picture::read_picture(&bytes, &name, &out.read)?;
+            let decode_ms = start.elapsed().as_secs_f64() * 1000.0;
+            let mut analysis = bundle.analyze(&image)?;
+            analysis.timings.decode_ms = decode_ms;
+            analysis.timings.total_ms += decode_ms;
+            analysis
+                .warnings
+                .insert(0, asg_dicom::picture::picture_warning(format));
+            (analysis, image)
+        }
+        None => bundle.analyze_dicom_image(&bytes, &name, &out.read)?,
+    };
+
     let (report_file, check) = match reports.for_image(file)? {
         Some((path, text)) => (Some(path), Some(bundle.check_report(&analysis, &text)?)),
         None => (None, None),
