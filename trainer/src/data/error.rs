@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+/// Errors reading a data set.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("{path}: {reason}")]

@@ -9,6 +9,8 @@ pub mod augment;
 pub mod error;
 pub mod example;
 pub mod imagenome;
+pub mod masks;
+pub mod realcxr;
 pub mod sampling;
 
 pub use crate::config::NORMALISATION;

@@ -1,0 +1,335 @@
+//! Region boxes from anatomy masks, one rule per region, the same anatomy the phantoms' scene
+//! graphs describe (`phantom/src/regions.rs`), so that real films and phantoms teach one
+//! definition. Boxes are `[x0, y0, x1, y1]` in pixels with exclusive right/bottom edges; sides are
+//! the patient's (the patient's right lung is on the image left).
+//!
+//! | region | rule |
+//! |---|---|
+//! | lung | the lung mask's box |
+//! | upper / mid / lower lung zone | the lung box's width; its height from the lung's top to the costophrenic angle's point, in thirds |
+//! | costophrenic angle | around the lung's lowest point in its lateral half (ties: the most lateral): 30% of the lung's width wide (a fifth of it lateral to the point), 33% of it tall (a tenth of that below the point) |
+//! | hemidiaphragm | the lung's lower border over the lateral three quarters of its width: from its highest point (the dome) to the costophrenic point, padded by 3% of the lung's width |
+//! | apical zone | the lung box above the clavicle's lowest point (at least 8% of the lung's width tall); needs a clavicle mask |
+//! | clavicle | the clavicle mask's box |
+//! | cardiac silhouette | the heart mask's box |
+//! | mediastinum | the cardiomediastinum mask's box |
+//! | trachea | the airway mask above the carina (the first row, from the top, below which the airways stay split in two for 2% of the image height) |
+//!
+//! Sizes relative to the lung's width hold at any pixel spacing; at a 130 mm lung they give the
+//! phantoms' millimetre boxes (costophrenic angle 40 x 44 mm, hemidiaphragm pad 4 mm).
+//! Conventions differ by source: SCR lungs (JSRT) exclude the heart and mediastinum, the
+//! GeneralBlockchain and v7labs lungs include the lung behind the heart. The rules above read
+//! only the lung's outer extent, its top, its lateral base and its lateral lower border, which
+//! both conventions share; nothing here uses the medial border.
+
+/// A binary mask.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mask {
+    pub width: usize,
+    pub height: usize,
+    /// Row-major, `width * height`.
+    pub data: Vec<bool>,
+}
+
+/// Which lung (the patient's side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LungSide {
+    Right,
+    Left,
+}
+
+impl LungSide {
+    /// The region name prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            LungSide::Right => "right",
+            LungSide::Left => "left",
+        }
+    }
+}
+
+/// A box `[x0, y0, x1, y1]`.
+pub type BoxPx = [f32; 4];
+
+impl Mask {
+    /// A mask from 8-bit values: set where the value is at least 128.
+    pub fn from_luma(width: usize, height: usize, values: &[u8]) -> Option<Self> {
+        (values.len() == width * height).then(|| Self {
+            width,
+            height,
+            data: values.iter().map(|&v| v >= 128).collect(),
+        })
+    }
+
+    fn get(&self, x: usize, y: usize) -> bool {
+        self.data[y * self.width + x]
+    }
+
+    /// The set pixels' box (exclusive right/bottom edges), None when empty.
+    pub fn bbox(&self) -> Option<BoxPx> {
+        let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+        for y in 0..self.height {
+            for x in 0..self.width {
+                if self.get(x, y) {
+                    x0 = x0.min(x);
+                    y0 = y0.min(y);
+                    x1 = x1.max(x + 1);
+                    y1 = y1.max(y + 1);
+                }
+            }
+        }
+        (x0 != usize::MAX).then_some([x0 as f32, y0 as f32, x1 as f32, y1 as f32])
+    }
+
+    /// Per column in `x0..x1`, the lowest set row (None where the column is empty).
+    fn lower_border(&self, x0: usize, x1: usize) -> Vec<(usize, Option<usize>)> {
+        (x0..x1)
+            .map(|x| (x, (0..self.height).rev().find(|&y| self.get(x, y))))
+            .collect()
+    }
+}
+
+/// The lung's lowest point in its lateral half (ties: the most lateral), the costophrenic
+/// angle's point, in pixel centres.
+pub fn costophrenic_point(lung: &Mask, side: LungSide) -> Option<(f32, f32)> {
+    let b = lung.bbox()?;
+    let (x0, x1) = (b[0] as usize, b[2] as usize);
+    let mid = (x0 + x1) / 2;
+    let lateral: Vec<usize> = match side {
+        // The patient's right lung is on the image left: its lateral half is the left half.
+        LungSide::Right => (x0..mid.max(x0 + 1)).collect(),
+        LungSide::Left => (mid.min(x1 - 1)..x1).rev().collect(),
+    };
+    let mut best: Option<(usize, usize)> = None;
+    // Columns from the most lateral inwards: a strictly lower point replaces the best.
+    for x in lateral {
+        if let Some(y) = (0..lung.height).rev().find(|&y| lung.get(x, y)) {
+            if best.is_none_or(|(_, by)| y > by) {
+                best = Some((x, y));
+            }
+        }
+    }
+    best.map(|(x, y)| (x as f32 + 0.5, y as f32 + 0.5))
+}
+
+/// The lung box and the regions derived from the lung mask alone: the lung, its three zones,
+/// the costophrenic angle and the hemidiaphragm, as (region name, box).
+pub fn lung_regions(lung: &Mask, side: LungSide) -> Vec<(String, BoxPx)> {
+    let Some(b) = lung.bbox() else {
+        return Vec::new();
+    };
+    let Some(cp) = costophrenic_point(lung, side) else {
+        return Vec::new();
+    };
+    let n = side.name();
+    let w = b[2] - b[0];
+    let top = b[1];
+    let bottom = cp.1.max(top + 3.0);
+    let third = (bottom - top) / 3.0;
+    let mut out = vec![
+        (format!("{n} lung"), b),
+        (
+            format!("{n} upper lung zone"),
+            [b[0], top, b[2], top + third],
+        ),
+        (
+            format!("{n} mid lung zone"),
+            [b[0], top + third, b[2], top + 2.0 * third],
+        ),
+        (
+            format!("{n} lower lung zone"),
+            [b[0], top + 2.0 * third, b[2], bottom],
+        ),
+    ];
+    let (lateral, medial) = (0.06 * w, 0.24 * w);
+    let cp_box = match side {
+        LungSide::Right => [
+            cp.0 - lateral,
+            cp.1 - 0.30 * w,
+            cp.0 + medial,
+            cp.1 + 0.03 * w,
+        ],
+        LungSide::Left => [
+            cp.0 - medial,
+            cp.1 - 0.30 * w,
+            cp.0 + lateral,
+            cp.1 + 0.03 * w,
+        ],
+    };
+    out.push((format!("{n} costophrenic angle"), cp_box));
+    // The lower border over the lateral three quarters of the lung's width.
+    let (x0, x1) = (b[0] as usize, b[2] as usize);
+    let span = ((x1 - x0) * 3).div_ceil(4);
+    let (c0, c1) = match side {
+        LungSide::Right => (x0, x0 + span),
+        LungSide::Left => (x1 - span, x1),
+    };
+    let dome = lung
+        .lower_border(c0, c1)
+        .into_iter()
+        .filter_map(|(_, y)| y)
+        .min();
+    if let Some(dome) = dome {
+        let pad = 0.03 * w;
+        let (mx, lx) = match side {
+            LungSide::Right => (c1 as f32, cp.0),
+            LungSide::Left => (c0 as f32, cp.0),
+        };
+        out.push((
+            format!("{n} hemidiaphragm"),
+            [mx.min(lx), dome as f32 - pad, mx.max(lx), cp.1 + pad],
+        ));
+    }
+    out
+}
+
+/// The apical zone: the lung box above the clavicle's lowest point (at least 8% of the lung's
+/// width tall).
+pub fn apical_zone(lung: &Mask, clavicle: &Mask) -> Option<BoxPx> {
+    let b = lung.bbox()?;
+    let c = clavicle.bbox()?;
+    let min_h = 0.08 * (b[2] - b[0]);
+    Some([b[0], b[1], b[2], c[3].max(b[1] + min_h).min(b[3])])
+}
+
+/// The trachea: the airway mask above the carina, the first row from the top below which the
+/// airways stay split in two (two or more separate runs) for 2% of the image height.
+pub fn trachea(airways: &Mask) -> Option<BoxPx> {
+    let b = airways.bbox()?;
+    let runs = |y: usize| {
+        let mut n = 0;
+        let mut inside = false;
+        for x in 0..airways.width {
+            let v = airways.get(x, y);
+            if v && !inside {
+                n += 1;
+            }
+            inside = v;
+        }
+        n
+    };
+    let (top, bottom) = (b[1] as usize, b[3] as usize);
+    let hold = (airways.height / 50).max(2);
+    let carina = (top..bottom).find(|&y| (y..(y + hold).min(bottom)).all(|r| runs(r) >= 2))?;
+    if carina <= top + 1 {
+        return None;
+    }
+    let above = Mask {
+        width: airways.width,
+        height: carina,
+        data: airways.data[..carina * airways.width].to_vec(),
+    };
+    above.bbox()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mask with the set pixels given by `f(x, y)`.
+    fn mask(w: usize, h: usize, f: impl Fn(usize, usize) -> bool) -> Mask {
+        Mask {
+            width: w,
+            height: h,
+            data: (0..w * h).map(|i| f(i % w, i / w)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_rectangle_gives_its_box_and_empty_masks_give_none() {
+        let m = mask(10, 8, |x, y| (2..7).contains(&x) && (1..5).contains(&y));
+        assert_eq!(m.bbox(), Some([2.0, 1.0, 7.0, 5.0]));
+        assert_eq!(mask(4, 4, |_, _| false).bbox(), None);
+        assert!(
+            Mask::from_luma(2, 2, &[0, 255, 127, 128]).unwrap().data
+                == vec![false, true, false, true]
+        );
+        assert!(Mask::from_luma(2, 2, &[0]).is_none());
+    }
+
+    /// A right lung (image left) as a triangle-ish shape: its lowest point is at the lateral
+    /// (left) edge, and the base rises medially.
+    fn right_lung() -> Mask {
+        // Columns 10..50, top row 10; bottom row per column from 90 (x = 10) rising to 70 (x = 49).
+        mask(100, 100, |x, y| {
+            (10..50).contains(&x) && y >= 10 && y <= 90 - (x - 10) / 2
+        })
+    }
+
+    #[test]
+    fn the_costophrenic_point_is_the_lowest_lateral_one() {
+        let cp = costophrenic_point(&right_lung(), LungSide::Right).unwrap();
+        assert_eq!(cp, (10.5, 90.5));
+        // The mirror image: a left lung on the image right.
+        let m = right_lung();
+        let mirrored = mask(100, 100, |x, y| m.get(99 - x, y));
+        let cp = costophrenic_point(&mirrored, LungSide::Left).unwrap();
+        assert_eq!(cp, (89.5, 90.5));
+    }
+
+    #[test]
+    fn zones_divide_the_height_to_the_costophrenic_point_in_thirds() {
+        let r = lung_regions(&right_lung(), LungSide::Right);
+        let get = |n: &str| r.iter().find(|(k, _)| k == n).unwrap().1;
+        assert_eq!(get("right lung"), [10.0, 10.0, 50.0, 91.0]);
+        let (up, mid, low) = (
+            get("right upper lung zone"),
+            get("right mid lung zone"),
+            get("right lower lung zone"),
+        );
+        assert_eq!(up[1], 10.0);
+        assert!((up[3] - (10.0 + 80.5 / 3.0)).abs() < 1e-4);
+        assert_eq!(up[3], mid[1]);
+        assert_eq!(mid[3], low[1]);
+        assert_eq!(low[3], 90.5);
+        assert_eq!((low[0], low[2]), (10.0, 50.0));
+        // The angle's box: 40 px lung -> 12 px wide, 2.4 lateral and 9.6 medial of the point.
+        let cp = get("right costophrenic angle");
+        for (got, want) in cp
+            .iter()
+            .zip([10.5 - 2.4, 90.5 - 12.0, 10.5 + 9.6, 90.5 + 1.2])
+        {
+            assert!((got - want).abs() < 1e-4, "{cp:?}");
+        }
+        // The hemidiaphragm: the lower border's highest point over the lateral 30 columns
+        // (x 10..40: y = 90 - 29/2 = 76 at x = 39) down to the point.
+        let hd = get("right hemidiaphragm");
+        assert!((hd[1] - (76.0 - 1.2)).abs() < 1e-4, "{hd:?}");
+        assert!((hd[3] - (90.5 + 1.2)).abs() < 1e-4, "{hd:?}");
+        assert_eq!((hd[0], hd[2]), (10.5, 40.0));
+    }
+
+    #[test]
+    fn the_apical_zone_ends_at_the_clavicle() {
+        let clav = mask(100, 100, |x, y| {
+            (20..45).contains(&x) && (15..22).contains(&y)
+        });
+        assert_eq!(
+            apical_zone(&right_lung(), &clav),
+            Some([10.0, 10.0, 50.0, 22.0])
+        );
+        // A clavicle above the lung gives the minimum height.
+        let high = mask(100, 100, |x, y| {
+            (20..45).contains(&x) && (2..5).contains(&y)
+        });
+        assert_eq!(
+            apical_zone(&right_lung(), &high),
+            Some([10.0, 10.0, 50.0, 13.2])
+        );
+    }
+
+    #[test]
+    fn the_trachea_stops_at_the_carina() {
+        // A vertical tube x 48..52 from y 10 to 40, then two bronchi from y 40 down.
+        let airways = mask(100, 100, |x, y| {
+            ((48..52).contains(&x) && (10..40).contains(&y))
+                || ((40..46).contains(&x) || (54..60).contains(&x)) && (40..70).contains(&y)
+        });
+        assert_eq!(trachea(&airways), Some([48.0, 10.0, 52.0, 40.0]));
+        // A tube that never splits has no carina.
+        let tube = mask(100, 100, |x, y| {
+            (48..52).contains(&x) && (10..60).contains(&y)
+        });
+        assert_eq!(trachea(&tube), None);
+    }
+}

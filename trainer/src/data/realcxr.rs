@@ -1,0 +1,474 @@
+//! Real chest films with expert labels in the `realcxr` layout (`../shared/realcxr/README.md`):
+//! `index.jsonl` (one record per film: image, masks, nodules, Brixia zone scores, diagnosis,
+//! patient group, licence), `images/`, `masks/<id>/<structure>.png`.
+//!
+//! Each film becomes [`RealTargets`]: the region boxes its masks define (the rules of
+//! [`crate::data::masks`]) and the finding labels its annotations give, every one of them
+//! partial: a region without a box or a finding without a label takes no part in that film's
+//! loss. Label rules (one per source of labels):
+//! - GeneralBlockchain masks (radiologists marked every class they saw, so an absent class is a
+//!   negative): ground-glass opacity -> opacity, consolidation, pleural effusion, pneumothorax,
+//!   tubings / endotracheal / nasogastric tube -> tube, central venous line -> line, monitoring
+//!   probes (masked or tagged) -> wire; each positive also in the lung (or costophrenic angle)
+//!   its mask lies in;
+//! - JSRT nodule records: nodule (mass when larger than 30 mm) in the lung of the record's side
+//!   and the zone holding the nodule's centre; a JSRT non-nodule film is a negative for nodule
+//!   and mass only (it says nothing of other findings);
+//! - Brixia zone scores (two radiologists; the higher score is taken): a zone scored 1 or more is
+//!   opacity in that lung zone (A-C the patient's right upper/mid/lower, D-F the left), a zone
+//!   scored 0 a negative there; the film's opacity is positive when any zone is, negative when
+//!   all six are 0;
+//! - the ieee8023 diagnosis is the patient's, not a reading of the film: it gives no label here.
+
+use crate::data::error::{io, DataError};
+use crate::data::masks::{apical_zone, lung_regions, trachea, BoxPx, LungSide, Mask};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The largest `index.jsonl` read, and its largest line.
+const MAX_INDEX_BYTES: u64 = 64 << 20;
+const MAX_LINE: usize = 1 << 20;
+/// The largest mask decoded (pixels).
+const MAX_MASK_PIXELS: u64 = 1 << 26;
+
+/// One record of `index.jsonl` (the fields the loader uses).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RealRecord {
+    pub id: String,
+    pub source: String,
+    pub patient_group: String,
+    pub view: String,
+    pub image: String,
+    pub width: u32,
+    pub height: u32,
+    #[serde(default)]
+    pub licence: String,
+    #[serde(default)]
+    pub finding: Option<String>,
+    #[serde(default)]
+    pub masks: BTreeMap<String, String>,
+    #[serde(default)]
+    pub mask_source: BTreeMap<String, String>,
+    #[serde(default)]
+    pub nodules: Option<Vec<Nodule>>,
+    #[serde(default)]
+    pub brixia: Option<Brixia>,
+    #[serde(default)]
+    pub tags_without_mask: Option<Vec<String>>,
+}
+
+/// A JSRT nodule.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Nodule {
+    pub center: [f32; 2],
+    pub size_mm: f32,
+    pub lobe: String,
+}
+
+/// Brixia scores.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Brixia {
+    pub zones: BTreeMap<String, BrixiaZone>,
+}
+
+/// One zone's two readings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BrixiaZone {
+    pub senior: Option<u8>,
+    pub junior: Option<u8>,
+}
+
+/// What a film teaches: boxes and labels, each only where the annotations say.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RealTargets {
+    /// Region name -> box in image pixels.
+    pub boxes: BTreeMap<String, BoxPx>,
+    /// Finding -> present, for the findings this film has a label for.
+    pub findings: BTreeMap<String, bool>,
+    /// (region, finding) -> present, for the region-level labels this film has.
+    pub region_findings: BTreeMap<(String, String), bool>,
+}
+
+/// Reads `index.jsonl` under `root`.
+pub fn read_index(root: &Path) -> Result<Vec<RealRecord>, DataError> {
+    let path = root.join("index.jsonl");
+    let meta = std::fs::metadata(&path).map_err(io(&path))?;
+    if meta.len() > MAX_INDEX_BYTES {
+        return Err(DataError::Layout {
+            path: path.display().to_string(),
+            reason: format!("larger than {MAX_INDEX_BYTES} bytes"),
+        });
+    }
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), n + 1);
+        if line.len() > MAX_LINE {
+            return Err(DataError::Layout {
+                path: at(),
+                reason: format!("line longer than {MAX_LINE} bytes"),
+            });
+        }
+        let r: RealRecord =
+            serde_json::from_str(line).map_err(|source| DataError::Json { path: at(), source })?;
+        if r.id.is_empty()
+            || r.id.contains(['/', '\\'])
+            || r.image.contains("..")
+            || r.masks.values().any(|p| p.contains(".."))
+        {
+            return Err(DataError::Layout {
+                path: at(),
+                reason: format!("record {:?}: an id or path that leaves the folder", r.id),
+            });
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// Decodes a mask PNG, checking that it has the image's size.
+pub fn load_mask(path: &Path, width: u32, height: u32) -> Result<Mask, DataError> {
+    let bad = |reason: String| DataError::Image {
+        path: path.display().to_string(),
+        reason,
+    };
+    let reader = image::ImageReader::open(path)
+        .map_err(io(path))?
+        .with_guessed_format()
+        .map_err(io(path))?;
+    let (w, h) = reader.into_dimensions().map_err(|e| bad(e.to_string()))?;
+    if (w, h) != (width, height) {
+        return Err(bad(format!(
+            "mask is {w} x {h}, the image {width} x {height}"
+        )));
+    }
+    if u64::from(w) * u64::from(h) > MAX_MASK_PIXELS {
+        return Err(bad(format!("mask of {w} x {h} pixels is too large")));
+    }
+    let img = image::open(path)
+        .map_err(|e| bad(e.to_string()))?
+        .into_luma8();
+    Mask::from_luma(w as usize, h as usize, img.as_raw())
+        .ok_or_else(|| bad("mask size does not match its pixels".into()))
+}
+
+fn side_of_lobe(lobe: &str) -> Option<LungSide> {
+    let l = lobe.trim().to_ascii_lowercase();
+    if l.starts_with("r.") || l.starts_with("right") {
+        Some(LungSide::Right)
+    } else if l.starts_with("l.") || l.starts_with("left") {
+        Some(LungSide::Left)
+    } else {
+        None
+    }
+}
+
+fn inside(b: &BoxPx, x: f32, y: f32) -> bool {
+    x >= b[0] && x < b[2] && y >= b[1] && y < b[3]
+}
+
+/// The films's boxes and labels (see the module's rules). Masks are read from under `root`.
+pub fn targets(root: &Path, r: &RealRecord) -> Result<RealTargets, DataError> {
+    let mut t = RealTargets::default();
+    let mask = |name: &str| -> Result<Option<Mask>, DataError> {
+        match r.masks.get(name) {
+            Some(rel) => Ok(Some(load_mask(&root.join(rel), r.width, r.height)?)),
+            None => Ok(None),
+        }
+    };
+    // Anatomy.
+    let mut lungs: BTreeMap<&str, Mask> = BTreeMap::new();
+    for (key, side) in [
+        ("right_lung", LungSide::Right),
+        ("left_lung", LungSide::Left),
+    ] {
+        if let Some(m) = mask(key)? {
+            for (name, b) in lung_regions(&m, side) {
+                t.boxes.insert(name, b);
+            }
+            if let Some(c) = mask(&format!("{}_clavicle", side.name()))? {
+                if let Some(b) = apical_zone(&m, &c) {
+                    t.boxes.insert(format!("{} apical zone", side.name()), b);
+                }
+                if let Some(b) = c.bbox() {
+                    t.boxes.insert(format!("{} clavicle", side.name()), b);
+                }
+            }
+            lungs.insert(side.name(), m);
+        }
+    }
+    if let Some(b) = mask("heart")?.and_then(|m| m.bbox()) {
+        t.boxes.insert("cardiac silhouette".into(), b);
+    }
+    if let Some(b) = mask("cardiomediastinum")?.and_then(|m| m.bbox()) {
+        t.boxes.insert("mediastinum".into(), b);
+    }
+    if let Some(b) = mask("airways")?.and_then(|m| trachea(&m)) {
+        t.boxes.insert("trachea".into(), b);
+    }
+
+    // GeneralBlockchain: every class marked, so an unmarked class is absent.
+    let radiologist = r.mask_source.values().any(|s| s == "generalblockchain");
+    if radiologist {
+        let classes: [(&str, &[&str]); 7] = [
+            ("opacity", &["ggo"]),
+            ("consolidation", &["consolidation"]),
+            ("pleural effusion", &["pleural_effusion"]),
+            ("pneumothorax", &["pneumothorax"]),
+            ("tube", &["tube", "ett", "ng_tube"]),
+            ("line", &["cvl"]),
+            ("wire", &["probe"]),
+        ];
+        let tagged = r.tags_without_mask.clone().unwrap_or_default();
+        for (finding, structures) in classes {
+            let mut present = false;
+            for s in structures {
+                if tagged.iter().any(|x| x == s) {
+                    present = true;
+                }
+                let Some(m) = mask(s)? else { continue };
+                if m.bbox().is_none() {
+                    continue;
+                }
+                present = true;
+                // The lung regions the lesion lies in.
+                if matches!(
+                    finding,
+                    "opacity" | "consolidation" | "pneumothorax" | "pleural effusion"
+                ) {
+                    for (side, lung) in &lungs {
+                        let overlap = m.data.iter().zip(&lung.data).any(|(a, b)| *a && *b);
+                        if overlap {
+                            let region = if finding == "pleural effusion" {
+                                format!("{side} costophrenic angle")
+                            } else {
+                                format!("{side} lung")
+                            };
+                            t.region_findings.insert((region, finding.into()), true);
+                        }
+                    }
+                }
+            }
+            t.findings.insert(finding.into(), present);
+        }
+    }
+
+    // JSRT nodules.
+    if r.source == "jsrt" {
+        let nodules = r.nodules.clone().unwrap_or_default();
+        if r.finding.as_deref() == Some("normal") && nodules.is_empty() {
+            t.findings.insert("nodule".into(), false);
+            t.findings.insert("mass".into(), false);
+        }
+        for n in &nodules {
+            let finding = if n.size_mm > 30.0 { "mass" } else { "nodule" };
+            t.findings.insert(finding.into(), true);
+            let Some(side) = side_of_lobe(&n.lobe) else {
+                continue;
+            };
+            let s = side.name();
+            t.region_findings
+                .insert((format!("{s} lung"), finding.into()), true);
+            for zone in ["upper", "mid", "lower"] {
+                let name = format!("{s} {zone} lung zone");
+                if t.boxes
+                    .get(&name)
+                    .is_some_and(|b| inside(b, n.center[0], n.center[1]))
+                {
+                    t.region_findings.insert((name, finding.into()), true);
+                }
+            }
+        }
+    }
+
+    // Brixia zones: the higher of the two readings.
+    if let Some(bx) = &r.brixia {
+        let mut any = false;
+        let mut all_read = true;
+        for (letter, region) in [
+            ("A", "right upper lung zone"),
+            ("B", "right mid lung zone"),
+            ("C", "right lower lung zone"),
+            ("D", "left upper lung zone"),
+            ("E", "left mid lung zone"),
+            ("F", "left lower lung zone"),
+        ] {
+            let score = bx.zones.get(letter).and_then(|z| z.senior.max(z.junior));
+            let Some(score) = score else {
+                all_read = false;
+                continue;
+            };
+            t.region_findings
+                .insert((region.into(), "opacity".into()), score > 0);
+            any |= score > 0;
+        }
+        if any {
+            t.findings.insert("opacity".into(), true);
+        } else if all_read && !t.findings.get("opacity").copied().unwrap_or(false) {
+            t.findings.insert("opacity".into(), false);
+        }
+    }
+    Ok(t)
+}
+
+/// The image of a record.
+pub fn image_path(root: &Path, r: &RealRecord) -> PathBuf {
+    root.join(&r.image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny realcxr folder: one JSRT-like film with lung, heart and clavicle masks and a
+    /// nodule, one GeneralBlockchain-like film with a ground-glass mask in the left lung, one
+    /// Brixia-scored film without masks.
+    fn tiny() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("images")).unwrap();
+        let (w, h) = (64u32, 64u32);
+        let save = |rel: &str, f: &dyn Fn(u32, u32) -> bool| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            image::GrayImage::from_fn(w, h, |x, y| image::Luma([if f(x, y) { 255 } else { 0 }]))
+                .save(p)
+                .unwrap();
+        };
+        let right = |x: u32, y: u32| (8..28).contains(&x) && (8..56).contains(&y);
+        let left = |x: u32, y: u32| (36..56).contains(&x) && (8..56).contains(&y);
+        for id in ["a", "b"] {
+            save(&format!("images/{id}.png"), &|_, _| false);
+            save(&format!("masks/{id}/right_lung.png"), &right);
+            save(&format!("masks/{id}/left_lung.png"), &left);
+        }
+        save("masks/a/heart.png", &|x, y| {
+            (24..44).contains(&x) && (36..54).contains(&y)
+        });
+        save("masks/a/right_clavicle.png", &|x, y| {
+            (10..30).contains(&x) && (10..14).contains(&y)
+        });
+        save("masks/b/ggo.png", &|x, y| {
+            (40..50).contains(&x) && (40..50).contains(&y)
+        });
+        save("images/c.png", &|_, _| false);
+        let index = [
+            r#"{"id": "a", "source": "jsrt", "patient_group": "jsrt:a", "view": "PA", "image": "images/a.png", "width": 64, "height": 64, "finding": "nodule", "masks": {"right_lung": "masks/a/right_lung.png", "left_lung": "masks/a/left_lung.png", "heart": "masks/a/heart.png", "right_clavicle": "masks/a/right_clavicle.png"}, "mask_source": {"right_lung": "scr"}, "nodules": [{"center": [15.0, 20.0], "size_mm": 12.0, "lobe": "r.upper lobe(S1)"}]}"#,
+            r#"{"id": "b", "source": "ieee8023", "patient_group": "ieee:1", "view": "AP", "image": "images/b.png", "width": 64, "height": 64, "finding": "COVID-19", "masks": {"right_lung": "masks/b/right_lung.png", "left_lung": "masks/b/left_lung.png", "ggo": "masks/b/ggo.png"}, "mask_source": {"right_lung": "generalblockchain", "left_lung": "generalblockchain", "ggo": "generalblockchain"}, "tags_without_mask": ["probe"]}"#,
+            r#"{"id": "c", "source": "brixia", "patient_group": "brixia:x", "view": "frontal", "image": "images/c.png", "width": 64, "height": 64, "finding": null, "masks": {}, "mask_source": {}, "brixia": {"zones": {"A": {"region": "right_upper", "senior": 0, "junior": 0}, "B": {"region": "right_middle", "senior": 0, "junior": 1}, "C": {"region": "right_lower", "senior": 0, "junior": 0}, "D": {"region": "left_upper", "senior": 0, "junior": 0}, "E": {"region": "left_middle", "senior": 0, "junior": 0}, "F": {"region": "left_lower", "senior": 0, "junior": 0}}}}"#,
+        ];
+        std::fs::write(root.join("index.jsonl"), index.join("\n")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_jsrt_film_gives_its_anatomy_and_its_nodule_in_the_right_upper_zone() {
+        let dir = tiny();
+        let recs = read_index(dir.path()).unwrap();
+        assert_eq!(recs.len(), 3);
+        let t = targets(dir.path(), &recs[0]).unwrap();
+        assert_eq!(t.boxes["right lung"], [8.0, 8.0, 28.0, 56.0]);
+        assert_eq!(t.boxes["cardiac silhouette"], [24.0, 36.0, 44.0, 54.0]);
+        assert_eq!(t.boxes["right clavicle"], [10.0, 10.0, 30.0, 14.0]);
+        assert_eq!(t.boxes["right apical zone"], [8.0, 8.0, 28.0, 14.0]);
+        assert!(t.boxes.contains_key("left lower lung zone"));
+        assert!(
+            !t.boxes.contains_key("left apical zone"),
+            "no left clavicle mask"
+        );
+        assert!(!t.boxes.contains_key("trachea"));
+        assert_eq!(t.findings, BTreeMap::from([("nodule".to_string(), true)]));
+        let key = |r: &str| (r.to_string(), "nodule".to_string());
+        assert_eq!(
+            t.region_findings.get(&key("right upper lung zone")),
+            Some(&true)
+        );
+        assert_eq!(t.region_findings.get(&key("right lung")), Some(&true));
+        assert_eq!(t.region_findings.get(&key("right mid lung zone")), None);
+    }
+
+    #[test]
+    fn radiologist_masks_label_every_class_and_brixia_labels_zones() {
+        let dir = tiny();
+        let recs = read_index(dir.path()).unwrap();
+        let t = targets(dir.path(), &recs[1]).unwrap();
+        assert!(t.findings["opacity"]);
+        assert!(!t.findings["consolidation"]);
+        assert!(!t.findings["pneumothorax"]);
+        assert!(t.findings["wire"], "tagged probe");
+        let key = |r: &str| (r.to_string(), "opacity".to_string());
+        assert_eq!(t.region_findings.get(&key("left lung")), Some(&true));
+        assert_eq!(t.region_findings.get(&key("right lung")), None);
+        // No nodule label on a COVID film.
+        assert!(!t.findings.contains_key("nodule"));
+
+        let t = targets(dir.path(), &recs[2]).unwrap();
+        assert!(t.boxes.is_empty());
+        assert!(t.findings["opacity"], "the junior reader scored zone B");
+        assert_eq!(
+            t.region_findings.get(&key("right mid lung zone")),
+            Some(&true)
+        );
+        assert_eq!(
+            t.region_findings.get(&key("left lower lung zone")),
+            Some(&false)
+        );
+    }
+
+    #[test]
+    fn bad_records_and_masks_are_named_errors() {
+        let dir = tiny();
+        let root = dir.path();
+        std::fs::write(root.join("index.jsonl"), "{\"id\": 3}\n").unwrap();
+        let e = read_index(root).unwrap_err().to_string();
+        assert!(e.contains("index.jsonl:1"), "{e}");
+        std::fs::write(
+            root.join("index.jsonl"),
+            r#"{"id": "x", "source": "jsrt", "patient_group": "g", "view": "PA", "image": "../../etc/passwd", "width": 1, "height": 1}"#,
+        )
+        .unwrap();
+        assert!(read_index(root)
+            .unwrap_err()
+            .to_string()
+            .contains("leaves the folder"));
+        let e = load_mask(&root.join("masks/a/heart.png"), 32, 32)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("heart.png") && e.contains("64 x 64"), "{e}");
+    }
+
+    /// The whole shared set, when present: every record reads, and the boxes its masks give
+    /// exist for the films that have masks.
+    #[test]
+    fn the_shared_realcxr_set_reads_whole() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/realcxr");
+        if !root.join("index.jsonl").is_file() {
+            eprintln!(
+                "skipped: ../shared/realcxr is not here (the real-film loader check needs it)"
+            );
+            return;
+        }
+        let recs = read_index(&root).unwrap();
+        assert_eq!(recs.len(), 655);
+        let mut with_lungs = 0;
+        let mut nodules = 0;
+        for r in recs.iter().filter(|r| r.source == "jsrt").take(12) {
+            let t = targets(&root, r).unwrap();
+            assert!(t.boxes.contains_key("right lung") && t.boxes.contains_key("left lung"));
+            // The patient's right lung is on the image left.
+            assert!(
+                t.boxes["right lung"][0] < t.boxes["left lung"][0],
+                "{}",
+                r.id
+            );
+            with_lungs += 1;
+            nodules += t.findings.get("nodule").copied().unwrap_or(false) as usize;
+        }
+        assert_eq!(with_lungs, 12);
+        assert!(nodules > 0);
+    }
+}
