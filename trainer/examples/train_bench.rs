@@ -65,7 +65,9 @@ fn batch(config: &Config, rng: &mut rand_chacha::ChaCha8Rng) -> candle_core::Res
         ids: Tensor::from_vec(ids, (b, t), &dev)?,
         id_mask: Tensor::ones((b, t), candle_core::DType::F32, &dev)?,
         tags: Tensor::from_vec(tags, (b, FINDINGS), &dev)?,
+        tag_mask: Tensor::ones((b, FINDINGS), candle_core::DType::F32, &dev)?,
         region_targets: Tensor::from_vec(region, (b, REGIONS, FINDINGS), &dev)?,
+        region_known: Tensor::ones((b, REGIONS, FINDINGS), candle_core::DType::F32, &dev)?,
         arsa,
     })
 }

@@ -57,11 +57,13 @@ enum Command {
         #[arg(long)]
         contact_sheet: Option<PathBuf>,
     },
-    /// Train the ASG model on a data set in the Chest ImaGenome + MIMIC-CXR layout (or phantoms).
+    /// Train the ASG model on data sets in the Chest ImaGenome + MIMIC-CXR layout (phantoms
+    /// too) and in the realcxr layout (real films with expert masks and labels), together.
     Fit {
-        /// The data set folder (see trainer/README.md for its layout).
-        #[arg(long)]
-        data: PathBuf,
+        /// A data set folder (see trainer/README.md for the layouts), as PATH or PATH:WEIGHT
+        /// (its training records count WEIGHT times, 1 to 100); repeat for several.
+        #[arg(long, required = true, value_parser = asg_trainer::data::Source::parse)]
+        data: Vec<asg_trainer::data::Source>,
         /// A configuration file (trainer/configs/*.toml).
         #[arg(long)]
         config: PathBuf,

@@ -105,7 +105,7 @@ fn a_hugging_face_bert_checkpoint_loads_trains_and_gets_gradients() {
     let summary = asg_trainer::train::fit(
         &config,
         asg_trainer::train::RunOptions {
-            data: data.path(),
+            data: &[asg_trainer::data::Source::new(data.path())],
             out: out.path(),
             resume: false,
             device: Device::Cpu,

@@ -41,7 +41,7 @@ fn a_bundle_run_by_tract_measures_what_its_candle_run_measures() {
     fit(
         &tiny(30),
         RunOptions {
-            data: &data,
+            data: &[asg_trainer::data::Source::new(&data)],
             out: &run,
             resume: false,
             device: candle_core::Device::Cpu,

@@ -34,7 +34,7 @@ fn run(config: &Config, data: &Path, out: &Path, resume: bool, stop_at: Option<u
     fit(
         config,
         RunOptions {
-            data,
+            data: &[asg_trainer::data::Source::new(data)],
             out,
             resume,
             device: candle_core::Device::Cpu,
@@ -136,7 +136,7 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
     let err = fit(
         &config,
         RunOptions {
-            data: data.path(),
+            data: &[asg_trainer::data::Source::new(data.path())],
             out: b.path(),
             resume: true,
             device: candle_core::Device::Cpu,

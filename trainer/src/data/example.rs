@@ -4,7 +4,7 @@
 
 use crate::config::{Config, NORMALISATION};
 use crate::data::augment::augment;
-use crate::data::error::{io, DataError};
+use crate::data::error::DataError;
 use crate::data::imagenome::{region_index, Dataset, Record, Split};
 use crate::vocab::{FINDINGS, REGIONS};
 use asg_dicom::Letterbox;
@@ -45,8 +45,12 @@ pub struct Example {
     pub box_present: Vec<bool>,
     pub ids: Vec<u32>,
     pub tags: Vec<f32>,
+    /// 1 where the tag's target is known, 0 where it takes no part in the loss.
+    pub tag_mask: Vec<f32>,
     /// `[REGIONS * FINDINGS]`.
     pub region_targets: Vec<f32>,
+    /// `[REGIONS * FINDINGS]`: 1 where the region-finding target is known.
+    pub region_mask: Vec<f32>,
     /// Regions that sentences name (with a box), and the token positions of those sentences.
     pub region_sentences: Vec<(usize, Vec<usize>)>,
     /// Boxes dropped because they lay outside the image.
@@ -89,9 +93,11 @@ pub fn prepare(
             rng,
         );
     }
-    let text = std::fs::read_to_string(&record.report).map_err(io(&record.report))?;
+    let text = record.report_text()?;
     let parsed = asg_report::parse(&text);
-    let tags = parsed.tag_vector(config.train.uncertain_as);
+    let mut tags = parsed.tag_vector(config.train.uncertain_as);
+    let mut tag_mask = vec![1.0f32; FINDINGS];
+    let mut region_mask = vec![1.0f32; REGIONS * FINDINGS];
     let mut region_targets = vec![0.0f32; REGIONS * FINDINGS];
     for (region, findings) in parsed.region_findings() {
         // A finding in a zone is also in the lung that holds it.
@@ -117,6 +123,17 @@ pub fn prepare(
                 let slot = &mut region_targets[r * FINDINGS + f];
                 *slot = slot.max(v);
             }
+        }
+    }
+    // Labels given with the image replace the parsed ones; the unknown ones are masked out.
+    if let Some(g) = &record.given {
+        for (f, v) in g.tags.iter().enumerate().take(FINDINGS) {
+            tags[f] = v.unwrap_or(0.0);
+            tag_mask[f] = if v.is_some() { 1.0 } else { 0.0 };
+        }
+        for (i, v) in g.regions.iter().enumerate().take(REGIONS * FINDINGS) {
+            region_targets[i] = v.unwrap_or(0.0);
+            region_mask[i] = if v.is_some() { 1.0 } else { 0.0 };
         }
     }
     let encoding = tokenizer.encode(&text, config.model.max_tokens);
@@ -153,7 +170,9 @@ pub fn prepare(
         box_present: present,
         ids: encoding.ids,
         tags,
+        tag_mask,
         region_targets,
+        region_mask,
         region_sentences,
         boxes_outside: outside,
     })
@@ -163,7 +182,7 @@ pub fn prepare(
 pub fn train_tokenizer(data: &Dataset, vocab_size: usize) -> Result<Tokenizer, DataError> {
     let mut texts = Vec::new();
     for r in data.records.iter().filter(|r| r.split == Split::Train) {
-        texts.push(std::fs::read_to_string(&r.report).map_err(io(&r.report))?);
+        texts.push(r.report_text()?);
     }
     Ok(Tokenizer::train(
         texts.iter().map(String::as_str),

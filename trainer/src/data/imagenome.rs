@@ -30,9 +30,37 @@ pub enum Split {
 pub struct Record {
     pub image_id: String,
     pub image: PathBuf,
+    /// The report file (empty when the labels and their text are `given`).
     pub report: PathBuf,
     pub split: Split,
     pub boxes: Vec<Option<[f32; 4]>>,
+    /// Labels given with the image instead of parsed from a report (real films annotated by
+    /// experts), with the text written from them.
+    pub given: Option<GivenLabels>,
+    /// How many times the record counts in the training order (its source's weight).
+    pub weight: u32,
+}
+
+/// Labels that come with an image, each finding or (region, finding) known or not: an unknown
+/// one takes no part in the loss.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GivenLabels {
+    /// A report written from the labels (not a radiologist's reading), for the text losses.
+    pub text: String,
+    /// Per finding (the model's order): the target, or None when unknown.
+    pub tags: Vec<Option<f32>>,
+    /// `[REGIONS * FINDINGS]`: the target, or None when unknown.
+    pub regions: Vec<Option<f32>>,
+}
+
+impl Record {
+    /// The report text: the given one, else the report file read.
+    pub fn report_text(&self) -> Result<String, DataError> {
+        match &self.given {
+            Some(g) => Ok(g.text.clone()),
+            None => std::fs::read_to_string(&self.report).map_err(io(&self.report)),
+        }
+    }
 }
 
 /// What the scan found and skipped.
@@ -213,6 +241,8 @@ pub fn scan(root: &Path) -> Result<Dataset, DataError> {
             report,
             split: which,
             boxes,
+            given: None,
+            weight: 1,
         });
     }
     Ok(Dataset {

@@ -12,9 +12,11 @@ pub mod imagenome;
 pub mod masks;
 pub mod realcxr;
 pub mod sampling;
+pub mod sources;
 
 pub use crate::config::NORMALISATION;
 pub use error::DataError;
 pub use example::{prepare, train_tokenizer, Example};
-pub use imagenome::{scan, Dataset, Record, ScanStats, Split};
+pub use imagenome::{scan, Dataset, GivenLabels, Record, ScanStats, Split};
 pub use sampling::{batch_indices, epoch_order, example_rng};
+pub use sources::{scan_any, scan_sources, Source};

@@ -21,7 +21,9 @@
 //! - the ieee8023 diagnosis is the patient's, not a reading of the film: it gives no label here.
 
 use crate::data::error::{io, DataError};
+use crate::data::imagenome::{region_index, Dataset, GivenLabels, Record, ScanStats, Split};
 use crate::data::masks::{apical_zone, lung_regions, trachea, BoxPx, LungSide, Mask};
+use crate::vocab::{FINDINGS, REGIONS};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -235,20 +237,40 @@ pub fn targets(root: &Path, r: &RealRecord) -> Result<RealTargets, DataError> {
                     continue;
                 }
                 present = true;
-                // The lung regions the lesion lies in.
+                // The lungs and zones the lesion lies in (and, the mask being complete, not in
+                // the others).
                 if matches!(
                     finding,
                     "opacity" | "consolidation" | "pneumothorax" | "pleural effusion"
                 ) {
                     for (side, lung) in &lungs {
-                        let overlap = m.data.iter().zip(&lung.data).any(|(a, b)| *a && *b);
-                        if overlap {
-                            let region = if finding == "pleural effusion" {
-                                format!("{side} costophrenic angle")
-                            } else {
-                                format!("{side} lung")
+                        let rows_overlap = |y0: f32, y1: f32| {
+                            let w = lung.width;
+                            let y0 = y0.max(0.0) as usize;
+                            let y1 = (y1.max(0.0) as usize).min(lung.height);
+                            (y0..y1)
+                                .any(|y| (0..w).any(|x| m.data[y * w + x] && lung.data[y * w + x]))
+                        };
+                        let regions: Vec<String> = if finding == "pleural effusion" {
+                            vec![format!("{side} costophrenic angle"), format!("{side} lung")]
+                        } else {
+                            vec![
+                                format!("{side} lung"),
+                                format!("{side} upper lung zone"),
+                                format!("{side} mid lung zone"),
+                                format!("{side} lower lung zone"),
+                            ]
+                        };
+                        for region in regions {
+                            let hit = match t.boxes.get(&region) {
+                                Some(b) if !region.ends_with(" lung") => rows_overlap(b[1], b[3]),
+                                _ => rows_overlap(0.0, lung.height as f32),
                             };
-                            t.region_findings.insert((region, finding.into()), true);
+                            let e = t
+                                .region_findings
+                                .entry((region, finding.into()))
+                                .or_insert(false);
+                            *e |= hit;
                         }
                     }
                 }
@@ -263,6 +285,22 @@ pub fn targets(root: &Path, r: &RealRecord) -> Result<RealTargets, DataError> {
         if r.finding.as_deref() == Some("normal") && nodules.is_empty() {
             t.findings.insert("nodule".into(), false);
             t.findings.insert("mass".into(), false);
+        }
+        // A JSRT film holds at most one nodule: where it is not, there is none.
+        if nodules.len() == 1 {
+            for s in ["right", "left"] {
+                for zone in [
+                    "lung",
+                    "upper lung zone",
+                    "mid lung zone",
+                    "lower lung zone",
+                ] {
+                    for f in ["nodule", "mass"] {
+                        t.region_findings
+                            .insert((format!("{s} {zone}"), f.into()), false);
+                    }
+                }
+            }
         }
         for n in &nodules {
             let finding = if n.size_mm > 30.0 { "mass" } else { "nodule" };
@@ -306,6 +344,23 @@ pub fn targets(root: &Path, r: &RealRecord) -> Result<RealTargets, DataError> {
                 .insert((region.into(), "opacity".into()), score > 0);
             any |= score > 0;
         }
+        for side in ["right", "left"] {
+            let zones: Vec<Option<bool>> = ["upper", "mid", "lower"]
+                .iter()
+                .map(|z| {
+                    t.region_findings
+                        .get(&(format!("{side} {z} lung zone"), "opacity".to_string()))
+                        .copied()
+                })
+                .collect();
+            if zones.contains(&Some(true)) {
+                t.region_findings
+                    .insert((format!("{side} lung"), "opacity".into()), true);
+            } else if zones.iter().all(|z| *z == Some(false)) {
+                t.region_findings
+                    .insert((format!("{side} lung"), "opacity".into()), false);
+            }
+        }
         if any {
             t.findings.insert("opacity".into(), true);
         } else if all_read && !t.findings.get("opacity").copied().unwrap_or(false) {
@@ -318,6 +373,144 @@ pub fn targets(root: &Path, r: &RealRecord) -> Result<RealTargets, DataError> {
 /// The image of a record.
 pub fn image_path(root: &Path, r: &RealRecord) -> PathBuf {
     root.join(&r.image)
+}
+
+/// The split of a patient group: a fixed hash of its name (FNV-1a), 70% train, 15% validate,
+/// 15% test, so that no patient's films cross splits and the split never depends on the set.
+pub fn split_of(group: &str) -> Split {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in group.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    match h % 100 {
+        0..=69 => Split::Train,
+        70..=84 => Split::Validate,
+        _ => Split::Test,
+    }
+}
+
+/// The labels as model targets: per finding and per (region, finding), known or not. A finding
+/// known absent from the film is absent from every region.
+pub fn given_labels(t: &RealTargets) -> GivenLabels {
+    let mut tags = vec![None; FINDINGS];
+    let mut regions = vec![None; REGIONS * FINDINGS];
+    for (f, &present) in &t.findings {
+        let Some(fi) = asg_report::finding_index(f) else {
+            continue;
+        };
+        tags[fi] = Some(if present { 1.0 } else { 0.0 });
+        if !present {
+            for r in 0..REGIONS {
+                regions[r * FINDINGS + fi] = Some(0.0);
+            }
+        }
+    }
+    for ((region, f), &present) in &t.region_findings {
+        let (Some(ri), Some(fi)) = (region_index(region), asg_report::finding_index(f)) else {
+            continue;
+        };
+        regions[ri * FINDINGS + fi] = Some(if present { 1.0 } else { 0.0 });
+    }
+    GivenLabels {
+        text: write_text(t),
+        tags,
+        regions,
+    }
+}
+
+/// A short report written from the labels (for the text losses; not a reading): the positives
+/// with their most specific regions, then the known negatives.
+pub fn write_text(t: &RealTargets) -> String {
+    let mut sentences = Vec::new();
+    for (f, &present) in &t.findings {
+        if !present {
+            continue;
+        }
+        let mut places: Vec<&str> = t
+            .region_findings
+            .iter()
+            .filter(|((_, rf), p)| rf == f && **p)
+            .map(|((r, _), _)| r.as_str())
+            .collect();
+        // A zone says more than its lung.
+        let zones: Vec<&str> = places
+            .iter()
+            .copied()
+            .filter(|r| !r.ends_with(" lung"))
+            .collect();
+        if !zones.is_empty() {
+            places = zones;
+        }
+        let mut s = f.clone();
+        if let Some((first, rest)) = places.split_first() {
+            s.push_str(&format!(" in the {first}"));
+            for r in rest {
+                s.push_str(&format!(" and the {r}"));
+            }
+        }
+        let mut c = s.chars();
+        let s: String = match c.next() {
+            Some(h) => h.to_uppercase().chain(c).collect(),
+            None => s,
+        };
+        sentences.push(format!("{s}."));
+    }
+    let negatives: Vec<&str> = t
+        .findings
+        .iter()
+        .filter(|(_, p)| !**p)
+        .map(|(f, _)| f.as_str())
+        .collect();
+    if !negatives.is_empty() {
+        sentences.push(format!("No {}.", negatives.join(" or ")));
+    }
+    format!("FINDINGS: {}", sentences.join(" "))
+}
+
+/// Scans a realcxr folder into records: boxes from the masks (clipped to the image), the labels
+/// given, the split by patient group. Films whose image is missing are counted and skipped.
+pub fn scan(root: &Path) -> Result<Dataset, DataError> {
+    let mut stats = ScanStats::default();
+    let mut records = Vec::new();
+    for r in read_index(root)? {
+        let image = image_path(root, &r);
+        if !image.is_file() {
+            stats.missing_image += 1;
+            continue;
+        }
+        let t = targets(root, &r)?;
+        let (w, h) = (r.width as f32, r.height as f32);
+        let boxes: Vec<Option<[f32; 4]>> = asg_report::REGIONS
+            .iter()
+            .map(|reg| {
+                t.boxes.get(reg.name).map(|b| {
+                    [
+                        b[0].clamp(0.0, w),
+                        b[1].clamp(0.0, h),
+                        b[2].clamp(0.0, w),
+                        b[3].clamp(0.0, h),
+                    ]
+                })
+            })
+            .collect();
+        stats.boxes += boxes.iter().filter(|b| b.is_some()).count();
+        stats.records += 1;
+        records.push(Record {
+            image_id: r.id.clone(),
+            image,
+            report: PathBuf::new(),
+            split: split_of(&r.patient_group),
+            boxes,
+            given: Some(given_labels(&t)),
+            weight: 1,
+        });
+    }
+    Ok(Dataset {
+        root: root.to_path_buf(),
+        records,
+        stats,
+    })
 }
 
 #[cfg(test)]
@@ -388,7 +581,10 @@ mod tests {
             Some(&true)
         );
         assert_eq!(t.region_findings.get(&key("right lung")), Some(&true));
-        assert_eq!(t.region_findings.get(&key("right mid lung zone")), None);
+        assert_eq!(
+            t.region_findings.get(&key("right mid lung zone")),
+            Some(&false)
+        );
     }
 
     #[test]
@@ -402,7 +598,7 @@ mod tests {
         assert!(t.findings["wire"], "tagged probe");
         let key = |r: &str| (r.to_string(), "opacity".to_string());
         assert_eq!(t.region_findings.get(&key("left lung")), Some(&true));
-        assert_eq!(t.region_findings.get(&key("right lung")), None);
+        assert_eq!(t.region_findings.get(&key("right lung")), Some(&false));
         // No nodule label on a COVID film.
         assert!(!t.findings.contains_key("nodule"));
 
@@ -417,6 +613,50 @@ mod tests {
             t.region_findings.get(&key("left lower lung zone")),
             Some(&false)
         );
+    }
+
+    #[test]
+    fn the_scan_gives_partial_labels_and_text_and_splits_by_group() {
+        let dir = tiny();
+        let set = scan(dir.path()).unwrap();
+        assert_eq!(set.records.len(), 3);
+        let a = set.records[0].given.as_ref().unwrap();
+        let nod = asg_report::finding_index("nodule").unwrap();
+        let pneumo = asg_report::finding_index("pneumothorax").unwrap();
+        assert_eq!(a.tags[nod], Some(1.0));
+        assert_eq!(
+            a.tags[pneumo], None,
+            "a JSRT film says nothing of pneumothorax"
+        );
+        let rz = region_index("right upper lung zone").unwrap();
+        let lz = region_index("left lower lung zone").unwrap();
+        assert_eq!(a.regions[rz * FINDINGS + nod], Some(1.0));
+        assert_eq!(
+            a.regions[lz * FINDINGS + nod],
+            Some(0.0),
+            "one nodule per JSRT film"
+        );
+        assert_eq!(a.text, "FINDINGS: Nodule in the right upper lung zone.");
+        let b = set.records[1].given.as_ref().unwrap();
+        assert_eq!(b.tags[pneumo], Some(0.0));
+        let rl = region_index("right lung").unwrap();
+        assert_eq!(
+            b.regions[rl * FINDINGS + pneumo],
+            Some(0.0),
+            "absent everywhere"
+        );
+        assert!(b.text.contains("No consolidation or"), "{}", b.text);
+        let op = asg_report::finding_index("opacity").unwrap();
+        assert_eq!(
+            b.regions[rl * FINDINGS + op],
+            Some(0.0),
+            "the ground glass is in the left lung"
+        );
+        // The split follows the group alone.
+        assert_eq!(split_of("jsrt:a"), split_of("jsrt:a"));
+        let splits: Vec<Split> = (0..200).map(|i| split_of(&format!("g{i}"))).collect();
+        let train = splits.iter().filter(|s| **s == Split::Train).count();
+        assert!((120..160).contains(&train), "{train} of 200 in train");
     }
 
     #[test]

@@ -104,7 +104,7 @@ pub fn ablate(
         fit(
             &v.config(base),
             RunOptions {
-                data,
+                data: &[crate::data::Source::new(data)],
                 out: &dir,
                 resume: false,
                 device: candle_core::Device::Cpu,

@@ -100,7 +100,11 @@ pub struct EvalReport {
 /// An evaluated example: model-input labels and boxes, and the report's text.
 pub(crate) struct Truth {
     pub(crate) tags: Vec<f32>,
+    /// 1 where the film has the tag's label.
+    pub(crate) tag_mask: Vec<f32>,
     pub(crate) region_targets: Vec<f32>,
+    /// 1 where the film has the region-finding label.
+    pub(crate) region_mask: Vec<f32>,
     pub(crate) boxes: Vec<[f32; 4]>,
     pub(crate) present: Vec<bool>,
     pub(crate) report: String,
@@ -130,10 +134,11 @@ pub(crate) fn predict(
         for r in chunk {
             let e = data::prepare(r, model.tokenizer(), &config, None)?;
             pixels.extend_from_slice(&e.image);
-            let report = std::fs::read_to_string(&r.report)
-                .map_err(|e| EvalError::Invalid(format!("{}: {e}", r.report.display())))?;
+            let report = r.report_text()?;
             truths.push(Truth {
                 tags: e.tags,
+                tag_mask: e.tag_mask,
+                region_mask: e.region_mask,
                 region_targets: e.region_targets,
                 boxes: e.boxes,
                 present: e.box_present,
@@ -163,7 +168,7 @@ pub fn evaluate(
     progress: &dyn Fn(&str),
 ) -> Result<EvalReport, EvalError> {
     let start = std::time::Instant::now();
-    let dataset = data::scan(data_root)?;
+    let dataset = data::scan_any(data_root)?;
     let mut records: Vec<&Record> = dataset
         .records
         .iter()
@@ -195,6 +200,8 @@ pub fn evaluate(
     let g = model.grid();
 
     let label = |t: &Truth, f: usize| t.tags[f] > 0.5;
+    // Labels that a film does not have (real films are labelled in part) are left out.
+    let known = |t: &Truth, f: usize| t.tag_mask[f] > 0.5;
     let positives = findings
         .iter()
         .enumerate()
@@ -204,8 +211,10 @@ pub fn evaluate(
     // Image- and region-level AUROC.
     let image_auroc = (0..FINDINGS)
         .map(|f| {
-            let s: Vec<f32> = preds.iter().map(|p| p.finding_logits[f]).collect();
-            let l: Vec<bool> = truths.iter().map(|t| label(t, f)).collect();
+            let pairs = preds.iter().zip(&truths).filter(|(_, t)| known(t, f));
+            let (s, l): (Vec<f32>, Vec<bool>) = pairs
+                .map(|(p, t)| (p.finding_logits[f], label(t, f)))
+                .unzip();
             auroc(&s, &l)
         })
         .collect();
@@ -215,7 +224,7 @@ pub fn evaluate(
             let mut l = Vec::new();
             for (p, t) in preds.iter().zip(&truths) {
                 for r in 0..REGIONS {
-                    if t.present[r] {
+                    if t.present[r] && t.region_mask[r * FINDINGS + f] > 0.5 {
                         s.push(p.region_logits[r * FINDINGS + f]);
                         l.push(t.region_targets[r * FINDINGS + f] > 0.5);
                     }
@@ -426,6 +435,12 @@ fn probe(
     let tx: Vec<f64> = test_x.iter().flat_map(|r| standard(r)).collect();
     let mut aurocs = Vec::new();
     for f in 0..FINDINGS {
+        // Partly labelled sets: a finding is probed only where every film has its label.
+        if chosen.iter().any(|&i| train_truths[i].tag_mask[f] < 0.5)
+            || test_truths.iter().any(|t| t.tag_mask[f] < 0.5)
+        {
+            continue;
+        }
         let y: Vec<bool> = chosen
             .iter()
             .map(|&i| train_truths[i].tags[f] > 0.5)

@@ -88,7 +88,7 @@ pub fn choose_thresholds(
     split: Split,
     batch: usize,
 ) -> Result<Thresholds, EvalError> {
-    let dataset = data::scan(data_root)?;
+    let dataset = data::scan_any(data_root)?;
     let records: Vec<&Record> = dataset
         .records
         .iter()
@@ -107,12 +107,13 @@ pub fn choose_thresholds(
         let image: Vec<(f32, bool)> = preds
             .iter()
             .zip(&truths)
+            .filter(|(_, t)| t.tag_mask[f] > 0.5)
             .map(|(p, t)| (p.finding_logits[f], t.tags[f] > 0.5))
             .collect();
         let mut region = Vec::new();
         for (p, t) in preds.iter().zip(&truths) {
             for r in 0..REGIONS {
-                if t.present[r] {
+                if t.present[r] && t.region_mask[r * FINDINGS + f] > 0.5 {
                     region.push((
                         p.region_logits[r * FINDINGS + f],
                         t.region_targets[r * FINDINGS + f] > 0.5,

@@ -15,7 +15,11 @@ pub struct Batch {
     pub ids: Tensor,
     pub id_mask: Tensor,
     pub tags: Tensor,
+    /// 1 where a tag's target is known.
+    pub tag_mask: Tensor,
     pub region_targets: Tensor,
+    /// 1 where a region-finding target is known (the box's presence is applied on top).
+    pub region_known: Tensor,
     /// Per image: the regions that sentences name, and `[1, k, tokens]` rows averaging the tokens
     /// of those sentences.
     pub arsa: Vec<(Vec<u32>, Tensor)>,
@@ -31,7 +35,9 @@ pub fn collate(examples: &[Example], size: usize, device: &Device) -> candle_cor
     let mut ids = Vec::with_capacity(b * t);
     let mut id_mask = Vec::with_capacity(b * t);
     let mut tags = Vec::with_capacity(b * FINDINGS);
+    let mut tag_mask = Vec::with_capacity(b * FINDINGS);
     let mut region_targets = Vec::with_capacity(b * REGIONS * FINDINGS);
+    let mut region_known = Vec::with_capacity(b * REGIONS * FINDINGS);
     let mut arsa = Vec::with_capacity(b);
     for e in examples {
         images.extend_from_slice(&e.image);
@@ -44,7 +50,9 @@ pub fn collate(examples: &[Example], size: usize, device: &Device) -> candle_cor
             id_mask.push(if k < e.ids.len() { 1.0f32 } else { 0.0 });
         }
         tags.extend_from_slice(&e.tags);
+        tag_mask.extend_from_slice(&e.tag_mask);
         region_targets.extend_from_slice(&e.region_targets);
+        region_known.extend_from_slice(&e.region_mask);
         let k = e.region_sentences.len();
         let mut avg = vec![0.0f32; k * t];
         for (row, (_, toks)) in e.region_sentences.iter().enumerate() {
@@ -64,7 +72,9 @@ pub fn collate(examples: &[Example], size: usize, device: &Device) -> candle_cor
         ids: Tensor::from_vec(ids, (b, t), device)?,
         id_mask: Tensor::from_vec(id_mask, (b, t), device)?,
         tags: Tensor::from_vec(tags, (b, FINDINGS), device)?,
+        tag_mask: Tensor::from_vec(tag_mask, (b, FINDINGS), device)?,
         region_targets: Tensor::from_vec(region_targets, (b, REGIONS, FINDINGS), device)?,
+        region_known: Tensor::from_vec(region_known, (b, REGIONS, FINDINGS), device)?,
         arsa,
     })
 }
@@ -88,7 +98,7 @@ pub fn compute_losses(
     let txt = model.text(&batch.ids, &batch.id_mask)?;
     let ira = losses::ira(&img.global, &txt.report, tau)?;
     let soft = losses::soft_label(&img.global, &txt.report, &batch.tags, tau)?;
-    let tag = losses::bce_with_logits(&img.tag_logits, &batch.tags, &batch.tags.ones_like()?)?;
+    let tag = losses::bce_with_logits(&img.tag_logits, &batch.tags, &batch.tag_mask)?;
     let b = batch.boxes.dim(0)?;
     let pred = img.boxes.reshape((b * REGIONS, 4))?;
     let target = batch.boxes.reshape((b * REGIONS, 4))?;
@@ -101,6 +111,7 @@ pub fn compute_losses(
         .box_mask
         .unsqueeze(2)?
         .broadcast_as((b, REGIONS, FINDINGS))?
+        .mul(&batch.region_known)?
         .contiguous()?;
     let region = losses::bce_with_logits(&region_logits, &batch.region_targets, &region_mask)?;
     let mut arsa_terms = Vec::new();

@@ -26,7 +26,8 @@ pub struct StepReport<'a> {
 
 /// Options of a run besides the configuration.
 pub struct RunOptions<'a> {
-    pub data: &'a Path,
+    /// The data sets, each with its weight (records of weight k count k times per epoch).
+    pub data: &'a [data::Source],
     pub out: &'a Path,
     pub resume: bool,
     pub device: Device,
@@ -48,21 +49,27 @@ pub struct RunSummary {
     pub scan: data::ScanStats,
 }
 
-/// Trains per `config` on the data set at `options.data`, writing the run to `options.out`.
+/// Trains per `config` on the data sets of `options.data`, writing the run to `options.out`.
 pub fn fit(config: &Config, options: RunOptions) -> Result<RunSummary, TrainError> {
     let out = options.out;
     std::fs::create_dir_all(out).map_err(io(out))?;
-    let dataset: Dataset = data::scan(options.data)?;
+    let dataset: Dataset = data::scan_sources(options.data)?;
+    // A record of weight k stands k times in the training order.
     let train: Vec<data::Record> = dataset
         .records
         .iter()
         .filter(|r| r.split == Split::Train)
-        .cloned()
+        .flat_map(|r| std::iter::repeat_n(r.clone(), r.weight.max(1) as usize))
         .collect();
     if train.len() < config.train.batch_size {
         return Err(TrainError::Invalid(format!(
             "{}: {} training studies, fewer than one batch of {} (scan: {:?})",
-            options.data.display(),
+            options
+                .data
+                .iter()
+                .map(|s| s.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             train.len(),
             config.train.batch_size,
             dataset.stats
