@@ -51,6 +51,9 @@ pub struct GivenLabels {
     pub tags: Vec<Option<f32>>,
     /// `[REGIONS * FINDINGS]`: the target, or None when unknown.
     pub regions: Vec<Option<f32>>,
+    /// A film read as normal (JSRT's non-nodule class, an ieee8023 "No Finding"): the films the
+    /// thresholds must leave clean.
+    pub normal: bool,
 }
 
 impl Record {

@@ -58,6 +58,9 @@ pub struct RealRecord {
     pub brixia: Option<Brixia>,
     #[serde(default)]
     pub tags_without_mask: Option<Vec<String>>,
+    /// Lung boxes drawn by an annotation service (ieee8023), a second reference for the lungs.
+    #[serde(default)]
+    pub lung_boxes: Option<BTreeMap<String, [f32; 4]>>,
 }
 
 /// A JSRT nodule.
@@ -375,6 +378,16 @@ pub fn image_path(root: &Path, r: &RealRecord) -> PathBuf {
     root.join(&r.image)
 }
 
+/// Whether a film is read as normal: JSRT's non-nodule class (normal PA films), or an ieee8023
+/// film whose case is "No Finding".
+pub fn is_normal(r: &RealRecord) -> bool {
+    match r.source.as_str() {
+        "jsrt" => r.finding.as_deref() == Some("normal"),
+        "ieee8023" => r.finding.as_deref() == Some("No Finding"),
+        _ => false,
+    }
+}
+
 /// The split of a patient group: a fixed hash of its name (FNV-1a), 70% train, 15% validate,
 /// 15% test, so that no patient's films cross splits and the split never depends on the set.
 pub fn split_of(group: &str) -> Split {
@@ -392,7 +405,7 @@ pub fn split_of(group: &str) -> Split {
 
 /// The labels as model targets: per finding and per (region, finding), known or not. A finding
 /// known absent from the film is absent from every region.
-pub fn given_labels(t: &RealTargets) -> GivenLabels {
+pub fn given_labels(t: &RealTargets, normal: bool) -> GivenLabels {
     let mut tags = vec![None; FINDINGS];
     let mut regions = vec![None; REGIONS * FINDINGS];
     for (f, &present) in &t.findings {
@@ -416,6 +429,7 @@ pub fn given_labels(t: &RealTargets) -> GivenLabels {
         text: write_text(t),
         tags,
         regions,
+        normal,
     }
 }
 
@@ -502,7 +516,7 @@ pub fn scan(root: &Path) -> Result<Dataset, DataError> {
             report: PathBuf::new(),
             split: split_of(&r.patient_group),
             boxes,
-            given: Some(given_labels(&t)),
+            given: Some(given_labels(&t, is_normal(&r))),
             weight: 1,
         });
     }
@@ -637,6 +651,8 @@ mod tests {
             "one nodule per JSRT film"
         );
         assert_eq!(a.text, "FINDINGS: Nodule in the right upper lung zone.");
+        assert!(!a.normal, "a nodule film");
+        assert!(!set.records[1].given.as_ref().unwrap().normal, "a COVID-19 case");
         let b = set.records[1].given.as_ref().unwrap();
         assert_eq!(b.tags[pneumo], Some(0.0));
         let rl = region_index("right lung").unwrap();

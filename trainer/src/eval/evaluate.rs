@@ -109,6 +109,8 @@ pub(crate) struct Truth {
     pub(crate) present: Vec<bool>,
     pub(crate) report: String,
     pub(crate) ids: Vec<u32>,
+    /// A film read as normal (see [`crate::data::GivenLabels::normal`]).
+    pub(crate) normal: bool,
 }
 
 fn config_for(model: &dyn EvalModel) -> Config {
@@ -144,6 +146,7 @@ pub(crate) fn predict(
                 present: e.box_present,
                 report: report.split_whitespace().collect::<Vec<_>>().join(" "),
                 ids: e.ids,
+                normal: r.given.as_ref().is_some_and(|g| g.normal),
             });
         }
         preds.extend(model.images(&pixels, chunk.len())?);

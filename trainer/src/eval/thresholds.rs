@@ -8,6 +8,7 @@ use crate::eval::evaluate::predict;
 use crate::eval::models::EvalModel;
 use crate::export::Thresholds;
 use crate::vocab::{FINDINGS, REGIONS};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The probability with the best F1 over `(logit, label)` pairs (ties: the higher threshold),
@@ -138,7 +139,65 @@ pub fn choose_thresholds(
         out.region.insert(key, best_f1_threshold(region));
     }
     out.check = Some(check);
+    // Normal films must come back clean: raise thresholds until at most 5% of the split's
+    // normal films have a finding flagged.
+    let normal_probs: Vec<Vec<f32>> = preds
+        .iter()
+        .zip(&truths)
+        .filter(|(_, t)| t.normal)
+        .map(|(p, _)| {
+            p.finding_logits
+                .iter()
+                .map(|&l| 1.0 / (1.0 + (-l).exp()))
+                .collect()
+        })
+        .collect();
+    enforce_normal_specificity(&mut out.image, &normal_probs, MAX_FLAGGED_NORMALS);
     Ok(out)
+}
+
+/// The largest share of normal validation films allowed to have a finding flagged.
+pub const MAX_FLAGGED_NORMALS: f64 = 0.05;
+
+/// Raises image-level thresholds (greedily, the finding that flags the most normal films first,
+/// to just above its highest probability on them) until at most `max_share` of the normal films
+/// have any finding at or above its threshold. `normal_probs[film][finding]` in the order of
+/// `asg_report::FINDINGS`; a finding without a threshold is not flagged.
+pub fn enforce_normal_specificity(
+    thresholds: &mut BTreeMap<String, f32>,
+    normal_probs: &[Vec<f32>],
+    max_share: f64,
+) {
+    let n = normal_probs.len();
+    if n == 0 {
+        return;
+    }
+    let names = asg_report::FINDINGS;
+    for _ in 0..names.len() {
+        let flags = |f: usize, p: &[f32], th: &BTreeMap<String, f32>| {
+            th.get(names[f])
+                .is_some_and(|&t| p.get(f).is_some_and(|&v| v >= t))
+        };
+        let flagged = normal_probs
+            .iter()
+            .filter(|p| (0..names.len()).any(|f| flags(f, p, thresholds)))
+            .count();
+        if flagged as f64 <= max_share * n as f64 {
+            return;
+        }
+        let worst = (0..names.len()).max_by_key(|&f| {
+            normal_probs
+                .iter()
+                .filter(|p| flags(f, p, thresholds))
+                .count()
+        });
+        let Some(f) = worst else { return };
+        let top = normal_probs
+            .iter()
+            .filter_map(|p| p.get(f).copied())
+            .fold(0.0f32, f32::max);
+        thresholds.insert(names[f].to_string(), (top + 1e-4).min(0.9999));
+    }
 }
 
 #[cfg(test)]
@@ -147,6 +206,32 @@ mod tests {
 
     fn logit(p: f32) -> f32 {
         (p / (1.0 - p)).ln()
+    }
+
+    #[test]
+    fn normal_films_are_left_clean_by_raising_the_worst_thresholds() {
+        let names = asg_report::FINDINGS;
+        let mut th: BTreeMap<String, f32> = names.iter().map(|n| (n.to_string(), 0.5)).collect();
+        // 10 normal films: finding 0 at 0.6 on four of them, finding 1 at 0.7 on one.
+        let mut probs = vec![vec![0.1f32; names.len()]; 10];
+        for p in probs.iter_mut().take(4) {
+            p[0] = 0.6;
+        }
+        probs[9][1] = 0.7;
+        enforce_normal_specificity(&mut th, &probs, 0.1);
+        // Finding 0 had to go above 0.6; one film flagged by finding 1 is within 10%.
+        assert!(
+            th[names[0]] > 0.6 && th[names[0]] < 0.61,
+            "{}",
+            th[names[0]]
+        );
+        assert_eq!(th[names[1]], 0.5);
+        enforce_normal_specificity(&mut th, &probs, 0.0);
+        assert!(th[names[1]] > 0.7);
+        // Nothing to do without normal films.
+        let before = th.clone();
+        enforce_normal_specificity(&mut th, &[], 0.0);
+        assert_eq!(th, before);
     }
 
     #[test]
