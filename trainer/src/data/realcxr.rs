@@ -652,7 +652,10 @@ mod tests {
         );
         assert_eq!(a.text, "FINDINGS: Nodule in the right upper lung zone.");
         assert!(!a.normal, "a nodule film");
-        assert!(!set.records[1].given.as_ref().unwrap().normal, "a COVID-19 case");
+        assert!(
+            !set.records[1].given.as_ref().unwrap().normal,
+            "a COVID-19 case"
+        );
         let b = set.records[1].given.as_ref().unwrap();
         assert_eq!(b.tags[pneumo], Some(0.0));
         let rl = region_index("right lung").unwrap();
