@@ -620,3 +620,51 @@ fn real_films_from_shared_realcxr_are_analysed_when_present() {
         }
     }
 }
+
+#[test]
+fn findings_outside_the_bundles_assessed_list_are_never_present() {
+    let fx = Fixture::new(64, 1, 128);
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    for e in std::fs::read_dir(fx.bundle()).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, bundle.join(p.file_name().unwrap())).unwrap();
+    }
+    let manifest_path = bundle.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    // Every threshold at 0 would make every finding present, were it assessed.
+    for (_, v) in manifest["thresholds"].as_object_mut().unwrap().iter_mut() {
+        *v = serde_json::json!(0.0);
+    }
+    manifest["assessed"] = serde_json::json!(["pleural effusion"]);
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let out = analyze(&[
+        fx.dicom(0).as_os_str(),
+        "--model".as_ref(),
+        bundle.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for f in json["findings"].as_array().unwrap() {
+        let effusion = f["name"] == "pleural effusion";
+        assert_eq!(f["assessed"], effusion, "{f}");
+        assert_eq!(f["present"], effusion, "{f}");
+    }
+    // An assessed name the bundle does not score is refused, naming it.
+    manifest["assessed"] = serde_json::json!(["left elbow"]);
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let out = analyze(&[
+        fx.dicom(0).as_os_str(),
+        "--model".as_ref(),
+        bundle.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("left elbow"), "{stderr}");
+}

@@ -112,7 +112,14 @@ let current = null; // { analysis, selected: finding name or null, highlight: re
 // null: the model's own threshold per finding; a number: one threshold for every finding.
 let threshold = null;
 
+// A finding the model was not trained to assess is never shown as present (bundles before the
+// `assessed` list mark nothing).
+function isAssessed(f) {
+  return f.assessed !== false;
+}
+
 function isPresent(f) {
+  if (!isAssessed(f)) return false;
   return threshold === null ? f.present : f.probability >= threshold;
 }
 
@@ -218,7 +225,8 @@ function showAnalysis(analysis) {
       const name = document.createElement("td");
       name.textContent = f.name;
       const p = document.createElement("td");
-      p.textContent = f.probability.toFixed(3);
+      p.textContent = isAssessed(f) ? f.probability.toFixed(3) : "not assessed";
+      if (!isAssessed(f)) row.classList.add("not-assessed");
       const regions = document.createElement("td");
       regions.textContent = (f.regions || []).join(", ");
       row.append(name, p, regions);

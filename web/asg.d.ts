@@ -19,7 +19,10 @@ export interface Finding {
   name: string;
   logit: number;
   probability: number;
+  /** At or above its threshold, and assessed. */
   present: boolean;
+  /** Whether the model was trained to assess this finding (false: shown as not assessed). */
+  assessed: boolean;
   regions: string[];
   heatmap: Heatmap | null;
 }

@@ -57,6 +57,11 @@ pub struct Manifest {
     /// report needs the model to be confident, one that doubts it needs the model to be doubtful.
     #[serde(default)]
     pub check_thresholds: Option<CheckThresholds>,
+    /// The findings the model was trained to assess (it saw positive labels of them); the
+    /// others are scored by the network but must be shown as not assessed. None: all of
+    /// `findings` (bundles made before this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assessed: Option<Vec<String>>,
 }
 
 /// Per finding name, probabilities from the validation split: `confident` is the lowest
@@ -237,6 +242,13 @@ impl Manifest {
                 return bad(format!("threshold for unknown finding {name:?}"));
             }
         }
+        for name in self.assessed.iter().flatten() {
+            if !self.findings.contains(name) {
+                return bad(format!(
+                    "assessed finding {name:?} is not one of the findings"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -276,6 +288,15 @@ impl Manifest {
     /// The probability threshold of a finding (0.5 when the manifest sets none).
     pub fn threshold(&self, finding: &str) -> f32 {
         self.thresholds.get(finding).copied().unwrap_or(0.5)
+    }
+
+    /// Whether the model was trained to assess `finding` (every named finding when the
+    /// manifest has no `assessed` list).
+    pub fn is_assessed(&self, finding: &str) -> bool {
+        match &self.assessed {
+            Some(list) => list.iter().any(|f| f == finding),
+            None => self.findings.iter().any(|f| f == finding),
+        }
     }
 }
 
@@ -318,6 +339,7 @@ mod tests {
             text_model: None,
             region_thresholds: BTreeMap::new(),
             check_thresholds: None,
+            assessed: None,
         }
     }
 

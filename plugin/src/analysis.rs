@@ -38,8 +38,12 @@ pub struct FindingScore {
     pub name: String,
     pub logit: f32,
     pub probability: f32,
-    /// Probability at or above the manifest's threshold.
+    /// Probability at or above the manifest's threshold (never for a finding not assessed).
     pub present: bool,
+    /// Whether the model was trained to assess this finding (the manifest's `assessed` list);
+    /// a finding not assessed is scored by the network but says nothing and is never present.
+    #[serde(default = "assessed_default")]
+    pub assessed: bool,
     /// Regions whose region-level probability for this finding is at or above its region
     /// threshold, most probable first.
     #[serde(default)]
@@ -47,6 +51,10 @@ pub struct FindingScore {
     /// Where the model looks for this finding (the tag decoder's attention).
     #[serde(default)]
     pub heatmap: Option<Heatmap>,
+}
+
+fn assessed_default() -> bool {
+    true
 }
 
 /// A finding's attention over the model input's grid.
@@ -199,7 +207,7 @@ impl ModelBundle {
                 .findings
                 .iter()
                 .zip(&probabilities)
-                .filter(|(f, &p)| p >= m.region_threshold(f))
+                .filter(|(f, &p)| m.is_assessed(f) && p >= m.region_threshold(f))
                 .map(|(f, _)| f.clone())
                 .collect();
             regions.push(RegionResult {
@@ -351,11 +359,13 @@ impl ModelBundle {
                 .zip(&logits.values)
                 .map(|(name, &logit)| {
                     let probability = sigmoid(logit);
+                    let assessed = m.is_assessed(name);
                     FindingScore {
                         name: name.clone(),
                         logit,
                         probability,
-                        present: probability >= m.threshold(name),
+                        present: assessed && probability >= m.threshold(name),
+                        assessed,
                         regions: Vec::new(),
                         heatmap: None,
                     }

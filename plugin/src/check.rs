@@ -272,7 +272,8 @@ pub fn check_report_with(
                 if assess {
                     mentioned.insert(t.finding.clone());
                 }
-                let f = m.findings.iter().position(|n| *n == t.finding);
+                let scored = m.findings.iter().position(|n| *n == t.finding);
+                let f = scored.filter(|_| m.is_assessed(&t.finding));
                 let (verdict, evidence, explanation) = match (assess, f) {
                     (false, _) => (
                         Verdict::NotAssessed,
@@ -282,7 +283,11 @@ pub fn check_report_with(
                     (true, None) => (
                         Verdict::NotAssessed,
                         None,
-                        format!("the model does not score {}", t.finding),
+                        if scored.is_some() {
+                            format!("the model was not trained to assess {}", t.finding)
+                        } else {
+                            format!("the model does not score {}", t.finding)
+                        },
                     ),
                     (true, Some(f)) => {
                         let image_p = analysis
@@ -449,6 +454,7 @@ pub fn check_report_with(
             .iter()
             .filter(|f| {
                 f.present
+                    && m.is_assessed(&f.name)
                     && f.probability >= Bars::of(m, &f.name).image_confident
                     && !mentioned.contains(&f.name)
                     && !mismatched.contains(&f.name)
@@ -516,6 +522,7 @@ mod tests {
             text_model: None,
             region_thresholds: Default::default(),
             check_thresholds: None,
+            assessed: None,
         }
     }
 
@@ -580,6 +587,7 @@ mod tests {
                     logit: (p / (1.0 - p)).ln(),
                     probability: p,
                     present: p >= 0.5,
+                    assessed: true,
                     regions: vec![],
                     heatmap: None,
                 })
@@ -598,6 +606,32 @@ mod tests {
             .find(|t| t.finding == finding)
             .map(|t| t.verdict)
             .unwrap_or_else(|| panic!("no triplet for {finding}: {check:#?}"))
+    }
+
+    #[test]
+    fn findings_the_model_was_not_trained_on_are_not_assessed() {
+        let mut m = manifest();
+        // Pneumothorax and consolidation had no positive training labels.
+        m.assessed = Some(
+            m.findings
+                .iter()
+                .filter(|f| *f != "pneumothorax" && *f != "consolidation")
+                .cloned()
+                .collect(),
+        );
+        let a = analysis(&m);
+        let report = "FINDINGS: No pneumothorax. Small left pleural effusion.\n";
+        let c = check_report_with(&m, None, "t", &a, report).unwrap();
+        assert_eq!(verdict_of(&c, "pneumothorax"), Verdict::NotAssessed);
+        let t = c.sentences[0].triplets.first().unwrap();
+        assert!(
+            t.explanation.contains("not trained to assess"),
+            "{}",
+            t.explanation
+        );
+        // Consolidation (shown by the network) is not assessed, so it is no omission.
+        assert!(c.omissions.iter().all(|o| o.finding != "consolidation"));
+        assert!(!m.is_assessed("consolidation") && m.is_assessed("pleural effusion"));
     }
 
     #[test]

@@ -374,12 +374,23 @@ fn run() -> anyhow::Result<()> {
                 ),
                 metrics: Default::default(),
             };
+            // Only the findings the training data had positives of are offered (runs made
+            // before the counts were kept offer all).
+            let assessed: Option<Vec<String>> =
+                state.get("positives").and_then(|p| p.as_object()).map(|p| {
+                    asg_report::FINDINGS
+                        .iter()
+                        .filter(|f| p.get(**f).and_then(|v| v.as_u64()).unwrap_or(0) > 0)
+                        .map(|f| f.to_string())
+                        .collect()
+                });
             let mut manifest = asg_trainer::export::bundle::write_asg_bundle(
                 &candle.model,
                 &candle.tokenizer,
                 &out,
                 &name,
                 thresholds,
+                assessed,
                 training,
             )?;
             if let Some(d) = &data {

@@ -72,6 +72,7 @@ fn a_bundle_run_by_tract_measures_what_its_candle_run_measures() {
         &bundle_dir,
         "t",
         thresholds,
+        None,
         training,
     )
     .unwrap();

@@ -178,6 +178,23 @@ pub fn prepare(
     })
 }
 
+/// Per finding (the model's order), how many of `records` have it positive: their given
+/// labels, else their report parsed (uncertain counting as `uncertain_as`, positive above 0.5).
+/// The export offers only findings the training data had positives of.
+pub fn positive_counts(records: &[Record], uncertain_as: f32) -> Result<Vec<usize>, DataError> {
+    let mut counts = vec![0usize; FINDINGS];
+    for r in records {
+        let tags: Vec<f32> = match &r.given {
+            Some(g) => g.tags.iter().map(|t| t.unwrap_or(0.0)).collect(),
+            None => asg_report::parse(&r.report_text()?).tag_vector(uncertain_as),
+        };
+        for (c, t) in counts.iter_mut().zip(tags) {
+            *c += (t > 0.5) as usize;
+        }
+    }
+    Ok(counts)
+}
+
 /// Trains the tokenizer on the reports of the training split.
 pub fn train_tokenizer(data: &Dataset, vocab_size: usize) -> Result<Tokenizer, DataError> {
     let mut texts = Vec::new();

@@ -70,6 +70,7 @@ pub fn write_thin_bundle(
         text_model: None,
         region_thresholds: BTreeMap::new(),
         check_thresholds: None,
+        assessed: None,
     };
     write_atomically(out, "image.onnx", &onnx)?;
     write_atomically(out, MANIFEST_FILE, manifest.to_json().as_bytes())?;
@@ -159,6 +160,7 @@ pub fn write_asg_bundle(
     out: &Path,
     name: &str,
     thresholds: Thresholds,
+    assessed: Option<Vec<String>>,
     training: Training,
 ) -> anyhow::Result<Manifest> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -214,6 +216,7 @@ pub fn write_asg_bundle(
         thresholds: thresholds.image,
         region_thresholds: thresholds.region,
         check_thresholds: thresholds.check,
+        assessed,
         findings,
         files: BTreeMap::from([
             ("image.onnx".to_string(), FileDigest::of(&image)),

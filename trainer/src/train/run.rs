@@ -47,6 +47,9 @@ pub struct RunSummary {
     pub parameters: usize,
     pub train_examples: usize,
     pub scan: data::ScanStats,
+    /// Per finding, the training records that have it positive (the export offers only
+    /// findings with positives).
+    pub positives: BTreeMap<String, usize>,
 }
 
 /// Trains per `config` on the data sets of `options.data`, writing the run to `options.out`.
@@ -181,6 +184,21 @@ fn run_loop(
     on_step: &mut dyn FnMut(&StepReport),
 ) -> Result<RunSummary, TrainError> {
     use std::io::Write;
+    // Each record once (a weighted record stands several times in `train`).
+    let mut seen = std::collections::BTreeSet::new();
+    let unique: Vec<data::Record> = train
+        .iter()
+        .filter(|r| seen.insert(r.image_id.clone()))
+        .cloned()
+        .collect();
+    let positives: BTreeMap<String, usize> = asg_report::FINDINGS
+        .iter()
+        .map(|f| f.to_string())
+        .zip(data::positive_counts(
+            &unique,
+            run.config.train.uncertain_as,
+        )?)
+        .collect();
     let Run {
         config,
         model,
@@ -284,6 +302,7 @@ fn run_loop(
         parameters: crate::model::asg::parameter_count(varmap),
         train_examples: n_train,
         scan,
+        positives,
     };
     write_atomic(
         &out.join("summary.json"),
