@@ -94,7 +94,28 @@ pub struct EvalReport {
     pub retrieval_report_to_image: BTreeMap<String, f64>,
     pub zero_shot_auroc: PerName,
     pub linear_probe: Vec<ProbeResult>,
+    /// On films with labels given by experts (the realcxr layout): what the real-film goals
+    /// are measured by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub real_films: Option<RealFilmReport>,
     pub seconds: f64,
+}
+
+/// What real films with expert labels measure (the partial labels each film has).
+#[derive(Debug, Clone, Serialize)]
+pub struct RealFilmReport {
+    /// Anatomy box IoU per source (jsrt, ieee, brixia) and region.
+    pub box_iou_by_source: BTreeMap<String, PerName>,
+    /// Region-level opacity AUROC over the six lung zones (Brixia scores, radiologist masks).
+    pub zone_opacity_auroc: Option<f64>,
+    pub zone_opacity_cases: usize,
+    /// Image-level nodule AUROC (JSRT nodule films against JSRT non-nodule films).
+    pub nodule_auroc: Option<f64>,
+    /// Films read as normal, and those with no assessed finding at or above its threshold.
+    pub normal_films: usize,
+    pub normal_clean: usize,
+    /// Where the thresholds come from ("the bundle's manifest" or "0.5").
+    pub thresholds: String,
 }
 
 /// An evaluated example: model-input labels and boxes, and the report's text.
@@ -109,6 +130,9 @@ pub(crate) struct Truth {
     pub(crate) present: Vec<bool>,
     pub(crate) report: String,
     pub(crate) ids: Vec<u32>,
+    /// Labels given by experts (a real film), and the film's source (its id's prefix).
+    pub(crate) given: bool,
+    pub(crate) source: String,
     /// A film read as normal (see [`crate::data::GivenLabels::normal`]).
     pub(crate) normal: bool,
 }
@@ -147,6 +171,12 @@ pub(crate) fn predict(
                 report: report.split_whitespace().collect::<Vec<_>>().join(" "),
                 ids: e.ids,
                 normal: r.given.as_ref().is_some_and(|g| g.normal),
+                given: r.given.is_some(),
+                source: r
+                    .image_id
+                    .split_once('_')
+                    .map_or("", |(s, _)| s)
+                    .to_string(),
             });
         }
         preds.extend(model.images(&pixels, chunk.len())?);
@@ -375,6 +405,11 @@ pub fn evaluate(
         }
     }
 
+    let real_films = truths
+        .iter()
+        .any(|t| t.given)
+        .then(|| real_film_report(model, &preds, &truths, &regions));
+
     Ok(EvalReport {
         model: model.describe(),
         data: data_root.display().to_string(),
@@ -392,8 +427,100 @@ pub fn evaluate(
         retrieval_report_to_image: t2i,
         zero_shot_auroc: PerName::new(&findings, zero_shot),
         linear_probe: probes,
+        real_films,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// The real-film measures (see [`RealFilmReport`]).
+fn real_film_report(
+    model: &dyn EvalModel,
+    preds: &[ImagePrediction],
+    truths: &[Truth],
+    regions: &[String],
+) -> RealFilmReport {
+    let mut by_source: BTreeMap<String, PerName> = BTreeMap::new();
+    let sources: std::collections::BTreeSet<&str> = truths
+        .iter()
+        .filter(|t| t.given)
+        .map(|t| t.source.as_str())
+        .collect();
+    for s in sources {
+        let iou_of = |r: usize| {
+            let v: Vec<f64> = preds
+                .iter()
+                .zip(truths)
+                .filter(|(_, t)| t.given && t.source == s && t.present[r])
+                .map(|(p, t)| {
+                    let b = &p.boxes[r * 4..r * 4 + 4];
+                    iou([b[0], b[1], b[2], b[3]], t.boxes[r])
+                })
+                .collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        by_source.insert(
+            s.to_string(),
+            PerName::new(regions, (0..REGIONS).map(iou_of).collect()),
+        );
+    }
+    let opacity = asg_report::finding_index("opacity").unwrap_or(0);
+    let zones: Vec<usize> = [
+        "right upper lung zone",
+        "right mid lung zone",
+        "right lower lung zone",
+        "left upper lung zone",
+        "left mid lung zone",
+        "left lower lung zone",
+    ]
+    .iter()
+    .filter_map(|z| asg_report::REGIONS.iter().position(|r| r.name == *z))
+    .collect();
+    let (mut s, mut l) = (Vec::new(), Vec::new());
+    for (p, t) in preds.iter().zip(truths) {
+        for &z in &zones {
+            let k = z * FINDINGS + opacity;
+            if t.given && t.region_mask[k] > 0.5 {
+                s.push(p.region_logits[k]);
+                l.push(t.region_targets[k] > 0.5);
+            }
+        }
+    }
+    let zone_opacity_auroc = auroc(&s, &l);
+    let nodule = asg_report::finding_index("nodule").unwrap_or(0);
+    let (ns, nl): (Vec<f32>, Vec<bool>) = preds
+        .iter()
+        .zip(truths)
+        .filter(|(_, t)| t.given && t.source == "jsrt" && t.tag_mask[nodule] > 0.5)
+        .map(|(p, t)| (p.finding_logits[nodule], t.tags[nodule] > 0.5))
+        .unzip();
+    let (thresholds, assessed, from) = match model.operating_point() {
+        Some(op) => (op.thresholds, op.assessed, "the bundle's manifest"),
+        None => (BTreeMap::new(), None, "0.5 for every finding"),
+    };
+    let flagged = |p: &ImagePrediction| {
+        asg_report::FINDINGS.iter().enumerate().any(|(f, name)| {
+            let assessed = assessed
+                .as_ref()
+                .is_none_or(|a| a.iter().any(|x| x == name));
+            let t = thresholds.get(*name).copied().unwrap_or(0.5);
+            assessed && 1.0 / (1.0 + (-p.finding_logits[f]).exp()) >= t
+        })
+    };
+    let normals: Vec<&ImagePrediction> = preds
+        .iter()
+        .zip(truths)
+        .filter(|(_, t)| t.normal)
+        .map(|(p, _)| p)
+        .collect();
+    RealFilmReport {
+        box_iou_by_source: by_source,
+        zone_opacity_auroc,
+        zone_opacity_cases: s.len(),
+        nodule_auroc: auroc(&ns, &nl),
+        normal_films: normals.len(),
+        normal_clean: normals.iter().filter(|p| !flagged(p)).count(),
+        thresholds: from.to_string(),
+    }
 }
 
 /// Mean test AUROC over findings of logistic regressions trained on the `chosen` training
@@ -538,6 +665,43 @@ impl EvalReport {
         for (name, v) in &self.box_iou.values {
             s += &format!("| {name} | {} |\n", fmt(*v));
         }
+        if let Some(r) = &self.real_films {
+            s += "\nReal films with expert labels:\n\n| measure | value | over |\n|---|---|---|\n";
+            s += &format!(
+                "| normal films with nothing flagged (thresholds: {}) | {} | {} of {} normal films |\n",
+                r.thresholds,
+                fmt((r.normal_films > 0).then(|| r.normal_clean as f64 / r.normal_films as f64)),
+                r.normal_clean,
+                r.normal_films
+            );
+            s += &format!(
+                "| lung-zone opacity AUROC (Brixia zones, radiologist masks) | {} | {} zones |\n",
+                fmt(r.zone_opacity_auroc),
+                r.zone_opacity_cases
+            );
+            s += &format!("| nodule AUROC (JSRT) | {} | |\n", fmt(r.nodule_auroc));
+            let key = [
+                "right lung",
+                "left lung",
+                "cardiac silhouette",
+                "right clavicle",
+                "left clavicle",
+                "mediastinum",
+                "trachea",
+            ];
+            s += "\n| source | ";
+            s += &key.join(" | ");
+            s += " | mean over regions with a box |\n|---|";
+            s += &"---|".repeat(key.len() + 1);
+            s += "\n";
+            for (source, p) in &r.box_iou_by_source {
+                let cells: Vec<String> = key
+                    .iter()
+                    .map(|k| fmt(p.values.get(*k).copied().flatten()))
+                    .collect();
+                s += &format!("| {source} | {} | {} |\n", cells.join(" | "), fmt(p.mean));
+            }
+        }
         s
     }
 
@@ -555,6 +719,14 @@ impl EvalReport {
         put("box_iou_mean", self.box_iou.mean);
         put("pointing_game_attention_mean", self.pointing_game.mean);
         put("pointing_game_maps_mean", self.pointing_game_cam.mean);
+        if let Some(r) = &self.real_films {
+            put(
+                "real_normal_clean_share",
+                (r.normal_films > 0).then(|| r.normal_clean as f64 / r.normal_films as f64),
+            );
+            put("real_zone_opacity_auroc", r.zone_opacity_auroc);
+            put("real_nodule_auroc", r.nodule_auroc);
+        }
         for (k, v) in &self.retrieval_image_to_report {
             put(&format!("retrieval_i2t_{k}"), Some(*v));
         }
@@ -566,5 +738,109 @@ impl EvalReport {
         }
         put("test_images", Some(self.images as f64));
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model that only answers `operating_point` (the real-film report asks nothing else).
+    struct Thresholded(crate::eval::models::OperatingPoint);
+    impl EvalModel for Thresholded {
+        fn input_size(&self) -> usize {
+            1
+        }
+        fn max_tokens(&self) -> usize {
+            1
+        }
+        fn grid(&self) -> usize {
+            1
+        }
+        fn tokenizer(&self) -> &asg_report::TextTokenizer {
+            unreachable!("not used")
+        }
+        fn images(&self, _: &[f32], _: usize) -> Result<Vec<ImagePrediction>, EvalError> {
+            unreachable!("not used")
+        }
+        fn text(&self, _: &crate::export::TextInputs) -> Result<(Vec<f32>, Vec<f32>), EvalError> {
+            unreachable!("not used")
+        }
+        fn describe(&self) -> String {
+            "hand-made".into()
+        }
+        fn operating_point(&self) -> Option<crate::eval::models::OperatingPoint> {
+            Some(self.0.clone())
+        }
+    }
+
+    fn film(source: &str, normal: bool, nodule: Option<bool>) -> Truth {
+        let f = asg_report::finding_index("nodule").unwrap();
+        let mut tags = vec![0.0; FINDINGS];
+        let mut tag_mask = vec![0.0; FINDINGS];
+        if let Some(n) = nodule {
+            tags[f] = n as u8 as f32;
+            tag_mask[f] = 1.0;
+        }
+        Truth {
+            tags,
+            tag_mask,
+            region_targets: vec![0.0; REGIONS * FINDINGS],
+            region_mask: vec![0.0; REGIONS * FINDINGS],
+            boxes: vec![[0.0, 0.0, 0.5, 0.5]; REGIONS],
+            present: vec![false; REGIONS],
+            report: String::new(),
+            ids: vec![],
+            normal,
+            given: true,
+            source: source.into(),
+        }
+    }
+
+    fn pred(nodule_logit: f32, effusion_logit: f32) -> ImagePrediction {
+        let mut logits = vec![-9.0; FINDINGS];
+        logits[asg_report::finding_index("nodule").unwrap()] = nodule_logit;
+        logits[asg_report::finding_index("pleural effusion").unwrap()] = effusion_logit;
+        ImagePrediction {
+            embedding: vec![],
+            features: vec![],
+            finding_logits: logits,
+            tag_attention: vec![],
+            boxes: vec![0.0; REGIONS * 4],
+            region_embeddings: vec![],
+            region_logits: vec![-9.0; REGIONS * FINDINGS],
+            finding_maps: vec![],
+        }
+    }
+
+    #[test]
+    fn the_real_film_report_of_a_hand_case() {
+        // Three JSRT films: two with a nodule (logits 2, 0), one normal (logit 1) on which
+        // the model also says effusion at p 0.73 (logit 1).
+        let truths = vec![
+            film("jsrt", false, Some(true)),
+            film("jsrt", false, Some(true)),
+            film("jsrt", true, Some(false)),
+        ];
+        let preds = vec![pred(2.0, -9.0), pred(0.0, -9.0), pred(1.0, 1.0)];
+        let names: Vec<String> = asg_report::REGIONS
+            .iter()
+            .map(|r| r.name.to_string())
+            .collect();
+        let model = Thresholded(Default::default());
+        let r = real_film_report(&model, &preds, &truths, &names);
+        // Nodule scores 2 and 0 against 1: one of two pairs ordered right.
+        assert_eq!(r.nodule_auroc, Some(0.5));
+        // At 0.5 the normal film is flagged (nodule 0.73 and effusion 0.73).
+        assert_eq!((r.normal_films, r.normal_clean), (1, 0));
+        // With effusion not assessed and the nodule threshold at 0.8 it is clean.
+        let th = BTreeMap::from([("nodule".to_string(), 0.8f32)]);
+        let model = Thresholded(crate::eval::models::OperatingPoint {
+            thresholds: th,
+            assessed: Some(vec!["nodule".into()]),
+        });
+        let r = real_film_report(&model, &preds, &truths, &names);
+        assert_eq!((r.normal_films, r.normal_clean), (1, 1));
+        assert_eq!(r.thresholds, "the bundle's manifest");
     }
 }

@@ -7,9 +7,19 @@ use crate::export::runtime::OnnxBundle;
 use crate::model::AsgModel;
 use asg_report::TextTokenizer;
 use candle_core::{Device, Tensor};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// A model to evaluate: Candle weights or an ONNX bundle.
+/// The thresholds and assessed findings a user's results would use.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OperatingPoint {
+    /// Image-level thresholds per finding (0.5 where absent).
+    pub thresholds: BTreeMap<String, f32>,
+    /// The assessed findings (None: all).
+    pub assessed: Option<Vec<String>>,
+}
+
 pub trait EvalModel: Sync {
     fn input_size(&self) -> usize;
     fn max_tokens(&self) -> usize;
@@ -21,6 +31,11 @@ pub trait EvalModel: Sync {
     fn text(&self, inputs: &TextInputs) -> Result<(Vec<f32>, Vec<f32>), EvalError>;
     /// What is evaluated, for the report.
     fn describe(&self) -> String;
+    /// The image-level thresholds and the assessed findings a user's results would use (a
+    /// bundle's manifest); None: 0.5 for every finding, all assessed (a Candle run).
+    fn operating_point(&self) -> Option<OperatingPoint> {
+        None
+    }
 }
 
 fn split_rows(t: &Tensor) -> Result<Vec<Vec<f32>>, EvalError> {
@@ -119,6 +134,12 @@ impl EvalModel for OnnxBundle {
     }
     fn describe(&self) -> String {
         OnnxBundle::describe(self)
+    }
+    fn operating_point(&self) -> Option<OperatingPoint> {
+        Some(OperatingPoint {
+            thresholds: self.manifest.thresholds.clone(),
+            assessed: self.manifest.assessed.clone(),
+        })
     }
 }
 
