@@ -124,6 +124,7 @@ function isPresent(f) {
 }
 
 function regionsOf(analysis, f) {
+  if (!isAssessed(f)) return [];
   if (threshold === null) return f.regions;
   const fi = analysis.findings.indexOf(f);
   return analysis.regions
