@@ -668,3 +668,54 @@ fn findings_outside_the_bundles_assessed_list_are_never_present() {
     assert!(!out.status.success());
     assert!(stderr.contains("left elbow"), "{stderr}");
 }
+
+#[test]
+fn check_normals_scores_the_normal_films_of_a_realcxr_folder() {
+    // A tiny folder in the realcxr layout: two normal films (JSRT-like and ieee-like) and one
+    // that is not normal, all pictures made here.
+    let fx = Fixture::new(64, 1, 160);
+    let img = asg_dicom::read_file(&fx.dicom(0), &Default::default()).unwrap();
+    let grey: Vec<u8> = img.display().iter().map(|v| (v * 255.0) as u8).collect();
+    let pic = image::GrayImage::from_raw(img.width, img.height, grey).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("images")).unwrap();
+    for id in ["a", "b", "c"] {
+        pic.save(dir.path().join(format!("images/{id}.png")))
+            .unwrap();
+    }
+    let index = [
+        r#"{"id": "a", "source": "jsrt", "finding": "normal", "image": "images/a.png"}"#,
+        r#"{"id": "b", "source": "ieee8023", "finding": "No Finding", "image": "images/b.png"}"#,
+        r#"{"id": "c", "source": "ieee8023", "finding": "COVID-19", "image": "images/c.png"}"#,
+    ];
+    std::fs::write(dir.path().join("index.jsonl"), index.join("\n")).unwrap();
+    let json = dir.path().join("normals.json");
+    let out = Command::new(asg_binary())
+        .arg("check-normals")
+        .arg(dir.path())
+        .arg("--model")
+        .arg(fx.bundle())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("2 normal films (ieee8023 1, jsrt 1)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| a correct normal report left unaccused |"),
+        "{stdout}"
+    );
+    let score: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(score["films"], 2);
+    assert_eq!(score["failed"], 0);
+    assert!(score["unaccused"].as_u64().unwrap() <= 2);
+}

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod normals;
 mod serve;
 mod workstation;
 
@@ -131,6 +132,24 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         jobs: usize,
         /// Also write the table as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// What a user's normal films get: the films read as normal in a realcxr folder (JSRT's
+    /// non-nodule class, ieee8023 "No Finding"), each analysed and checked against a correct
+    /// normal report; prints the share with nothing flagged and the share whose report is left
+    /// unaccused (no contradiction, laterality mismatch or omission).
+    #[command(after_help = "Example:
+  asg check-normals ../shared/realcxr
+  asg check-normals ../shared/realcxr --model my-bundle/ --json normals.json")]
+    CheckNormals {
+        /// A folder in the realcxr layout (index.jsonl, images/).
+        data: PathBuf,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// Also write the result as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -864,6 +883,23 @@ fn run() -> anyhow::Result<()> {
             jobs,
             json,
         } => check_eval(&data, model.as_deref(), jobs, json.as_deref())?,
+        Command::CheckNormals {
+            data,
+            model,
+            jobs,
+            json,
+        } => {
+            let bundle = workstation::load_bundle(model.as_deref(), None)?;
+            let n = normals::normal_films(&data)?.len();
+            let bar = progress_bar(n);
+            let score = normals::check_normals(&bundle, &data, jobs, &|| bar.inc(1))?;
+            bar.finish_and_clear();
+            print!("{score}");
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&score)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
     }
     Ok(())
 }
