@@ -708,8 +708,10 @@ impl EvalReport {
     /// Flat metrics for a bundle manifest.
     pub fn summary(&self) -> BTreeMap<String, f64> {
         let mut m = BTreeMap::new();
+        // JSON has no NaN: a measure that is not a number (a probe with no finding to probe on
+        // a partly labelled set) is left out rather than written as null.
         let mut put = |k: &str, v: Option<f64>| {
-            if let Some(v) = v {
+            if let Some(v) = v.filter(|v| v.is_finite()) {
                 m.insert(k.to_string(), v);
             }
         };
@@ -811,6 +813,41 @@ mod tests {
             region_logits: vec![-9.0; REGIONS * FINDINGS],
             finding_maps: vec![],
         }
+    }
+
+    #[test]
+    fn the_manifest_summary_leaves_out_what_is_not_a_number() {
+        let none = || PerName::new(&[], vec![]);
+        let report = EvalReport {
+            model: String::new(),
+            data: String::new(),
+            split: "test".into(),
+            images: 1,
+            positives: BTreeMap::new(),
+            image_auroc: PerName::new(&["a".to_string()], vec![Some(0.75)]),
+            region_auroc: none(),
+            box_iou: none(),
+            pointing_game: none(),
+            pointing_overall: (0, 0),
+            pointing_game_cam: none(),
+            pointing_overall_cam: (0, 0),
+            retrieval_image_to_report: BTreeMap::new(),
+            retrieval_report_to_image: BTreeMap::new(),
+            zero_shot_auroc: none(),
+            linear_probe: vec![ProbeResult {
+                fraction: 1.0,
+                train_images: 0,
+                per_seed: vec![None],
+                mean: f64::NAN,
+                std: f64::NAN,
+            }],
+            real_films: None,
+            seconds: 0.0,
+        };
+        let s = report.summary();
+        assert_eq!(s.get("image_auroc_mean"), Some(&0.75));
+        assert!(s.values().all(|v| v.is_finite()), "{s:?}");
+        assert!(!s.keys().any(|k| k.starts_with("linear_probe")), "{s:?}");
     }
 
     #[test]
