@@ -376,8 +376,16 @@ fn run() -> anyhow::Result<()> {
             };
             // Only the findings the training data had positives of are offered (runs made
             // before the counts were kept offer all).
-            let assessed: Option<Vec<String>> =
-                state.get("positives").and_then(|p| p.as_object()).map(|p| {
+            // (summary.json when the run ended, else positives.json, written when it began).
+            let early: serde_json::Value = std::fs::read_to_string(run.join("positives.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+            let assessed: Option<Vec<String>> = state
+                .get("positives")
+                .or(Some(&early))
+                .and_then(|p| p.as_object())
+                .map(|p| {
                     asg_report::FINDINGS
                         .iter()
                         .filter(|f| p.get(**f).and_then(|v| v.as_u64()).unwrap_or(0) > 0)

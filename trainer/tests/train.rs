@@ -181,5 +181,10 @@ fn every_loss_falls_on_a_tiny_configuration() {
         report.join("\n")
     );
     assert!(out.path().join("loss_curve.png").exists());
+    // The training positives per finding, written when the run starts.
+    let positives: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("positives.json")).unwrap())
+            .unwrap();
+    assert_eq!(positives.as_object().unwrap().len(), 40);
     assert!(out.path().join("summary.json").exists());
 }

@@ -64,6 +64,7 @@ pub fn run_files(out: &Path) -> Vec<PathBuf> {
         "state.json",
         "log.jsonl",
         "summary.json",
+        "positives.json",
         "loss_curve.png",
     ]
     .iter()

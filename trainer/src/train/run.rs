@@ -208,6 +208,13 @@ fn run_loop(
         log_path,
         stop_at,
     } = *run;
+    // Written at the start, so that a checkpoint exported before the end knows them too.
+    write_atomic(
+        &out.join("positives.json"),
+        serde_json::to_string_pretty(&positives)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
     let total_steps = config.train.steps as u64;
     let end = stop_at.unwrap_or(total_steps).min(total_steps);
     let first_step = opt.step;
