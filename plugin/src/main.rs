@@ -890,9 +890,10 @@ fn run() -> anyhow::Result<()> {
             json,
         } => {
             let bundle = workstation::load_bundle(model.as_deref(), None)?;
-            let n = normals::normal_films(&data)?.len();
-            let bar = progress_bar(n);
-            let score = normals::check_normals(&bundle, &data, jobs, &|| bar.inc(1))?;
+            let films = normals::normal_films(&data)?;
+            anyhow::ensure!(!films.is_empty(), "{}: no normal films", data.display());
+            let bar = progress_bar(films.len());
+            let score = normals::check_normals(&bundle, &films, jobs, &|| bar.inc(1))?;
             bar.finish_and_clear();
             print!("{score}");
             if let Some(path) = json {

@@ -67,15 +67,13 @@ pub fn normal_films(root: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
     Ok(out)
 }
 
-/// Analyses the normal films with the normal report.
+/// Analyses `films` (from [`normal_films`]) with the normal report.
 pub fn check_normals(
     bundle: &ModelBundle,
-    root: &Path,
+    films: &[(PathBuf, String)],
     jobs: usize,
     tick: &(dyn Fn() + Sync),
 ) -> anyhow::Result<NormalsScore> {
-    let films = normal_films(root)?;
-    anyhow::ensure!(!films.is_empty(), "{}: no normal films", root.display());
     let files: Vec<PathBuf> = films.iter().map(|(p, _)| p.clone()).collect();
     let results = analyze_all(
         bundle,

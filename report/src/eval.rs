@@ -82,6 +82,19 @@ impl Counts {
         }
     }
 
+    /// A markdown table row: `| name | TP | FP | FN | precision | recall | F1 |`.
+    pub fn row(&self, name: &str) -> String {
+        format!(
+            "| {name} | {} | {} | {} | {:.3} | {:.3} | {:.3} |",
+            self.tp,
+            self.fp,
+            self.fn_,
+            self.precision(),
+            self.recall(),
+            self.f1()
+        )
+    }
+
     /// Harmonic mean of precision and recall (0 when both are 0).
     pub fn f1(&self) -> f64 {
         let (p, r) = (self.precision(), self.recall());
@@ -166,18 +179,8 @@ pub fn evaluate(examples: &[Example]) -> Evaluation {
 
 impl fmt::Display for Evaluation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let row = |f: &mut fmt::Formatter<'_>, name: &str, c: &Counts| {
-            writeln!(
-                f,
-                "| {name} | {} | {} | {} | {:.3} | {:.3} | {:.3} |",
-                c.tp,
-                c.fp,
-                c.fn_,
-                c.precision(),
-                c.recall(),
-                c.f1()
-            )
-        };
+        let row =
+            |f: &mut fmt::Formatter<'_>, name: &str, c: &Counts| writeln!(f, "{}", c.row(name));
         writeln!(
             f,
             "{} sentences; scored over (finding, existence) pairs per sentence.\n",

@@ -334,18 +334,8 @@ impl fmt::Display for LabelEvaluation {
             f,
             "| label | TP | FP | FN | precision | recall | F1 |\n|---|---|---|---|---|---|---|"
         )?;
-        let row = |f: &mut fmt::Formatter<'_>, name: &str, c: &Counts| {
-            writeln!(
-                f,
-                "| {name} | {} | {} | {} | {:.3} | {:.3} | {:.3} |",
-                c.tp,
-                c.fp,
-                c.fn_,
-                c.precision(),
-                c.recall(),
-                c.f1()
-            )
-        };
+        let row =
+            |f: &mut fmt::Formatter<'_>, name: &str, c: &Counts| writeln!(f, "{}", c.row(name));
         for (name, c, _) in &self.per_label {
             row(f, name, c)?;
         }

@@ -199,16 +199,24 @@ fn mention_words(s: &Sentence, t: &Triplet) -> (Vec<String>, Vec<String>) {
     (inside, before[n.saturating_sub(2)..].to_vec())
 }
 
-fn rule_counts(rule: &LabelRule, s: &Sentence, t: &Triplet) -> bool {
+/// A finding mention with its words, read once for every rule.
+struct MentionWords<'a> {
+    triplet: &'a Triplet,
+    inside: Vec<String>,
+    before: Vec<String>,
+    existence: Existence,
+}
+
+fn rule_counts(rule: &LabelRule, m: &MentionWords) -> bool {
     let tag_ok = rule
         .counts
         .iter()
-        .filter(|(tag, _)| *tag == t.finding)
+        .filter(|(tag, _)| *tag == m.triplet.finding)
         .collect::<Vec<_>>();
     if tag_ok.is_empty() {
         return false;
     }
-    let (inside, before) = mention_words(s, t);
+    let (inside, before) = (&m.inside, &m.before);
     let word_ok = tag_ok.iter().any(|(_, w)| match w {
         None => true,
         Some(w) => inside.iter().any(|x| x.starts_with(w)),
@@ -217,7 +225,7 @@ fn rule_counts(rule: &LabelRule, s: &Sentence, t: &Triplet) -> bool {
         && !rule
             .except
             .iter()
-            .any(|e| inside.iter().chain(&before).any(|x| x == e))
+            .any(|e| inside.iter().chain(before).any(|x| x == e))
 }
 
 /// Strong hedges: ChestX-ray14's gold counts "probable atelectasis" and "atelectasis versus
@@ -266,15 +274,26 @@ impl ParsedReport {
     /// impression; not indication or history).
     pub fn labels(&self, scheme: Scheme) -> Labels {
         let mut values: Vec<(&'static str, Mention)> = Vec::new();
+        let mentions: Vec<MentionWords> = self
+            .sentences
+            .iter()
+            .filter(|s| counts_for_tags(s))
+            .flat_map(|s| {
+                s.triplets.iter().map(move |t| {
+                    let (inside, before) = mention_words(s, t);
+                    MentionWords {
+                        triplet: t,
+                        inside,
+                        before,
+                        existence: scheme_existence(scheme, s, t),
+                    }
+                })
+            })
+            .collect();
         for rule in label_rules().iter().filter(|r| r.scheme == scheme) {
             let mut best: Option<Existence> = None;
-            for s in self.sentences.iter().filter(|s| counts_for_tags(s)) {
-                for t in &s.triplets {
-                    if rule_counts(rule, s, t) {
-                        let e = scheme_existence(scheme, s, t);
-                        best = Some(best.map_or(e, |b| b.max(e)));
-                    }
-                }
+            for m in mentions.iter().filter(|m| rule_counts(rule, m)) {
+                best = Some(best.map_or(m.existence, |b| b.max(m.existence)));
             }
             values.push((rule.label, best.map_or(Mention::NotMentioned, Mention::of)));
         }
