@@ -671,22 +671,25 @@ fn findings_outside_the_bundles_assessed_list_are_never_present() {
 
 #[test]
 fn check_normals_scores_the_normal_films_of_a_realcxr_folder() {
-    // A tiny folder in the realcxr layout: two normal films (JSRT-like and ieee-like) and one
-    // that is not normal, all pictures made here.
+    // A tiny folder in the realcxr layout: two normal films of test-split patient groups
+    // (JSRT-like and ieee-like), one normal film of a training group, and one that is not
+    // normal, all pictures made here.
     let fx = Fixture::new(64, 1, 160);
     let img = asg_dicom::read_file(&fx.dicom(0), &Default::default()).unwrap();
     let grey: Vec<u8> = img.display().iter().map(|v| (v * 255.0) as u8).collect();
     let pic = image::GrayImage::from_raw(img.width, img.height, grey).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("images")).unwrap();
-    for id in ["a", "b", "c"] {
+    for id in ["a", "b", "c", "d"] {
         pic.save(dir.path().join(format!("images/{id}.png")))
             .unwrap();
     }
+    // FNV-1a of the groups modulo 100: jsrt:a 85 and ieee8023:1 87 (test), jsrt:b 52 (train).
     let index = [
-        r#"{"id": "a", "source": "jsrt", "finding": "normal", "image": "images/a.png"}"#,
-        r#"{"id": "b", "source": "ieee8023", "finding": "No Finding", "image": "images/b.png"}"#,
-        r#"{"id": "c", "source": "ieee8023", "finding": "COVID-19", "image": "images/c.png"}"#,
+        r#"{"id": "a", "source": "jsrt", "finding": "normal", "image": "images/a.png", "patient_group": "jsrt:a"}"#,
+        r#"{"id": "b", "source": "ieee8023", "finding": "No Finding", "image": "images/b.png", "patient_group": "ieee8023:1"}"#,
+        r#"{"id": "c", "source": "ieee8023", "finding": "COVID-19", "image": "images/c.png", "patient_group": "ieee8023:1"}"#,
+        r#"{"id": "d", "source": "jsrt", "finding": "normal", "image": "images/d.png", "patient_group": "jsrt:b"}"#,
     ];
     std::fs::write(dir.path().join("index.jsonl"), index.join("\n")).unwrap();
     let json = dir.path().join("normals.json");
@@ -706,6 +709,10 @@ fn check_normals_scores_the_normal_films_of_a_realcxr_folder() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
+        stdout.contains("(test split of its patient groups)"),
+        "{stdout}"
+    );
+    assert!(
         stdout.contains("2 normal films (ieee8023 1, jsrt 1)"),
         "{stdout}"
     );
@@ -717,5 +724,28 @@ fn check_normals_scores_the_normal_films_of_a_realcxr_folder() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(score["films"], 2);
     assert_eq!(score["failed"], 0);
+    assert!(score["unaccused"].as_u64().unwrap() <= 2);
+    // Every split: the training group's film too; a split that is not one is refused.
+    let all = Command::new(asg_binary())
+        .arg("check-normals")
+        .arg(dir.path())
+        .arg("--model")
+        .arg(fx.bundle())
+        .args(["--split", "all"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&all.stdout);
+    assert!(
+        stdout.contains("3 normal films (ieee8023 1, jsrt 2)"),
+        "{stdout}"
+    );
+    let bad = Command::new(asg_binary())
+        .arg("check-normals")
+        .arg(dir.path())
+        .args(["--split", "dev"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--split dev"));
     assert!(score["unaccused"].as_u64().unwrap() <= 2);
 }

@@ -49,6 +49,23 @@ pub fn split_of(seed: u64, index: u64, shares: [f64; 3]) -> SplitName {
     }
 }
 
+/// The split of a named patient group (the realcxr layout's `patient_group`): a fixed hash of
+/// the name (FNV-1a 64) taken modulo 100, 0..70 train, 70..85 validate, 85..100 test, so that
+/// no patient's films cross splits and the split never depends on which films a set holds. The
+/// trainer splits real films by it and `asg check-normals` measures on its test split.
+pub fn split_of_group(group: &str) -> SplitName {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in group.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    match h % 100 {
+        0..=69 => SplitName::Train,
+        70..=84 => SplitName::Validate,
+        _ => SplitName::Test,
+    }
+}
+
 struct Row {
     image_id: String,
     study_id: u64,
@@ -208,4 +225,22 @@ fn one(out: &Path, options: &SetOptions, index: u64) -> Result<Row, PhantomError
         tags: image_tags(&study),
         error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patient_groups_split_by_a_fixed_hash() {
+        // FNV-1a 64 modulo 100, computed by hand (Python): jsrt:a 85, jsrt:b 52, g4 74.
+        assert_eq!(split_of_group("jsrt:a"), SplitName::Test);
+        assert_eq!(split_of_group("jsrt:b"), SplitName::Train);
+        assert_eq!(split_of_group("g4"), SplitName::Validate);
+        let n = 2000;
+        let test = (0..n)
+            .filter(|i| split_of_group(&format!("group{i}")) == SplitName::Test)
+            .count();
+        assert!((200..400).contains(&test), "{test} of {n} in test");
+    }
 }

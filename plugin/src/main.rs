@@ -149,6 +149,10 @@ enum Command {
         model: Option<PathBuf>,
         #[arg(long, default_value_t = 2)]
         jobs: usize,
+        /// The split of the folder's patient groups to measure on (the trainer's): test (the
+        /// films a model trained on the folder did not see), validate, train, or all.
+        #[arg(long, default_value = "test")]
+        split: String,
         /// Also write the result as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -887,11 +891,30 @@ fn run() -> anyhow::Result<()> {
             data,
             model,
             jobs,
+            split,
             json,
         } => {
+            use asg_phantom::write::SplitName;
+            let split = match split.as_str() {
+                "all" => None,
+                "train" => Some(SplitName::Train),
+                "validate" => Some(SplitName::Validate),
+                "test" => Some(SplitName::Test),
+                other => anyhow::bail!("--split {other}: expected test, validate, train or all"),
+            };
             let bundle = workstation::load_bundle(model.as_deref(), None)?;
-            let films = normals::normal_films(&data)?;
-            anyhow::ensure!(!films.is_empty(), "{}: no normal films", data.display());
+            let films = normals::normal_films(&data, split)?;
+            anyhow::ensure!(
+                !films.is_empty(),
+                "{}: no normal films in the {} split",
+                data.display(),
+                split.map_or("whole", |s| s.name())
+            );
+            println!(
+                "Normal films of {} ({} split of its patient groups).\n",
+                data.display(),
+                split.map_or("every", |s| s.name())
+            );
             let bar = progress_bar(films.len());
             let score = normals::check_normals(&bundle, &films, jobs, &|| bar.inc(1))?;
             bar.finish_and_clear();

@@ -6,6 +6,8 @@
 
 use crate::workstation::{analyze_all, Outputs, Reports};
 use anyhow::Context;
+use asg_phantom::set::split_of_group;
+use asg_phantom::write::SplitName;
 use asg_plugin::ModelBundle;
 use asg_plugin::Verdict;
 use std::collections::BTreeMap;
@@ -35,8 +37,13 @@ pub struct NormalsScore {
     pub by_source: BTreeMap<String, usize>,
 }
 
-/// The normal films of a realcxr folder: (image path, source).
-pub fn normal_films(root: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
+/// The normal films of a realcxr folder in `split` (None: all): (image path, source). The split
+/// is the trainer's ([`asg_phantom::set::split_of_group`] of the film's `patient_group`), so
+/// that a model trained on the folder is measured on films it did not see.
+pub fn normal_films(
+    root: &Path,
+    split: Option<SplitName>,
+) -> anyhow::Result<Vec<(PathBuf, String)>> {
     let path = root.join("index.jsonl");
     let meta = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
     anyhow::ensure!(
@@ -60,7 +67,12 @@ pub fn normal_films(root: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
             ("jsrt", "normal") | ("ieee8023", "No Finding")
         );
         let image = field("image");
-        if normal && !image.is_empty() && !image.contains("..") {
+        let group = match field("patient_group") {
+            "" => field("patient"),
+            g => g,
+        };
+        let in_split = split.is_none_or(|s| split_of_group(group) == s);
+        if normal && in_split && !image.is_empty() && !image.contains("..") {
             out.push((root.join(image), field("source").to_string()));
         }
     }

@@ -54,6 +54,8 @@ pub struct GivenLabels {
     /// A film read as normal (JSRT's non-nodule class, an ieee8023 "No Finding"): the films the
     /// thresholds must leave clean.
     pub normal: bool,
+    /// Lesions outlined by experts, for the mask-based pointing game (not a training target).
+    pub lesions: Vec<crate::data::masks::LesionMap>,
 }
 
 impl Record {

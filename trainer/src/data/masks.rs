@@ -31,6 +31,87 @@ pub struct Mask {
     pub data: Vec<bool>,
 }
 
+/// Where a lesion is, for the mask-based pointing game: a radiologist's lesion mask (or a JSRT
+/// nodule's disc) of one finding, kept at most [`LESION_MAP_SIDE`] cells a side (nearest
+/// sampling), in the film's pixel frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LesionMap {
+    /// The finding's index (model order).
+    pub finding: usize,
+    /// The film's size in pixels.
+    pub image_width: u32,
+    pub image_height: u32,
+    cols: usize,
+    rows: usize,
+    cells: Vec<bool>,
+}
+
+/// The largest side of a [`LesionMap`].
+pub const LESION_MAP_SIDE: usize = 256;
+
+impl LesionMap {
+    fn build(
+        finding: usize,
+        w: usize,
+        h: usize,
+        inside: &dyn Fn(f32, f32) -> bool,
+    ) -> Option<Self> {
+        if w == 0 || h == 0 {
+            return None;
+        }
+        let scale = (LESION_MAP_SIDE as f32 / w.max(h) as f32).min(1.0);
+        let cols = ((w as f32 * scale).round() as usize).max(1);
+        let rows = ((h as f32 * scale).round() as usize).max(1);
+        let mut cells = vec![false; cols * rows];
+        for (i, c) in cells.iter_mut().enumerate() {
+            // Each cell is read at its centre, in film pixels.
+            let x = ((i % cols) as f32 + 0.5) * w as f32 / cols as f32;
+            let y = ((i / cols) as f32 + 0.5) * h as f32 / rows as f32;
+            *c = inside(x, y);
+        }
+        cells.iter().any(|&c| c).then_some(Self {
+            finding,
+            image_width: w as u32,
+            image_height: h as u32,
+            cols,
+            rows,
+            cells,
+        })
+    }
+
+    /// A lesion mask's map (None when the mask is empty).
+    pub fn from_mask(finding: usize, m: &Mask) -> Option<Self> {
+        let at = |x: f32, y: f32| {
+            let (x, y) = (x as usize, y as usize);
+            x < m.width && y < m.height && m.data[y * m.width + x]
+        };
+        Self::build(finding, m.width, m.height, &at)
+    }
+
+    /// A disc of `radius` pixels around `(cx, cy)` on a `width` x `height` film.
+    pub fn disc(
+        finding: usize,
+        width: u32,
+        height: u32,
+        cx: f32,
+        cy: f32,
+        radius: f32,
+    ) -> Option<Self> {
+        let at = |x: f32, y: f32| (x - cx).powi(2) + (y - cy).powi(2) <= radius * radius;
+        Self::build(finding, width as usize, height as usize, &at)
+    }
+
+    /// Whether the film pixel `(x, y)` lies in the lesion (false outside the film).
+    pub fn contains(&self, x: f32, y: f32) -> bool {
+        if !(x >= 0.0 && y >= 0.0) {
+            return false;
+        }
+        let c = (x * self.cols as f32 / self.image_width as f32) as usize;
+        let r = (y * self.rows as f32 / self.image_height as f32) as usize;
+        c < self.cols && r < self.rows && self.cells[r * self.cols + c]
+    }
+}
+
 /// Which lung (the patient's side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LungSide {
@@ -225,6 +306,34 @@ pub fn trachea(airways: &Mask) -> Option<BoxPx> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lesion_maps_keep_where_the_lesion_is() {
+        // A 600 x 300 mask with a block at x 100..200, y 50..100: sampled to 256 x 128 cells.
+        let (w, h) = (600, 300);
+        let data = (0..w * h)
+            .map(|i| (100..200).contains(&(i % w)) && (50..100).contains(&(i / w)))
+            .collect();
+        let m = Mask {
+            width: w,
+            height: h,
+            data,
+        };
+        let l = LesionMap::from_mask(3, &m).unwrap();
+        assert_eq!((l.finding, l.image_width, l.image_height), (3, 600, 300));
+        assert!(l.contains(150.0, 75.0));
+        assert!(!l.contains(250.0, 75.0) && !l.contains(150.0, 150.0));
+        assert!(!l.contains(-1.0, 75.0) && !l.contains(150.0, 400.0) && !l.contains(f32::NAN, 1.0));
+        // An empty mask has no map; a disc is round.
+        let empty = Mask {
+            width: 8,
+            height: 8,
+            data: vec![false; 64],
+        };
+        assert!(LesionMap::from_mask(0, &empty).is_none());
+        let d = LesionMap::disc(0, 100, 100, 50.0, 50.0, 10.0).unwrap();
+        assert!(d.contains(50.0, 50.0) && d.contains(56.0, 56.0) && !d.contains(59.0, 59.0));
+    }
 
     /// A mask with the set pixels given by `f(x, y)`.
     fn mask(w: usize, h: usize, f: impl Fn(usize, usize) -> bool) -> Mask {

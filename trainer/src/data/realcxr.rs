@@ -22,7 +22,7 @@
 
 use crate::data::error::{io, DataError};
 use crate::data::imagenome::{region_index, Dataset, GivenLabels, Record, ScanStats, Split};
-use crate::data::masks::{apical_zone, lung_regions, trachea, BoxPx, LungSide, Mask};
+use crate::data::masks::{apical_zone, lung_regions, trachea, BoxPx, LesionMap, LungSide, Mask};
 use crate::vocab::{FINDINGS, REGIONS};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -93,6 +93,9 @@ pub struct RealTargets {
     pub findings: BTreeMap<String, bool>,
     /// (region, finding) -> present, for the region-level labels this film has.
     pub region_findings: BTreeMap<(String, String), bool>,
+    /// Lesions outlined by a radiologist (ground glass, consolidation, effusion, pneumothorax)
+    /// and JSRT nodules as discs of their diameter, for the mask-based pointing game.
+    pub lesions: Vec<LesionMap>,
 }
 
 /// Reads `index.jsonl` under `root`.
@@ -240,6 +243,17 @@ pub fn targets(root: &Path, r: &RealRecord) -> Result<RealTargets, DataError> {
                     continue;
                 }
                 present = true;
+                if let Some(l) = asg_report::finding_index(finding)
+                    .filter(|_| {
+                        matches!(
+                            finding,
+                            "opacity" | "consolidation" | "pneumothorax" | "pleural effusion"
+                        )
+                    })
+                    .and_then(|fi| LesionMap::from_mask(fi, &m))
+                {
+                    t.lesions.push(l);
+                }
                 // The lungs and zones the lesion lies in (and, the mask being complete, not in
                 // the others).
                 if matches!(
@@ -308,6 +322,14 @@ pub fn targets(root: &Path, r: &RealRecord) -> Result<RealTargets, DataError> {
         for n in &nodules {
             let finding = if n.size_mm > 30.0 { "mass" } else { "nodule" };
             t.findings.insert(finding.into(), true);
+            // The layout's JSRT films have 0.35 mm pixels (its README: the nodule box's side is
+            // `size_mm / 0.35` px): a disc of the nodule's diameter.
+            let radius = n.size_mm / 0.35 / 2.0;
+            if let Some(l) = asg_report::finding_index(finding).and_then(|fi| {
+                LesionMap::disc(fi, r.width, r.height, n.center[0], n.center[1], radius)
+            }) {
+                t.lesions.push(l);
+            }
             let Some(side) = side_of_lobe(&n.lobe) else {
                 continue;
             };
@@ -391,15 +413,10 @@ pub fn is_normal(r: &RealRecord) -> bool {
 /// The split of a patient group: a fixed hash of its name (FNV-1a), 70% train, 15% validate,
 /// 15% test, so that no patient's films cross splits and the split never depends on the set.
 pub fn split_of(group: &str) -> Split {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in group.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    match h % 100 {
-        0..=69 => Split::Train,
-        70..=84 => Split::Validate,
-        _ => Split::Test,
+    match asg_phantom::set::split_of_group(group) {
+        asg_phantom::write::SplitName::Train => Split::Train,
+        asg_phantom::write::SplitName::Validate => Split::Validate,
+        asg_phantom::write::SplitName::Test => Split::Test,
     }
 }
 
@@ -430,6 +447,7 @@ pub fn given_labels(t: &RealTargets, normal: bool) -> GivenLabels {
         tags,
         regions,
         normal,
+        lesions: t.lesions.clone(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! One evaluation of a model on a split: predictions, the metrics, the report as a table.
 
 use crate::config::Config;
+use crate::data::masks::LesionMap;
 use crate::data::{self, Record, Split};
 use crate::eval::error::EvalError;
 use crate::eval::metrics::{auroc, iou, mean_std, pointing_hit, recall_at, Logistic};
@@ -114,6 +115,15 @@ pub struct RealFilmReport {
     /// Films read as normal, and those with no assessed finding at or above its threshold.
     pub normal_films: usize,
     pub normal_clean: usize,
+    /// Abnormal (a finding labelled present) against normal films, scored by the assessed
+    /// finding furthest above its threshold (in logits): the AUROC, and the two counts.
+    pub abnormal_auroc: Option<f64>,
+    pub abnormal_films: usize,
+    /// Mask-based pointing game per finding: (hits, cases), a hit when the heatmap's peak cell
+    /// centre falls inside the expert's lesion mask (JSRT nodules: a disc of the nodule's
+    /// diameter), for the tag decoder's attention and the region head's maps.
+    pub mask_pointing_attention: BTreeMap<String, (usize, usize)>,
+    pub mask_pointing_maps: BTreeMap<String, (usize, usize)>,
     /// Where the thresholds come from ("the bundle's manifest" or "0.5").
     pub thresholds: String,
 }
@@ -135,6 +145,8 @@ pub(crate) struct Truth {
     pub(crate) source: String,
     /// A film read as normal (see [`crate::data::GivenLabels::normal`]).
     pub(crate) normal: bool,
+    /// Lesions outlined by experts (real films), for the mask-based pointing game.
+    pub(crate) lesions: Vec<LesionMap>,
 }
 
 fn config_for(model: &dyn EvalModel) -> Config {
@@ -172,6 +184,7 @@ pub(crate) fn predict(
                 ids: e.ids,
                 normal: r.given.as_ref().is_some_and(|g| g.normal),
                 given: r.given.is_some(),
+                lesions: r.given.as_ref().map_or(Vec::new(), |g| g.lesions.clone()),
                 source: r
                     .image_id
                     .split_once('_')
@@ -512,7 +525,56 @@ fn real_film_report(
         .filter(|(_, t)| t.normal)
         .map(|(p, _)| p)
         .collect();
+    // Abnormal against normal: how far the most suspicious assessed finding is above its bar.
+    let suspicion = |p: &ImagePrediction| {
+        asg_report::FINDINGS
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| {
+                assessed
+                    .as_ref()
+                    .is_none_or(|a| a.iter().any(|x| x == *name))
+            })
+            .map(|(f, name)| {
+                let t = thresholds
+                    .get(*name)
+                    .copied()
+                    .unwrap_or(0.5)
+                    .clamp(1e-6, 1.0 - 1e-6);
+                p.finding_logits[f] - (t / (1.0 - t)).ln()
+            })
+            .fold(f32::NEG_INFINITY, f32::max)
+    };
+    let (mut ab_scores, mut ab_labels) = (Vec::new(), Vec::new());
+    for (p, t) in preds.iter().zip(truths) {
+        let abnormal = t.given && (0..FINDINGS).any(|f| t.tag_mask[f] > 0.5 && t.tags[f] > 0.5);
+        if t.normal || abnormal {
+            ab_scores.push(suspicion(p));
+            ab_labels.push(abnormal && !t.normal);
+        }
+    }
+    let abnormal_films = ab_labels.iter().filter(|&&a| a).count();
+    let mask_pointing = |map: &dyn Fn(&ImagePrediction) -> &[f32]| {
+        let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        let (g, size) = (model.grid(), model.input_size());
+        for (p, t) in preds.iter().zip(truths) {
+            for l in &t.lesions {
+                if let Some(hit) = mask_pointing_hit(map(p), g, size, l) {
+                    let e = out
+                        .entry(asg_report::FINDINGS[l.finding].to_string())
+                        .or_default();
+                    e.0 += hit as usize;
+                    e.1 += 1;
+                }
+            }
+        }
+        out
+    };
     RealFilmReport {
+        mask_pointing_attention: mask_pointing(&|p| &p.tag_attention),
+        mask_pointing_maps: mask_pointing(&|p| &p.finding_maps),
+        abnormal_auroc: auroc(&ab_scores, &ab_labels),
+        abnormal_films,
         box_iou_by_source: by_source,
         zone_opacity_auroc,
         zone_opacity_cases: s.len(),
@@ -521,6 +583,25 @@ fn real_film_report(
         normal_clean: normals.iter().filter(|p| !flagged(p)).count(),
         thresholds: from.to_string(),
     }
+}
+
+/// Whether the peak of a finding's `[findings, g * g]` heatmap, its cell's centre mapped back
+/// through the letterbox to the film, lies inside the lesion (None without a heatmap).
+fn mask_pointing_hit(maps: &[f32], g: usize, size: usize, lesion: &LesionMap) -> Option<bool> {
+    let cells = g * g;
+    let heat = maps.get(lesion.finding * cells..(lesion.finding + 1) * cells)?;
+    let peak = heat
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+        .map(|(i, _)| i)?;
+    let lb = asg_dicom::Letterbox::new(lesion.image_width, lesion.image_height, size as u32);
+    let cell = size as f64 / g as f64;
+    let (x, y) = lb.to_image(
+        ((peak % g) as f64 + 0.5) * cell,
+        ((peak / g) as f64 + 0.5) * cell,
+    );
+    Some(lesion.contains(x as f32, y as f32))
 }
 
 /// Mean test AUROC over findings of logistic regressions trained on the `chosen` training
@@ -680,6 +761,26 @@ impl EvalReport {
                 r.zone_opacity_cases
             );
             s += &format!("| nodule AUROC (JSRT) | {} | |\n", fmt(r.nodule_auroc));
+            s += &format!(
+                "| abnormal vs normal films AUROC (the assessed finding furthest above its threshold) | {} | {} abnormal, {} normal films |\n",
+                fmt(r.abnormal_auroc),
+                r.abnormal_films,
+                r.normal_films
+            );
+            let pointing = |m: &BTreeMap<String, (usize, usize)>| {
+                let (h, c) = m.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
+                let per: Vec<String> = m.iter().map(|(k, (h, c))| format!("{k} {h}/{c}")).collect();
+                (
+                    fmt((c > 0).then(|| h as f64 / c as f64)),
+                    format!("{c} lesions ({})", per.join(", ")),
+                )
+            };
+            let (v, over) = pointing(&r.mask_pointing_attention);
+            s += &format!(
+                "| mask pointing game, tag attention (peak inside the expert's lesion mask) | {v} | {over} |\n"
+            );
+            let (v, over) = pointing(&r.mask_pointing_maps);
+            s += &format!("| mask pointing game, region-head maps | {v} | {over} |\n");
             let key = [
                 "right lung",
                 "left lung",
@@ -728,6 +829,15 @@ impl EvalReport {
             );
             put("real_zone_opacity_auroc", r.zone_opacity_auroc);
             put("real_nodule_auroc", r.nodule_auroc);
+            put("real_abnormal_auroc", r.abnormal_auroc);
+            let share = |m: &BTreeMap<String, (usize, usize)>| {
+                let (h, c) = m.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
+                (c > 0).then(|| h as f64 / c as f64)
+            };
+            put(
+                "real_mask_pointing_attention",
+                share(&r.mask_pointing_attention),
+            );
         }
         for (k, v) in &self.retrieval_image_to_report {
             put(&format!("retrieval_i2t_{k}"), Some(*v));
@@ -796,6 +906,7 @@ mod tests {
             normal,
             given: true,
             source: source.into(),
+            lesions: vec![],
         }
     }
 
@@ -868,6 +979,9 @@ mod tests {
         let r = real_film_report(&model, &preds, &truths, &names);
         // Nodule scores 2 and 0 against 1: one of two pairs ordered right.
         assert_eq!(r.nodule_auroc, Some(0.5));
+        // Abnormal (the two nodule films) against normal, by the finding furthest above 0.5
+        // (logit 0): 2 and 0 against 1.
+        assert_eq!((r.abnormal_auroc, r.abnormal_films), (Some(0.5), 2));
         // At 0.5 the normal film is flagged (nodule 0.73 and effusion 0.73).
         assert_eq!((r.normal_films, r.normal_clean), (1, 0));
         // With effusion not assessed and the nodule threshold at 0.8 it is clean.
@@ -879,5 +993,25 @@ mod tests {
         let r = real_film_report(&model, &preds, &truths, &names);
         assert_eq!((r.normal_films, r.normal_clean), (1, 1));
         assert_eq!(r.thresholds, "the bundle's manifest");
+    }
+
+    #[test]
+    fn the_mask_pointing_game_maps_the_peak_back_through_the_letterbox() {
+        // A 100 x 50 film in a 64 px input: scale 0.64, content 64 x 32 from row 16. On a 4 x 4
+        // grid, cell (1, 1) has its centre at input (24, 24), film (37.5, 12.5); cell (3, 3) at
+        // input (56, 56), below the film.
+        let f = asg_report::finding_index("nodule").unwrap();
+        let lesion = LesionMap::disc(f, 100, 50, 37.5, 12.5, 5.0).unwrap();
+        let mut maps = vec![0.0f32; FINDINGS * 16];
+        maps[f * 16 + 5] = 1.0;
+        assert_eq!(mask_pointing_hit(&maps, 4, 64, &lesion), Some(true));
+        maps[f * 16 + 15] = 2.0;
+        assert_eq!(mask_pointing_hit(&maps, 4, 64, &lesion), Some(false));
+        // The disc moved off the first cell's centre: a miss there too.
+        maps[f * 16 + 15] = 0.0;
+        let away = LesionMap::disc(f, 100, 50, 60.0, 30.0, 5.0).unwrap();
+        assert_eq!(mask_pointing_hit(&maps, 4, 64, &away), Some(false));
+        // No heatmap (a bundle without one): no case.
+        assert_eq!(mask_pointing_hit(&[], 4, 64, &lesion), None);
     }
 }
