@@ -5,7 +5,7 @@
 # the films never; see its README):
 #   1. 1,000 phantom studies (256 px), seed 7;
 #   2. asg-train fit on the phantoms and the real films, the real films' training records counted
-#      ${REAL_WEIGHT:-3} times, with ${CONFIG:-trainer/configs/embedded.toml} for ${STEPS:-2500} steps;
+#      ${REAL_WEIGHT:-3} times, with ${CONFIG:-trainer/configs/real.toml} for ${STEPS:-2500} steps;
 #   3. asg-train export --data <realcxr> into ${OUT:-target/train-real/bundle}, then the phantom
 #      test split evaluated too.
 # Work files go to ${ASG_WORK:-target/train-real}.
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${ASG_WORK:-target/train-real}"
 real="${REALCXR:-../shared/realcxr}"
-config="${CONFIG:-trainer/configs/embedded.toml}"
+config="${CONFIG:-trainer/configs/real.toml}"
 out="${OUT:-$work/bundle}"
 [ -f "$real/index.jsonl" ] || { echo "train-real: $real/index.jsonl not found (set REALCXR)" >&2; exit 1; }
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"

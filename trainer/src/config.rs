@@ -170,6 +170,17 @@ pub struct AugmentConfig {
     pub contrast: f64,
     /// Standard deviation of added noise (model input units).
     pub noise: f64,
+    /// Largest rotation about the centre, in degrees (0: none).
+    pub rotation_deg: f64,
+    /// Range of the display curve's exponent (display^gamma, drawn log-uniformly; [1, 1]:
+    /// none): the exposure and processing curves of real acquisition.
+    pub gamma: [f64; 2],
+    /// Chance of an 8-bit JPEG round trip at quality 40..95 (films that reach us as JPEG).
+    pub jpeg: f64,
+    /// Chance of burned-in text and side markers (bright strokes near the border).
+    pub markers: f64,
+    /// Chance of a collimation band (a dark or bright strip along an edge, up to 12% wide).
+    pub collimation: f64,
 }
 
 impl Default for AugmentConfig {
@@ -179,6 +190,11 @@ impl Default for AugmentConfig {
             shift: 0.05,
             contrast: 0.15,
             noise: 0.03,
+            rotation_deg: 0.0,
+            gamma: [1.0, 1.0],
+            jpeg: 0.0,
+            markers: 0.0,
+            collimation: 0.0,
         }
     }
 }

@@ -1,18 +1,33 @@
-//! Augmentation that moves the boxes with the image: zoom, shift, contrast and noise.
+//! Augmentation that moves the boxes with the image (zoom, shift, rotation), and what real
+//! acquisition does to a film without moving anything: display curves (gamma), collimation
+//! bands, burned-in text and side markers, 8-bit JPEG compression, contrast and noise.
 
 use crate::config::{AugmentConfig, NORMALISATION};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-/// Resamples a square image with a zoom about the centre and a shift (bilinear), padding with
-/// `pad`: output(x) = input((x - c - shift) / zoom + c).
-fn affine(img: &[f32], size: usize, zoom: f64, shift: (f64, f64), pad: f32) -> Vec<f32> {
+/// Resamples a square image with a zoom and a rotation (`angle` in radians; positive turns the
+/// picture clockwise on screen, y running down) about the centre and a shift (bilinear),
+/// padding with `pad`: output(x) = input(R(-angle) (x - c - shift) / zoom + c).
+fn affine(
+    img: &[f32],
+    size: usize,
+    zoom: f64,
+    angle: f64,
+    shift: (f64, f64),
+    pad: f32,
+) -> Vec<f32> {
     let c = size as f64 / 2.0;
+    let (sin, cos) = angle.sin_cos();
     let mut out = vec![pad; size * size];
     for y in 0..size {
         for x in 0..size {
-            let sx = (x as f64 + 0.5 - c - shift.0) / zoom + c - 0.5;
-            let sy = (y as f64 + 0.5 - c - shift.1) / zoom + c - 0.5;
+            let (dx, dy) = (
+                (x as f64 + 0.5 - c - shift.0) / zoom,
+                (y as f64 + 0.5 - c - shift.1) / zoom,
+            );
+            let sx = cos * dx + sin * dy + c - 0.5;
+            let sy = -sin * dx + cos * dy + c - 0.5;
             if sx < 0.0 || sy < 0.0 || sx > (size - 1) as f64 || sy > (size - 1) as f64 {
                 continue;
             }
@@ -49,25 +64,55 @@ pub(crate) fn augment(
     } else {
         (0.0, 0.0)
     };
+    let angle = if a.rotation_deg > 0.0 {
+        rng.random_range(-a.rotation_deg..a.rotation_deg)
+            .to_radians()
+    } else {
+        0.0
+    };
     let pad = (0.0 - NORMALISATION.mean) / NORMALISATION.std;
-    *image = affine(image, size, zoom, shift, pad);
-    let c = 0.5;
+    *image = affine(image, size, zoom, angle, shift, pad);
+    // A box goes where its corners go: the box around the four moved corners.
+    let (sin, cos) = angle.sin_cos();
+    let forward = |x: f64, y: f64| {
+        let (dx, dy) = ((x - 0.5) * zoom, (y - 0.5) * zoom);
+        (
+            cos * dx - sin * dy + 0.5 + shift.0 / size as f64,
+            sin * dx + cos * dy + 0.5 + shift.1 / size as f64,
+        )
+    };
     for (b, p) in boxes.iter_mut().zip(present.iter_mut()) {
         if !*p {
             continue;
         }
-        let tr =
-            |v: f32, s: f64| (((v as f64 - c) * zoom + c + s / size as f64) as f32).clamp(0.0, 1.0);
-        *b = [
-            tr(b[0], shift.0),
-            tr(b[1], shift.1),
-            tr(b[2], shift.0),
-            tr(b[3], shift.1),
+        let corners = [
+            forward(b[0] as f64, b[1] as f64),
+            forward(b[2] as f64, b[1] as f64),
+            forward(b[0] as f64, b[3] as f64),
+            forward(b[2] as f64, b[3] as f64),
         ];
+        let fold = |f: &dyn Fn(&(f64, f64)) -> f64, min: bool| {
+            corners.iter().map(f).fold(
+                if min {
+                    f64::INFINITY
+                } else {
+                    f64::NEG_INFINITY
+                },
+                |m, v| if min { m.min(v) } else { m.max(v) },
+            )
+        };
+        *b = [
+            fold(&|c| c.0, true),
+            fold(&|c| c.1, true),
+            fold(&|c| c.0, false),
+            fold(&|c| c.1, false),
+        ]
+        .map(|v| v.clamp(0.0, 1.0) as f32);
         if b[2] - b[0] < 1e-3 || b[3] - b[1] < 1e-3 {
             *p = false; // moved out of the field
         }
     }
+    acquisition(image, size, a, rng);
     let contrast = if a.contrast > 0.0 {
         1.0 + rng.random_range(-a.contrast..a.contrast)
     } else {
@@ -86,6 +131,103 @@ pub(crate) fn augment(
     }
 }
 
+/// What acquisition and export do to a film, in display values (0 black .. 1 white): a
+/// display curve, a collimation band, burned-in markers, an 8-bit JPEG round trip.
+fn acquisition(image: &mut [f32], size: usize, a: &AugmentConfig, rng: &mut ChaCha8Rng) {
+    let (m, sd) = (NORMALISATION.mean, NORMALISATION.std);
+    let touched = a.gamma[1] > a.gamma[0]
+        || a.gamma[0] != 1.0
+        || a.jpeg > 0.0
+        || a.markers > 0.0
+        || a.collimation > 0.0;
+    if !touched || size == 0 {
+        return;
+    }
+    let mut d: Vec<f32> = image
+        .iter()
+        .map(|&v| (v * sd + m).clamp(0.0, 1.0))
+        .collect();
+    if a.gamma[1] > a.gamma[0] && a.gamma[0] > 0.0 {
+        let g = rng.random_range(a.gamma[0].ln()..a.gamma[1].ln()).exp() as f32;
+        d.iter_mut().for_each(|v| *v = v.powf(g));
+    } else if a.gamma[0] > 0.0 && a.gamma[0] != 1.0 {
+        let g = a.gamma[0] as f32;
+        d.iter_mut().for_each(|v| *v = v.powf(g));
+    }
+    if a.collimation > 0.0 && rng.random_bool(a.collimation.min(1.0)) {
+        let width = rng.random_range(0.02..0.12) * size as f64;
+        let w = (width as usize).max(1);
+        let value = if rng.random_bool(0.5) {
+            rng.random_range(0.0..0.1)
+        } else {
+            rng.random_range(0.85..1.0)
+        };
+        let edge = rng.random_range(0..4);
+        for y in 0..size {
+            for x in 0..size {
+                let inside = match edge {
+                    0 => x < w,
+                    1 => x >= size - w.min(size),
+                    2 => y < w,
+                    _ => y >= size - w.min(size),
+                };
+                if inside {
+                    d[y * size + x] = value;
+                }
+            }
+        }
+    }
+    if a.markers > 0.0 && rng.random_bool(a.markers.min(1.0)) {
+        // One to three glyph-like marks (a letter's two strokes) in the outer fifth.
+        for _ in 0..rng.random_range(1..=3) {
+            let h = ((rng.random_range(0.03..0.08) * size as f64) as usize).max(2);
+            let w = (h * 2 / 3).max(2);
+            let band = (size / 5).max(1);
+            let x0 = if rng.random_bool(0.5) {
+                rng.random_range(0..band)
+            } else {
+                size.saturating_sub(band + w) + rng.random_range(0..band)
+            };
+            let y0 = rng.random_range(0..size.saturating_sub(h).max(1));
+            let value = rng.random_range(0.85f32..1.0);
+            let thick = (h / 6).max(1);
+            for y in y0..(y0 + h).min(size) {
+                for x in x0..(x0 + w).min(size) {
+                    let vertical = x < x0 + thick;
+                    let foot = y + thick >= y0 + h;
+                    if vertical || foot {
+                        d[y * size + x] = value;
+                    }
+                }
+            }
+        }
+    }
+    if a.jpeg > 0.0 && rng.random_bool(a.jpeg.min(1.0)) {
+        let quality = rng.random_range(40..=95u8);
+        let bytes: Vec<u8> = d.iter().map(|&v| (v * 255.0).round() as u8).collect();
+        if let Some(back) = jpeg_round_trip(&bytes, size as u32, quality) {
+            for (v, b) in d.iter_mut().zip(back) {
+                *v = b as f32 / 255.0;
+            }
+        }
+    }
+    for (v, dv) in image.iter_mut().zip(d) {
+        *v = (dv - m) / sd;
+    }
+}
+
+/// Encodes a square 8-bit image as JPEG at `quality` and decodes it (None if the codec fails,
+/// which leaves the film as it was).
+fn jpeg_round_trip(bytes: &[u8], size: u32, quality: u8) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, quality)
+        .encode(bytes, size, size, image::ExtendedColorType::L8)
+        .ok()?;
+    let img = image::load_from_memory_with_format(&buf, image::ImageFormat::Jpeg).ok()?;
+    let luma = img.into_luma8();
+    (luma.width() == size && luma.height() == size).then(|| luma.into_raw())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,7 +238,7 @@ mod tests {
         let mut img = vec![0.0f32; size * size];
         img[8 * size + 8] = 1.0; // pixel centre (8.5, 8.5) -> normalised 0.2656
         let (zoom, shift) = (1.25, (2.0, -1.0));
-        let out = affine(&img, size, zoom, shift, 0.0);
+        let out = affine(&img, size, zoom, 0.0, shift, 0.0);
         let (mut bx, mut by, mut sum) = (0.0, 0.0, 0.0);
         for y in 0..size {
             for x in 0..size {
@@ -114,5 +256,104 @@ mod tests {
             want(8.5, 2.0)
         );
         assert!((by / sum - want(8.5, -1.0)).abs() < 0.3);
+    }
+
+    /// A bright dot at pixel (8, 20) of a 32 px image and a small box around it: after a zoom,
+    /// a 10 degree rotation and a shift, the dot's centre of mass stays inside the moved box.
+    #[test]
+    fn a_rotated_point_stays_in_its_rotated_box() {
+        let size = 32;
+        let mut img = vec![-5.0f32; size * size];
+        img[20 * size + 8] = 10.0;
+        let mut boxes = vec![[7.0 / 32.0, 19.0 / 32.0, 10.0 / 32.0, 22.0 / 32.0]];
+        let mut present = vec![true];
+        let a = AugmentConfig {
+            scale: [1.1, 1.1],
+            shift: 0.0,
+            contrast: 0.0,
+            noise: 0.0,
+            rotation_deg: 10.0,
+            ..Default::default()
+        };
+        let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
+        augment(&mut img, &mut boxes, &mut present, size, &a, &mut rng);
+        let (mut bx, mut by, mut sum) = (0.0, 0.0, 0.0);
+        for y in 0..size {
+            for x in 0..size {
+                let v = (img[y * size + x] + 5.0).max(0.0) as f64;
+                bx += v * (x as f64 + 0.5);
+                by += v * (y as f64 + 0.5);
+                sum += v;
+            }
+        }
+        let (cx, cy) = ((bx / sum / 32.0) as f32, (by / sum / 32.0) as f32);
+        let b = boxes[0];
+        assert!(present[0]);
+        assert!(
+            b[0] < cx && cx < b[2] && b[1] < cy && cy < b[3],
+            "{cx} {cy} {b:?}"
+        );
+        // The box grew (a rotated square's bounding box) but stayed small.
+        assert!(
+            b[2] - b[0] > 3.0 * 1.1 / 32.0 && b[2] - b[0] < 6.0 / 32.0,
+            "{b:?}"
+        );
+    }
+
+    #[test]
+    fn acquisition_effects_change_display_values_only_where_asked() {
+        let size = 64;
+        let mid = (0.5 - NORMALISATION.mean) / NORMALISATION.std;
+        let plain = vec![mid; size * size];
+        let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+        // All off: untouched.
+        let mut img = plain.clone();
+        acquisition(&mut img, size, &AugmentConfig::default(), &mut rng);
+        assert_eq!(img, plain);
+        // A gamma of 2 darkens mid grey to 0.25.
+        let mut img = plain.clone();
+        let a = AugmentConfig {
+            gamma: [2.0, 2.0],
+            ..Default::default()
+        };
+        acquisition(&mut img, size, &a, &mut rng);
+        let d = img[0] * NORMALISATION.std + NORMALISATION.mean;
+        assert!((d - 0.25).abs() < 1e-4, "{d}");
+        // Markers always: bright pixels appear, only in the outer fifths left and right.
+        let a = AugmentConfig {
+            markers: 1.0,
+            ..Default::default()
+        };
+        let mut img = plain.clone();
+        acquisition(&mut img, size, &a, &mut rng);
+        let bright: Vec<usize> = (0..size * size)
+            .filter(|&i| img[i] * NORMALISATION.std + NORMALISATION.mean > 0.8)
+            .collect();
+        assert!(!bright.is_empty());
+        assert!(bright.iter().all(|&i| {
+            let x = i % size;
+            x < size / 5 + size / 10 || x >= size - size / 5 - size / 10
+        }));
+        // A JPEG round trip keeps a flat grey within a grey level or two.
+        let a = AugmentConfig {
+            jpeg: 1.0,
+            ..Default::default()
+        };
+        let mut img = plain.clone();
+        acquisition(&mut img, size, &a, &mut rng);
+        let d = img[size * 32 + 32] * NORMALISATION.std + NORMALISATION.mean;
+        assert!((d - 0.5).abs() < 3.0 / 255.0, "{d}");
+        // Collimation always: one edge's strip is dark or bright.
+        let a = AugmentConfig {
+            collimation: 1.0,
+            ..Default::default()
+        };
+        let mut img = plain.clone();
+        acquisition(&mut img, size, &a, &mut rng);
+        let changed = img.iter().filter(|&&v| (v - mid).abs() > 0.5).count();
+        assert!(
+            changed >= size && changed <= size * size * 13 / 100,
+            "{changed}"
+        );
     }
 }
