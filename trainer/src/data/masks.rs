@@ -101,6 +101,23 @@ impl LesionMap {
         Self::build(finding, width as usize, height as usize, &at)
     }
 
+    /// Whether any of the lesion lies in the film rectangle `[x0, x1) x [y0, y1)` (its cells whose
+    /// centres fall inside; a rectangle smaller than a cell reads the cell under its centre).
+    pub fn overlaps(&self, x0: f32, y0: f32, x1: f32, y1: f32) -> bool {
+        let (sx, sy) = (
+            self.cols as f32 / self.image_width as f32,
+            self.rows as f32 / self.image_height as f32,
+        );
+        let c0 = (x0 * sx - 0.5).ceil().max(0.0) as usize;
+        let r0 = (y0 * sy - 0.5).ceil().max(0.0) as usize;
+        let c1 = ((x1 * sx - 0.5).ceil().max(0.0) as usize).min(self.cols);
+        let r1 = ((y1 * sy - 0.5).ceil().max(0.0) as usize).min(self.rows);
+        if c0 >= c1 || r0 >= r1 {
+            return self.contains((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+        }
+        (r0..r1).any(|r| (c0..c1).any(|c| self.cells[r * self.cols + c]))
+    }
+
     /// Whether the film pixel `(x, y)` lies in the lesion (false outside the film).
     pub fn contains(&self, x: f32, y: f32) -> bool {
         if !(x >= 0.0 && y >= 0.0) {
@@ -324,6 +341,11 @@ mod tests {
         assert!(l.contains(150.0, 75.0));
         assert!(!l.contains(250.0, 75.0) && !l.contains(150.0, 150.0));
         assert!(!l.contains(-1.0, 75.0) && !l.contains(150.0, 400.0) && !l.contains(f32::NAN, 1.0));
+        // Rectangles: touching the block's corner, beside it, and one smaller than a cell.
+        assert!(l.overlaps(190.0, 90.0, 300.0, 200.0));
+        assert!(!l.overlaps(205.0, 0.0, 600.0, 300.0));
+        assert!(l.overlaps(150.0, 75.0, 150.5, 75.5));
+        assert!(!l.overlaps(-50.0, -50.0, -10.0, -10.0));
         // An empty mask has no map; a disc is round.
         let empty = Mask {
             width: 8,

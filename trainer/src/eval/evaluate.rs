@@ -120,7 +120,7 @@ pub struct RealFilmReport {
     pub abnormal_auroc: Option<f64>,
     pub abnormal_films: usize,
     /// Mask-based pointing game per finding: (hits, cases), a hit when the heatmap's peak cell
-    /// centre falls inside the expert's lesion mask (JSRT nodules: a disc of the nodule's
+    /// overlaps the expert's lesion mask on the film (JSRT nodules: a disc of the nodule's
     /// diameter), for the tag decoder's attention and the region head's maps.
     pub mask_pointing_attention: BTreeMap<String, (usize, usize)>,
     pub mask_pointing_maps: BTreeMap<String, (usize, usize)>,
@@ -585,8 +585,9 @@ fn real_film_report(
     }
 }
 
-/// Whether the peak of a finding's `[findings, g * g]` heatmap, its cell's centre mapped back
-/// through the letterbox to the film, lies inside the lesion (None without a heatmap).
+/// Whether the peak of a finding's `[findings, g * g]` heatmap points into the lesion: its
+/// cell's footprint, mapped back through the letterbox to the film, overlaps the lesion (the
+/// heatmap locates no finer than a cell). None without a heatmap.
 fn mask_pointing_hit(maps: &[f32], g: usize, size: usize, lesion: &LesionMap) -> Option<bool> {
     let cells = g * g;
     let heat = maps.get(lesion.finding * cells..(lesion.finding + 1) * cells)?;
@@ -597,11 +598,10 @@ fn mask_pointing_hit(maps: &[f32], g: usize, size: usize, lesion: &LesionMap) ->
         .map(|(i, _)| i)?;
     let lb = asg_dicom::Letterbox::new(lesion.image_width, lesion.image_height, size as u32);
     let cell = size as f64 / g as f64;
-    let (x, y) = lb.to_image(
-        ((peak % g) as f64 + 0.5) * cell,
-        ((peak / g) as f64 + 0.5) * cell,
-    );
-    Some(lesion.contains(x as f32, y as f32))
+    let (col, row) = ((peak % g) as f64, (peak / g) as f64);
+    let (x0, y0) = lb.to_image(col * cell, row * cell);
+    let (x1, y1) = lb.to_image((col + 1.0) * cell, (row + 1.0) * cell);
+    Some(lesion.overlaps(x0 as f32, y0 as f32, x1 as f32, y1 as f32))
 }
 
 /// Mean test AUROC over findings of logistic regressions trained on the `chosen` training
@@ -777,7 +777,7 @@ impl EvalReport {
             };
             let (v, over) = pointing(&r.mask_pointing_attention);
             s += &format!(
-                "| mask pointing game, tag attention (peak inside the expert's lesion mask) | {v} | {over} |\n"
+                "| mask pointing game, tag attention (peak cell on the expert's lesion mask) | {v} | {over} |\n"
             );
             let (v, over) = pointing(&r.mask_pointing_maps);
             s += &format!("| mask pointing game, region-head maps | {v} | {over} |\n");
@@ -998,8 +998,8 @@ mod tests {
     #[test]
     fn the_mask_pointing_game_maps_the_peak_back_through_the_letterbox() {
         // A 100 x 50 film in a 64 px input: scale 0.64, content 64 x 32 from row 16. On a 4 x 4
-        // grid, cell (1, 1) has its centre at input (24, 24), film (37.5, 12.5); cell (3, 3) at
-        // input (56, 56), below the film.
+        // grid, cell (1, 1) spans input 16..32, film x 25..50, y 0..25; cell (3, 3) spans
+        // input 48..64, below the film.
         let f = asg_report::finding_index("nodule").unwrap();
         let lesion = LesionMap::disc(f, 100, 50, 37.5, 12.5, 5.0).unwrap();
         let mut maps = vec![0.0f32; FINDINGS * 16];
@@ -1007,8 +1007,10 @@ mod tests {
         assert_eq!(mask_pointing_hit(&maps, 4, 64, &lesion), Some(true));
         maps[f * 16 + 15] = 2.0;
         assert_eq!(mask_pointing_hit(&maps, 4, 64, &lesion), Some(false));
-        // The disc moved off the first cell's centre: a miss there too.
+        // A disc reaching into the cell from its right neighbour is a hit; one further off is not.
         maps[f * 16 + 15] = 0.0;
+        let edge = LesionMap::disc(f, 100, 50, 53.0, 12.5, 5.0).unwrap();
+        assert_eq!(mask_pointing_hit(&maps, 4, 64, &edge), Some(true));
         let away = LesionMap::disc(f, 100, 50, 60.0, 30.0, 5.0).unwrap();
         assert_eq!(mask_pointing_hit(&maps, 4, 64, &away), Some(false));
         // No heatmap (a bundle without one): no case.
