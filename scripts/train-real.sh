@@ -6,8 +6,8 @@
 #   1. 1,000 phantom studies (256 px), seed 7;
 #   2. asg-train fit on the phantoms and the real films, the real films' training records counted
 #      ${REAL_WEIGHT:-3} times, with ${CONFIG:-trainer/configs/real.toml} for ${STEPS:-2500} steps;
-#   3. asg-train export --data <realcxr> into ${OUT:-target/train-real/bundle}, then the phantom
-#      test split evaluated too.
+#   3. asg-train export --data <realcxr> into ${OUT:-target/train-real/bundle} (named
+#      ${NAME:-asg-default}), then the phantom test split evaluated too.
 # Work files go to ${ASG_WORK:-target/train-real}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +26,7 @@ if [ ! -f "$work/phantoms/phantom_set.json" ]; then
 fi
 "$train" fit --data "$work/phantoms" --data "$real:${REAL_WEIGHT:-3}" --config "$work/config.toml" \
   --out "$work/run" $( [ -f "$work/run/state.json" ] && echo --resume )
-"$train" export --run "$work/run" --out "$out" --name asg-real \
+"$train" export --run "$work/run" --out "$out" --name "${NAME:-asg-default}" \
   --data "$real" \
   --data-description "1,000 phantom studies (asg-train synth --n 1000 --seed 7 --size 256) and the realcxr films (JSRT/SCR, ieee8023 with GeneralBlockchain and v7labs masks, Brixia scores; training split by patient group, weight ${REAL_WEIGHT:-3})" \
   | tee "$work/evaluation-real.md"

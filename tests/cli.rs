@@ -239,6 +239,34 @@ fn asg_demo_analyses_a_phantom_and_checks_its_report() {
 }
 
 #[test]
+fn asg_demo_real_analyses_the_built_in_real_film_with_its_attribution() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(asg_binary())
+        .args(["demo", "--real", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("CC BY 3.0"), "{stdout}");
+    assert!(stdout.contains("Hannover Medical School"), "{stdout}");
+    let credit = std::fs::read_to_string(dir.path().join("study/ATTRIBUTION.txt")).unwrap();
+    assert!(credit.contains("covid-19-image-repository"), "{credit}");
+    // The film as committed (plugin/demo/README.md gives its SHA-256), read as a JPEG picture.
+    let film = std::fs::read(dir.path().join("study/ieee8023-00cfd1c1.jpg")).unwrap();
+    assert_eq!(film.len(), 188_479);
+    assert!(stdout.contains("a JPEG picture, not DICOM"), "{stdout}");
+    let a: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("analysis.json")).unwrap())
+            .unwrap();
+    assert_eq!(a["image"]["width"], 1024);
+    assert_eq!(a["regions"].as_array().unwrap().len(), 29);
+    assert!(a["report_check"]["sentences"].as_array().unwrap().len() >= 3);
+    assert!(std::path::Path::new(a["overlay"].as_str().unwrap()).is_file());
+}
+
+#[test]
 fn check_eval_prints_precision_and_recall_per_error_type() {
     let fx = Fixture::new(64, 0, 128);
     let set = fx.dicom_dir().join("set");

@@ -96,6 +96,12 @@ enum Command {
         /// Folder for the study, the overlay and the JSON.
         #[arg(long, default_value = "asg-demo")]
         out: PathBuf,
+        /// Analyse the real film built into the binary instead of phantoms: a normal PA chest
+        /// film (ieee8023 covid-chestxray-dataset, from the Hannover Medical School
+        /// covid-19-image-repository, CC BY 3.0; plugin/demo/README.md), held out of training,
+        /// with a correct normal report. It should come back clean.
+        #[arg(long)]
+        real: bool,
         #[arg(long, default_value_t = 11)]
         seed: u64,
         #[arg(long)]
@@ -693,6 +699,45 @@ fn demo(out: &Path, seed: u64, model: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The real demo film (plugin/demo/README.md says where it comes from and its licence).
+const DEMO_FILM: &[u8] = include_bytes!("../demo/ieee8023-00cfd1c1.jpg");
+/// Its attribution, written beside it.
+const DEMO_ATTRIBUTION: &str = "Chest film ieee8023-00cfd1c1.jpg: Hannover Medical School, \
+Institute for Diagnostic and Interventional Radiology, covid-19-image-repository \
+(https://github.com/ml-workgroup/covid-19-image-repository, doi:10.6084/m9.figshare.12275009), \
+CC BY 3.0 (https://creativecommons.org/licenses/by/3.0/); taken from the ieee8023 \
+covid-chestxray-dataset (images/00cfd1c1.jpg), downscaled from 2000 x 2000 to 1024 x 1024. \
+Listed there as \"No Finding\" (PA).\n";
+
+fn demo_real(out: &Path, model: Option<&Path>) -> anyhow::Result<()> {
+    use workstation::{analyze_file, load_bundle, outcome_json, print_human, Outputs, Reports};
+    let bundle = load_bundle(model, None)?;
+    let data = out.join("study");
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let film = data.join("ieee8023-00cfd1c1.jpg");
+    std::fs::write(&film, DEMO_FILM).with_context(|| format!("writing {}", film.display()))?;
+    let credit = data.join("ATTRIBUTION.txt");
+    std::fs::write(&credit, DEMO_ATTRIBUTION)
+        .with_context(|| format!("writing {}", credit.display()))?;
+    let report = normals::NORMAL_REPORT.to_string();
+    let outputs = Outputs {
+        overlay_dir: Some(out.to_path_buf()),
+        ..Default::default()
+    };
+    let o = analyze_file(&bundle, &film, &Reports::One(report.clone()), &outputs)?;
+    let json = out.join("analysis.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&outcome_json(&o)?)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    print!("{DEMO_ATTRIBUTION}");
+    println!("report (a correct normal report):");
+    for line in report.lines().filter(|l| !l.trim().is_empty()) {
+        println!("  | {line}");
+    }
+    print_human(&o);
+    println!("  json: {}", json.display());
+    Ok(())
+}
+
 fn check_eval(
     data: &Path,
     model: Option<&Path>,
@@ -871,7 +916,18 @@ fn run() -> anyhow::Result<()> {
             max_pixels,
             pictures,
         })?,
-        Command::Demo { out, seed, model } => demo(&out, seed, model.as_deref())?,
+        Command::Demo {
+            out,
+            seed,
+            model,
+            real,
+        } => {
+            if real {
+                demo_real(&out, model.as_deref())?
+            } else {
+                demo(&out, seed, model.as_deref())?
+            }
+        }
         Command::Serve {
             port,
             host,
