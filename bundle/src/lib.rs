@@ -66,7 +66,9 @@ pub struct Manifest {
 
 /// Per finding name, probabilities from the validation split: `confident` is the lowest
 /// probability above which at least 90% of cases are positive (precision 0.9; 1.0 when never
-/// reached); `doubtful` the probability below which only 10% of the positives fall (recall 0.9).
+/// reached or when the split has no positive); `doubtful` the probability below which only 10%
+/// of the positives fall (recall 0.9; 0.0 when the split has no positive). The confident bars
+/// are then raised until the split's normal films reach none.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CheckThresholds {
     pub image_confident: BTreeMap<String, f32>,

@@ -45,10 +45,11 @@ pub fn best_f1_threshold(mut pairs: Vec<(f32, bool)>) -> f32 {
 }
 
 /// The lowest probability above which at least `precision` of the pairs are positive (1.0 when
-/// no cut reaches it; 0.5 without positives).
+/// no cut reaches it, and without positives: a finding the split cannot vouch for never makes
+/// the report check accuse a report).
 pub fn precision_threshold(mut pairs: Vec<(f32, bool)>, precision: f64) -> f32 {
     if !pairs.iter().any(|p| p.1) {
-        return 0.5;
+        return 1.0;
     }
     for p in pairs.iter_mut() {
         p.0 = 1.0 / (1.0 + (-p.0).exp());
@@ -69,7 +70,8 @@ pub fn precision_threshold(mut pairs: Vec<(f32, bool)>, precision: f64) -> f32 {
     best
 }
 
-/// The probability below which only `miss` of the positives fall (0.5 without positives).
+/// The probability below which only `miss` of the positives fall (0.0 without positives: a
+/// finding never seen positive in the split never makes the report check doubt a report).
 pub fn recall_threshold(pairs: Vec<(f32, bool)>, miss: f64) -> f32 {
     let mut pos: Vec<f32> = pairs
         .iter()
@@ -77,7 +79,7 @@ pub fn recall_threshold(pairs: Vec<(f32, bool)>, miss: f64) -> f32 {
         .map(|p| 1.0 / (1.0 + (-p.0).exp()))
         .collect();
     if pos.is_empty() {
-        return 0.5;
+        return 0.0;
     }
     pos.sort_by(|a, b| a.total_cmp(b));
     pos[((pos.len() as f64 * miss).floor() as usize).min(pos.len() - 1)]
@@ -295,8 +297,9 @@ mod tests {
         assert!((precision_threshold(pairs.clone(), 0.7) - 0.6).abs() < 1e-5);
         assert_eq!(
             precision_threshold(vec![(0.0, false), (2.0, false)], 0.9),
-            0.5
+            1.0
         );
+        assert_eq!(recall_threshold(vec![(0.0, false), (2.0, false)], 0.1), 0.0);
         assert_eq!(
             precision_threshold(vec![(2.0, false), (0.0, true)], 0.9),
             1.0
