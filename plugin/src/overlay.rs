@@ -39,6 +39,11 @@ pub fn verdict_colour(v: Verdict) -> [u8; 3] {
 struct Canvas {
     img: RgbImage,
     scale: u32,
+    /// Rectangles `[x0, y0, x1, y1]` that labels move down out of: the legend's corner and the
+    /// labels placed so far.
+    keep_out: Vec<[i64; 4]>,
+    /// Whether labels keep out of each other (not the legend's own lines).
+    avoid: bool,
 }
 
 impl Canvas {
@@ -80,7 +85,22 @@ impl Canvas {
         let w = (text.chars().count() as i64 * 8 + 4) * s;
         let h = 12 * s;
         let x = x.clamp(0, (self.img.width() as i64 - w).max(0));
+        let mut y = y.clamp(0, (self.img.height() as i64 - h).max(0));
+        // Bounded: each step moves below one rectangle.
+        for _ in 0..=self.keep_out.len() {
+            match self
+                .keep_out
+                .iter()
+                .find(|r| x < r[2] && x + w > r[0] && y < r[3] && y + h > r[1])
+            {
+                Some(r) => y = r[3],
+                None => break,
+            }
+        }
         let y = y.clamp(0, (self.img.height() as i64 - h).max(0));
+        if self.avoid {
+            self.keep_out.push([x, y, x + w, y + h]);
+        }
         self.fill(x, y, w, h, [0, 0, 0], 0.65);
         for (k, ch) in text.chars().enumerate() {
             let Some(glyph) = font8x8::BASIC_FONTS.get(ch) else {
@@ -116,7 +136,55 @@ pub fn render_overlay(
         *p = Rgb([v, v, v]);
     }
     let scale = ((w.max(h) + 300) / 600).max(1);
-    let mut c = Canvas { img, scale };
+    let mut c = Canvas {
+        img,
+        scale,
+        keep_out: Vec::new(),
+        avoid: true,
+    };
+    // The legend (top left): the model, the colour scale and the report check's tally; other
+    // labels keep out of its corner.
+    let mut legend: Vec<(String, [u8; 3])> = vec![(
+        format!("{} {}", analysis.model.name, analysis.model.version),
+        [255, 255, 255],
+    )];
+    for p in [0.5f32, 0.75, 1.0] {
+        legend.push((format!("p = {p:.2}"), probability_colour(p)));
+    }
+    if let Some(check) = check {
+        for v in [
+            Verdict::Contradicted,
+            Verdict::LateralityMismatch,
+            Verdict::Unsupported,
+            Verdict::Uncertain,
+            Verdict::Supported,
+        ] {
+            let key = format!("{v:?}").to_lowercase();
+            let n = check.counts.get(&key).copied().unwrap_or(0);
+            if n > 0 {
+                legend.push((format!("report: {n} {key}"), verdict_colour(v)));
+            }
+        }
+        for o in &check.omissions {
+            legend.push((
+                format!("not in report: {} {:.2}", o.finding, o.probability),
+                [235, 50, 50],
+            ));
+        }
+    }
+    let s = scale as i64;
+    let widest = legend
+        .iter()
+        .map(|(t, _)| t.chars().count())
+        .max()
+        .unwrap_or(0) as i64;
+    let legend_rect = [
+        8 * s,
+        8 * s,
+        8 * s + (widest * 8 + 4) * s,
+        8 * s + legend.len() as i64 * 12 * s,
+    ];
+    c.keep_out.push(legend_rect);
 
     // Heatmap.
     let chosen = match heatmap_of {
@@ -167,7 +235,6 @@ pub fn render_overlay(
         c.rect(r.bbox, [0, 200, 220], scale);
         c.label(r.bbox[0] as i64, r.bbox[1] as i64, &r.name, [0, 220, 240]);
     }
-    let mut taken: Vec<(i64, i64)> = Vec::new();
     for finding in analysis.findings.iter().filter(|f| f.present) {
         for region in finding.regions.iter().take(2) {
             let Some(r) = analysis.regions.iter().find(|r| &r.name == region) else {
@@ -183,15 +250,15 @@ pub fn render_overlay(
                 .unwrap_or(0.0);
             let colour = probability_colour(p);
             c.rect(r.bbox, colour, 2 * scale);
-            let (mut lx, mut ly) = (r.bbox[0] as i64, r.bbox[3] as i64 + 2);
-            while taken
-                .iter()
-                .any(|&(tx, ty)| (tx - lx).abs() < 200 && (ty - ly).abs() < 12 * scale as i64)
-            {
-                ly += 13 * scale as i64;
-            }
-            taken.push((lx, ly));
-            lx = lx.max(0);
+            // Below the box, or inside its top where below would reach the footer.
+            let band = h as i64 - 32 * scale as i64;
+            let below = r.bbox[3] as i64 + 2;
+            let ly = if below + 12 * scale as i64 > band {
+                r.bbox[1] as i64 + 2
+            } else {
+                below
+            };
+            let lx = (r.bbox[0] as i64).max(0);
             c.label(
                 lx,
                 ly,
@@ -201,42 +268,16 @@ pub fn render_overlay(
         }
     }
 
-    // Legend: the colour scale, and the report check's tally.
-    let s = scale as i64;
-    let (lx, mut ly) = (8 * s, 8 * s);
-    ly += c.label(
-        lx,
-        ly,
-        &format!("{} {}", analysis.model.name, analysis.model.version),
-        [255, 255, 255],
-    );
-    for p in [0.5f32, 0.75, 1.0] {
-        ly += c.label(lx, ly, &format!("p = {p:.2}"), probability_colour(p));
+    // The legend, drawn where it was kept free.
+    c.keep_out.clear();
+    c.avoid = false;
+    let mut ly = legend_rect[1];
+    for (text, colour) in &legend {
+        ly += c.label(legend_rect[0], ly, text, *colour);
     }
     if let Some(check) = check {
-        for v in [
-            Verdict::Contradicted,
-            Verdict::LateralityMismatch,
-            Verdict::Unsupported,
-            Verdict::Uncertain,
-            Verdict::Supported,
-        ] {
-            let key = format!("{v:?}").to_lowercase();
-            let n = check.counts.get(&key).copied().unwrap_or(0);
-            if n > 0 {
-                ly += c.label(lx, ly, &format!("report: {n} {key}"), verdict_colour(v));
-            }
-        }
-        for o in &check.omissions {
-            ly += c.label(
-                lx,
-                ly,
-                &format!("not in report: {} {:.2}", o.finding, o.probability),
-                [235, 50, 50],
-            );
-            if let Some(b) = o.bbox {
-                c.rect(b, [235, 50, 50], scale);
-            }
+        for b in check.omissions.iter().filter_map(|o| o.bbox) {
+            c.rect(b, [235, 50, 50], scale);
         }
     }
     let _ = ly;
