@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Trains the embedded default model from nothing, on a 2-core CPU in under an hour, and exports
-# it to models/default with its evaluation (models/default/MODEL_CARD.md explains the result):
+# Trains the previous, phantom-only default model from nothing, on a 2-core CPU in under an hour,
+# and exports it to ${OUT:-target/train-default/bundle} with its evaluation (the default now is
+# trained on real films too: scripts/train-real.sh):
 #   1. 2,500 phantom studies (256 px; train 2004 / validate 252 / test 244), seed 7;
 #   2. asg-train fit with trainer/configs/embedded.toml (3,000 steps of 16 images at 128 px;
 #      34 minutes on a 2-core CPU);
@@ -20,8 +21,8 @@ if [ ! -f "$work/phantoms/phantom_set.json" ]; then
 fi
 "$train" fit --data "$work/phantoms" --config trainer/configs/embedded.toml --out "$work/run" \
   $( [ -f "$work/run/state.json" ] && echo --resume )
-"$train" export --run "$work/run" --out models/default --name asg-default \
+"$train" export --run "$work/run" --out "${OUT:-$work/bundle}" --name asg-default \
   --data "$work/phantoms" \
   --data-description "2,500 synthetic phantom studies (asg-train synth --n 2500 --seed 7 --size 256): train 2004, validate 252, test 244" \
   | tee "$work/evaluation.md"
-echo "models/default written; evaluation table in $work/evaluation.md"
+echo "${OUT:-$work/bundle} written; evaluation table in $work/evaluation.md"
