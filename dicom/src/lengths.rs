@@ -2,6 +2,8 @@
 //! the end of the data, before dicom-parser allocates (and zero-fills) a buffer of that length.
 //! Hand-written because the parser has no such bound; it reads headers only and never allocates.
 //! Headers are read the way dicom-encoding reads them (an unknown VR is UN, with a 32-bit length).
+//! A deflated data set is inflated first (with the `codecs` feature; at most 1 GiB, more is
+//! refused as a deflate bomb) and walked the same way.
 
 use dicom_core::{Tag, VR};
 
@@ -60,21 +62,83 @@ fn is_sequence_in_dictionary(tag: Tag) -> bool {
 
 /// Walks `data` (the bytes after the "DICM" magic). `Ok` when every header fits (or the walk met
 /// something it leaves to the parser); `Err` names the first element whose length overruns.
-pub fn check(data: &[u8]) -> Result<(), LengthOverrun> {
-    walk(data, None)
+pub fn check(data: &[u8]) -> Result<(), WalkError> {
+    match walk(data, None)? {
+        Walked::Done => Ok(()),
+        Walked::Deflated(start) => check_deflated(&data[start.min(data.len())..]),
+    }
 }
 
 /// Walks a data set with no meta group, in the transfer syntax `uid` (native syntaxes only).
-pub fn check_dataset(data: &[u8], uid: &str) -> Result<(), LengthOverrun> {
+pub fn check_dataset(data: &[u8], uid: &str) -> Result<(), WalkError> {
     let encoding = match uid {
         "1.2.840.10008.1.2" => Encoding::ImplicitLe,
         "1.2.840.10008.1.2.2" => Encoding::ExplicitBe,
         _ => Encoding::ExplicitLe,
     };
-    walk(data, Some(encoding))
+    walk(data, Some(encoding))?;
+    Ok(())
 }
 
-fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<(), LengthOverrun> {
+/// The most a deflated data set may inflate to before it is refused (a deflate bomb).
+#[cfg(feature = "codecs")]
+pub const MAX_INFLATED_BYTES: u64 = 1 << 30;
+
+/// Inflates a deflated data set (raw deflate, PS3.5 A.5) up to [`MAX_INFLATED_BYTES`] and walks it
+/// as explicit VR little endian. A stream that does not inflate is left to the parser, which
+/// names the cause.
+#[cfg(feature = "codecs")]
+fn check_deflated(stream: &[u8]) -> Result<(), WalkError> {
+    use std::io::Read;
+    let mut inflated = Vec::new();
+    let read = flate2::read::DeflateDecoder::new(stream)
+        .take(MAX_INFLATED_BYTES + 1)
+        .read_to_end(&mut inflated);
+    if inflated.len() as u64 > MAX_INFLATED_BYTES {
+        return Err(WalkError::InflatesTooLarge {
+            limit: MAX_INFLATED_BYTES,
+        });
+    }
+    if read.is_err() && inflated.is_empty() {
+        return Ok(());
+    }
+    // A stream damaged part way: what did inflate is walked, and an element running past it is
+    // an overrun all the same (the parser could not read it either).
+    walk(&inflated, Some(Encoding::ExplicitLe))?;
+    Ok(())
+}
+
+/// Without the codecs a deflated data set is not read at all (the parser refuses it).
+#[cfg(not(feature = "codecs"))]
+fn check_deflated(_stream: &[u8]) -> Result<(), WalkError> {
+    Ok(())
+}
+
+/// What the pre-walk refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "codecs"), allow(dead_code))]
+pub enum WalkError {
+    /// An element's declared length runs past the end of the data.
+    Overrun(LengthOverrun),
+    /// A deflated data set inflates to more than `limit` bytes.
+    InflatesTooLarge { limit: u64 },
+}
+
+impl From<LengthOverrun> for WalkError {
+    fn from(o: LengthOverrun) -> Self {
+        WalkError::Overrun(o)
+    }
+}
+
+/// How far a walk got.
+enum Walked {
+    /// The whole data.
+    Done,
+    /// Up to a deflated data set starting at this offset.
+    Deflated(usize),
+}
+
+fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun> {
     let mut pos = 0usize;
     let mut encoding = dataset.unwrap_or(Encoding::ExplicitLe);
     let mut transfer_syntax: Option<String> = None;
@@ -99,7 +163,7 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<(), LengthOverrun> {
     while pos < data.len() {
         // The meta group is explicit VR little endian; the data set follows its transfer syntax.
         let Some(group_le) = u16_at(pos, false) else {
-            return Ok(());
+            return Ok(Walked::Done);
         };
         if in_meta && group_le != 0x0002 {
             in_meta = false;
@@ -107,20 +171,22 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<(), LengthOverrun> {
                 Some("1.2.840.10008.1.2") => encoding = Encoding::ImplicitLe,
                 Some("1.2.840.10008.1.2.2") => encoding = Encoding::ExplicitBe,
                 // Deflated data sets cannot be walked without inflating them.
-                Some("1.2.840.10008.1.2.1.99") | Some("1.2.840.10008.1.2.1.99\0") => return Ok(()),
+                Some("1.2.840.10008.1.2.1.99") | Some("1.2.840.10008.1.2.1.99\0") => {
+                    return Ok(Walked::Deflated(pos))
+                }
                 _ => encoding = Encoding::ExplicitLe,
             }
         }
         let be = encoding == Encoding::ExplicitBe && !in_meta;
         let (Some(group), Some(element)) = (u16_at(pos, be), u16_at(pos + 2, be)) else {
-            return Ok(());
+            return Ok(Walked::Done);
         };
         let tag = Tag(group, element);
         let remaining_after = |header: usize| data.len().saturating_sub(pos + header) as u64;
         if group == 0xFFFE {
             // Item, item delimiter, sequence delimiter: tag + 4-byte length, no VR.
             let Some(len) = u32_at(pos + 4, be) else {
-                return Ok(());
+                return Ok(Walked::Done);
             };
             match element {
                 0xE000 if in_fragments && len != UNDEFINED => {
@@ -152,23 +218,23 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<(), LengthOverrun> {
         }
         let (len, header, sequence) = if encoding == Encoding::ImplicitLe && !in_meta {
             let Some(len) = u32_at(pos + 4, false) else {
-                return Ok(());
+                return Ok(Walked::Done);
             };
             (len, 8, len == UNDEFINED || is_sequence_in_dictionary(tag))
         } else {
             // As dicom-encoding reads it: an unknown VR is UN (reserved bytes, 32-bit length).
             let Some(vr_bytes) = data.get(pos + 4..pos + 6) else {
-                return Ok(());
+                return Ok(Walked::Done);
             };
             let vr = VR::from_binary([vr_bytes[0], vr_bytes[1]]).unwrap_or(VR::UN);
             if short_length(vr) {
                 let Some(len) = u16_at(pos + 6, be) else {
-                    return Ok(());
+                    return Ok(Walked::Done);
                 };
                 (len as u32, 8, false)
             } else {
                 let Some(len) = u32_at(pos + 8, be) else {
-                    return Ok(());
+                    return Ok(Walked::Done);
                 };
                 (len, 12, vr == VR::SQ || len == UNDEFINED)
             }
@@ -197,5 +263,5 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<(), LengthOverrun> {
         }
         pos += header + if sequence { 0 } else { len as usize };
     }
-    Ok(())
+    Ok(Walked::Done)
 }

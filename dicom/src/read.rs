@@ -278,6 +278,25 @@ fn guess_transfer_syntax(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// What the length pre-walk refused, as the error a user reads.
+fn walk_error(e: crate::lengths::WalkError) -> DicomErrorKind {
+    match e {
+        crate::lengths::WalkError::Overrun(overrun) => DicomErrorKind::InvalidElement {
+            name: "element",
+            tag: tag_text(overrun.tag),
+            reason: format!(
+                "declares {} bytes but only {} remain in the file (truncated or corrupt)",
+                overrun.declared, overrun.remaining
+            ),
+        },
+        crate::lengths::WalkError::InflatesTooLarge { limit } => DicomErrorKind::InvalidElement {
+            name: "deflated data set",
+            tag: "(0002,0010)".into(),
+            reason: format!("inflates to more than {limit} bytes (a deflate bomb?)"),
+        },
+    }
+}
+
 /// A bare data set (no preamble, no "DICM", no meta group): read in the guessed native transfer
 /// syntax, after the same length pre-walk, and given a meta group from its own SOP UIDs.
 fn parse_without_meta(bytes: &[u8], source_name: &str) -> Result<DefaultDicomObject, DicomError> {
@@ -288,15 +307,8 @@ fn parse_without_meta(bytes: &[u8], source_name: &str) -> Result<DefaultDicomObj
                 .into(),
         )));
     };
-    if let Err(overrun) = crate::lengths::check_dataset(bytes, uid) {
-        return Err(err(DicomErrorKind::InvalidElement {
-            name: "element",
-            tag: tag_text(overrun.tag),
-            reason: format!(
-                "declares {} bytes but only {} remain in the file (truncated or corrupt)",
-                overrun.declared, overrun.remaining
-            ),
-        }));
+    if let Err(e) = crate::lengths::check_dataset(bytes, uid) {
+        return Err(err(walk_error(e)));
     }
     use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
     let Some(ts) = dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(uid) else {
@@ -389,15 +401,8 @@ pub(crate) fn parse_object(
     } else {
         &bytes[4..]
     };
-    if let Err(overrun) = crate::lengths::check(body) {
-        return Err(err(DicomErrorKind::InvalidElement {
-            name: "element",
-            tag: tag_text(overrun.tag),
-            reason: format!(
-                "declares {} bytes but only {} remain in the file (truncated or corrupt)",
-                overrun.declared, overrun.remaining
-            ),
-        }));
+    if let Err(e) = crate::lengths::check(body) {
+        return Err(err(walk_error(e)));
     }
     let preamble = if has_preamble {
         ReadPreamble::Always

@@ -693,3 +693,43 @@ fn a_modality_lut_sequence_replaces_the_rescale_and_orientation_is_reported() {
     assert_eq!(read.pixels, vec![10.0, 20.0, 30.0, 30.0]);
     assert_eq!(read.meta.patient_orientation.as_deref(), Some("R\\F"));
 }
+
+/// Found by the fuzzer (dicom/fuzz, a 60 s CI run): in a deflated data set an element declared
+/// 3.7 GB, and dicom-parser zero-filled that much before finding the stream short (37 s, and
+/// gigabytes). The length pre-walk now inflates a deflated data set (capped) and walks it too.
+#[test]
+#[cfg(feature = "codecs")]
+fn a_lying_length_inside_a_deflated_data_set_is_refused_before_allocating() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut img = sample(4, 4);
+    img.transfer_syntax = TransferSyntax::DeflatedExplicitVrLittleEndian;
+    let path = write(dir.path(), &img);
+    let bytes = std::fs::read(&path).unwrap();
+    // Preamble, "DICM", (0002,0000) UL 4 = the meta group's length after it.
+    let meta_len = u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
+    let start = 144 + meta_len;
+    let mut inflated = Vec::new();
+    flate2::read::DeflateDecoder::new(&bytes[start..])
+        .read_to_end(&mut inflated)
+        .unwrap();
+    // A private element (0009,0010) OB declaring 0xF0000000 bytes, then a few.
+    inflated.extend_from_slice(&[0x09, 0x00, 0x10, 0x00, b'O', b'B', 0, 0]);
+    inflated.extend_from_slice(&0xF000_0000u32.to_le_bytes());
+    inflated.extend_from_slice(&[1, 2, 3, 4]);
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&inflated).unwrap();
+    let mut lying = bytes[..start].to_vec();
+    lying.extend(enc.finish().unwrap());
+    let lying_path = dir.path().join("lying.dcm");
+    std::fs::write(&lying_path, &lying).unwrap();
+    let e = read_file(&lying_path, &ReadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("(0009,0010)") && e.contains("declares 4026531840 bytes but only"),
+        "{e}"
+    );
+    // The file as written still reads.
+    assert_eq!(read_file(&path, &ReadOptions::default()).unwrap().width, 4);
+}
