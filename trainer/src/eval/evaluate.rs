@@ -4,7 +4,9 @@ use crate::config::Config;
 use crate::data::masks::LesionMap;
 use crate::data::{self, Record, Split};
 use crate::eval::error::EvalError;
-use crate::eval::metrics::{auroc, iou, mean_std, pointing_hit, recall_at, Logistic};
+use crate::eval::metrics::{
+    auroc, iou, mean_std, peak_cell, pointing_hit, pointing_share, recall_at, Logistic,
+};
 use crate::eval::models::EvalModel;
 use crate::export::io::{text_inputs, ImagePrediction};
 use crate::vocab::{FINDINGS, REGIONS};
@@ -591,11 +593,7 @@ fn real_film_report(
 fn mask_pointing_hit(maps: &[f32], g: usize, size: usize, lesion: &LesionMap) -> Option<bool> {
     let cells = g * g;
     let heat = maps.get(lesion.finding * cells..(lesion.finding + 1) * cells)?;
-    let peak = heat
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
-        .map(|(i, _)| i)?;
+    let peak = peak_cell(heat)?;
     let lb = asg_dicom::Letterbox::new(lesion.image_width, lesion.image_height, size as u32);
     let cell = size as f64 / g as f64;
     let (col, row) = ((peak % g) as f64, (peak / g) as f64);
@@ -768,12 +766,9 @@ impl EvalReport {
                 r.normal_films
             );
             let pointing = |m: &BTreeMap<String, (usize, usize)>| {
-                let (h, c) = m.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
+                let (_, c, share) = pointing_share(m);
                 let per: Vec<String> = m.iter().map(|(k, (h, c))| format!("{k} {h}/{c}")).collect();
-                (
-                    fmt((c > 0).then(|| h as f64 / c as f64)),
-                    format!("{c} lesions ({})", per.join(", ")),
-                )
+                (fmt(share), format!("{c} lesions ({})", per.join(", ")))
             };
             let (v, over) = pointing(&r.mask_pointing_attention);
             s += &format!(
@@ -830,13 +825,9 @@ impl EvalReport {
             put("real_zone_opacity_auroc", r.zone_opacity_auroc);
             put("real_nodule_auroc", r.nodule_auroc);
             put("real_abnormal_auroc", r.abnormal_auroc);
-            let share = |m: &BTreeMap<String, (usize, usize)>| {
-                let (h, c) = m.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
-                (c > 0).then(|| h as f64 / c as f64)
-            };
             put(
                 "real_mask_pointing_attention",
-                share(&r.mask_pointing_attention),
+                pointing_share(&r.mask_pointing_attention).2,
             );
         }
         for (k, v) in &self.retrieval_image_to_report {

@@ -2,6 +2,8 @@
 //! hand-computed cases): AUROC with ties, box IoU, recall at K with duplicate-aware matching, the
 //! pointing game, and an L2-regularised logistic regression (Newton's method) for linear probing.
 
+use std::collections::BTreeMap;
+
 /// Area under the ROC curve: the probability that a random positive scores above a random
 /// negative, ties counting one half (Mann-Whitney U over average ranks). `None` when there is no
 /// positive or no negative (the AUROC is undefined), or when the inputs disagree in length.
@@ -93,15 +95,30 @@ pub fn recall_at(
 
 /// The pointing game for one heatmap: the peak cell of `heatmap` (`g * g`, row-major over the
 /// model input) falls inside one of `boxes` (0..1 coordinates). `None` when there is no box.
+/// The index of a heatmap's largest value (ties: the first).
+pub fn peak_cell(heatmap: &[f32]) -> Option<usize> {
+    heatmap
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+        .map(|(i, _)| i)
+}
+
+/// Hits and cases summed over findings, and their share (None without cases).
+pub fn pointing_share(
+    per_finding: &BTreeMap<String, (usize, usize)>,
+) -> (usize, usize, Option<f64>) {
+    let (h, c) = per_finding
+        .values()
+        .fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
+    (h, c, (c > 0).then(|| h as f64 / c as f64))
+}
+
 pub fn pointing_hit(heatmap: &[f32], g: usize, boxes: &[[f32; 4]]) -> Option<bool> {
     if boxes.is_empty() || g == 0 || heatmap.len() != g * g {
         return None;
     }
-    let peak = heatmap
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
-        .map(|(i, _)| i)?;
+    let peak = peak_cell(heatmap)?;
     let (x, y) = (
         ((peak % g) as f32 + 0.5) / g as f32,
         ((peak / g) as f32 + 0.5) / g as f32,
