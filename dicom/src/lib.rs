@@ -11,6 +11,7 @@
 mod error;
 pub mod index;
 mod lengths;
+mod native;
 pub mod npy;
 #[cfg(feature = "pictures")]
 pub mod picture;

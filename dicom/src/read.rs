@@ -618,10 +618,21 @@ fn header(
         "RGB" | "YBR_FULL" | "YBR_FULL_422" | "YBR_RCT" | "YBR_ICT"
     );
     let palette = photometric == "PALETTE COLOR";
-    if colour && photometric != "RGB" && !is_encapsulated(obj) {
-        return Err(el.err(DicomErrorKind::UnsupportedPhotometric(format!(
-            "{photometric} in native (uncompressed) pixel data: YBR to RGB conversion is not implemented"
-        ))));
+    if !is_encapsulated(obj) && matches!(photometric.as_str(), "YBR_RCT" | "YBR_ICT") {
+        return Err(el.err(DicomErrorKind::InvalidElement {
+            name: "Photometric Interpretation",
+            tag: tag_text(tags::PHOTOMETRIC_INTERPRETATION),
+            reason: format!("{photometric} is defined only for JPEG 2000 pixel data, and this Pixel Data is native (uncompressed)"),
+        }));
+    }
+    if !is_encapsulated(obj) && photometric == "YBR_FULL_422" && columns % 2 != 0 {
+        return Err(el.err(DicomErrorKind::InvalidElement {
+            name: "Columns",
+            tag: tag_text(tags::COLUMNS),
+            reason: format!(
+                "{columns} columns: YBR_FULL_422 pairs pixels, so the count must be even"
+            ),
+        }));
     }
     if transfer_syntax_uid == "1.2.840.10008.1.2.5" {
         check_rle(obj, options.frame, rows, columns, samples, bits_allocated).map_err(
@@ -692,10 +703,12 @@ fn header(
             .to_bytes()
             .map(|b| b.len() as u64)
             .unwrap_or(0);
+        let samples_total =
+            crate::native::samples_per_frame(rows, columns, samples, &photometric) * frames as u64;
         let need = if bits_allocated == 1 {
-            total.div_ceil(8)
+            samples_total.div_ceil(8)
         } else {
-            total * (bits_allocated as u64 / 8)
+            samples_total * (bits_allocated as u64 / 8)
         };
         if have < need {
             return Err(el.err(DicomErrorKind::InvalidElement {
@@ -741,6 +754,7 @@ fn header(
         }
         _ => None,
     };
+    let (rescale_slope, rescale_intercept) = rescale(obj, &el, options.frame)?;
     let voi_lut = voi_lut_sequence(obj, &el)?;
     let modality_lut = lut_sequence(
         obj,
@@ -763,12 +777,8 @@ fn header(
         pixel_representation: pixel_representation as u16,
         samples_per_pixel: samples as u16,
         photometric_interpretation: photometric,
-        rescale_slope: el
-            .float("Rescale Slope", tags::RESCALE_SLOPE)?
-            .unwrap_or(1.0),
-        rescale_intercept: el
-            .float("Rescale Intercept", tags::RESCALE_INTERCEPT)?
-            .unwrap_or(0.0),
+        rescale_slope,
+        rescale_intercept,
         pixel_spacing_mm,
         view_position: el.string(tags::VIEW_POSITION),
         laterality: el
@@ -781,6 +791,41 @@ fn header(
         modality_lut,
     };
     Ok(meta)
+}
+
+/// The rescale slope and intercept of one frame: the top-level attributes, else the frame's item of
+/// the Per-Frame Functional Groups Sequence, else the Shared Functional Groups Sequence (enhanced
+/// multi-frame objects keep them in a Pixel Value Transformation Sequence there, C.7.6.16.2.9).
+fn rescale(obj: &DefaultDicomObject, el: &Elements, frame: u32) -> Result<(f64, f64), DicomError> {
+    let slope = el.float("Rescale Slope", tags::RESCALE_SLOPE)?;
+    let intercept = el.float("Rescale Intercept", tags::RESCALE_INTERCEPT)?;
+    if slope.is_some() || intercept.is_some() {
+        return Ok((slope.unwrap_or(1.0), intercept.unwrap_or(0.0)));
+    }
+    let in_group = |group: Option<&dicom_object::InMemDicomObject>| -> Option<(f64, f64)> {
+        let transform = group?
+            .element_opt(tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE)
+            .ok()
+            .flatten()?
+            .items()?
+            .first()?;
+        let number = |tag| {
+            transform
+                .element_opt(tag)
+                .ok()
+                .flatten()
+                .and_then(|e| e.to_float64().ok())
+                .filter(|v| v.is_finite())
+        };
+        let (s, i) = (number(tags::RESCALE_SLOPE), number(tags::RESCALE_INTERCEPT));
+        (s.is_some() || i.is_some()).then(|| (s.unwrap_or(1.0), i.unwrap_or(0.0)))
+    };
+    let items = |tag| obj.element_opt(tag).ok().flatten().and_then(|e| e.items());
+    let per_frame = items(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
+        .and_then(|items| in_group(items.get(frame as usize)));
+    let shared =
+        || items(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|items| in_group(items.first()));
+    Ok(per_frame.or_else(shared).unwrap_or((1.0, 0.0)))
 }
 
 /// The first item of the VOI LUT Sequence, checked: descriptor (entries, first mapped value,
@@ -996,33 +1041,31 @@ fn j2k_signedness(obj: &DefaultDicomObject) -> Option<bool> {
     Some(ssiz & 0x80 != 0)
 }
 
-/// Colour frames: the raw samples (R, G, B interleaved; planar files interleaved here), and grey
-/// for the model as ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B). Compressed YBR data arrive as
-/// RGB from the decoders; native YBR (a colour-space conversion whose rounding would have to match
-/// other readers') is refused with its name.
-fn decode_colour(
+/// Colour frames decoded by dicom-pixeldata: the raw samples (R, G, B interleaved; planar files
+/// interleaved here). Compressed YBR data arrive as RGB from the decoders.
+fn decoded_colour_samples(
     decoded: &dicom_pixeldata::DecodedPixelData,
-    mut meta: ImageMeta,
+    meta: &ImageMeta,
     el: &Elements,
-    options: &ReadOptions,
-) -> Result<Image, DicomError> {
+) -> Result<Vec<i64>, DicomError> {
     use dicom_pixeldata::PlanarConfiguration;
     let pi = decoded.photometric_interpretation().to_string();
     if pi.trim() != "RGB" {
         return Err(el.err(DicomErrorKind::UnsupportedPhotometric(format!(
-            "{} in native (uncompressed) pixel data: YBR to RGB conversion is not implemented",
-            meta.photometric_interpretation
+            "{} decoded as {}, not RGB",
+            meta.photometric_interpretation,
+            pi.trim()
         ))));
     }
     let n = meta.rows as usize * meta.columns as usize;
-    let samples: Vec<i64> = match decoded.planar_configuration() {
+    match decoded.planar_configuration() {
         PlanarConfiguration::Standard => {
             let raw = ConvertOptions::new()
                 .with_modality_lut(ModalityLutOption::None)
                 .with_voi_lut(VoiLutOption::Identity);
             decoded
                 .to_vec_frame_with_options(0, &raw)
-                .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?
+                .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))
         }
         PlanarConfiguration::PixelFirst => {
             let bytes = decoded
@@ -1040,19 +1083,31 @@ fn decode_colour(
                     ))))
                 }
             };
-            if planes.len() < 3 * n {
-                return Err(el.err(DicomErrorKind::Decode(format!(
-                    "{} samples for a {} x {} colour frame",
-                    planes.len(),
-                    meta.rows,
-                    meta.columns
-                ))));
-            }
-            (0..n)
-                .flat_map(|i| [planes[i], planes[n + i], planes[2 * n + i]])
-                .collect()
+            Ok(interleave_planes(&planes, n))
         }
-    };
+    }
+}
+
+/// Planar colour (R plane, G plane, B plane) interleaved pixel by pixel; what is missing reads
+/// short and is caught by the caller's length check.
+fn interleave_planes(planes: &[i64], n: usize) -> Vec<i64> {
+    if planes.len() < 3 * n {
+        return planes.to_vec();
+    }
+    (0..n)
+        .flat_map(|i| [planes[i], planes[n + i], planes[2 * n + i]])
+        .collect()
+}
+
+/// A colour frame from its R, G, B samples (interleaved): the samples kept as stored, and grey for
+/// the model as ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B), full-range display.
+fn colour_image(
+    samples: Vec<i64>,
+    mut meta: ImageMeta,
+    el: &Elements,
+    options: &ReadOptions,
+) -> Result<Image, DicomError> {
+    let n = meta.rows as usize * meta.columns as usize;
     if samples.len() != 3 * n {
         return Err(el.err(DicomErrorKind::Decode(format!(
             "decoded {} samples for a {} x {} colour frame",
@@ -1146,18 +1201,12 @@ fn palette_lut(
 
 /// PALETTE COLOR: stored indices kept (as pydicom gives them), and for the model the grey (BT.601
 /// luma) of the colour each index maps to through the three tables; full-range display.
-fn decode_palette(
-    decoded: &dicom_pixeldata::DecodedPixelData,
+fn palette_image(
+    indices: Vec<i64>,
     mut meta: ImageMeta,
     el: &Elements,
     options: &ReadOptions,
 ) -> Result<Image, DicomError> {
-    let raw = ConvertOptions::new()
-        .with_modality_lut(ModalityLutOption::None)
-        .with_voi_lut(VoiLutOption::Identity);
-    let indices: Vec<i64> = decoded
-        .to_vec_frame_with_options(0, &raw)
-        .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
     let (rf, red) = palette_lut(
         el,
         tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
@@ -1213,14 +1262,43 @@ fn decode(
     let meta = header(obj, source_name, options)?;
     let el = Elements { obj, source_name };
     let (rows, columns) = (meta.rows, meta.columns);
+    let count = crate::native::samples_per_frame(
+        rows,
+        columns,
+        meta.samples_per_pixel as u32,
+        &meta.photometric_interpretation,
+    ) as usize;
+    if let Some(frame) = crate::native::NativeFrame::borrow(
+        obj,
+        options.frame,
+        count,
+        meta.bits_allocated as u32,
+        meta.bits_stored as u32,
+        meta.pixel_representation == 1,
+    ) {
+        return decode_native(&frame, meta, &el, options);
+    }
+    if meta.bits_allocated == 32 || meta.bits_allocated == 1 {
+        return Err(el.err(DicomErrorKind::Decode(format!(
+            "{} bits allocated in {} pixel data: only native pixel data of that depth is read",
+            meta.bits_allocated, meta.transfer_syntax_uid
+        ))));
+    }
     let decoded = obj
         .decode_pixel_data_frame(options.frame)
         .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
     if meta.samples_per_pixel == 3 {
-        return decode_colour(&decoded, meta, &el, options);
+        let samples = decoded_colour_samples(&decoded, &meta, &el)?;
+        return colour_image(samples, meta, &el, options);
     }
     if meta.photometric_interpretation == "PALETTE COLOR" {
-        return decode_palette(&decoded, meta, &el, options);
+        let raw = ConvertOptions::new()
+            .with_modality_lut(ModalityLutOption::None)
+            .with_voi_lut(VoiLutOption::Identity);
+        let indices: Vec<i64> = decoded
+            .to_vec_frame_with_options(0, &raw)
+            .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
+        return palette_image(indices, meta, &el, options);
     }
     let pixels: Vec<f32> = if let Some(lut) = &meta.modality_lut {
         // The Modality LUT Sequence replaces the rescale: a table lookup of the stored values.
@@ -1257,6 +1335,73 @@ fn decode(
     Ok(Image {
         width: columns,
         height: rows,
+        pixels,
+        stored,
+        meta,
+    })
+}
+
+/// A frame of native pixel data, read in place ([`crate::native`]): monochrome values rescaled
+/// (or looked up in the Modality LUT) in one pass over the stored samples; colour (RGB, YBR_FULL,
+/// YBR_FULL_422, either planar configuration) and palette indices as the other paths give them.
+fn decode_native(
+    frame: &crate::native::NativeFrame,
+    meta: ImageMeta,
+    el: &Elements,
+    options: &ReadOptions,
+) -> Result<Image, DicomError> {
+    let n = meta.rows as usize * meta.columns as usize;
+    let photometric = meta.photometric_interpretation.as_str();
+    if meta.samples_per_pixel == 3 {
+        let planar = el.uint("Planar Configuration", tags::PLANAR_CONFIGURATION)? == Some(1)
+            && photometric != "YBR_FULL_422";
+        let mut samples = frame.stored();
+        if planar {
+            samples = interleave_planes(&samples, n);
+        }
+        if photometric == "YBR_FULL" || photometric == "YBR_FULL_422" {
+            samples = crate::native::ybr_to_rgb(
+                &samples,
+                n,
+                meta.bits_stored as u32,
+                photometric == "YBR_FULL_422",
+            )
+            .ok_or_else(|| {
+                el.err(DicomErrorKind::Decode(format!(
+                    "{} samples for a {} x {} {photometric} frame",
+                    samples.len(),
+                    meta.rows,
+                    meta.columns
+                )))
+            })?;
+        }
+        return colour_image(samples, meta, el, options);
+    }
+    if photometric == "PALETTE COLOR" {
+        return palette_image(frame.stored(), meta, el, options);
+    }
+    let (pixels, stored) = match &meta.modality_lut {
+        Some(lut) => {
+            let stored = frame.stored();
+            let pixels = stored.iter().map(|&v| lut.entry(v) as f32).collect();
+            (pixels, options.keep_stored.then_some(stored))
+        }
+        None => (
+            frame.rescaled(meta.rescale_slope, meta.rescale_intercept),
+            options.keep_stored.then(|| frame.stored()),
+        ),
+    };
+    if pixels.len() != n {
+        return Err(el.err(DicomErrorKind::Decode(format!(
+            "decoded {} values for a {} x {} frame",
+            pixels.len(),
+            meta.rows,
+            meta.columns
+        ))));
+    }
+    Ok(Image {
+        width: meta.columns,
+        height: meta.rows,
         pixels,
         stored,
         meta,

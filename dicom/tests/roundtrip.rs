@@ -514,7 +514,49 @@ fn rgb_images_keep_their_samples_and_give_luma_to_the_model() {
         // Full range for colour: white is 1.
         assert!((read.display()[1] - 1.0).abs() < 1e-3);
     }
-    // Native YBR is refused with the reason.
+    // Native YBR_FULL and YBR_FULL_422 become RGB (PS3.3 C.7.6.3.1.2, as pydicom converts):
+    // neutral chroma is grey; Y 0 with Cb = Cr = 0 is R 0, G 0.344136 x 128 + 0.714136 x 128 =
+    // 135.4 -> 135, B 0.
+    for (photometric, data, want) in [
+        (
+            "YBR_FULL",
+            vec![90u8, 128, 128, 0, 0, 0],
+            vec![90i64, 90, 90, 0, 135, 0],
+        ),
+        (
+            "YBR_FULL_422",
+            vec![90u8, 0, 128, 128],
+            vec![90i64, 90, 90, 0, 0, 0],
+        ),
+    ] {
+        let path = write_with(dir.path(), &img, |obj| {
+            obj.put(DataElement::new(
+                tags::SAMPLES_PER_PIXEL,
+                VR::US,
+                PrimitiveValue::from(3u16),
+            ));
+            obj.put(DataElement::new(
+                tags::PHOTOMETRIC_INTERPRETATION,
+                VR::CS,
+                PrimitiveValue::from(photometric),
+            ));
+            obj.put(DataElement::new(
+                tags::PIXEL_DATA,
+                VR::OB,
+                PrimitiveValue::U8(data.clone().into()),
+            ));
+        });
+        let read = read_file(
+            &path,
+            &ReadOptions {
+                keep_stored: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(read.stored.as_deref().unwrap(), &want[..], "{photometric}");
+    }
+    // YBR_FULL_422 data one byte short of Rows x Columns x 2 is refused, not read past its end.
     let path = write_with(dir.path(), &img, |obj| {
         obj.put(DataElement::new(
             tags::SAMPLES_PER_PIXEL,
@@ -524,21 +566,18 @@ fn rgb_images_keep_their_samples_and_give_luma_to_the_model() {
         obj.put(DataElement::new(
             tags::PHOTOMETRIC_INTERPRETATION,
             VR::CS,
-            PrimitiveValue::from("YBR_FULL"),
+            PrimitiveValue::from("YBR_FULL_422"),
         ));
         obj.put(DataElement::new(
             tags::PIXEL_DATA,
             VR::OB,
-            PrimitiveValue::U8(vec![0u8; 6].into()),
+            PrimitiveValue::U8(vec![0u8; 2].into()),
         ));
     });
     let e = read_file(&path, &ReadOptions::default())
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains("YBR_FULL") && e.contains("not implemented"),
-        "{e}"
-    );
+    assert!(e.contains("2 bytes") && e.contains("needs 4"), "{e}");
 }
 
 #[test]
