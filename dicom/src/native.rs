@@ -88,6 +88,26 @@ impl<'a> NativeFrame<'a> {
         (frame.available() >= frame.first as u64 + count as u64).then_some(frame)
     }
 
+    /// A frame held in `bytes` (little endian, pixel-first), such as a decoded RLE frame.
+    pub(crate) fn from_le_bytes(
+        bytes: &'a [u8],
+        count: usize,
+        bits_allocated: u32,
+        bits_stored: u32,
+        signed: bool,
+    ) -> Option<Self> {
+        let frame = Self {
+            held: Held::Bytes(bytes, Endian::Little),
+            bits_allocated,
+            bits_stored: bits_stored.clamp(1, bits_allocated),
+            signed,
+            first: 0,
+            count,
+        };
+        (matches!(bits_allocated, 8 | 16 | 32) && frame.available() >= count as u64)
+            .then_some(frame)
+    }
+
     /// How many samples the held data has room for.
     fn available(&self) -> u64 {
         let bits = match self.held {
@@ -175,6 +195,75 @@ impl<'a> NativeFrame<'a> {
     }
 }
 
+/// Decodes one RLE Lossless frame (PS3.5 Annex G) into little-endian, pixel-first samples:
+/// segment `s * bytes + k` holds byte `k` (most significant first) of sample `s`, PackBits coded.
+/// Used for 32-bit allocations, which dicom-rs's RLE decoder does not handle; the header and
+/// segment lengths were validated before (`check_rle`), and a short segment is still an error.
+pub(crate) fn rle_decode(
+    fragment: &[u8],
+    pixels: usize,
+    samples: usize,
+    bytes: usize,
+) -> Result<Vec<u8>, String> {
+    let segments = samples * bytes;
+    if fragment.len() < 64 || segments == 0 || segments > 15 {
+        return Err(format!(
+            "RLE frame of {} bytes with {segments} segments",
+            fragment.len()
+        ));
+    }
+    let u32_at = |p: usize| {
+        u32::from_le_bytes([
+            fragment[p],
+            fragment[p + 1],
+            fragment[p + 2],
+            fragment[p + 3],
+        ]) as usize
+    };
+    let mut out = vec![0u8; pixels * segments];
+    for segment in 0..segments {
+        let start = u32_at(4 + 4 * segment);
+        let end = if segment + 1 < segments {
+            u32_at(8 + 4 * segment)
+        } else {
+            fragment.len()
+        };
+        let data = fragment
+            .get(start..end)
+            .ok_or_else(|| format!("RLE segment {segment} spans bytes {start}..{end}"))?;
+        let (s, k) = (segment / bytes, segment % bytes);
+        let at = |i: usize| (i * samples + s) * bytes + (bytes - 1 - k);
+        let (mut i, mut n) = (0usize, 0usize);
+        while i < data.len() && n < pixels {
+            let code = data[i] as usize;
+            if code < 128 {
+                let run = data.get(i + 1..i + 2 + code).unwrap_or(&data[i + 1..]);
+                for &b in run.iter().take(pixels - n) {
+                    out[at(n)] = b;
+                    n += 1;
+                }
+                i += code + 2;
+            } else if code > 128 {
+                if let Some(&b) = data.get(i + 1) {
+                    for _ in 0..(257 - code).min(pixels - n) {
+                        out[at(n)] = b;
+                        n += 1;
+                    }
+                }
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+        if n < pixels {
+            return Err(format!(
+                "RLE segment {segment} decodes to {n} bytes, Rows x Columns needs {pixels}"
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// YBR_FULL (or, with `subsampled`, YBR_FULL_422) samples, interleaved Y Cb Cr (YBR_FULL_422: Y1
 /// Y2 Cb Cr per pixel pair), to interleaved R G B, as pydicom converts them: the PS3.3 C.7.6.3.1.2
 /// equations in single precision, rounded half up, clipped to the sample range.
@@ -195,7 +284,7 @@ pub(crate) fn ybr_to_rgb(
     };
     let mut out = Vec::with_capacity(pixels * 3);
     if subsampled {
-        if samples.len() < pixels * 2 || pixels % 2 != 0 {
+        if samples.len() < pixels * 2 || !pixels.is_multiple_of(2) {
             return None;
         }
         for q in samples[..pixels * 2].chunks_exact(4) {
@@ -227,6 +316,31 @@ mod tests {
         let red = ybr_to_rgb(&[76, 85, 255], 1, 8, false).unwrap_or_default();
         assert_eq!(red[0], 254); // 76 + 1.402 * 127 = 254.05
         assert_eq!(red[2], 0); // 76 + 1.772 * -43 < 0: clipped
+    }
+
+    #[test]
+    fn rle_32_bit_segments_are_reassembled_most_significant_byte_first() {
+        // Two pixels, one sample of 4 bytes: segments hold bytes MSB..LSB; literal runs.
+        let mut f = vec![0u8; 64];
+        f[0] = 4;
+        let mut body = Vec::new();
+        for (k, pair) in [[0x01u8, 0x05], [0x02, 0x06], [0x03, 0x07], [0x04, 0x08]]
+            .iter()
+            .enumerate()
+        {
+            let offset = (64 + body.len()) as u32;
+            f[4 + 4 * k..8 + 4 * k].copy_from_slice(&offset.to_le_bytes());
+            body.extend([1u8, pair[0], pair[1]]); // literal run of 2
+        }
+        f.extend(body);
+        let out = rle_decode(&f, 2, 1, 4).unwrap_or_default();
+        let frame = NativeFrame::from_le_bytes(&out, 2, 32, 32, false);
+        assert_eq!(
+            frame.map(|f| f.stored()),
+            Some(vec![0x01020304, 0x05060708])
+        );
+        // A segment that decodes short is an error.
+        assert!(rle_decode(&f[..70], 2, 1, 4).is_err());
     }
 
     #[test]

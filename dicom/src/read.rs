@@ -401,6 +401,9 @@ pub(crate) fn parse_object(
     } else {
         &bytes[4..]
     };
+    if let Some(obj) = dataset_in_other_vr(bytes, body, source_name)? {
+        return Ok(obj);
+    }
     if let Err(e) = crate::lengths::check(body) {
         return Err(err(walk_error(e)));
     }
@@ -414,6 +417,65 @@ pub(crate) fn parse_object(
         .from_reader(bytes)
         .map_err(|e| err(DicomErrorKind::NotDicom(error_chain(&e))))?;
     Ok(obj)
+}
+
+/// A file whose data set is written with implicit VR while its meta header names an explicit VR
+/// little endian syntax (or the reverse), as some writers do (pydicom reads such files by looking
+/// at the data set, and so does this): the data set read as it is encoded, after the same length
+/// pre-walk, and given its own meta header back, so that compressed pixel data is decoded with the
+/// named codec. None when the data set is encoded as its meta header says.
+fn dataset_in_other_vr(
+    bytes: &[u8],
+    body: &[u8],
+    source_name: &str,
+) -> Result<Option<DefaultDicomObject>, DicomError> {
+    let err = |kind| DicomError::new(source_name, kind);
+    // (0002,0000) UL, length 4: the meta group's length, then the data set.
+    if body.len() < 12 || body[..6] != [0x02, 0x00, 0x00, 0x00, b'U', b'L'] {
+        return Ok(None);
+    }
+    let group_length = u32::from_le_bytes([body[8], body[9], body[10], body[11]]) as usize;
+    let Some(dataset) = body.get(12 + group_length..) else {
+        return Ok(None);
+    };
+    let magic = bytes.len() - body.len() - 4;
+    let Ok(meta) = dicom_object::FileMetaTable::from_reader(&bytes[magic..]) else {
+        return Ok(None);
+    };
+    let named = meta.transfer_syntax().to_string();
+    let Some(found) = guess_transfer_syntax(dataset) else {
+        return Ok(None);
+    };
+    use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+    let registry = dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+    let Some(named_ts) = registry.get(&named) else {
+        return Ok(None);
+    };
+    let named_implicit = named == "1.2.840.10008.1.2";
+    let little = named_ts.endianness() == dicom_encoding::transfer_syntax::Endianness::Little;
+    let deflated = named_ts.name().contains("Deflate");
+    let mismatch = match found {
+        "1.2.840.10008.1.2" => !named_implicit && little && !deflated,
+        "1.2.840.10008.1.2.1" => named_implicit,
+        _ => false,
+    };
+    if !mismatch {
+        return Ok(None);
+    }
+    crate::lengths::check_dataset(dataset, found).map_err(|e| err(walk_error(e)))?;
+    let Some(found_ts) = registry.get(found) else {
+        return Ok(None);
+    };
+    let obj =
+        dicom_object::InMemDicomObject::read_dataset_with_ts(dataset, found_ts).map_err(|e| {
+            err(DicomErrorKind::NotDicom(format!(
+                "the data set is not encoded as its meta header's {} says; read as {}: {}",
+                named_ts.name(),
+                found_ts.name(),
+                error_chain(&e)
+            )))
+        })?;
+    Ok(Some(obj.with_exact_meta(meta)))
 }
 
 /// Reads and decodes one frame of a DICOM image from memory; `source_name` names it in errors.
@@ -498,13 +560,34 @@ impl Elements<'_> {
         let Some(element) = self.present(tag) else {
             return Ok(None);
         };
-        element.to_multi_float64().map(Some).map_err(|e| {
+        let invalid = |reason: String| {
             self.err(DicomErrorKind::InvalidElement {
                 name,
                 tag: tag_text(tag),
-                reason: e.to_string(),
+                reason,
             })
-        })
+        };
+        if element.vr() == dicom_core::VR::UN {
+            // A decimal string written with an unknown VR (PS3.5 6.2.2): its bytes are the text.
+            let bytes = element
+                .value()
+                .to_bytes()
+                .map_err(|e| invalid(e.to_string()))?;
+            return String::from_utf8_lossy(&bytes)
+                .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                .split('\\')
+                .map(|v| {
+                    v.trim().parse::<f64>().map_err(|_| {
+                        invalid(format!("{v:?} (encoded as UN) is not a decimal number"))
+                    })
+                })
+                .collect::<Result<Vec<f64>, _>>()
+                .map(Some);
+        }
+        element
+            .to_multi_float64()
+            .map(Some)
+            .map_err(|e| invalid(e.to_string()))
     }
 
     fn float(&self, name: &'static str, tag: Tag) -> Result<Option<f64>, DicomError> {
@@ -515,6 +598,14 @@ impl Elements<'_> {
         let Some(element) = self.present(tag) else {
             return Ok(None);
         };
+        if element.vr() == dicom_core::VR::UN {
+            // Its bytes would be read as numbers one by one: refused rather than misread.
+            return Err(self.err(DicomErrorKind::InvalidElement {
+                name,
+                tag: tag_text(tag),
+                reason: "encoded with an unknown VR (UN); its binary value is not read".into(),
+            }));
+        }
         element.to_int::<u32>().map(Some).map_err(|e| {
             self.err(DicomErrorKind::InvalidElement {
                 name,
@@ -625,7 +716,7 @@ fn header(
             reason: format!("{photometric} is defined only for JPEG 2000 pixel data, and this Pixel Data is native (uncompressed)"),
         }));
     }
-    if !is_encapsulated(obj) && photometric == "YBR_FULL_422" && columns % 2 != 0 {
+    if !is_encapsulated(obj) && photometric == "YBR_FULL_422" && !columns.is_multiple_of(2) {
         return Err(el.err(DicomErrorKind::InvalidElement {
             name: "Columns",
             tag: tag_text(tags::COLUMNS),
@@ -658,7 +749,10 @@ fn header(
             }));
         }
     }
-    if colour && jpeg_without_colour_transform(obj, &photometric) {
+    if colour
+        && !cfg!(feature = "codecs")
+        && jpeg_colour_override(obj, &photometric) == Some(JpegColour::AsStored)
+    {
         return Err(el.err(DicomErrorKind::UnsupportedPhotometric(format!(
             "{photometric} JPEG stored without the YCbCr transform (components named R, G, B, or no JFIF/Adobe marker): the JPEG decoder would convert it as YCbCr"
         ))));
@@ -900,6 +994,45 @@ fn lut_sequence(
     }))
 }
 
+/// A single-frame JPEG-LS image whose stream carries one 0x00 byte between the entropy-coded data
+/// and EOI (`.. 00 FF D9`, as NEMA's WG-04 JPEG-LS samples do; CharLS 2.3 and later refuse it,
+/// team-charls/charls#365 and #437, while CharLS 2.2, DCMTK, GDCM and pydicom's decoder read it):
+/// a copy of the object with that byte removed, to retry with. None for any other image.
+fn jpegls_without_stray_zero(
+    obj: &DefaultDicomObject,
+    meta: &ImageMeta,
+) -> Option<DefaultDicomObject> {
+    if !matches!(
+        meta.transfer_syntax_uid.as_str(),
+        "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81"
+    ) || meta.frames != 1
+    {
+        return None;
+    }
+    let fragments = obj
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()?
+        .fragments()?;
+    let mut stream: Vec<u8> = fragments.iter().flat_map(|f| f.iter().copied()).collect();
+    // Fragments are padded to an even length: a 0x00 may follow EOI.
+    let end = stream.windows(2).rposition(|w| w == [0xFF, 0xD9])?;
+    if end == 0 || stream[end - 1] != 0x00 {
+        return None;
+    }
+    stream.remove(end - 1);
+    let mut copy = obj.clone();
+    copy.put(dicom_core::DataElement::new(
+        tags::PIXEL_DATA,
+        dicom_core::VR::OB,
+        dicom_core::value::Value::PixelSequence(dicom_core::value::PixelFragmentSequence::new(
+            Vec::<u32>::new(),
+            vec![stream],
+        )),
+    ));
+    Some(copy)
+}
+
 /// Whether the Pixel Data is encapsulated (fragments).
 fn is_encapsulated(obj: &DefaultDicomObject) -> bool {
     obj.element_opt(tags::PIXEL_DATA)
@@ -918,14 +1051,23 @@ fn first_fragment(obj: &DefaultDicomObject) -> Option<&[u8]> {
         .map(|f| f.as_slice())
 }
 
-/// A JPEG frame stored without the YCbCr transform, which jpeg-decoder would still apply: three
-/// components identified as 'R', 'G', 'B' (libjpeg's convention), or, for Photometric
-/// Interpretation RGB, neither a JFIF (APP0) nor an Adobe (APP14) marker and component ids other
-/// than JFIF's 1, 2, 3 (the DICOM attribute is then the only statement of the colour space).
-fn jpeg_without_colour_transform(obj: &DefaultDicomObject, photometric: &str) -> bool {
-    let Some(b) = first_fragment(obj) else {
-        return false;
-    };
+/// How a colour JPEG frame's components are to be read, when jpeg-decoder on its own would read
+/// them otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JpegColour {
+    /// Stored as R, G, B: no transform.
+    AsStored,
+}
+
+/// A colour JPEG frame whose colour space jpeg-decoder would guess differently from the other
+/// readers (libjpeg, GDCM, pydicom): three components identified as 'R', 'G', 'B' (libjpeg's
+/// convention), or, for Photometric Interpretation RGB, neither a JFIF (APP0) nor an Adobe (APP14)
+/// marker and component ids other than JFIF's 1, 2, 3 (the DICOM attribute is then the only
+/// statement of the colour space; an Adobe marker too short to hold its transform flag counts as
+/// none, jpeg-decoder ignores it too): stored as they are, as pydicom and GDCM read them. None
+/// when jpeg-decoder's own reading is right.
+fn jpeg_colour_override(obj: &DefaultDicomObject, photometric: &str) -> Option<JpegColour> {
+    let b = first_fragment(obj)?;
     let (mut jfif, mut adobe) = (false, false);
     let mut i = 0;
     while i + 1 < b.len() {
@@ -935,25 +1077,83 @@ fn jpeg_without_colour_transform(obj: &DefaultDicomObject, photometric: &str) ->
         }
         match b[i + 1] {
             0xE0 if b.get(i + 4..i + 8) == Some(b"JFIF") => jfif = true,
-            0xEE if b.get(i + 4..i + 9) == Some(b"Adobe") => adobe = true,
+            0xEE if b.get(i + 4..i + 9) == Some(b"Adobe") => {
+                // Length(2) "Adobe"(5) version(2) flags0(2) flags1(2) transform(1).
+                let length = b
+                    .get(i + 2..i + 4)
+                    .map(|l| u16::from_be_bytes([l[0], l[1]]))
+                    .unwrap_or(0);
+                adobe = length >= 12 + 2;
+            }
             0xC0..=0xC2 => {
                 // SOF: length(2) precision(1) height(2) width(2) components(1), then 3 bytes each.
                 let start = i + 2;
                 if b.get(start + 7) != Some(&3) {
-                    return false;
+                    return None;
                 }
                 let ids: Vec<u8> = (0..3)
                     .filter_map(|k| b.get(start + 8 + 3 * k).copied())
                     .collect();
-                return ids == [b'R', b'G', b'B']
+                let as_stored = ids == [b'R', b'G', b'B']
                     || (photometric == "RGB" && !jfif && !adobe && ids != [1, 2, 3]);
+                return as_stored.then_some(JpegColour::AsStored);
             }
-            0xDA => return false,
+            0xDA => return None,
             _ => {}
         }
         i += 1;
     }
-    false
+    None
+}
+
+/// A colour JPEG frame decoded with jpeg-decoder told which colour space the components are in
+/// ([`jpeg_colour_override`]): R, G, B samples.
+#[cfg(feature = "codecs")]
+fn jpeg_colour_frame(
+    obj: &DefaultDicomObject,
+    meta: &ImageMeta,
+    frame: u32,
+    colour: JpegColour,
+) -> Result<Vec<i64>, String> {
+    let fragments = obj
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .and_then(|e| e.fragments())
+        .ok_or("JPEG pixel data is not encapsulated")?;
+    let data: Vec<u8> = if meta.frames == 1 {
+        fragments.iter().flat_map(|f| f.iter().copied()).collect()
+    } else if fragments.len() == meta.frames as usize {
+        fragments
+            .get(frame as usize)
+            .map(|f| f.to_vec())
+            .unwrap_or_default()
+    } else {
+        return Err("a multi-frame JPEG with fragments spanning frames, stored without the colour transform, is not read".into());
+    };
+    let mut decoder = jpeg_decoder::Decoder::new(data.as_slice());
+    // "RGB" copies the components as they are (jpeg-decoder 0.3's "None" keeps only one).
+    decoder.set_color_transform(match colour {
+        JpegColour::AsStored => jpeg_decoder::ColorTransform::RGB,
+    });
+    let (rows, columns) = (meta.rows as usize, meta.columns as usize);
+    decoder.set_max_decoding_buffer_size(rows * columns * 3);
+    let pixels = decoder
+        .decode()
+        .map_err(|e| format!("JPEG decoder failure: {e}"))?;
+    let info = decoder
+        .info()
+        .ok_or("JPEG decoder gave no frame information")?;
+    if info.width as usize != columns
+        || info.height as usize != rows
+        || info.pixel_format != jpeg_decoder::PixelFormat::RGB24
+    {
+        return Err(format!(
+            "the JPEG stream is {} x {} {:?}, the data set says {rows} x {columns} colour",
+            info.height, info.width, info.pixel_format
+        ));
+    }
+    Ok(pixels.into_iter().map(i64::from).collect())
 }
 
 /// Validates an RLE Lossless frame before dicom-rs decodes it (its decoder indexes past short
@@ -1137,11 +1337,12 @@ fn colour_image(
     })
 }
 
-/// One Palette Color Lookup Table (descriptor and 16-bit data), scaled to 0..1.
+/// One Palette Color Lookup Table (descriptor and data, or segmented data, C.7.9), scaled to 0..1.
 fn palette_lut(
     el: &Elements,
     descriptor: Tag,
     data: Tag,
+    segmented: Tag,
     name: &'static str,
 ) -> Result<(i64, Vec<f32>), DicomError> {
     let invalid = |reason: String| {
@@ -1156,9 +1357,7 @@ fn palette_lut(
         .element(descriptor)
         .ok()
         .and_then(|e| e.value().to_multi_int::<i64>().ok())
-        .ok_or_else(|| {
-            invalid("missing or unreadable (segmented palettes are not supported)".into())
-        })?;
+        .ok_or_else(|| invalid("missing or unreadable".into()))?;
     let [entries, first, bits] = d[..] else {
         return Err(invalid(format!("{} values, want 3", d.len())));
     };
@@ -1170,33 +1369,122 @@ fn palette_lut(
     if !(bits == 8 || bits == 16) {
         return Err(invalid(format!("{bits} bits per entry, want 8 or 16")));
     }
-    let values: Vec<u16> = el
-        .obj
-        .element(data)
-        .ok()
-        .and_then(|e| e.value().to_multi_int::<u16>().ok())
-        .ok_or_else(|| invalid("its data element is missing or unreadable".into()))?;
+    let read = |tag: Tag| {
+        el.obj
+            .element(tag)
+            .ok()
+            .and_then(|e| e.value().to_multi_int::<u16>().ok())
+    };
+    let values: Vec<u16> = match read(data) {
+        Some(v) => v,
+        None => {
+            let seg = read(segmented).ok_or_else(|| {
+                invalid("neither its data nor its segmented data element is readable".into())
+            })?;
+            expand_segmented_lut(&seg, entries).map_err(invalid)?
+        }
+    };
     if values.len() < entries {
         return Err(invalid(format!(
             "{} entries of data, the descriptor says {entries}",
             values.len()
         )));
     }
-    // 16-bit tables use the full 16 bits whatever the descriptor's bits say for 8-bit ones
-    // (C.7.6.3.1.5: 8-bit data is stored in the low byte... some writers use the high byte).
-    let max = values[..entries].iter().copied().max().unwrap_or(1).max(1);
-    let scale = if bits == 8 && max <= 255 {
-        255.0
-    } else {
-        65535.0
-    };
-    Ok((
-        first,
-        values[..entries]
+    // 8-bit entries are stored one per 16-bit word (C.7.6.3.1.5); some writers put them in the
+    // high byte.
+    let table = &values[..entries];
+    let max = table.iter().copied().max().unwrap_or(0);
+    let lut = if bits == 8 {
+        let high_byte = max > 255;
+        table
             .iter()
-            .map(|&v| v as f32 / scale)
-            .collect(),
-    ))
+            .map(|&v| (if high_byte { v >> 8 } else { v & 0xFF }) as f32 / 255.0)
+            .collect()
+    } else {
+        table.iter().map(|&v| v as f32 / 65535.0).collect()
+    };
+    Ok((first, lut))
+}
+
+/// Expands segmented palette colour LUT data (C.7.9.2): discrete segments (opcode 0, n values),
+/// linear segments (opcode 1: n values from the previous one to the given end, rounded half to
+/// even as pydicom does), indirect segments (opcode 2: n segments copied from a word offset, which
+/// may not themselves be indirect). Never grows past `entries`.
+fn expand_segmented_lut(data: &[u16], entries: usize) -> Result<Vec<u16>, String> {
+    fn run(
+        data: &[u16],
+        start: usize,
+        max_segments: Option<usize>,
+        previous: Option<u16>,
+        out: &mut Vec<u16>,
+        entries: usize,
+        nested: bool,
+    ) -> Result<(), String> {
+        let (mut at, mut segments) = (start, 0usize);
+        while at + 1 < data.len() && max_segments.is_none_or(|m| segments < m) {
+            let (opcode, n) = (data[at], data[at + 1] as usize);
+            at += 2;
+            if out.len() + n > entries {
+                return Err(format!(
+                    "segmented data expands past the descriptor's {entries} entries"
+                ));
+            }
+            match opcode {
+                0 => {
+                    let values = data
+                        .get(at..at + n)
+                        .ok_or("a discrete segment runs past the data")?;
+                    out.extend_from_slice(values);
+                    at += n;
+                }
+                1 => {
+                    let y0 = out
+                        .last()
+                        .copied()
+                        .or(previous)
+                        .ok_or("a linear segment cannot come first")?
+                        as f64;
+                    let y1 = *data.get(at).ok_or("a linear segment runs past the data")? as f64;
+                    at += 1;
+                    // numpy.linspace(y0 + step, y1, n), rounded half to even.
+                    let step = (y1 - y0) / n.max(1) as f64;
+                    let start = y0 + step;
+                    let delta = if n > 1 {
+                        (y1 - start) / (n - 1) as f64
+                    } else {
+                        0.0
+                    };
+                    for i in 0..n {
+                        let v = if i + 1 == n {
+                            y1
+                        } else {
+                            start + i as f64 * delta
+                        };
+                        out.push(v.round_ties_even().clamp(0.0, 65535.0) as u16);
+                    }
+                }
+                2 if !nested => {
+                    let (lo, hi) = match data.get(at..at + 2) {
+                        Some(&[lo, hi]) => (lo as usize, hi as usize),
+                        _ => return Err("an indirect segment runs past the data".into()),
+                    };
+                    at += 2;
+                    let last = out.last().copied();
+                    if last.is_none() {
+                        return Err("an indirect segment cannot come first".into());
+                    }
+                    run(data, hi << 16 | lo, Some(n), last, out, entries, true)?;
+                }
+                2 => return Err("an indirect segment copies another indirect segment".into()),
+                other => return Err(format!("unknown segment type {other}")),
+            }
+            segments += 1;
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    run(data, 0, None, None, &mut out, entries, false)?;
+    Ok(out)
 }
 
 /// PALETTE COLOR: stored indices kept (as pydicom gives them), and for the model the grey (BT.601
@@ -1211,18 +1499,21 @@ fn palette_image(
         el,
         tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
         tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        tags::SEGMENTED_RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
         "Red Palette Color Lookup Table Descriptor",
     )?;
     let (gf, green) = palette_lut(
         el,
         tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
         tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        tags::SEGMENTED_GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
         "Green Palette Color Lookup Table Descriptor",
     )?;
     let (bf, blue) = palette_lut(
         el,
         tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
         tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        tags::SEGMENTED_BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
         "Blue Palette Color Lookup Table Descriptor",
     )?;
     let at =
@@ -1276,7 +1567,44 @@ fn decode(
         meta.bits_stored as u32,
         meta.pixel_representation == 1,
     ) {
-        return decode_native(&frame, meta, &el, options);
+        let planar = el.uint("Planar Configuration", tags::PLANAR_CONFIGURATION)? == Some(1);
+        return decode_native(&frame, planar, meta, &el, options);
+    }
+    if meta.transfer_syntax_uid == "1.2.840.10008.1.2.5" && meta.bits_allocated == 32 {
+        let fragment = obj
+            .element_opt(tags::PIXEL_DATA)
+            .ok()
+            .flatten()
+            .and_then(|e| e.fragments())
+            .and_then(|f| f.get(options.frame as usize))
+            .map(|f| f.as_slice())
+            .unwrap_or_default();
+        let bytes = crate::native::rle_decode(
+            fragment,
+            rows as usize * columns as usize,
+            meta.samples_per_pixel as usize,
+            4,
+        )
+        .map_err(|reason| el.err(DicomErrorKind::Decode(reason)))?;
+        let frame = crate::native::NativeFrame::from_le_bytes(
+            &bytes,
+            count,
+            32,
+            meta.bits_stored as u32,
+            meta.pixel_representation == 1,
+        )
+        .ok_or_else(|| el.err(DicomErrorKind::Decode("short RLE frame".into())))?;
+        // The RLE decoder above interleaves the samples whatever the Planar Configuration says.
+        return decode_native(&frame, false, meta, &el, options);
+    }
+    #[cfg(feature = "codecs")]
+    if let Some(colour) = (meta.samples_per_pixel == 3)
+        .then(|| jpeg_colour_override(obj, &meta.photometric_interpretation))
+        .flatten()
+    {
+        let samples = jpeg_colour_frame(obj, &meta, options.frame, colour)
+            .map_err(|reason| el.err(DicomErrorKind::Decode(reason)))?;
+        return colour_image(samples, meta, &el, options);
     }
     if meta.bits_allocated == 32 || meta.bits_allocated == 1 {
         return Err(el.err(DicomErrorKind::Decode(format!(
@@ -1284,9 +1612,18 @@ fn decode(
             meta.bits_allocated, meta.transfer_syntax_uid
         ))));
     }
-    let decoded = obj
-        .decode_pixel_data_frame(options.frame)
-        .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
+    let fixed;
+    let decoded = match obj.decode_pixel_data_frame(options.frame) {
+        Ok(d) => d,
+        Err(e) => {
+            fixed = jpegls_without_stray_zero(obj, &meta)
+                .ok_or_else(|| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
+            // Retried once without the byte; if that fails too, the first error stands.
+            fixed
+                .decode_pixel_data_frame(options.frame)
+                .map_err(|_| el.err(DicomErrorKind::Decode(error_chain(&e))))?
+        }
+    };
     if meta.samples_per_pixel == 3 {
         let samples = decoded_colour_samples(&decoded, &meta, &el)?;
         return colour_image(samples, meta, &el, options);
@@ -1310,8 +1647,13 @@ fn decode(
             .map_err(|e| el.err(DicomErrorKind::Decode(error_chain(&e))))?;
         stored.iter().map(|&v| lut.entry(v) as f32).collect()
     } else {
+        // The rescale read here (UN-encoded and functional-group values included), not
+        // dicom-pixeldata's own reading of it.
         let convert = ConvertOptions::new()
-            .with_modality_lut(ModalityLutOption::Default)
+            .with_modality_lut(ModalityLutOption::Override(dicom_pixeldata::Rescale::new(
+                meta.rescale_slope,
+                meta.rescale_intercept,
+            )))
             .with_voi_lut(VoiLutOption::Identity);
         decoded
             .to_vec_frame_with_options(0, &convert)
@@ -1343,9 +1685,11 @@ fn decode(
 
 /// A frame of native pixel data, read in place ([`crate::native`]): monochrome values rescaled
 /// (or looked up in the Modality LUT) in one pass over the stored samples; colour (RGB, YBR_FULL,
-/// YBR_FULL_422, either planar configuration) and palette indices as the other paths give them.
+/// YBR_FULL_422, either planar configuration: `planar` when the samples are stored plane by plane)
+/// and palette indices as the other paths give them.
 fn decode_native(
     frame: &crate::native::NativeFrame,
+    planar: bool,
     meta: ImageMeta,
     el: &Elements,
     options: &ReadOptions,
@@ -1353,8 +1697,7 @@ fn decode_native(
     let n = meta.rows as usize * meta.columns as usize;
     let photometric = meta.photometric_interpretation.as_str();
     if meta.samples_per_pixel == 3 {
-        let planar = el.uint("Planar Configuration", tags::PLANAR_CONFIGURATION)? == Some(1)
-            && photometric != "YBR_FULL_422";
+        let planar = planar && photometric != "YBR_FULL_422";
         let mut samples = frame.stored();
         if planar {
             samples = interleave_planes(&samples, n);
@@ -1406,4 +1749,39 @@ fn decode_native(
         stored,
         meta,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand_segmented_lut;
+
+    #[test]
+    fn segmented_palettes_expand_as_hand_computed() {
+        // Discrete 10 20 30, then linear to 50 over 2 entries: 40 50.
+        assert_eq!(
+            expand_segmented_lut(&[0, 3, 10, 20, 30, 1, 2, 50], 256),
+            Ok(vec![10, 20, 30, 40, 50])
+        );
+        // Linear 0 -> 3 over 2: 1.5 rounds half to even (2), then 3.
+        assert_eq!(
+            expand_segmented_lut(&[0, 1, 0, 1, 2, 3], 256),
+            Ok(vec![0, 2, 3])
+        );
+        // Indirect: one segment copied from word offset 0 (low word first).
+        assert_eq!(
+            expand_segmented_lut(&[0, 2, 5, 6, 2, 1, 0, 0], 256),
+            Ok(vec![5, 6, 5, 6])
+        );
+        // A trailing pad word is ignored.
+        assert_eq!(expand_segmented_lut(&[0, 1, 7, 0], 256), Ok(vec![7]));
+    }
+
+    #[test]
+    fn bad_segmented_palettes_are_refused_not_expanded_without_bound() {
+        assert!(expand_segmented_lut(&[1, 2, 9], 256).is_err()); // linear first
+        assert!(expand_segmented_lut(&[0, 5, 1, 2], 256).is_err()); // runs past the data
+        assert!(expand_segmented_lut(&[0, 2, 1, 2, 1, 300, 9], 256).is_err()); // past the entries
+        assert!(expand_segmented_lut(&[0, 1, 1, 2, 1, 3, 0, 0], 256).is_err()); // indirect -> itself
+        assert!(expand_segmented_lut(&[7, 1, 1], 256).is_err()); // unknown opcode
+    }
 }
