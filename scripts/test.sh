@@ -55,12 +55,13 @@ report="$(find "$e2e/dicom/files" -name 's*.txt' | head -n 1)"
 "$target_dir/debug/asg" analyze "$dicom" --model models/default --report "$report" >"$e2e/native.json"
 "$target_dir/debug/asg-train" synth --n 3 --seed 9 --size 256 --out "$e2e/several" 2>/dev/null
 printf 'not a DICOM file' >"$e2e/several/files/junk.dcm"
+python3 bench/hostile_files.py "$e2e/hostile" >/dev/null
 (cd tests/browser && npx tsc --noEmit --strict --target es2022 --lib es2022,esnext.disposable,dom \
   ../../web/asg.d.ts ../../web/pkg/asg_wasm.d.ts)
 (
   cd tests/browser
   ASG_WEB_DIR=../../web ASG_DICOM="../../$dicom" ASG_REPORT="../../$report" ASG_SEVERAL="../../$e2e/several/files" \
-  ASG_BIN="$target_dir/debug/asg" ASG_SR_OUT="../../$e2e/browser.sr.dcm" \
+  ASG_HOSTILE="../../$e2e/hostile" ASG_BIN="$target_dir/debug/asg" ASG_SR_OUT="../../$e2e/browser.sr.dcm" \
   ASG_NATIVE_JSON="../../$e2e/native.json" ASG_SCREENSHOT="../../$e2e/viewer.png" \
     node --test
 )

@@ -320,7 +320,7 @@ document.getElementById("export-json").addEventListener("click", () => {
 async function exportResults(kind) {
   if (!current || !current.file) return;
   try {
-    const bytes = await current.file.arrayBuffer();
+    const bytes = await readCapped(current.file);
     const { sr, fhir } = await call("export", { bytes, name: current.file.name, analysis: current.analysis }, [bytes]);
     if (kind === "sr") download(new Blob([sr], { type: "application/dicom" }), "analysis.sr.dcm");
     else download(new Blob([fhir], { type: "application/fhir+json" }), "analysis.fhir.json");
@@ -417,10 +417,21 @@ document.getElementById("check").addEventListener("click", async () => {
   }
 });
 
+// The browser build's file limit (asg-dicom's ReadOptions::browser): larger files are refused
+// before they are read into the tab's memory.
+const MAX_FILE_BYTES = 256 * 1024 * 1024;
+async function readCapped(file) {
+  if (file.size > MAX_FILE_BYTES) {
+    const mb = (n) => `${Math.round(n / (1024 * 1024))} MB`;
+    throw new Error(`the file is ${mb(file.size)}, more than the ${mb(MAX_FILE_BYTES)} the browser viewer reads; use the workstation CLI (asg analyze) for it`);
+  }
+  return file.arrayBuffer();
+}
+
 async function analyzeFile(file) {
   setStatus("busy", `Analysing ${file.name}…`);
   try {
-    const bytes = await file.arrayBuffer();
+    const bytes = await readCapped(file);
     const { analysis, image } = await call("analyze", { bytes, name: file.name }, [bytes]);
     showImage(image);
     showAnalysis(analysis);
@@ -450,7 +461,7 @@ async function openFiles(files) {
   let done = 0;
   for (const file of files) {
     try {
-      const bytes = await file.arrayBuffer();
+      const bytes = await readCapped(file);
       const { meta, thumb } = await call("meta", { bytes, name: file.name }, [bytes]);
       const study = studies.get(meta.study_instance_uid) ?? new Map();
       studies.set(meta.study_instance_uid, study);

@@ -61,11 +61,16 @@ fn is_sequence_in_dictionary(tag: Tag) -> bool {
 }
 
 /// Walks `data` (the bytes after the "DICM" magic). `Ok` when every header fits (or the walk met
-/// something it leaves to the parser); `Err` names the first element whose length overruns.
-pub fn check(data: &[u8]) -> Result<(), WalkError> {
+/// something it leaves to the parser); `Err` names the first element whose length overruns. A
+/// deflated data set may inflate to at most `max_inflated` bytes (and never past
+/// [`MAX_INFLATED_BYTES`]).
+///
+/// Returns the inflated data set of a deflated stream (so that it is inflated once, here), else
+/// None.
+pub fn check(data: &[u8], max_inflated: u64) -> Result<Option<Vec<u8>>, WalkError> {
     match walk(data, None)? {
-        Walked::Done => Ok(()),
-        Walked::Deflated(start) => check_deflated(&data[start.min(data.len())..]),
+        Walked::Done => Ok(None),
+        Walked::Deflated(start) => check_deflated(&data[start.min(data.len())..], max_inflated),
     }
 }
 
@@ -84,34 +89,36 @@ pub fn check_dataset(data: &[u8], uid: &str) -> Result<(), WalkError> {
 #[cfg(feature = "codecs")]
 pub const MAX_INFLATED_BYTES: u64 = 1 << 30;
 
-/// Inflates a deflated data set (raw deflate, PS3.5 A.5) up to [`MAX_INFLATED_BYTES`] and walks it
-/// as explicit VR little endian. A stream that does not inflate is left to the parser, which
-/// names the cause.
+/// Inflates a deflated data set (raw deflate, PS3.5 A.5) up to `max_inflated` bytes (at most
+/// [`MAX_INFLATED_BYTES`]) and walks it as explicit VR little endian. A stream that does not
+/// inflate is left to the parser, which names the cause.
 #[cfg(feature = "codecs")]
-fn check_deflated(stream: &[u8]) -> Result<(), WalkError> {
+fn check_deflated(stream: &[u8], max_inflated: u64) -> Result<Option<Vec<u8>>, WalkError> {
     use std::io::Read;
+    let limit = max_inflated.min(MAX_INFLATED_BYTES);
     let mut inflated = Vec::new();
     let read = flate2::read::DeflateDecoder::new(stream)
-        .take(MAX_INFLATED_BYTES + 1)
+        .take(limit + 1)
         .read_to_end(&mut inflated);
-    if inflated.len() as u64 > MAX_INFLATED_BYTES {
-        return Err(WalkError::InflatesTooLarge {
-            limit: MAX_INFLATED_BYTES,
-        });
+    if inflated.len() as u64 > limit {
+        return Err(WalkError::InflatesTooLarge { limit });
     }
-    if read.is_err() && inflated.is_empty() {
-        return Ok(());
+    if read.is_err() {
+        // Damaged: what did inflate is walked (an element running past it is an overrun all the
+        // same), and the parser is left to name the damage.
+        if !inflated.is_empty() {
+            walk(&inflated, Some(Encoding::ExplicitLe))?;
+        }
+        return Ok(None);
     }
-    // A stream damaged part way: what did inflate is walked, and an element running past it is
-    // an overrun all the same (the parser could not read it either).
     walk(&inflated, Some(Encoding::ExplicitLe))?;
-    Ok(())
+    Ok(Some(inflated))
 }
 
 /// Without the codecs a deflated data set is not read at all (the parser refuses it).
 #[cfg(not(feature = "codecs"))]
-fn check_deflated(_stream: &[u8]) -> Result<(), WalkError> {
-    Ok(())
+fn check_deflated(_stream: &[u8], _max_inflated: u64) -> Result<Option<Vec<u8>>, WalkError> {
+    Ok(None)
 }
 
 /// What the pre-walk refuses.

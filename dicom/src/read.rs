@@ -22,6 +22,19 @@ pub struct ReadOptions {
     pub keep_stored: bool,
 }
 
+impl ReadOptions {
+    /// The limits of the browser build, where one tab's memory holds the file, the parsed object,
+    /// the f32 values and the RGBA rendering at once: files up to 256 MB (a deflated data set may
+    /// inflate to as much), images up to 32 M pixels (e.g. 5,792 x 5,792; chest films are 3-12 M).
+    pub fn browser() -> Self {
+        Self {
+            max_pixels: 1 << 25,
+            max_file_bytes: 256 << 20,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for ReadOptions {
     fn default() -> Self {
         Self {
@@ -404,8 +417,29 @@ pub(crate) fn parse_object(
     if let Some(obj) = dataset_in_other_vr(bytes, body, source_name)? {
         return Ok(obj);
     }
-    if let Err(e) = crate::lengths::check(body) {
-        return Err(err(walk_error(e)));
+    let inflated =
+        crate::lengths::check(body, options.max_file_bytes).map_err(|e| err(walk_error(e)))?;
+    if let Some(dataset) = inflated {
+        // A deflated data set, inflated once by the walk: read from those bytes.
+        let magic = bytes.len() - body.len() - 4;
+        let meta = dicom_object::FileMetaTable::from_reader(&bytes[magic..])
+            .map_err(|e| err(DicomErrorKind::NotDicom(error_chain(&e))))?;
+        use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+        let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+            .get("1.2.840.10008.1.2.1")
+            .ok_or_else(|| {
+                err(DicomErrorKind::NotDicom(
+                    "explicit VR little endian unknown".into(),
+                ))
+            })?;
+        let obj = dicom_object::InMemDicomObject::read_dataset_with_ts(dataset.as_slice(), ts)
+            .map_err(|e| {
+                err(DicomErrorKind::NotDicom(format!(
+                    "deflated data set: {}",
+                    error_chain(&e)
+                )))
+            })?;
+        return Ok(obj.with_exact_meta(meta));
     }
     let preamble = if has_preamble {
         ReadPreamble::Always
@@ -435,11 +469,18 @@ fn dataset_in_other_vr(
         return Ok(None);
     }
     let group_length = u32::from_le_bytes([body[8], body[9], body[10], body[11]]) as usize;
-    let Some(dataset) = body.get(12 + group_length..) else {
+    let (Some(meta_group), Some(dataset)) =
+        (body.get(..12 + group_length), body.get(12 + group_length..))
+    else {
         return Ok(None);
     };
+    // The meta group's own lengths are walked before dicom-object reads it (it would allocate
+    // what a lying length declares), and it is handed the meta group's bytes only.
+    crate::lengths::check(meta_group, 0).map_err(|e| err(walk_error(e)))?;
     let magic = bytes.len() - body.len() - 4;
-    let Ok(meta) = dicom_object::FileMetaTable::from_reader(&bytes[magic..]) else {
+    let Ok(meta) =
+        dicom_object::FileMetaTable::from_reader(&bytes[magic..magic + 4 + meta_group.len()])
+    else {
         return Ok(None);
     };
     let named = meta.transfer_syntax().to_string();
@@ -792,11 +833,11 @@ fn header(
         let element = obj
             .element(tags::PIXEL_DATA)
             .map_err(|e| el.err(DicomErrorKind::Decode(e.to_string())))?;
-        let have = element
-            .value()
-            .to_bytes()
-            .map(|b| b.len() as u64)
-            .unwrap_or(0);
+        // Measured, not copied (`to_bytes` would copy OW data to count it).
+        let have = match element.value() {
+            dicom_core::value::Value::Primitive(p) => p.calculate_byte_len() as u64,
+            other => other.to_bytes().map(|b| b.len() as u64).unwrap_or(0),
+        };
         let samples_total =
             crate::native::samples_per_frame(rows, columns, samples, &photometric) * frames as u64;
         let need = if bits_allocated == 1 {

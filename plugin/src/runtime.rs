@@ -238,14 +238,28 @@ impl ModelBundle {
     /// each capped at 1 GiB before reading, then checked as [`ModelBundle::from_files`] does.
     #[cfg(feature = "archive")]
     pub fn from_archive(path: &std::path::Path) -> Result<Self, PluginError> {
-        const MAX_ENTRY: u64 = 1 << 30;
         let source = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| PluginError::Io {
+            path: source.clone(),
+            source: e,
+        })?;
+        Self::from_archive_reader(&source, file)
+    }
+
+    /// Loads a bundle from tar bytes read from `reader` ([`ModelBundle::from_archive`]'s work;
+    /// `source` names it in errors).
+    #[cfg(feature = "archive")]
+    pub fn from_archive_reader(
+        source: &str,
+        reader: impl std::io::Read,
+    ) -> Result<Self, PluginError> {
+        const MAX_ENTRY: u64 = 1 << 30;
+        let source = source.to_string();
         let io_err = |e: std::io::Error| PluginError::Io {
             path: source.clone(),
             source: e,
         };
-        let file = std::fs::File::open(path).map_err(io_err)?;
-        let mut archive = tar::Archive::new(file);
+        let mut archive = tar::Archive::new(reader);
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         for entry in archive.entries().map_err(io_err)? {
             let mut entry = entry.map_err(io_err)?;
@@ -271,7 +285,8 @@ impl ModelBundle {
                     reason: format!("{name} appears twice in the archive"),
                 });
             }
-            let mut bytes = Vec::with_capacity(size as usize);
+            // The header's size is a claim: reserve at most 1 MiB up front, grow as bytes arrive.
+            let mut bytes = Vec::with_capacity(size.min(1 << 20) as usize);
             std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(io_err)?;
             files.push((name, bytes));
         }

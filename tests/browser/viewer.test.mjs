@@ -262,6 +262,42 @@ test("a file that is not DICOM gets a clear error on the page, not a crash", asy
   }
 });
 
+test("a 300 MB file, a 20,000 x 20,000 image and a deflate bomb get clear messages and the tab lives on", async () => {
+  const webDir = path.resolve(env("ASG_WEB_DIR"));
+  const hostile = path.resolve(env("ASG_HOSTILE"));
+  const server = await serve(webDir);
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  try {
+    const page = await browser.newPage();
+    let crashed = false;
+    page.on("crash", () => (crashed = true));
+    await page.goto(`${origin}/`);
+    await page.waitForSelector('#status[data-state="ready"]', { timeout: 60_000 });
+    for (const [file, message] of [
+      ["huge.dcm", /huge\.dcm: the file is 300 MB, more than the 256 MB the browser viewer reads; use the workstation CLI/],
+      ["20000.dcm", /20000\.dcm.*image of 20000 x 20000 x 1 pixels exceeds the cap of 33554432 pixels/],
+      ["bomb.dcm", /bomb\.dcm.*deflated data set.*inflates to more than 268435456 bytes/],
+    ]) {
+      await page.evaluate(() => document.getElementById("status").setAttribute("data-state", "ready"));
+      await page.setInputFiles("#file", path.join(hostile, file));
+      await page.waitForSelector('#status[data-state="error"]', { timeout: 60_000 });
+      const text = await page.textContent("#status");
+      assert.match(text, message, `${file}: ${text}`);
+    }
+    assert.equal(crashed, false, "the tab crashed");
+    // The same page still analyses a good file afterwards.
+    await page.setInputFiles("#file", path.resolve(env("ASG_DICOM")));
+    await page.waitForSelector('#status[data-state="done"]', { timeout: 120_000 });
+  } finally {
+    await browser.close();
+    server.close();
+  }
+});
+
 test("several files are grouped into studies with thumbnails, and a bad one is named and skipped", async () => {
   const webDir = path.resolve(env("ASG_WEB_DIR"));
   const dir = path.resolve(env("ASG_SEVERAL"));

@@ -35,7 +35,7 @@ impl Analyzer {
     pub fn analyze(&self, dicom_bytes: &[u8], name: &str) -> Result<String, JsError> {
         let analysis = self
             .bundle
-            .analyze_dicom(dicom_bytes, name, &dicom::ReadOptions::default())
+            .analyze_dicom(dicom_bytes, name, &dicom::ReadOptions::browser())
             .map_err(|e| JsError::new(&e.to_string()))?;
         serde_json::to_string(&analysis).map_err(|e| JsError::new(&e.to_string()))
     }
@@ -50,7 +50,7 @@ impl Analyzer {
     ) -> Result<AnalyzedImage, JsError> {
         let (analysis, image) = self
             .bundle
-            .analyze_dicom_image(dicom_bytes, name, &dicom::ReadOptions::default())
+            .analyze_dicom_image(dicom_bytes, name, &dicom::ReadOptions::browser())
             .map_err(|e| JsError::new(&e.to_string()))?;
         let json = serde_json::to_string(&analysis).map_err(|e| JsError::new(&e.to_string()))?;
         Ok(AnalyzedImage {
@@ -234,7 +234,7 @@ impl AnalyzedImage {
 /// patient identity) as JSON text, from the header alone; throws for files that are not images.
 #[wasm_bindgen(js_name = readMeta)]
 pub fn read_meta(dicom_bytes: &[u8], name: &str) -> Result<String, JsError> {
-    let meta = dicom::read_meta_bytes(dicom_bytes, name, &dicom::ReadOptions::default())
+    let meta = dicom::read_meta_bytes(dicom_bytes, name, &dicom::ReadOptions::browser())
         .map_err(|e| JsError::new(&e.to_string()))?;
     serde_json::to_string(&meta).map_err(|e| JsError::new(&e.to_string()))
 }
@@ -242,7 +242,7 @@ pub fn read_meta(dicom_bytes: &[u8], name: &str) -> Result<String, JsError> {
 /// A small rendering (the longer side `size` pixels, area-averaged) for a study list.
 #[wasm_bindgen]
 pub fn thumbnail(dicom_bytes: &[u8], name: &str, size: u32) -> Result<DisplayImage, JsError> {
-    let image = dicom::read_bytes(dicom_bytes, name, &dicom::ReadOptions::default())
+    let image = dicom::read_bytes(dicom_bytes, name, &dicom::ReadOptions::browser())
         .map_err(|e| JsError::new(&e.to_string()))?;
     let size = size.clamp(8, 512);
     let scale = size as f64 / image.width.max(image.height).max(1) as f64;
@@ -272,7 +272,7 @@ pub fn thumbnail(dicom_bytes: &[u8], name: &str, size: u32) -> Result<DisplayIma
 /// Decodes a DICOM file and renders it with its VOI window (MONOCHROME1 inverted) for display.
 #[wasm_bindgen(js_name = displayImage)]
 pub fn display_image(dicom_bytes: &[u8], name: &str) -> Result<DisplayImage, JsError> {
-    let image = dicom::read_bytes(dicom_bytes, name, &dicom::ReadOptions::default())
+    let image = dicom::read_bytes(dicom_bytes, name, &dicom::ReadOptions::browser())
         .map_err(|e| JsError::new(&e.to_string()))?;
     Ok(render(&image))
 }
