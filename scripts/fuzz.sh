@@ -50,20 +50,23 @@ run() { # target, libFuzzer options...
   local target="$1"
   shift
   mkdir -p "corpus/$target" "artifacts/$target"
+  local dir="$root/fuzz" log rc=0
+  [ "$target" = bundle_loader ] && dir="$root/fuzz/bundle"
+  log="$(mktemp)"
   # --sanitizer none: the targets are Rust (asg-dicom forbids unsafe) and pure-Rust codecs; a panic
   # aborts either way, and without ASan an execution is several times faster.
   # shellcheck disable=SC2046
-  local dir="$root/fuzz"
-  [ "$target" = bundle_loader ] && dir="$root/fuzz/bundle"
   (cd "$dir" && cargo +nightly fuzz run --sanitizer none "$target" "$root/fuzz/corpus/$target" "$root/fuzz/seeds/$target" -- \
     $(options "$target") -rss_limit_mb=4096 -malloc_limit_mb=2048 -timeout=10 \
-    -artifact_prefix="$root/fuzz/artifacts/$target/" -print_final_stats=1 "$@" 2>&1) |
-    grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb|==|SUMMARY|.*(panicked|ERROR|deadly signal|crash-|timeout-|oom-))' || true
-  # grep's status is not the run's: a crash leaves an artifact.
-  if compgen -G "artifacts/$target/*" >/dev/null; then
-    echo "fuzz: $target: crash or timeout written to fuzz/artifacts/$target/"
+    -artifact_prefix="$root/fuzz/artifacts/$target/" -print_final_stats=1 "$@") >"$log" 2>&1 || rc=$?
+  grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)' "$log" || true
+  if [ "$rc" -ne 0 ] || compgen -G "artifacts/$target/*" >/dev/null; then
+    grep -v '^ *[0-9]*: \|^ *at ' "$log" | tail -n 30
+    echo "fuzz: $target failed (exit $rc); a crash or timeout is written to fuzz/artifacts/$target/"
+    rm -f "$log"
     return 1
   fi
+  rm -f "$log"
 }
 
 if [ "${1:-}" = "--runs" ]; then

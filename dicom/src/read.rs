@@ -777,6 +777,15 @@ fn header(
             },
         )?;
     }
+    if let Some((name, r, c)) = codestream_size_mismatch(obj, rows, columns) {
+        return Err(el.err(DicomErrorKind::InvalidElement {
+            name: "Pixel Data",
+            tag: tag_text(tags::PIXEL_DATA),
+            reason: format!(
+                "the {name} stream says {r} x {c} pixels, the data set {rows} x {columns}: not decoded (the decoder would allocate what the stream says)"
+            ),
+        }));
+    }
     if let Some(signed) = j2k_signedness(obj) {
         if signed != (pixel_representation == 1) {
             return Err(el.err(DicomErrorKind::InvalidElement {
@@ -1270,6 +1279,87 @@ fn check_rle(
         }
     }
     Ok(())
+}
+
+/// The image size a compressed frame's own header declares: a JPEG or JPEG-LS start-of-frame
+/// (found by walking the marker segments, never by searching the entropy-coded data) or a JPEG
+/// 2000 SIZ marker, as (format, rows, columns). None when the fragment starts with neither.
+fn codestream_size(b: &[u8]) -> Option<(&'static str, u32, u32)> {
+    if b.starts_with(&[0xFF, 0xD8]) {
+        let mut i = 2;
+        loop {
+            // Fill bytes (0xFF) may precede a marker.
+            while b.get(i) == Some(&0xFF) && b.get(i + 1) == Some(&0xFF) {
+                i += 1;
+            }
+            if b.get(i) != Some(&0xFF) {
+                return Some(("JPEG", 0, 0));
+            }
+            let marker = *b.get(i + 1)?;
+            if matches!(marker, 0x01 | 0xD0..=0xD7) {
+                i += 2;
+                continue;
+            }
+            if matches!(marker, 0xD9 | 0xDA) {
+                // End of image, or a scan before any frame header.
+                return Some(("JPEG", 0, 0));
+            }
+            let length = u16::from_be_bytes([*b.get(i + 2)?, *b.get(i + 3)?]) as usize;
+            let sof = matches!(marker, 0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF);
+            if sof || marker == 0xF7 {
+                let at = i + 4;
+                let rows = u16::from_be_bytes([*b.get(at + 1)?, *b.get(at + 2)?]) as u32;
+                let columns = u16::from_be_bytes([*b.get(at + 3)?, *b.get(at + 4)?]) as u32;
+                return Some((if sof { "JPEG" } else { "JPEG-LS" }, rows, columns));
+            }
+            i += 2 + length;
+        }
+    }
+    // A raw codestream (SOC then SIZ), or one inside a JP2 file's boxes (signature box first).
+    const JP2: [u8; 8] = [0, 0, 0, 0x0C, b'j', b'P', b' ', b' '];
+    let at = if b.starts_with(&[0xFF, 0x4F, 0xFF, 0x51]) {
+        0
+    } else if b.starts_with(&JP2) {
+        b.get(..b.len().min(4096))?
+            .windows(4)
+            .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])?
+    } else {
+        return None;
+    };
+    let u32_at =
+        |p: usize| -> Option<u32> { Some(u32::from_be_bytes(b.get(p..p + 4)?.try_into().ok()?)) };
+    // SOC(2) SIZ(2) Lsiz(2) Rsiz(2) Xsiz Ysiz XOsiz YOsiz (4 each).
+    let (x, y) = (u32_at(at + 8)?, u32_at(at + 12)?);
+    let (x0, y0) = (u32_at(at + 16)?, u32_at(at + 20)?);
+    Some(("JPEG 2000", y.saturating_sub(y0), x.saturating_sub(x0)))
+}
+
+/// A compressed frame whose own header declares another size than Rows x Columns (checked on every
+/// fragment that starts a JPEG, JPEG-LS or JPEG 2000 stream): the decoders allocate what the stream
+/// says, so a 16 x 16 data set holding a stream that claims 60,000 x 60,000 pixels would ask for
+/// gigabytes past every cap. Returns (format, rows, columns) of the first such stream.
+fn codestream_size_mismatch(
+    obj: &DefaultDicomObject,
+    rows: u32,
+    columns: u32,
+) -> Option<(&'static str, u32, u32)> {
+    let ts = obj.meta().transfer_syntax().trim_end_matches('\0');
+    let compressed = ts
+        .strip_prefix("1.2.840.10008.1.2.4.")
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| matches!(n, 50..=70 | 80 | 81 | 90..=93 | 201..=203));
+    if !compressed {
+        return None;
+    }
+    let fragments = obj
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()?
+        .fragments()?;
+    fragments
+        .iter()
+        .filter_map(|f| codestream_size(f))
+        .find(|&(_, r, c)| (r, c) != (rows, columns))
 }
 
 /// The signedness of the first component in a JPEG 2000 codestream's SIZ marker, if the Pixel

@@ -74,3 +74,76 @@ fn a_lying_length_in_the_meta_group_is_refused_before_allocating() {
     assert!(e.to_string().contains("(0002,0010): declares"), "{e}");
     assert!(largest < 1 << 20, "largest allocation {largest} bytes");
 }
+
+/// A 16 x 16 data set holding a JPEG whose frame header claims 60,000 x 60,000 pixels: jpeg-decoder
+/// allocated what the stream said (21 GB, then a panic) before this check. Refused unallocated,
+/// for JPEG, JPEG-LS and JPEG 2000 headers alike.
+#[test]
+fn a_compressed_stream_claiming_more_pixels_than_the_data_set_is_refused_before_decoding() {
+    use dicom_core::value::{PixelFragmentSequence, Value};
+    use dicom_core::{DataElement, VR};
+    use dicom_dictionary_std::tags;
+    let image = NewImage {
+        rows: 16,
+        columns: 16,
+        pixels: vec![7; 256],
+        bits_stored: 8,
+        photometric_interpretation: "MONOCHROME2".into(),
+        rescale_slope: 1.0,
+        rescale_intercept: 0.0,
+        window: None,
+        pixel_spacing_mm: None,
+        view_position: None,
+        modality: "DX".into(),
+        sop_class_uid: SOP_CLASS_DX_PRESENTATION.into(),
+        study_instance_uid: uid_from_u128(1),
+        series_instance_uid: uid_from_u128(2),
+        sop_instance_uid: uid_from_u128(3),
+        patient_name: "PHANTOM^ONE".into(),
+        patient_id: "PH0001".into(),
+        study_description: None,
+        transfer_syntax: TransferSyntax::ExplicitVrLittleEndian,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.dcm");
+    write_file(&path, &image).unwrap();
+    // SOF0 (baseline), SOF55 (JPEG-LS) and a JPEG 2000 SIZ, each declaring 60000 x 60000.
+    let jpeg = |marker: u8| {
+        vec![
+            0xFF, 0xD8, 0xFF, marker, 0x00, 0x0B, 0x08, 0xEA, 0x60, 0xEA, 0x60, 0x01, 0x01, 0x11,
+            0x00, 0xFF, 0xD9, 0x00,
+        ]
+    };
+    let mut j2k = vec![0xFF, 0x4F, 0xFF, 0x51, 0x00, 0x29, 0x00, 0x00];
+    j2k.extend(60000u32.to_be_bytes());
+    j2k.extend(60000u32.to_be_bytes());
+    j2k.extend([0u8; 8]);
+    for (uid, stream, name) in [
+        ("1.2.840.10008.1.2.4.50", jpeg(0xC0), "JPEG"),
+        ("1.2.840.10008.1.2.4.80", jpeg(0xF7), "JPEG-LS"),
+        ("1.2.840.10008.1.2.4.90", j2k.clone(), "JPEG 2000"),
+    ] {
+        let mut obj = dicom_object::open_file(&path).unwrap();
+        obj.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OB,
+            Value::PixelSequence(PixelFragmentSequence::new(Vec::<u32>::new(), vec![stream])),
+        ));
+        obj.update_meta(|m| m.transfer_syntax = uid.to_string());
+        let mut bytes = Vec::new();
+        obj.write_all(&mut bytes).unwrap();
+        LARGEST.store(0, Ordering::Relaxed);
+        let e = read_bytes(&bytes, "lying.dcm", &ReadOptions::default()).unwrap_err();
+        let largest = LARGEST.load(Ordering::Relaxed);
+        assert!(
+            e.to_string().contains(&format!(
+                "the {name} stream says 60000 x 60000 pixels, the data set 16 x 16"
+            )),
+            "{e}"
+        );
+        assert!(
+            largest < 1 << 20,
+            "{name}: largest allocation {largest} bytes"
+        );
+    }
+}
