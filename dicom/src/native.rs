@@ -197,8 +197,10 @@ impl<'a> NativeFrame<'a> {
 
 /// Decodes one RLE Lossless frame (PS3.5 Annex G) into little-endian, pixel-first samples:
 /// segment `s * bytes + k` holds byte `k` (most significant first) of sample `s`, PackBits coded.
-/// Used for 32-bit allocations, which dicom-rs's RLE decoder does not handle; the header and
-/// segment lengths were validated before (`check_rle`), and a short segment is still an error.
+/// Written here because dicom-rs's RLE decoder handles neither 32-bit allocations nor short
+/// segments (it panicked on one), and because decoding straight into the layout the native path
+/// reads saves a conversion pass; the header and segment lengths were validated before
+/// (`check_rle`), and a short segment is still an error.
 pub(crate) fn rle_decode(
     fragment: &[u8],
     pixels: usize,

@@ -1701,7 +1701,7 @@ fn decode(
         let planar = el.uint("Planar Configuration", tags::PLANAR_CONFIGURATION)? == Some(1);
         return decode_native(&frame, planar, meta, &el, options);
     }
-    if meta.transfer_syntax_uid == "1.2.840.10008.1.2.5" && meta.bits_allocated == 32 {
+    if meta.transfer_syntax_uid == "1.2.840.10008.1.2.5" && meta.bits_allocated >= 8 {
         let fragment = obj
             .element_opt(tags::PIXEL_DATA)
             .ok()
@@ -1714,13 +1714,13 @@ fn decode(
             fragment,
             rows as usize * columns as usize,
             meta.samples_per_pixel as usize,
-            4,
+            meta.bits_allocated as usize / 8,
         )
         .map_err(|reason| el.err(DicomErrorKind::Decode(reason)))?;
         let frame = crate::native::NativeFrame::from_le_bytes(
             &bytes,
             count,
-            32,
+            meta.bits_allocated as u32,
             meta.bits_stored as u32,
             meta.pixel_representation == 1,
         )
