@@ -96,13 +96,31 @@ pub const MAX_INFLATED_BYTES: u64 = 1 << 30;
 fn check_deflated(stream: &[u8], max_inflated: u64) -> Result<Option<Vec<u8>>, WalkError> {
     use std::io::Read;
     let limit = max_inflated.min(MAX_INFLATED_BYTES);
-    let mut inflated = Vec::new();
-    let read = flate2::read::DeflateDecoder::new(stream)
-        .take(limit + 1)
-        .read_to_end(&mut inflated);
-    if inflated.len() as u64 > limit {
-        return Err(WalkError::InflatesTooLarge { limit });
-    }
+    // Inflated in chunks into a buffer that doubles but never past the limit (read_to_end's
+    // doubling would reserve up to twice the limit: in the browser that is the tab's memory).
+    let mut inflated: Vec<u8> = Vec::new();
+    let mut decoder = flate2::read::DeflateDecoder::new(stream);
+    let mut chunk = [0u8; 64 * 1024];
+    let read = loop {
+        match decoder.read(&mut chunk) {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                if (inflated.len() + n) as u64 > limit {
+                    return Err(WalkError::InflatesTooLarge { limit });
+                }
+                if inflated.len() + n > inflated.capacity() {
+                    let want = (inflated.capacity() * 2)
+                        .max(inflated.len() + n)
+                        .max(1 << 16);
+                    let capped = want.min(limit as usize + 1);
+                    inflated.reserve_exact(capped - inflated.len());
+                }
+                inflated.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(e),
+        }
+    };
     if read.is_err() {
         // Damaged: what did inflate is walked (an element running past it is an overrun all the
         // same), and the parser is left to name the damage.

@@ -29,12 +29,16 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// The counter is global: the tests here run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Found by the fuzzer (a 60 s run of fuzz/bytes_to_tensor): the meta group's transfer syntax
 /// element with an unknown VR and a length of ~4 GB. Reading files whose data set is in another VR
 /// than their meta header says handed the meta group to dicom-object before the length pre-walk,
 /// and dicom-object allocated and zero-filled the declared 4 GB (17 s, a timeout).
 #[test]
 fn a_lying_length_in_the_meta_group_is_refused_before_allocating() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let image = NewImage {
         rows: 4,
         columns: 4,
@@ -80,6 +84,7 @@ fn a_lying_length_in_the_meta_group_is_refused_before_allocating() {
 /// for JPEG, JPEG-LS and JPEG 2000 headers alike.
 #[test]
 fn a_compressed_stream_claiming_more_pixels_than_the_data_set_is_refused_before_decoding() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     use dicom_core::value::{PixelFragmentSequence, Value};
     use dicom_core::{DataElement, VR};
     use dicom_dictionary_std::tags;
@@ -146,4 +151,56 @@ fn a_compressed_stream_claiming_more_pixels_than_the_data_set_is_refused_before_
             "{name}: largest allocation {largest} bytes"
         );
     }
+}
+
+/// A deflated data set that inflates past the reader's file cap (the browser's is 256 MB) is
+/// refused while inflating, with the buffer never grown past the cap.
+#[test]
+fn a_deflate_bomb_is_refused_without_buffering_more_than_the_cap() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let image = NewImage {
+        rows: 1024,
+        columns: 1024,
+        pixels: vec![0; 1024 * 1024],
+        bits_stored: 12,
+        photometric_interpretation: "MONOCHROME2".into(),
+        rescale_slope: 1.0,
+        rescale_intercept: 0.0,
+        window: None,
+        pixel_spacing_mm: None,
+        view_position: None,
+        modality: "DX".into(),
+        sop_class_uid: SOP_CLASS_DX_PRESENTATION.into(),
+        study_instance_uid: uid_from_u128(1),
+        series_instance_uid: uid_from_u128(2),
+        sop_instance_uid: uid_from_u128(3),
+        patient_name: "PHANTOM^ONE".into(),
+        patient_id: "PH0001".into(),
+        study_description: None,
+        transfer_syntax: TransferSyntax::DeflatedExplicitVrLittleEndian,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.dcm");
+    write_file(&path, &image).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() < 64 * 1024, "{} bytes", bytes.len());
+    let cap = 1u64 << 20; // 2 MB of pixels inflate past a 1 MB cap
+    let options = ReadOptions {
+        max_file_bytes: cap,
+        ..Default::default()
+    };
+    LARGEST.store(0, Ordering::Relaxed);
+    let e = read_bytes(&bytes, "bomb.dcm", &options).unwrap_err();
+    let largest = LARGEST.load(Ordering::Relaxed);
+    assert!(
+        e.to_string()
+            .contains("inflates to more than 1048576 bytes"),
+        "{e}"
+    );
+    assert!(
+        largest as u64 <= cap + 1,
+        "largest allocation {largest} bytes"
+    );
+    // Under the default cap the same file reads.
+    assert!(read_bytes(&bytes, "bomb.dcm", &ReadOptions::default()).is_ok());
 }
