@@ -9,7 +9,7 @@
 #                                             corpus fuzz/corpus/TARGET minimised (cargo fuzz cmin)
 # bundle_loader is a package of its own (fuzz/bundle) because it builds tract (15 minutes on 2
 # cores): it runs when FUZZ_BUNDLE=1 or in a campaign, and CI leaves it out (saying so).
-# Seeds: the DICOM test files of the pydicom and pydicom-data wheels up to 64 KB (installed into
+# Seeds: the DICOM test files of the pydicom and pydicom-data wheels under 16 KB (installed into
 # .venv by scripts/setup.sh; not committed), a few reports written here, the default bundle's
 # manifest packed as a tar. Dictionaries: fuzz/dicom.dict, fuzz/report.dict.
 # A crash is written to fuzz/artifacts/TARGET/ and fails the run; turn it into a regression test
@@ -29,7 +29,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --ver
 rm -rf seeds && mkdir -p seeds/bytes_to_tensor seeds/report_parser seeds/bundle_loader
 for dir in "$root"/.venv/lib/python3*/site-packages/pydicom/data/test_files \
   "$root"/.venv/lib/python3*/site-packages/data_store/data; do
-  [ -d "$dir" ] && find "$dir" -maxdepth 1 -name '*.dcm' -size -64k -exec cp {} seeds/bytes_to_tensor/ \;
+  [ -d "$dir" ] && find "$dir" -maxdepth 1 -name '*.dcm' -size -16k -exec cp {} seeds/bytes_to_tensor/ \;
 done
 printf 'FINDINGS: No focal consolidation. Small left pleural effusion.\nIMPRESSION: Possible right lower lobe atelectasis.\n' >seeds/report_parser/1.txt
 printf 'INDICATION: cough.\n\nThe heart is enlarged. There is no pneumothorax. Bilateral upper lobe opacities may represent edema.' >seeds/report_parser/2.txt
@@ -40,7 +40,7 @@ cp "$root/models/default/manifest.json" seeds/bundle_loader/manifest.json
 # Per target: its dictionary and input size limit (reports and bundles larger than DICOM seeds).
 options() {
   case "$1" in
-    bytes_to_tensor) echo "-dict=dicom.dict -max_len=65536" ;;
+    bytes_to_tensor) echo "-dict=dicom.dict -max_len=16384" ;;
     report_parser) echo "-dict=report.dict -max_len=8192" ;;
     bundle_loader) echo "-max_len=65536" ;;
   esac

@@ -169,6 +169,9 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
     let mut transfer_syntax: Option<String> = None;
     let mut in_meta = dataset.is_none();
     let mut in_fragments = false;
+    // Where the meta group ends by its group length (0002,0000): dicom-object reads the meta group
+    // by that length, so the data set (and a deflated stream) starts there whatever tag follows.
+    let mut meta_end: Option<usize> = None;
     let u16_at = |p: usize, be: bool| -> Option<u16> {
         let b: [u8; 2] = data.get(p..p + 2)?.try_into().ok()?;
         Some(if be {
@@ -190,7 +193,7 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
         let Some(group_le) = u16_at(pos, false) else {
             return Ok(Walked::Done);
         };
-        if in_meta && group_le != 0x0002 {
+        if in_meta && meta_end.map_or(group_le != 0x0002, |end| pos >= end) {
             in_meta = false;
             match transfer_syntax.as_deref() {
                 Some("1.2.840.10008.1.2") => encoding = Encoding::ImplicitLe,
@@ -264,6 +267,12 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
                 (len, 12, vr == VR::SQ || len == UNDEFINED)
             }
         };
+        if in_meta && tag == Tag(0x0002, 0x0000) && len == 4 && meta_end.is_none() {
+            if let Some(v) = data.get(pos + header..pos + header + 4) {
+                let group_length = u32::from_le_bytes([v[0], v[1], v[2], v[3]]) as usize;
+                meta_end = Some(pos + header + 4 + group_length);
+            }
+        }
         if in_meta && tag == Tag(0x0002, 0x0010) {
             if let Some(v) = data.get(pos + header..pos + header + len as usize) {
                 transfer_syntax = Some(

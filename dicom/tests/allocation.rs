@@ -204,3 +204,48 @@ fn a_deflate_bomb_is_refused_without_buffering_more_than_the_cap() {
     // Under the default cap the same file reads.
     assert!(read_bytes(&bytes, "bomb.dcm", &ReadOptions::default()).is_ok());
 }
+
+/// Found by the fuzzer (the 10 M campaign, a 13 s slow unit): a meta group holding an element of
+/// another group inside its group length. The length pre-walk ended the meta group at that
+/// element and tried to inflate from there (not a deflate stream: nothing walked), while
+/// dicom-object reads the meta group by its length, inflated the real data set and allocated the
+/// 2.5 GB one of its elements declared. The pre-walk now ends the meta group where its length says.
+#[test]
+fn a_foreign_element_inside_the_meta_group_does_not_hide_a_deflated_lie() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use std::io::Write;
+    fn element(tag: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend(tag.0.to_le_bytes());
+        out.extend(tag.1.to_le_bytes());
+        out.extend(vr);
+        out.extend((value.len() as u16).to_le_bytes());
+        out.extend(value);
+        out
+    }
+    let mut meta = Vec::new();
+    meta.extend(element((2, 0x10), b"UI", b"1.2.840.10008.1.2.1.99"));
+    meta.extend(element((0x3020, 0x16), b"AE", b"CLUNIE1 "));
+    let mut file = vec![0u8; 128];
+    file.extend(b"DICM");
+    file.extend(element((2, 0), b"UL", &(meta.len() as u32).to_le_bytes()));
+    file.extend(&meta);
+    // The data set: Rows, then an OB element declaring 2.5 GB with a few bytes behind it.
+    let mut dataset = element((0x28, 0x10), b"US", &16u16.to_le_bytes());
+    dataset.extend([0x8A, 0x8A, 0x8A, 0x8A, b'O', b'B', 0, 0]);
+    dataset.extend(2_500_000_000u32.to_le_bytes());
+    dataset.extend([0u8; 64]);
+    let mut deflate =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    deflate.write_all(&dataset).unwrap();
+    file.extend(deflate.finish().unwrap());
+    LARGEST.store(0, Ordering::Relaxed);
+    let e = read_bytes(&file, "meta.dcm", &ReadOptions::default()).unwrap_err();
+    let largest = LARGEST.load(Ordering::Relaxed);
+    assert!(
+        e.to_string()
+            .contains("(8A8A,8A8A): declares 2500000000 bytes"),
+        "{e}"
+    );
+    assert!(largest < 1 << 20, "largest allocation {largest} bytes");
+}
