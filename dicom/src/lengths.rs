@@ -163,6 +163,16 @@ enum Walked {
     Deflated(usize),
 }
 
+/// Where the walk is, as dicom-parser's reader sees it: directly inside a sequence it reads item
+/// headers (tag and length, no VR), anywhere else element headers (so an item tag outside a
+/// sequence is read as an element, as the parser reads it). Defined-length sequences and items
+/// end at their length.
+#[derive(Clone, Copy)]
+enum Frame {
+    Sequence(Option<usize>),
+    Item(Option<usize>),
+}
+
 fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun> {
     let mut pos = 0usize;
     let mut encoding = dataset.unwrap_or(Encoding::ExplicitLe);
@@ -172,6 +182,7 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
     // Where the meta group ends by its group length (0002,0000): dicom-object reads the meta group
     // by that length, so the data set (and a deflated stream) starts there whatever tag follows.
     let mut meta_end: Option<usize> = None;
+    let mut frames: Vec<Frame> = Vec::new();
     let u16_at = |p: usize, be: bool| -> Option<u16> {
         let b: [u8; 2] = data.get(p..p + 2)?.try_into().ok()?;
         Some(if be {
@@ -189,6 +200,13 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
         })
     };
     while pos < data.len() {
+        // Defined-length sequences and items that end here.
+        while let Some(&(Frame::Sequence(Some(end)) | Frame::Item(Some(end)))) = frames.last() {
+            if pos < end {
+                break;
+            }
+            frames.pop();
+        }
         // The meta group is explicit VR little endian; the data set follows its transfer syntax.
         let Some(group_le) = u16_at(pos, false) else {
             return Ok(Walked::Done);
@@ -211,13 +229,14 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
         };
         let tag = Tag(group, element);
         let remaining_after = |header: usize| data.len().saturating_sub(pos + header) as u64;
-        if group == 0xFFFE {
+        let item_header = in_fragments || matches!(frames.last(), Some(Frame::Sequence(_)));
+        if item_header || (group == 0xFFFE && matches!(element, 0xE00D | 0xE0DD)) {
             // Item, item delimiter, sequence delimiter: tag + 4-byte length, no VR.
             let Some(len) = u32_at(pos + 4, be) else {
                 return Ok(Walked::Done);
             };
-            match element {
-                0xE000 if in_fragments && len != UNDEFINED => {
+            match (tag, in_fragments) {
+                (Tag(0xFFFE, 0xE000), true) if len != UNDEFINED => {
                     if len as u64 > remaining_after(8) {
                         return Err(LengthOverrun {
                             tag,
@@ -227,11 +246,11 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
                     }
                     pos += 8 + len as usize;
                 }
-                0xE0DD => {
+                (Tag(0xFFFE, 0xE0DD), true) => {
                     in_fragments = false;
                     pos += 8;
                 }
-                _ => {
+                (Tag(0xFFFE, 0xE000), false) if item_header => {
                     if len != UNDEFINED && len as u64 > remaining_after(8) {
                         return Err(LengthOverrun {
                             tag,
@@ -239,8 +258,26 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
                             remaining: remaining_after(8),
                         });
                     }
+                    frames.push(Frame::Item(
+                        (len != UNDEFINED).then_some(pos + 8 + len as usize),
+                    ));
                     pos += 8; // step into the item
                 }
+                (Tag(0xFFFE, 0xE0DD), false) => {
+                    if let Some(Frame::Sequence(None)) = frames.last() {
+                        frames.pop();
+                    }
+                    pos += 8;
+                }
+                (Tag(0xFFFE, 0xE00D), false) => {
+                    if let Some(Frame::Item(None)) = frames.last() {
+                        frames.pop();
+                    }
+                    pos += 8;
+                }
+                // Anything else where an item should start: the parser stops with an error
+                // there, before allocating anything.
+                _ => return Ok(Walked::Done),
             }
             continue;
         }
@@ -283,8 +320,12 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
             }
         }
         if len == UNDEFINED {
-            // A sequence or encapsulated pixel data: step into it.
-            in_fragments = tag == Tag(0x7FE0, 0x0010);
+            // Encapsulated pixel data, or a sequence: step into it.
+            if tag == Tag(0x7FE0, 0x0010) {
+                in_fragments = true;
+            } else {
+                frames.push(Frame::Sequence(None));
+            }
             pos += header;
             continue;
         }
@@ -295,7 +336,12 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
                 remaining: remaining_after(header),
             });
         }
-        pos += header + if sequence { 0 } else { len as usize };
+        if sequence {
+            frames.push(Frame::Sequence(Some(pos + header + len as usize)));
+            pos += header;
+        } else {
+            pos += header + len as usize;
+        }
     }
     Ok(Walked::Done)
 }
