@@ -52,12 +52,29 @@ fn short_length(vr: VR) -> bool {
     )
 }
 
-fn is_sequence_in_dictionary(tag: Tag) -> bool {
+/// The bytes dicom-parser actually consumes for a value of `len` bytes: binary numeric values are
+/// read as whole numbers (`len / size` of them), so a length that is not a multiple of the size
+/// leaves the remainder unread and the next header is read from there. The walk follows the same
+/// bytes, or it would check other headers than the parser then reads.
+fn consumed(vr: VR, len: usize) -> usize {
+    use VR::*;
+    match vr {
+        SS | US | OW => len & !1,
+        SL | UL | FL | OL | OF | AT => len & !3,
+        FD | OD | SV | UV | OV => len & !7,
+        _ => len,
+    }
+}
+
+/// The VR an implicit VR data set's element has: the dictionary's (ambiguous ones relaxed as
+/// dicom-parser relaxes them), else UN.
+fn dictionary_vr(tag: Tag) -> VR {
     use dicom_core::dictionary::DataDictionary;
     use dicom_core::dictionary::DataDictionaryEntry;
     dicom_dictionary_std::StandardDataDictionary
         .by_tag(tag)
-        .is_some_and(|e| matches!(e.vr().relaxed(), VR::SQ))
+        .map(|e| e.vr().relaxed())
+        .unwrap_or(VR::UN)
 }
 
 /// Walks `data` (the bytes after the "DICM" magic). `Ok` when every header fits (or the walk met
@@ -281,11 +298,12 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
             }
             continue;
         }
-        let (len, header, sequence) = if encoding == Encoding::ImplicitLe && !in_meta {
+        let (len, header, sequence, vr) = if encoding == Encoding::ImplicitLe && !in_meta {
             let Some(len) = u32_at(pos + 4, false) else {
                 return Ok(Walked::Done);
             };
-            (len, 8, len == UNDEFINED || is_sequence_in_dictionary(tag))
+            let vr = dictionary_vr(tag);
+            (len, 8, len == UNDEFINED || vr == VR::SQ, vr)
         } else {
             // As dicom-encoding reads it: an unknown VR is UN (reserved bytes, 32-bit length).
             let Some(vr_bytes) = data.get(pos + 4..pos + 6) else {
@@ -296,12 +314,12 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
                 let Some(len) = u16_at(pos + 6, be) else {
                     return Ok(Walked::Done);
                 };
-                (len as u32, 8, false)
+                (len as u32, 8, false, vr)
             } else {
                 let Some(len) = u32_at(pos + 8, be) else {
                     return Ok(Walked::Done);
                 };
-                (len, 12, vr == VR::SQ || len == UNDEFINED)
+                (len, 12, vr == VR::SQ || len == UNDEFINED, vr)
             }
         };
         if in_meta && tag == Tag(0x0002, 0x0000) && len == 4 && meta_end.is_none() {
@@ -340,7 +358,13 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
             frames.push(Frame::Sequence(Some(pos + header + len as usize)));
             pos += header;
         } else {
-            pos += header + len as usize;
+            // The meta group's values are read whole (it is parsed apart, by its own reader).
+            pos += header
+                + if in_meta {
+                    len as usize
+                } else {
+                    consumed(vr, len as usize)
+                };
         }
     }
     Ok(Walked::Done)

@@ -290,3 +290,41 @@ fn an_item_outside_a_sequence_is_walked_as_the_parser_reads_it() {
     );
     assert!(largest < 1 << 20, "largest allocation {largest} bytes");
 }
+
+/// Found by the fuzz campaign (a slow unit, then a timeout; 4 GB allocated): dicom-parser reads a
+/// binary numeric value as whole numbers, so an SL of 6 bytes consumes 4 and the next header is read
+/// 2 bytes early. The pre-walk skipped all 6 and checked other headers than the parser read. It now
+/// follows the bytes the parser consumes. Here the parser's next header is an OB of 1 GB; the old
+/// walk saw a harmless 2-byte US there.
+#[test]
+fn a_numeric_value_of_odd_length_is_walked_as_the_parser_reads_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    fn element(tag: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend(tag.0.to_le_bytes());
+        out.extend(tag.1.to_le_bytes());
+        out.extend(vr);
+        out.extend((value.len() as u16).to_le_bytes());
+        out.extend(value);
+        out
+    }
+    let mut meta = Vec::new();
+    meta.extend(element((2, 0x10), b"UI", b"1.2.840.10008.1.2.1\0"));
+    let mut file = vec![0u8; 128];
+    file.extend(b"DICM");
+    file.extend(element((2, 0), b"UL", &(meta.len() as u32).to_le_bytes()));
+    file.extend(&meta);
+    // SL of 6 bytes: 4 read, then the parser reads (0009,0010) OB with length 0x40000002.
+    file.extend(element((0x0008, 0x0102), b"SL", &[0, 0, 0, 0, 0x09, 0x00]));
+    file.extend([0x10, 0x00, b'O', b'B', b'U', b'S', 0x02, 0x00, 0x00, 0x40]);
+    file.extend([0u8; 64]);
+    LARGEST.store(0, Ordering::Relaxed);
+    let e = read_bytes(&file, "odd.dcm", &ReadOptions::default()).unwrap_err();
+    let largest = LARGEST.load(Ordering::Relaxed);
+    assert!(
+        e.to_string()
+            .contains("(0009,0010): declares 1073741826 bytes"),
+        "{e}"
+    );
+    assert!(largest < 1 << 20, "largest allocation {largest} bytes");
+}
