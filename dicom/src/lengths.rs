@@ -246,55 +246,75 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
         };
         let tag = Tag(group, element);
         let remaining_after = |header: usize| data.len().saturating_sub(pos + header) as u64;
-        let item_header = in_fragments || matches!(frames.last(), Some(Frame::Sequence(_)));
-        if item_header || (group == 0xFFFE && matches!(element, 0xE00D | 0xE0DD)) {
-            // Item, item delimiter, sequence delimiter: tag + 4-byte length, no VR.
+        let overrun = |len: u32, header: usize| LengthOverrun {
+            tag,
+            declared: len as u64,
+            remaining: remaining_after(header),
+        };
+        if in_fragments {
+            // Encapsulated pixel data: fragments (tag + 4-byte length) until the delimiter.
             let Some(len) = u32_at(pos + 4, be) else {
                 return Ok(Walked::Done);
             };
-            match (tag, in_fragments) {
-                (Tag(0xFFFE, 0xE000), true) if len != UNDEFINED => {
+            match tag {
+                Tag(0xFFFE, 0xE000) if len != UNDEFINED => {
                     if len as u64 > remaining_after(8) {
-                        return Err(LengthOverrun {
-                            tag,
-                            declared: len as u64,
-                            remaining: remaining_after(8),
-                        });
+                        return Err(overrun(len, 8));
                     }
                     pos += 8 + len as usize;
                 }
-                (Tag(0xFFFE, 0xE0DD), true) => {
+                Tag(0xFFFE, 0xE0DD) => {
                     in_fragments = false;
                     pos += 8;
                 }
-                (Tag(0xFFFE, 0xE000), false) if item_header => {
+                // The parser stops with an error here, before allocating.
+                _ => return Ok(Walked::Done),
+            }
+            continue;
+        }
+        if let Some(Frame::Sequence(_)) = frames.last() {
+            // Directly inside a sequence the parser reads item headers only.
+            let Some(len) = u32_at(pos + 4, be) else {
+                return Ok(Walked::Done);
+            };
+            match tag {
+                Tag(0xFFFE, 0xE000) => {
                     if len != UNDEFINED && len as u64 > remaining_after(8) {
-                        return Err(LengthOverrun {
-                            tag,
-                            declared: len as u64,
-                            remaining: remaining_after(8),
-                        });
+                        return Err(overrun(len, 8));
                     }
                     frames.push(Frame::Item(
                         (len != UNDEFINED).then_some(pos + 8 + len as usize),
                     ));
                     pos += 8; // step into the item
                 }
-                (Tag(0xFFFE, 0xE0DD), false) => {
-                    if let Some(Frame::Sequence(None)) = frames.last() {
-                        frames.pop();
-                    }
-                    pos += 8;
-                }
-                (Tag(0xFFFE, 0xE00D), false) => {
-                    if let Some(Frame::Item(None)) = frames.last() {
-                        frames.pop();
-                    }
+                Tag(0xFFFE, 0xE0DD) => {
+                    frames.pop();
                     pos += 8;
                 }
                 // Anything else where an item should start: the parser stops with an error
                 // there, before allocating anything.
                 _ => return Ok(Walked::Done),
+            }
+            continue;
+        }
+        if group == 0xFFFE && !in_meta {
+            // Where an element is expected, the parser reads any item-group tag as tag + 4-byte
+            // length with no VR: an item delimiter closes what is open (ignored when nothing
+            // is), an undefined length opens a sequence, anything else is a value of that length.
+            let Some(len) = u32_at(pos + 4, be) else {
+                return Ok(Walked::Done);
+            };
+            if element == 0xE00D {
+                frames.pop();
+                pos += 8;
+            } else if len == UNDEFINED {
+                frames.push(Frame::Sequence(None));
+                pos += 8;
+            } else {
+                if len as u64 > remaining_after(8) {
+                    return Err(overrun(len, 8));
+                }
+                pos += 8 + len as usize;
             }
             continue;
         }

@@ -250,11 +250,12 @@ fn a_foreign_element_inside_the_meta_group_does_not_hide_a_deflated_lie() {
     assert!(largest < 1 << 20, "largest allocation {largest} bytes");
 }
 
-/// Found by the fuzz campaign (a timeout and a slow unit, 1.9 GB allocated): an item tag outside
-/// any sequence. dicom-parser reads it as an element (unknown VR, a length taken from the next
-/// element's tag bytes) while the pre-walk stepped into it as an item; from there the two saw
-/// different elements and the parser allocated what the walk never checked. The walk now tracks
-/// sequences and items as the parser does.
+/// Found by the fuzz campaign (a timeout and a slow unit, 1.9 GB allocated): an item tag where an
+/// element is expected. dicom-parser reads it as tag + 4-byte length and skips a value of that
+/// length, while the pre-walk stepped into it as an item and read its bytes as elements; from
+/// there the two saw different headers and the parser allocated what the walk never checked. The
+/// walk now tracks sequences and items as the parser does. Here the stray item's 12 bytes look, to
+/// the old walk, like an element that jumps over the parser's next header: an OB of 1 GB.
 #[test]
 fn an_item_outside_a_sequence_is_walked_as_the_parser_reads_it() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -274,18 +275,18 @@ fn an_item_outside_a_sequence_is_walked_as_the_parser_reads_it() {
     file.extend(element((2, 0), b"UL", &(meta.len() as u32).to_le_bytes()));
     file.extend(&meta);
     file.extend(element((0x28, 0x10), b"US", &16u16.to_le_bytes()));
-    // An empty sequence of defined length, then a stray item of 16 bytes holding one element
-    // whose tag bytes (08 00 00 01) read as a 16 MB length by the parser.
-    file.extend([0x08, 0x00, 0x15, 0x92, b'S', b'Q', 0, 0, 0, 0, 0, 0]);
-    file.extend([0xFE, 0xFF, 0x00, 0xE0, 16, 0, 0, 0]);
-    file.extend(element((0x0008, 0x0100), b"SH", b"ABCDEFGH"));
-    file.extend([0u8; 64]);
+    // A stray item of 12 bytes: to the parser a value, to the old walk an OB of 100 bytes.
+    file.extend([0xFE, 0xFF, 0x00, 0xE0, 12, 0, 0, 0]);
+    file.extend([0x09, 0x00, 0x10, 0x00, b'O', b'B', 0, 0, 100, 0, 0, 0]);
+    // The parser's next header: an OB claiming 1 GB.
+    file.extend([0x09, 0x00, 0x12, 0x00, b'O', b'B', 0, 0, 0, 0, 0, 0x40]);
+    file.extend([0u8; 128]);
     LARGEST.store(0, Ordering::Relaxed);
     let e = read_bytes(&file, "stray.dcm", &ReadOptions::default()).unwrap_err();
     let largest = LARGEST.load(Ordering::Relaxed);
     assert!(
         e.to_string()
-            .contains("(FFFE,E000): declares 16777224 bytes"),
+            .contains("(0009,0012): declares 1073741824 bytes"),
         "{e}"
     );
     assert!(largest < 1 << 20, "largest allocation {largest} bytes");
