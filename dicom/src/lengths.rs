@@ -77,6 +77,22 @@ fn dictionary_vr(tag: Tag) -> VR {
         .unwrap_or(VR::UN)
 }
 
+/// Where the top-level native Pixel Data's value lies in the walked bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PixelSpan {
+    pub offset: usize,
+    pub len: usize,
+}
+
+/// What a walk found besides the lengths being sound.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// The inflated data set of a deflated stream (inflated once, here).
+    pub inflated: Option<Vec<u8>>,
+    /// The top-level Pixel Data of defined length (native pixel data), in the walked bytes.
+    pub pixels: Option<PixelSpan>,
+}
+
 /// Walks `data` (the bytes after the "DICM" magic). `Ok` when every header fits (or the walk met
 /// something it leaves to the parser); `Err` names the first element whose length overruns. A
 /// deflated data set may inflate to at most `max_inflated` bytes (and never past
@@ -84,10 +100,16 @@ fn dictionary_vr(tag: Tag) -> VR {
 ///
 /// Returns the inflated data set of a deflated stream (so that it is inflated once, here), else
 /// None.
-pub fn check(data: &[u8], max_inflated: u64) -> Result<Option<Vec<u8>>, WalkError> {
+pub fn check(data: &[u8], max_inflated: u64) -> Result<Walk, WalkError> {
     match walk(data, None)? {
-        Walked::Done => Ok(None),
-        Walked::Deflated(start) => check_deflated(&data[start.min(data.len())..], max_inflated),
+        Walked::Done(pixels) => Ok(Walk {
+            inflated: None,
+            pixels,
+        }),
+        Walked::Deflated(start) => Ok(Walk {
+            inflated: check_deflated(&data[start.min(data.len())..], max_inflated)?,
+            pixels: None,
+        }),
     }
 }
 
@@ -174,8 +196,8 @@ impl From<LengthOverrun> for WalkError {
 
 /// How far a walk got.
 enum Walked {
-    /// The whole data.
-    Done,
+    /// The whole data (with the top-level native Pixel Data's place, if it has one).
+    Done(Option<PixelSpan>),
     /// Up to a deflated data set starting at this offset.
     Deflated(usize),
 }
@@ -200,6 +222,7 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
     // by that length, so the data set (and a deflated stream) starts there whatever tag follows.
     let mut meta_end: Option<usize> = None;
     let mut frames: Vec<Frame> = Vec::new();
+    let mut pixels: Option<PixelSpan> = None;
     let u16_at = |p: usize, be: bool| -> Option<u16> {
         let b: [u8; 2] = data.get(p..p + 2)?.try_into().ok()?;
         Some(if be {
@@ -226,7 +249,7 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
         }
         // The meta group is explicit VR little endian; the data set follows its transfer syntax.
         let Some(group_le) = u16_at(pos, false) else {
-            return Ok(Walked::Done);
+            return Ok(Walked::Done(pixels));
         };
         if in_meta && meta_end.map_or(group_le != 0x0002, |end| pos >= end) {
             in_meta = false;
@@ -242,7 +265,7 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
         }
         let be = encoding == Encoding::ExplicitBe && !in_meta;
         let (Some(group), Some(element)) = (u16_at(pos, be), u16_at(pos + 2, be)) else {
-            return Ok(Walked::Done);
+            return Ok(Walked::Done(pixels));
         };
         let tag = Tag(group, element);
         let remaining_after = |header: usize| data.len().saturating_sub(pos + header) as u64;
@@ -254,7 +277,7 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
         if in_fragments {
             // Encapsulated pixel data: fragments (tag + 4-byte length) until the delimiter.
             let Some(len) = u32_at(pos + 4, be) else {
-                return Ok(Walked::Done);
+                return Ok(Walked::Done(pixels));
             };
             match tag {
                 Tag(0xFFFE, 0xE000) if len != UNDEFINED => {
@@ -268,14 +291,14 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
                     pos += 8;
                 }
                 // The parser stops with an error here, before allocating.
-                _ => return Ok(Walked::Done),
+                _ => return Ok(Walked::Done(pixels)),
             }
             continue;
         }
         if let Some(Frame::Sequence(_)) = frames.last() {
             // Directly inside a sequence the parser reads item headers only.
             let Some(len) = u32_at(pos + 4, be) else {
-                return Ok(Walked::Done);
+                return Ok(Walked::Done(pixels));
             };
             match tag {
                 Tag(0xFFFE, 0xE000) => {
@@ -293,7 +316,7 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
                 }
                 // Anything else where an item should start: the parser stops with an error
                 // there, before allocating anything.
-                _ => return Ok(Walked::Done),
+                _ => return Ok(Walked::Done(pixels)),
             }
             continue;
         }
@@ -302,7 +325,7 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
             // length with no VR: an item delimiter closes what is open (ignored when nothing
             // is), an undefined length opens a sequence, anything else is a value of that length.
             let Some(len) = u32_at(pos + 4, be) else {
-                return Ok(Walked::Done);
+                return Ok(Walked::Done(pixels));
             };
             if element == 0xE00D {
                 frames.pop();
@@ -320,24 +343,24 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
         }
         let (len, header, sequence, vr) = if encoding == Encoding::ImplicitLe && !in_meta {
             let Some(len) = u32_at(pos + 4, false) else {
-                return Ok(Walked::Done);
+                return Ok(Walked::Done(pixels));
             };
             let vr = dictionary_vr(tag);
             (len, 8, len == UNDEFINED || vr == VR::SQ, vr)
         } else {
             // As dicom-encoding reads it: an unknown VR is UN (reserved bytes, 32-bit length).
             let Some(vr_bytes) = data.get(pos + 4..pos + 6) else {
-                return Ok(Walked::Done);
+                return Ok(Walked::Done(pixels));
             };
             let vr = VR::from_binary([vr_bytes[0], vr_bytes[1]]).unwrap_or(VR::UN);
             if short_length(vr) {
                 let Some(len) = u16_at(pos + 6, be) else {
-                    return Ok(Walked::Done);
+                    return Ok(Walked::Done(pixels));
                 };
                 (len as u32, 8, false, vr)
             } else {
                 let Some(len) = u32_at(pos + 8, be) else {
-                    return Ok(Walked::Done);
+                    return Ok(Walked::Done(pixels));
                 };
                 (len, 12, vr == VR::SQ || len == UNDEFINED, vr)
             }
@@ -374,6 +397,12 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
                 remaining: remaining_after(header),
             });
         }
+        if !in_meta && frames.is_empty() && tag == Tag(0x7FE0, 0x0010) && !sequence {
+            pixels = Some(PixelSpan {
+                offset: pos + header,
+                len: consumed(vr, len as usize),
+            });
+        }
         if sequence {
             frames.push(Frame::Sequence(Some(pos + header + len as usize)));
             pos += header;
@@ -387,5 +416,5 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
                 };
         }
     }
-    Ok(Walked::Done)
+    Ok(Walked::Done(pixels))
 }

@@ -88,6 +88,28 @@ impl<'a> NativeFrame<'a> {
         (frame.available() >= frame.first as u64 + count as u64).then_some(frame)
     }
 
+    /// Frame `frame` of native little-endian pixel data borrowed from the file's bytes.
+    pub(crate) fn from_le_frame(
+        bytes: &'a [u8],
+        frame: u32,
+        count: usize,
+        bits_allocated: u32,
+        bits_stored: u32,
+        signed: bool,
+    ) -> Option<Self> {
+        let frame = Self {
+            held: Held::Bytes(bytes, Endian::Little),
+            bits_allocated,
+            bits_stored: bits_stored.clamp(1, bits_allocated.max(1)),
+            signed,
+            first: frame as usize * count,
+            count,
+        };
+        (matches!(bits_allocated, 1 | 8 | 16 | 32)
+            && frame.available() >= frame.first as u64 + count as u64)
+            .then_some(frame)
+    }
+
     /// A frame held in `bytes` (little endian, pixel-first), such as a decoded RLE frame.
     pub(crate) fn from_le_bytes(
         bytes: &'a [u8],

@@ -392,6 +392,21 @@ pub(crate) fn parse_object(
     source_name: &str,
     options: &ReadOptions,
 ) -> Result<DefaultDicomObject, DicomError> {
+    let (obj, borrowed) = parse_borrowing(bytes, source_name, options, false)?;
+    debug_assert!(borrowed.is_none());
+    Ok(obj)
+}
+
+/// [`parse_object`], and with `borrow_pixels` for a native little-endian file whose top-level
+/// Pixel Data has a defined length: the object parsed up to the Pixel Data only, and the pixel
+/// bytes borrowed from `bytes` (never copied: dicom-parser would copy them into the element, and
+/// zero-fill the buffer first).
+fn parse_borrowing<'a>(
+    bytes: &'a [u8],
+    source_name: &str,
+    options: &ReadOptions,
+    borrow_pixels: bool,
+) -> Result<(DefaultDicomObject, Option<&'a [u8]>), DicomError> {
     let err = |kind| DicomError::new(source_name, kind);
     if bytes.len() as u64 > options.max_file_bytes {
         return Err(err(DicomErrorKind::InvalidElement {
@@ -407,7 +422,7 @@ pub(crate) fn parse_object(
     let has_preamble = bytes.len() >= 132 && &bytes[128..132] == b"DICM";
     let has_magic = bytes.len() >= 4 && &bytes[..4] == b"DICM";
     if !has_preamble && !has_magic {
-        return parse_without_meta(bytes, source_name);
+        return Ok((parse_without_meta(bytes, source_name)?, None));
     }
     let body = if has_preamble {
         &bytes[132..]
@@ -415,11 +430,11 @@ pub(crate) fn parse_object(
         &bytes[4..]
     };
     if let Some(obj) = dataset_in_other_vr(bytes, body, source_name)? {
-        return Ok(obj);
+        return Ok((obj, None));
     }
-    let inflated =
+    let walk =
         crate::lengths::check(body, options.max_file_bytes).map_err(|e| err(walk_error(e)))?;
-    if let Some(dataset) = inflated {
+    if let Some(dataset) = walk.inflated {
         // A deflated data set, inflated once by the walk: read from those bytes.
         let magic = bytes.len() - body.len() - 4;
         let meta = dicom_object::FileMetaTable::from_reader(&bytes[magic..])
@@ -439,18 +454,34 @@ pub(crate) fn parse_object(
                     error_chain(&e)
                 )))
             })?;
-        return Ok(obj.with_exact_meta(meta));
+        return Ok((obj.with_exact_meta(meta), None));
     }
     let preamble = if has_preamble {
         ReadPreamble::Always
     } else {
         ReadPreamble::Never
     };
+    if borrow_pixels {
+        if let Some(span) = walk.pixels {
+            let obj = OpenFileOptions::new()
+                .read_preamble(preamble)
+                .read_until(tags::PIXEL_DATA)
+                .from_reader(bytes)
+                .map_err(|e| err(DicomErrorKind::NotDicom(error_chain(&e))))?;
+            let little = matches!(
+                obj.meta().transfer_syntax().trim_end_matches('\0'),
+                "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1"
+            );
+            if let (true, Some(pixels)) = (little, body.get(span.offset..span.offset + span.len)) {
+                return Ok((obj, Some(pixels)));
+            }
+        }
+    }
     let obj = OpenFileOptions::new()
         .read_preamble(preamble)
         .from_reader(bytes)
         .map_err(|e| err(DicomErrorKind::NotDicom(error_chain(&e))))?;
-    Ok(obj)
+    Ok((obj, None))
 }
 
 /// A file whose data set is written with implicit VR while its meta header names an explicit VR
@@ -526,8 +557,8 @@ pub fn read_bytes(
     source_name: &str,
     options: &ReadOptions,
 ) -> Result<Image, DicomError> {
-    let obj = parse_object(bytes, source_name, options)?;
-    decode(&obj, source_name, options)
+    let (obj, pixels) = parse_borrowing(bytes, source_name, options, true)?;
+    decode(&obj, pixels, source_name, options)
 }
 
 /// Reads and checks a DICOM image's metadata without decoding its pixels.
@@ -536,8 +567,8 @@ pub fn read_meta_bytes(
     source_name: &str,
     options: &ReadOptions,
 ) -> Result<ImageMeta, DicomError> {
-    let obj = parse_object(bytes, source_name, options)?;
-    header(&obj, source_name, options)
+    let (obj, pixels) = parse_borrowing(bytes, source_name, options, true)?;
+    header(&obj, pixels, source_name, options)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -669,6 +700,7 @@ impl Elements<'_> {
 /// Reads and checks everything but the pixels.
 fn header(
     obj: &DefaultDicomObject,
+    borrowed: Option<&[u8]>,
     source_name: &str,
     options: &ReadOptions,
 ) -> Result<ImageMeta, DicomError> {
@@ -679,7 +711,7 @@ fn header(
             .trim_end_matches('\0')
             .to_string()
     });
-    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+    if borrowed.is_none() && obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
         return Err(el.err(DicomErrorKind::NotAnImage { sop_class_uid }));
     }
     let transfer_syntax_uid = obj
@@ -838,14 +870,19 @@ fn header(
         return Err(unsupported());
     }
     if !ts.is_encapsulated_pixel_data() {
-        // Native pixel data: its length must cover every frame before we slice it.
-        let element = obj
-            .element(tags::PIXEL_DATA)
-            .map_err(|e| el.err(DicomErrorKind::Decode(e.to_string())))?;
-        // Measured, not copied (`to_bytes` would copy OW data to count it).
-        let have = match element.value() {
-            dicom_core::value::Value::Primitive(p) => p.calculate_byte_len() as u64,
-            other => other.to_bytes().map(|b| b.len() as u64).unwrap_or(0),
+        // Native pixel data: its length must cover every frame before we slice it. Measured,
+        // not copied (`to_bytes` would copy OW data to count it).
+        let have = match borrowed {
+            Some(b) => b.len() as u64,
+            None => {
+                let element = obj
+                    .element(tags::PIXEL_DATA)
+                    .map_err(|e| el.err(DicomErrorKind::Decode(e.to_string())))?;
+                match element.value() {
+                    dicom_core::value::Value::Primitive(p) => p.calculate_byte_len() as u64,
+                    other => other.to_bytes().map(|b| b.len() as u64).unwrap_or(0),
+                }
+            }
         };
         let samples_total =
             crate::native::samples_per_frame(rows, columns, samples, &photometric) * frames as u64;
@@ -1678,10 +1715,11 @@ fn palette_image(
 
 fn decode(
     obj: &DefaultDicomObject,
+    borrowed: Option<&[u8]>,
     source_name: &str,
     options: &ReadOptions,
 ) -> Result<Image, DicomError> {
-    let meta = header(obj, source_name, options)?;
+    let meta = header(obj, borrowed, source_name, options)?;
     let el = Elements { obj, source_name };
     let (rows, columns) = (meta.rows, meta.columns);
     let count = crate::native::samples_per_frame(
@@ -1690,6 +1728,25 @@ fn decode(
         meta.samples_per_pixel as u32,
         &meta.photometric_interpretation,
     ) as usize;
+    if let Some(pixels) = borrowed {
+        let frame = crate::native::NativeFrame::from_le_frame(
+            pixels,
+            options.frame,
+            count,
+            meta.bits_allocated as u32,
+            meta.bits_stored as u32,
+            meta.pixel_representation == 1,
+        )
+        .ok_or_else(|| {
+            el.err(DicomErrorKind::Decode(format!(
+                "{} bytes of pixel data do not hold frame {}",
+                pixels.len(),
+                options.frame
+            )))
+        })?;
+        let planar = el.uint("Planar Configuration", tags::PLANAR_CONFIGURATION)? == Some(1);
+        return decode_native(&frame, planar, meta, &el, options);
+    }
     if let Some(frame) = crate::native::NativeFrame::borrow(
         obj,
         options.frame,
