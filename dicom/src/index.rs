@@ -147,9 +147,10 @@ pub fn dicomdir_files(path: &Path) -> Result<Vec<PathBuf>, crate::DicomError> {
             },
         )
     };
-    let obj = dicom_object::OpenFileOptions::new()
-        .open_file(path)
-        .map_err(|e| crate::DicomError::new(&name, DicomErrorKind::NotDicom(e.to_string())))?;
+    // Through the same size cap, length pre-walk and value length limit as images.
+    let options = crate::ReadOptions::default();
+    let bytes = crate::read::read_capped(path, &name, &options)?;
+    let obj = crate::read::parse_object(&bytes, &name, &options)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut out: Vec<PathBuf> = Vec::new();
     let Some(records) = obj

@@ -385,6 +385,26 @@ pub fn read_capped(path: &Path, name: &str, options: &ReadOptions) -> Result<Vec
     std::fs::read(path).map_err(|e| err(DicomErrorKind::Io(e)))
 }
 
+/// While alive, dicom-parser on this thread refuses any value longer than `limit` bytes before
+/// allocating it (vendor/dicom-parser's patch): a value cannot be longer than the bytes it is
+/// read from, so a lying length, even one the length pre-walk misjudges, costs no more memory
+/// than the file itself.
+struct ValueLengthLimit(usize);
+
+impl ValueLengthLimit {
+    fn new(limit: usize) -> Self {
+        Self(dicom_parser::stateful::decode::set_value_length_limit(
+            limit,
+        ))
+    }
+}
+
+impl Drop for ValueLengthLimit {
+    fn drop(&mut self) {
+        dicom_parser::stateful::decode::set_value_length_limit(self.0);
+    }
+}
+
 /// Parses a DICOM stream (with or without the 128-byte preamble) after checking its size and
 /// every declared length.
 pub(crate) fn parse_object(
@@ -408,6 +428,7 @@ fn parse_borrowing<'a>(
     borrow_pixels: bool,
 ) -> Result<(DefaultDicomObject, Option<&'a [u8]>), DicomError> {
     let err = |kind| DicomError::new(source_name, kind);
+    let _limit = ValueLengthLimit::new(bytes.len());
     if bytes.len() as u64 > options.max_file_bytes {
         return Err(err(DicomErrorKind::InvalidElement {
             name: "file",
@@ -435,6 +456,7 @@ fn parse_borrowing<'a>(
     let walk =
         crate::lengths::check(body, options.max_file_bytes).map_err(|e| err(walk_error(e)))?;
     if let Some(dataset) = walk.inflated {
+        let _inflated_limit = ValueLengthLimit::new(dataset.len());
         // A deflated data set, inflated once by the walk: read from those bytes.
         let magic = bytes.len() - body.len() - 4;
         let meta = dicom_object::FileMetaTable::from_reader(&bytes[magic..])
@@ -1942,6 +1964,44 @@ fn decode_native(
 #[cfg(test)]
 mod tests {
     use super::expand_segmented_lut;
+
+    #[test]
+    fn the_value_length_limit_refuses_a_longer_value_before_allocating_it() {
+        // Explicit VR little endian: meta group, then an OB of 1000 bytes.
+        let element = |tag: (u16, u16), vr: &[u8; 2], value: &[u8]| {
+            let mut out = Vec::new();
+            out.extend(tag.0.to_le_bytes());
+            out.extend(tag.1.to_le_bytes());
+            out.extend(vr);
+            out.extend((value.len() as u16).to_le_bytes());
+            out.extend(value);
+            out
+        };
+        let meta = element((2, 0x10), b"UI", b"1.2.840.10008.1.2.1\0");
+        let mut file = vec![0u8; 128];
+        file.extend(b"DICM");
+        file.extend(element((2, 0), b"UL", &(meta.len() as u32).to_le_bytes()));
+        file.extend(&meta);
+        file.extend([0x09, 0x00, 0x10, 0x00, b'O', b'B', 0, 0]);
+        file.extend(1000u32.to_le_bytes());
+        file.extend([7u8; 1000]);
+        let parse = || {
+            dicom_object::OpenFileOptions::new()
+                .read_preamble(dicom_object::file::ReadPreamble::Always)
+                .from_reader(file.as_slice())
+        };
+        {
+            let _limit = super::ValueLengthLimit::new(100);
+            let e = parse().map(|_| ()).unwrap_err();
+            assert!(
+                super::error_chain(&e).contains("declares 1000 bytes, more than the 100 allowed"),
+                "{}",
+                super::error_chain(&e)
+            );
+        }
+        // The limit is restored when the guard goes.
+        assert!(parse().is_ok());
+    }
 
     #[test]
     fn segmented_palettes_expand_as_hand_computed() {
