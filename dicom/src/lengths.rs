@@ -320,7 +320,22 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
             }
             continue;
         }
-        if group == 0xFFFE && !in_meta {
+        if group == 0xFFFE && in_meta {
+            // The meta group's reader reads every value raw by its length, an item-group tag
+            // too (tag + 4-byte length, no VR).
+            let Some(len) = u32_at(pos + 4, false) else {
+                return Ok(Walked::Done(pixels));
+            };
+            if len == UNDEFINED {
+                return Ok(Walked::Done(pixels));
+            }
+            if len as u64 > remaining_after(8) {
+                return Err(overrun(len, 8));
+            }
+            pos += 8 + len as usize;
+            continue;
+        }
+        if group == 0xFFFE {
             // Where an element is expected, the parser reads any item-group tag as tag + 4-byte
             // length with no VR: an item delimiter closes what is open (ignored when nothing
             // is), an undefined length opens a sequence, anything else is a value of that length.
@@ -380,6 +395,10 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
                 );
             }
         }
+        if len == UNDEFINED && in_meta {
+            // The meta group's reader refuses an undefined length before allocating.
+            return Ok(Walked::Done(pixels));
+        }
         if len == UNDEFINED {
             // Encapsulated pixel data, or a sequence: step into it.
             if tag == Tag(0x7FE0, 0x0010) {
@@ -403,7 +422,7 @@ fn walk(data: &[u8], dataset: Option<Encoding>) -> Result<Walked, LengthOverrun>
                 len: consumed(vr, len as usize),
             });
         }
-        if sequence {
+        if sequence && !in_meta {
             frames.push(Frame::Sequence(Some(pos + header + len as usize)));
             pos += header;
         } else {

@@ -329,3 +329,32 @@ fn a_numeric_value_of_odd_length_is_walked_as_the_parser_reads_it() {
     );
     assert!(largest < 1 << 20, "largest allocation {largest} bytes");
 }
+
+/// Found by the fuzz campaign (a timeout, 2.8 GB): a sequence element inside the meta group. The
+/// pre-walk stepped into it as a sequence and stopped at the next element, which was not an item;
+/// dicom-object's meta reader reads every value raw by its length and allocated the 1 GB the
+/// transfer syntax element (written as UN) declared. The walk now reads the meta group as that
+/// reader does.
+#[test]
+fn a_sequence_inside_the_meta_group_does_not_end_the_walk() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut meta = Vec::new();
+    meta.extend([0x28, 0x00, 0x10, 0x30, b'S', b'Q', 0, 0, 2, 0, 0, 0, 0, 1]);
+    meta.extend([0x02, 0x00, 0x10, 0x00, b'U', b'N', 0, 0, 0, 0, 0, 0x40]);
+    meta.extend(b"1.2.840.10008.1.2.1\0");
+    let mut file = vec![0u8; 128];
+    file.extend(b"DICM");
+    file.extend([0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+    file.extend((meta.len() as u32).to_le_bytes());
+    file.extend(&meta);
+    file.extend([0u8; 64]);
+    LARGEST.store(0, Ordering::Relaxed);
+    let e = read_bytes(&file, "meta.dcm", &ReadOptions::default()).unwrap_err();
+    let largest = LARGEST.load(Ordering::Relaxed);
+    assert!(
+        e.to_string()
+            .contains("(0002,0010): declares 1073741824 bytes"),
+        "{e}"
+    );
+    assert!(largest < 1 << 20, "largest allocation {largest} bytes");
+}
