@@ -662,7 +662,7 @@ fn a_data_set_without_preamble_or_meta_header_reads_in_its_guessed_syntax() {
     );
 }
 
-/// Found by the fuzzer (dicom/fuzz): a short RLE segment made dicom-rs's RLE decoder index past
+/// Found by the fuzzer (fuzz/bytes_to_tensor): a short RLE segment made dicom-rs's RLE decoder index past
 /// its buffer and panic. asg-dicom now validates RLE frames before decoding.
 #[test]
 fn a_short_rle_segment_is_an_error_not_a_panic() {
@@ -733,7 +733,7 @@ fn a_modality_lut_sequence_replaces_the_rescale_and_orientation_is_reported() {
     assert_eq!(read.meta.patient_orientation.as_deref(), Some("R\\F"));
 }
 
-/// Found by the fuzzer (dicom/fuzz, a 60 s CI run): in a deflated data set an element declared
+/// Found by the fuzzer (fuzz/bytes_to_tensor, a 60 s CI run): in a deflated data set an element declared
 /// 3.7 GB, and dicom-parser zero-filled that much before finding the stream short (37 s, and
 /// gigabytes). The length pre-walk now inflates a deflated data set (capped) and walks it too.
 #[test]
