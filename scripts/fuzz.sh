@@ -50,13 +50,14 @@ run() { # target, libFuzzer options...
   local target="$1"
   shift
   mkdir -p "corpus/$target" "artifacts/$target"
-  local dir="$root/fuzz" log rc=0
-  [ "$target" = bundle_loader ] && dir="$root/fuzz/bundle"
+  local fuzz_dir=() log rc=0
+  # The bundle target is a package of its own (cargo fuzz would otherwise find fuzz/ above it).
+  [ "$target" = bundle_loader ] && fuzz_dir=(--fuzz-dir "$root/fuzz/bundle")
   log="$(mktemp)"
   # --sanitizer none: the targets are Rust (asg-dicom forbids unsafe) and pure-Rust codecs; a panic
   # aborts either way, and without ASan an execution is several times faster.
   # shellcheck disable=SC2046
-  (cd "$dir" && cargo +nightly fuzz run --sanitizer none "$target" "$root/fuzz/corpus/$target" "$root/fuzz/seeds/$target" -- \
+  (cd "$root/fuzz" && cargo +nightly fuzz run "${fuzz_dir[@]}" --sanitizer none "$target" "$root/fuzz/corpus/$target" "$root/fuzz/seeds/$target" -- \
     $(options "$target") -rss_limit_mb=4096 -malloc_limit_mb=2048 -timeout=10 \
     -artifact_prefix="$root/fuzz/artifacts/$target/" -print_final_stats=1 "$@") >"$log" 2>&1 || rc=$?
   grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)' "$log" || true
@@ -73,10 +74,10 @@ if [ "${1:-}" = "--runs" ]; then
   runs="$2" target="$3"
   echo "fuzz: campaign: $runs executions of $target"
   run "$target" -runs="$runs"
-  dir="$root/fuzz"
-  [ "$target" = bundle_loader ] && dir="$root/fuzz/bundle"
+  fuzz_dir=()
+  [ "$target" = bundle_loader ] && fuzz_dir=(--fuzz-dir "$root/fuzz/bundle")
   # shellcheck disable=SC2046
-  (cd "$dir" && cargo +nightly fuzz cmin --sanitizer none "$target" "$root/fuzz/corpus/$target" -- $(options "$target")) >/dev/null 2>&1 || true
+  (cd "$root/fuzz" && cargo +nightly fuzz cmin "${fuzz_dir[@]}" --sanitizer none "$target" "$root/fuzz/corpus/$target" -- $(options "$target")) >/dev/null 2>&1 || true
   echo "fuzz: corpus/$target minimised to $(find "corpus/$target" -type f | wc -l) inputs"
   exit 0
 fi

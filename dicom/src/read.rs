@@ -831,13 +831,11 @@ fn header(
             },
         )?;
     }
-    if let Some((name, r, c)) = codestream_size_mismatch(obj, rows, columns) {
+    if let Some(reason) = codestream_mismatch(obj, rows, columns, samples, bits_allocated) {
         return Err(el.err(DicomErrorKind::InvalidElement {
             name: "Pixel Data",
             tag: tag_text(tags::PIXEL_DATA),
-            reason: format!(
-                "the {name} stream says {r} x {c} pixels, the data set {rows} x {columns}: not decoded (the decoder would allocate what the stream says)"
-            ),
+            reason,
         }));
     }
     if let Some(signed) = j2k_signedness(obj) {
@@ -1340,6 +1338,65 @@ fn check_rle(
     Ok(())
 }
 
+/// What a compressed frame's own header declares.
+struct Codestream {
+    format: &'static str,
+    rows: u32,
+    columns: u32,
+    /// Components and sample precision (JPEG and JPEG-LS only).
+    components: Option<u32>,
+    precision: Option<u32>,
+}
+
+/// [`codestream_size`] with components and precision.
+fn codestream_header(b: &[u8]) -> Option<Codestream> {
+    let (format, rows, columns) = codestream_size(b)?;
+    let mut out = Codestream {
+        format,
+        rows,
+        columns,
+        components: None,
+        precision: None,
+    };
+    if format != "JPEG 2000" {
+        if let Some(at) = jpeg_frame_header(b) {
+            out.precision = b.get(at).map(|&p| p as u32);
+            out.components = b.get(at + 5).map(|&n| n as u32);
+        }
+    }
+    Some(out)
+}
+
+/// Where a JPEG or JPEG-LS stream's start-of-frame parameters begin (the precision byte), by
+/// walking the marker segments.
+fn jpeg_frame_header(b: &[u8]) -> Option<usize> {
+    if !b.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let mut i = 2;
+    loop {
+        while b.get(i) == Some(&0xFF) && b.get(i + 1) == Some(&0xFF) {
+            i += 1;
+        }
+        if b.get(i) != Some(&0xFF) {
+            return None;
+        }
+        let marker = *b.get(i + 1)?;
+        if matches!(marker, 0x01 | 0xD0..=0xD7) {
+            i += 2;
+            continue;
+        }
+        if matches!(marker, 0xD9 | 0xDA) {
+            return None;
+        }
+        let length = u16::from_be_bytes([*b.get(i + 2)?, *b.get(i + 3)?]) as usize;
+        if matches!(marker, 0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF | 0xF7) {
+            return Some(i + 4);
+        }
+        i += 2 + length;
+    }
+}
+
 /// The image size a compressed frame's own header declares: a JPEG or JPEG-LS start-of-frame
 /// (found by walking the marker segments, never by searching the entropy-coded data) or a JPEG
 /// 2000 SIZ marker, as (format, rows, columns). None when the fragment starts with neither.
@@ -1393,15 +1450,20 @@ fn codestream_size(b: &[u8]) -> Option<(&'static str, u32, u32)> {
     Some(("JPEG 2000", y.saturating_sub(y0), x.saturating_sub(x0)))
 }
 
-/// A compressed frame whose own header declares another size than Rows x Columns (checked on every
-/// fragment that starts a JPEG, JPEG-LS or JPEG 2000 stream): the decoders allocate what the stream
-/// says, so a 16 x 16 data set holding a stream that claims 60,000 x 60,000 pixels would ask for
-/// gigabytes past every cap. Returns (format, rows, columns) of the first such stream.
-fn codestream_size_mismatch(
+/// A compressed frame whose own header disagrees with the data set (checked on every fragment that
+/// starts a JPEG, JPEG-LS or JPEG 2000 stream): another size than Rows x Columns (the decoders
+/// allocate what the stream says, so a 16 x 16 data set holding a stream that claims 60,000 x
+/// 60,000 pixels would ask for gigabytes past every cap), or for JPEG and JPEG-LS more components
+/// than Samples per Pixel or samples wider than Bits Allocated (dicom-rs's JPEG adapter copies
+/// the decoded frame into a buffer sized from the data set, and panicked when it was longer). The
+/// reason, for the first such stream.
+fn codestream_mismatch(
     obj: &DefaultDicomObject,
     rows: u32,
     columns: u32,
-) -> Option<(&'static str, u32, u32)> {
+    samples: u32,
+    bits_allocated: u32,
+) -> Option<String> {
     let ts = obj.meta().transfer_syntax().trim_end_matches('\0');
     let compressed = ts
         .strip_prefix("1.2.840.10008.1.2.4.")
@@ -1415,10 +1477,26 @@ fn codestream_size_mismatch(
         .ok()
         .flatten()?
         .fragments()?;
-    fragments
-        .iter()
-        .filter_map(|f| codestream_size(f))
-        .find(|&(_, r, c)| (r, c) != (rows, columns))
+    fragments.iter().filter_map(|f| codestream_header(f)).find_map(|c| {
+        let name = c.format;
+        if (c.rows, c.columns) != (rows, columns) {
+            return Some(format!(
+                "the {name} stream says {} x {} pixels, the data set {rows} x {columns}: not decoded (the decoder would allocate what the stream says)",
+                c.rows, c.columns
+            ));
+        }
+        if let Some(n) = c.components.filter(|&n| n != samples) {
+            return Some(format!(
+                "the {name} stream has {n} components, the data set {samples} samples per pixel"
+            ));
+        }
+        if let Some(p) = c.precision.filter(|&p| (p > 8 && bits_allocated < 16) || p > 16) {
+            return Some(format!(
+                "the {name} stream's samples are {p} bits, more than the {bits_allocated} bits allocated"
+            ));
+        }
+        None
+    })
 }
 
 /// The signedness of the first component in a JPEG 2000 codestream's SIZ marker, if the Pixel

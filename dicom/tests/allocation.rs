@@ -123,7 +123,14 @@ fn a_compressed_stream_claiming_more_pixels_than_the_data_set_is_refused_before_
     j2k.extend(60000u32.to_be_bytes());
     j2k.extend(60000u32.to_be_bytes());
     j2k.extend([0u8; 8]);
+    // Found by the 10 M campaign (a panic in dicom-rs's JPEG adapter, which copies the decoded
+    // frame into a buffer sized from the data set): the right size but 3 components for 1 sample.
+    let three_components = vec![
+        0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x00, 0x10, 0x00, 0x10, 0x03, 0x01, 0x11, 0x00,
+        0x02, 0x11, 0x00, 0x03, 0x11, 0x00, 0xFF, 0xD9,
+    ];
     for (uid, stream, name) in [
+        ("1.2.840.10008.1.2.4.50", three_components, "3 components"),
         ("1.2.840.10008.1.2.4.50", jpeg(0xC0), "JPEG"),
         ("1.2.840.10008.1.2.4.80", jpeg(0xF7), "JPEG-LS"),
         ("1.2.840.10008.1.2.4.90", j2k.clone(), "JPEG 2000"),
@@ -140,12 +147,12 @@ fn a_compressed_stream_claiming_more_pixels_than_the_data_set_is_refused_before_
         LARGEST.store(0, Ordering::Relaxed);
         let e = read_bytes(&bytes, "lying.dcm", &ReadOptions::default()).unwrap_err();
         let largest = LARGEST.load(Ordering::Relaxed);
-        assert!(
-            e.to_string().contains(&format!(
-                "the {name} stream says 60000 x 60000 pixels, the data set 16 x 16"
-            )),
-            "{e}"
-        );
+        let want = if name == "3 components" {
+            "the JPEG stream has 3 components, the data set 1 samples per pixel".to_string()
+        } else {
+            format!("the {name} stream says 60000 x 60000 pixels, the data set 16 x 16")
+        };
+        assert!(e.to_string().contains(&want), "{e}");
         assert!(
             largest < 1 << 20,
             "{name}: largest allocation {largest} bytes"
