@@ -886,6 +886,26 @@ fn header(
     if ts.is_unsupported_pixel_encapsulation() {
         return Err(unsupported());
     }
+    // The Pixel Data's form must be the one its transfer syntax prescribes (PS3.5 A.4): the
+    // codecs read a native value as a compressed stream and the reverse (the JPEG adapter then
+    // overran its buffer; found by the fuzz campaign).
+    let fragmented = is_encapsulated(obj);
+    if ts.is_encapsulated_pixel_data() != fragmented {
+        return Err(el.err(DicomErrorKind::InvalidElement {
+            name: "Pixel Data",
+            tag: tag_text(tags::PIXEL_DATA),
+            reason: format!(
+                "{} under {}, which prescribes {} pixel data",
+                if fragmented {
+                    "encapsulated (fragments)"
+                } else {
+                    "a native value"
+                },
+                ts.name(),
+                if fragmented { "native" } else { "encapsulated" }
+            ),
+        }));
+    }
     if !ts.can_decode_all() {
         return Err(unsupported());
     }

@@ -365,3 +365,47 @@ fn a_sequence_inside_the_meta_group_does_not_end_the_walk() {
     );
     assert!(largest < 1 << 20, "largest allocation {largest} bytes");
 }
+
+/// Found by the 10 M campaign at 7.2 M executions (a panic in dicom-rs's JPEG adapter): Pixel
+/// Data as a native value (VR UN) under JPEG Baseline; the codec decoded the value as a stream
+/// of another size than the data set's and overran its buffer. The Pixel Data's form must be the
+/// one the transfer syntax prescribes.
+#[test]
+fn native_pixel_data_under_a_compressed_syntax_is_refused() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut meta = Vec::new();
+    meta.extend([0x02, 0x00, 0x10, 0x00, b'U', b'I', 22, 0]);
+    meta.extend(b"1.2.840.10008.1.2.4.50");
+    let mut file = vec![0u8; 128];
+    file.extend(b"DICM");
+    file.extend([0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+    file.extend((meta.len() as u32).to_le_bytes());
+    file.extend(&meta);
+    for (tag, value) in [
+        (0x0002u16, 3u16),
+        (0x0010, 3),
+        (0x0011, 3),
+        (0x0100, 8),
+        (0x0101, 8),
+    ] {
+        file.extend([0x28, 0x00]);
+        file.extend(tag.to_le_bytes());
+        file.extend([b'U', b'S', 2, 0]);
+        file.extend(value.to_le_bytes());
+    }
+    file.extend([0x28, 0x00, 0x04, 0x00, b'C', b'S', 8, 0]);
+    file.extend(b"YBR_FULL");
+    let jpeg = [
+        0xFFu8, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x01, 0x00, 0x01, 0x00, 0x03,
+    ];
+    file.extend([0xE0, 0x7F, 0x10, 0x00, b'U', b'N', 0, 0]);
+    file.extend((jpeg.len() as u32).to_le_bytes());
+    file.extend(jpeg);
+    let e = read_bytes(&file, "un.dcm", &ReadOptions::default()).unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "a native value under JPEG Baseline (Process 1), which prescribes encapsulated"
+        ),
+        "{e}"
+    );
+}
