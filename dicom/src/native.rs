@@ -110,26 +110,6 @@ impl<'a> NativeFrame<'a> {
             .then_some(frame)
     }
 
-    /// A frame held in `bytes` (little endian, pixel-first), such as a decoded RLE frame.
-    pub(crate) fn from_le_bytes(
-        bytes: &'a [u8],
-        count: usize,
-        bits_allocated: u32,
-        bits_stored: u32,
-        signed: bool,
-    ) -> Option<Self> {
-        let frame = Self {
-            held: Held::Bytes(bytes, Endian::Little),
-            bits_allocated,
-            bits_stored: bits_stored.clamp(1, bits_allocated),
-            signed,
-            first: 0,
-            count,
-        };
-        (matches!(bits_allocated, 8 | 16 | 32) && frame.available() >= count as u64)
-            .then_some(frame)
-    }
-
     /// How many samples the held data has room for.
     fn available(&self) -> u64 {
         let bits = match self.held {
@@ -358,7 +338,7 @@ mod tests {
         }
         f.extend(body);
         let out = rle_decode(&f, 2, 1, 4).unwrap_or_default();
-        let frame = NativeFrame::from_le_bytes(&out, 2, 32, 32, false);
+        let frame = NativeFrame::from_le_frame(&out, 0, 2, 32, 32, false);
         assert_eq!(
             frame.map(|f| f.stored()),
             Some(vec![0x01020304, 0x05060708])

@@ -1422,34 +1422,19 @@ fn jpeg_frame_header(b: &[u8]) -> Option<usize> {
 /// 2000 SIZ marker, as (format, rows, columns). None when the fragment starts with neither.
 fn codestream_size(b: &[u8]) -> Option<(&'static str, u32, u32)> {
     if b.starts_with(&[0xFF, 0xD8]) {
-        let mut i = 2;
-        loop {
-            // Fill bytes (0xFF) may precede a marker.
-            while b.get(i) == Some(&0xFF) && b.get(i + 1) == Some(&0xFF) {
-                i += 1;
-            }
-            if b.get(i) != Some(&0xFF) {
-                return Some(("JPEG", 0, 0));
-            }
-            let marker = *b.get(i + 1)?;
-            if matches!(marker, 0x01 | 0xD0..=0xD7) {
-                i += 2;
-                continue;
-            }
-            if matches!(marker, 0xD9 | 0xDA) {
-                // End of image, or a scan before any frame header.
-                return Some(("JPEG", 0, 0));
-            }
-            let length = u16::from_be_bytes([*b.get(i + 2)?, *b.get(i + 3)?]) as usize;
-            let sof = matches!(marker, 0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF);
-            if sof || marker == 0xF7 {
-                let at = i + 4;
-                let rows = u16::from_be_bytes([*b.get(at + 1)?, *b.get(at + 2)?]) as u32;
-                let columns = u16::from_be_bytes([*b.get(at + 3)?, *b.get(at + 4)?]) as u32;
-                return Some((if sof { "JPEG" } else { "JPEG-LS" }, rows, columns));
-            }
-            i += 2 + length;
-        }
+        // No frame header before the scan or the end: reported as 0 x 0 (a mismatch).
+        let Some(at) = jpeg_frame_header(b) else {
+            return Some(("JPEG", 0, 0));
+        };
+        let rows = u16::from_be_bytes([*b.get(at + 1)?, *b.get(at + 2)?]) as u32;
+        let columns = u16::from_be_bytes([*b.get(at + 3)?, *b.get(at + 4)?]) as u32;
+        // SOF55 (0xF7) is JPEG-LS's frame header.
+        let format = if b.get(at - 3) == Some(&0xF7) {
+            "JPEG-LS"
+        } else {
+            "JPEG"
+        };
+        return Some((format, rows, columns));
     }
     // A raw codestream (SOC then SIZ), or one inside a JP2 file's boxes (signature box first).
     const JP2: [u8; 8] = [0, 0, 0, 0x0C, b'j', b'P', b' ', b' '];
@@ -1894,8 +1879,9 @@ fn decode(
             meta.bits_allocated as usize / 8,
         )
         .map_err(|reason| el.err(DicomErrorKind::Decode(reason)))?;
-        let frame = crate::native::NativeFrame::from_le_bytes(
+        let frame = crate::native::NativeFrame::from_le_frame(
             &bytes,
+            0,
             count,
             meta.bits_allocated as u32,
             meta.bits_stored as u32,
