@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit and end-to-end tests (parity tract vs Candle included), then the
-# browser test (wasm build in headless Chromium vs the native CLI on the same DICOM file).
+# Python package's tests (pytest), then the browser test (wasm build in headless Chromium vs the
+# native CLI on the same DICOM file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
@@ -44,6 +45,9 @@ echo "== phantom set read by an independent reader (pydicom)"
 rm -rf target/phantom-check
 "$target_dir/debug/asg-train" synth --n 60 --seed 3 --size 256 --errors --out target/phantom-check 2>/dev/null
 .venv/bin/python bench/phantom_check.py target/phantom-check
+
+echo "== the Python package (pip install ./python in a fresh venv; pytest: API vs CLI, errors, the Ray example on a local cluster)"
+bash scripts/test-python.sh
 
 echo "== browser test"
 e2e=target/e2e

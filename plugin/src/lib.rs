@@ -5,7 +5,10 @@
 #![forbid(unsafe_code)]
 
 mod analysis;
+pub mod batch;
 mod check;
+#[cfg(feature = "embedded")]
+mod embedded;
 mod error;
 #[cfg(feature = "overlay")]
 pub mod overlay;
@@ -22,5 +25,7 @@ pub use check::{
     Evidence, Omission, ReportCheck, SentenceCheck, TripletCheck, Verdict,
     REPORT_CHECK_SCHEMA_VERSION,
 };
+#[cfg(feature = "embedded")]
+pub use embedded::{EMBEDDED_BUNDLE, EMBEDDED_SOURCE};
 pub use error::PluginError;
 pub use runtime::{ModelBundle, OnnxModel, TextEmbeddings, TextModel};

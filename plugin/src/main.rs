@@ -429,69 +429,10 @@ fn report(
     Ok(())
 }
 
-/// Inside folders, the files taken as DICOM: a .dcm/.dicom/.dic name, no extension (as archives
-/// often name them), or the "DICM" mark at byte 128. Reports, JSON, CSV and pictures beside the
-/// images are passed over; a file named on the command line is always read.
-fn looks_like_dicom(path: &Path) -> bool {
-    match path
-        .extension()
-        .map(|x| x.to_string_lossy().to_ascii_lowercase())
-    {
-        None => true,
-        Some(x) if matches!(x.as_str(), "dcm" | "dicom" | "dic") => true,
-        Some(_) => {
-            use std::io::Read;
-            let mut head = [0u8; 132];
-            std::fs::File::open(path)
-                .and_then(|mut f| f.read_exact(&mut head))
-                .is_ok_and(|()| &head[128..] == b"DICM")
-        }
-    }
-}
-
-/// A .png, .jpg or .jpeg name.
-fn is_picture_name(path: &Path) -> bool {
-    path.extension().is_some_and(|x| {
-        let x = x.to_string_lossy().to_ascii_lowercase();
-        matches!(x.as_str(), "png" | "jpg" | "jpeg")
-    })
-}
-
-fn is_dicomdir(path: &Path) -> bool {
-    path.file_name()
-        .is_some_and(|n| n.to_string_lossy().eq_ignore_ascii_case("DICOMDIR"))
-}
-
-/// Files named on the command line, folders walked recursively (a DICOMDIR inside a folder is
-/// passed over: the folder's files are walked anyway), and a DICOMDIR named on the command line
-/// expanded into the files its records refer to.
+/// Files named on the command line, folders walked recursively, DICOMDIRs expanded
+/// ([`asg_plugin::batch::collect_files`]).
 fn collect_files(input: &Path, out: &mut Vec<PathBuf>, pictures: bool) -> anyhow::Result<()> {
-    if input.is_file() && is_dicomdir(input) {
-        out.extend(asg_dicom::index::dicomdir_files(input)?);
-        return Ok(());
-    }
-    if input.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(input)
-            .with_context(|| format!("reading folder {}", input.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for e in entries {
-            if e.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            {
-                continue;
-            }
-            if e.is_dir() {
-                collect_files(&e, out, pictures)?;
-            } else if (looks_like_dicom(&e) || pictures && is_picture_name(&e)) && !is_dicomdir(&e)
-            {
-                out.push(e);
-            }
-        }
-    } else {
-        out.push(input.to_path_buf());
-    }
+    asg_plugin::batch::collect_files(input, out, pictures)?;
     Ok(())
 }
 
@@ -574,19 +515,17 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         }
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let mut used = std::collections::HashSet::new();
-            for o in &ok {
-                let stem = o
-                    .file
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().to_string())
-                    .unwrap_or_else(|| "image".into());
-                let mut name = format!("{stem}.json");
-                let mut k = 1;
-                while !used.insert(name.clone()) {
-                    k += 1;
-                    name = format!("{stem}-{k}.json");
-                }
+            let stems: Vec<String> = ok
+                .iter()
+                .map(|o| {
+                    o.file
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().to_string())
+                        .unwrap_or_else(|| "image".into())
+                })
+                .collect();
+            let names = asg_plugin::batch::json_names(stems.iter().map(String::as_str));
+            for (o, name) in ok.iter().zip(names) {
                 let path = dir.join(name);
                 std::fs::write(&path, serde_json::to_string_pretty(&outcome_json(o)?)?)
                     .with_context(|| format!("writing {}", path.display()))?;

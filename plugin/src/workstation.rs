@@ -11,33 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// The default bundle (`models/default`), embedded at build time.
-const EMBEDDED: [(&str, &[u8]); 4] = [
-    (
-        "manifest.json",
-        include_bytes!("../../models/default/manifest.json"),
-    ),
-    (
-        "image.onnx",
-        include_bytes!("../../models/default/image.onnx"),
-    ),
-    (
-        "text.onnx",
-        include_bytes!("../../models/default/text.onnx"),
-    ),
-    (
-        "tokenizer.json",
-        include_bytes!("../../models/default/tokenizer.json"),
-    ),
-];
-
 /// Loads `--model DIR` (a bundle folder) or `--model FILE.tar` (one archive), or the embedded
 /// default bundle; `threshold` overrides every threshold.
 pub fn load_bundle(model: Option<&Path>, threshold: Option<f32>) -> anyhow::Result<ModelBundle> {
     let mut bundle = match model {
         Some(file) if file.is_file() => ModelBundle::from_archive(file)?,
         Some(dir) => ModelBundle::from_dir(dir)?,
-        None => ModelBundle::from_files("embedded default bundle", &EMBEDDED)?,
+        None => ModelBundle::embedded()?,
     };
     if let Some(t) = threshold {
         anyhow::ensure!(
@@ -60,7 +40,7 @@ pub fn bundle_files(model: Option<&Path>) -> anyhow::Result<Vec<(String, Vec<u8>
     let mut names = vec![asg_bundle::MANIFEST_FILE.to_string()];
     names.extend(m.files.keys().cloned());
     match model {
-        None => Ok(EMBEDDED
+        None => Ok(asg_plugin::EMBEDDED_BUNDLE
             .iter()
             .map(|(n, b)| (n.to_string(), b.to_vec()))
             .collect()),
@@ -191,30 +171,14 @@ pub fn analyze_file(
 ) -> anyhow::Result<Outcome> {
     let name = file.display().to_string();
     let bytes = asg_dicom::read_capped(file, &name, &out.read)?;
-    let picture = asg_dicom::picture::picture_format(&bytes);
-    if let Some(format) = picture {
+    if let Some(format) = asg_dicom::picture::picture_format(&bytes) {
         anyhow::ensure!(
             out.sr_dir.is_none() && out.fhir_dir.is_none(),
             "a {} picture has no DICOM identity to reference: --sr and --fhir need a DICOM image",
             format.name()
         );
     }
-    let (analysis, image) = match picture {
-        // PNG and JPEG pictures (public collections ship them): display values, no spacing.
-        Some(format) => {
-            let start = std::time::Instant::now();
-            let image = asg_dicom::picture::read_picture(&bytes, &name, &out.read)?;
-            let decode_ms = start.elapsed().as_secs_f64() * 1000.0;
-            let mut analysis = bundle.analyze(&image)?;
-            analysis.timings.decode_ms = decode_ms;
-            analysis.timings.total_ms += decode_ms;
-            analysis
-                .warnings
-                .insert(0, asg_dicom::picture::picture_warning(format));
-            (analysis, image)
-        }
-        None => bundle.analyze_dicom_image(&bytes, &name, &out.read)?,
-    };
+    let (analysis, image) = bundle.analyze_input(&bytes, &name, &out.read)?;
 
     let (report_file, check) = match reports.for_image(file)? {
         Some((path, text)) => (Some(path), Some(bundle.check_report(&analysis, &text)?)),
@@ -296,61 +260,26 @@ pub fn analyze_all(
         .collect()
 }
 
-/// The JSON of one outcome: the analysis, its file, and the report check.
+/// The JSON of one outcome: the analysis, its file, the report check, and the overlay's path.
 pub fn outcome_json(o: &Outcome) -> anyhow::Result<serde_json::Value> {
-    let mut v = serde_json::to_value(&o.analysis)?;
-    v["file"] = serde_json::Value::String(o.file.display().to_string());
-    if let Some(c) = &o.check {
-        v["report_file"] = serde_json::json!(o.report_file);
-        v["report_check"] = serde_json::to_value(c)?;
-    }
+    let report = match (&o.report_file, &o.check) {
+        (Some(source), Some(check)) => Some(asg_plugin::batch::CheckedReport { source, check }),
+        _ => None,
+    };
+    let mut v = asg_plugin::batch::result_json(&o.analysis, &o.file.display().to_string(), report)?;
     if let Some(p) = &o.overlay {
         v["overlay"] = serde_json::Value::String(p.display().to_string());
     }
     Ok(v)
 }
 
-/// What a study's images say together.
-#[derive(Debug, Serialize)]
-pub struct StudySummary {
-    pub study_instance_uid: String,
-    pub images: usize,
-    /// Findings present in any image, with the highest probability.
-    pub findings: BTreeMap<String, f32>,
-    /// Report-check verdict counts over its images.
-    pub report_check: BTreeMap<String, usize>,
-    pub warnings: Vec<String>,
-}
-
 /// Groups outcomes by study.
-pub fn summarise(outcomes: &[&Outcome]) -> Vec<StudySummary> {
-    let mut by: BTreeMap<String, StudySummary> = BTreeMap::new();
-    for o in outcomes {
-        let uid = o.analysis.image.study_instance_uid.clone();
-        let s = by.entry(uid.clone()).or_insert_with(|| StudySummary {
-            study_instance_uid: uid,
-            images: 0,
-            findings: BTreeMap::new(),
-            report_check: BTreeMap::new(),
-            warnings: Vec::new(),
-        });
-        s.images += 1;
-        for f in o.analysis.findings.iter().filter(|f| f.present) {
-            let e = s.findings.entry(f.name.clone()).or_insert(0.0);
-            *e = e.max(f.probability);
-        }
-        if let Some(c) = &o.check {
-            for (k, v) in &c.counts {
-                *s.report_check.entry(k.clone()).or_insert(0) += v;
-            }
-        }
-        for w in &o.analysis.warnings {
-            if !s.warnings.contains(w) {
-                s.warnings.push(w.clone());
-            }
-        }
-    }
-    by.into_values().collect()
+pub fn summarise(outcomes: &[&Outcome]) -> Vec<asg_plugin::batch::StudySummary> {
+    asg_plugin::batch::summarise(
+        outcomes
+            .iter()
+            .map(|o| asg_plugin::batch::ImageDigest::of(&o.analysis, o.check.as_ref())),
+    )
 }
 
 /// Prints an analysis and its report check for a person.
