@@ -107,12 +107,16 @@ def main(argv: list[str] | None = None) -> int:
         ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
-        ds = ray.data.read_binary_files(list(readable), include_paths=True)
+        # Reading is I/O: its tasks take no CPU, so that the actors (one CPU each) can hold every
+        # CPU of a small machine without starving the reads (a deadlock otherwise).
+        ds = ray.data.read_binary_files(
+            list(readable), include_paths=True, ray_remote_args={"num_cpus": 0}
+        )
         results = ds.map_batches(
             Analyzer,
             fn_constructor_args=(str(out.resolve()), args.model, readable),
             batch_size=args.batch_size,
-            concurrency=args.actors,
+            compute=ray.data.ActorPoolStrategy(size=args.actors),
             num_cpus=1,
             batch_format="numpy",
         )

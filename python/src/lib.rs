@@ -266,8 +266,8 @@ impl Model {
     }
 
     /// Reads and analyses one file (DICOM, or a PNG/JPEG picture), as `asg analyze FILE` does;
-    /// the file's size is checked before it is read. `report` is a report's text,
-    /// `report_file` a report file to read instead.
+    /// the file's size is checked before it is read. `report` is a report's text (the dict's
+    /// "report_file" is then "report"), `report_file` a report file to read instead.
     ///
     /// >>> model.analyze_file("study.dcm", report_file="study.txt")["report_check"]["counts"]  # doctest: +SKIP
     #[pyo3(signature = (path, *, report=None, report_file=None))]
@@ -285,7 +285,7 @@ impl Model {
                     "give report or report_file, not both",
                 ))
             }
-            (Some(text), None) => ("--report".to_string(), Some(text)),
+            (Some(text), None) => ("report".to_string(), Some(text)),
             (None, Some(file)) => {
                 let meta = std::fs::metadata(&file)
                     .map_err(|e| io_error(format!("{}: {e}", file.display()), &e))?;

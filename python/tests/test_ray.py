@@ -24,7 +24,7 @@ def test_ray_example_outputs_equal_the_clis(asg_bin, phantoms, tmp_path):
         capture_output=True,
         text=True,
         env=env,
-        timeout=600,
+        timeout=300,
     )
     assert run.returncode == 1, run.stderr[-3000:]  # one input failed, as with the CLI
     assert "analysed 4 of 5 files" in run.stderr, run.stderr[-3000:]
