@@ -36,6 +36,16 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// element with an unknown VR and a length of ~4 GB. Reading files whose data set is in another VR
 /// than their meta header says handed the meta group to dicom-object before the length pre-walk,
 /// and dicom-object allocated and zero-filled the declared 4 GB (17 s, a timeout).
+/// A Part 10 preamble, "DICM" and a meta group of `meta` (its group length first).
+fn part10_head(meta: &[u8]) -> Vec<u8> {
+    let mut file = vec![0u8; 128];
+    file.extend(b"DICM");
+    file.extend([0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+    file.extend((meta.len() as u32).to_le_bytes());
+    file.extend(meta);
+    file
+}
+
 #[test]
 fn a_lying_length_in_the_meta_group_is_refused_before_allocating() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -349,11 +359,7 @@ fn a_sequence_inside_the_meta_group_does_not_end_the_walk() {
     meta.extend([0x28, 0x00, 0x10, 0x30, b'S', b'Q', 0, 0, 2, 0, 0, 0, 0, 1]);
     meta.extend([0x02, 0x00, 0x10, 0x00, b'U', b'N', 0, 0, 0, 0, 0, 0x40]);
     meta.extend(b"1.2.840.10008.1.2.1\0");
-    let mut file = vec![0u8; 128];
-    file.extend(b"DICM");
-    file.extend([0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
-    file.extend((meta.len() as u32).to_le_bytes());
-    file.extend(&meta);
+    let mut file = part10_head(&meta);
     file.extend([0u8; 64]);
     LARGEST.store(0, Ordering::Relaxed);
     let e = read_bytes(&file, "meta.dcm", &ReadOptions::default()).unwrap_err();
@@ -376,11 +382,7 @@ fn native_pixel_data_under_a_compressed_syntax_is_refused() {
     let mut meta = Vec::new();
     meta.extend([0x02, 0x00, 0x10, 0x00, b'U', b'I', 22, 0]);
     meta.extend(b"1.2.840.10008.1.2.4.50");
-    let mut file = vec![0u8; 128];
-    file.extend(b"DICM");
-    file.extend([0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
-    file.extend((meta.len() as u32).to_le_bytes());
-    file.extend(&meta);
+    let mut file = part10_head(&meta);
     for (tag, value) in [
         (0x0002u16, 3u16),
         (0x0010, 3),

@@ -362,6 +362,15 @@ impl ModelBundle {
         Ok(self)
     }
 
+    /// Replaces every image- and region-level threshold by `t` (`--threshold`, `threshold=`).
+    pub fn set_threshold(&mut self, t: f32) {
+        let m = &mut self.manifest;
+        let all: std::collections::BTreeMap<String, f32> =
+            m.findings.iter().map(|f| (f.clone(), t)).collect();
+        m.thresholds = all.clone();
+        m.region_thresholds = all;
+    }
+
     /// Loads a bundle from its manifest text and image-model bytes (the browser's path).
     pub fn from_parts(
         source: &str,

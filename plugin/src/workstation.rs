@@ -6,7 +6,7 @@ use anyhow::Context;
 use asg_dicom::ReadOptions;
 use asg_plugin::{Analysis, ModelBundle, ReportCheck, Verdict};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -24,10 +24,7 @@ pub fn load_bundle(model: Option<&Path>, threshold: Option<f32>) -> anyhow::Resu
             (0.0..=1.0).contains(&t),
             "--threshold must be a probability in 0..=1, got {t}"
         );
-        let m = &mut bundle.manifest;
-        let all: BTreeMap<String, f32> = m.findings.iter().map(|f| (f.clone(), t)).collect();
-        m.thresholds = all.clone();
-        m.region_thresholds = all;
+        bundle.set_threshold(t);
     }
     Ok(bundle)
 }

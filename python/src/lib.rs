@@ -179,11 +179,7 @@ impl Model {
         });
         let mut bundle = loaded.map_err(|e| plugin_error(py, e))?;
         if let Some(t) = threshold {
-            let m = &mut bundle.manifest;
-            let all: std::collections::BTreeMap<String, f32> =
-                m.findings.iter().map(|f| (f.clone(), t)).collect();
-            m.thresholds = all.clone();
-            m.region_thresholds = all;
+            bundle.set_threshold(t);
         }
         let mut read = ReadOptions::default();
         if let Some(cap) = max_pixels {
