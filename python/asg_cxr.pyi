@@ -80,12 +80,19 @@ class Model:
     def thresholds(self) -> dict[str, float]:
         """Image-level probability thresholds by finding."""
     def analyze(
-        self, data: bytes, name: Optional[str] = None, *, report: Optional[str] = None
+        self,
+        data: bytes,
+        name: Optional[str] = None,
+        *,
+        report: Optional[str] = None,
+        raw_outputs: bool = False,
     ) -> Analysis:
         """Analyses a DICOM file (or PNG/JPEG picture) held in memory: the dict `asg analyze` writes.
 
         `name` names the input in errors and becomes "file"; with `report` (its text) the dict
-        has "report_file" ("report") and "report_check". Raises DicomError, BundleError.
+        has "report_file" ("report") and "report_check". `raw_outputs` adds "outputs" (the
+        model's raw outputs, ~150 KB of numbers; `check_report` needs them), as
+        `asg analyze --raw-outputs`. Raises DicomError, BundleError.
         """
     def analyze_file(
         self,
@@ -93,6 +100,7 @@ class Model:
         *,
         report: Optional[str] = None,
         report_file: Optional[_Path] = None,
+        raw_outputs: bool = False,
     ) -> Analysis:
         """Reads (size checked first) and analyses one file, as `asg analyze FILE` does.
 
@@ -102,7 +110,8 @@ class Model:
         """Checks a report's text against an analysis this model made.
 
         Returns each sentence's verdict with its evidence, the omissions and the counts.
-        Raises AnalysisError for a dict this model did not make.
+        Raises AnalysisError for a dict this model did not make, or one made without
+        `raw_outputs=True`.
         """
 
 def parse_report(text: str) -> dict[str, Any]:

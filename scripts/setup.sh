@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, once; safe to re-run (skips what is already there).
-# Debian's chromium (browser tests), cmake, dcmtk, openjph-tools, strace, the wasm32 rustup target, wasm-bindgen-cli at exactly the
+# Debian's chromium (browser tests), cmake, dcmtk, openjph-tools, strace, orthanc (+ dicomweb), the wasm32 rustup target, wasm-bindgen-cli at exactly the
 # version in Cargo.lock, and the browser tests' npm packages (playwright-core, no browser download).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +39,14 @@ if ! command -v strace >/dev/null 2>&1; then
   echo "setup: installing Debian's strace"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends strace >/dev/null
+fi
+
+# Orthanc with its DICOMweb plugin: a real PACS on loopback for `asg analyze --dicomweb`'s tests
+# (started by the test with a config of its own; the Debian service is left stopped).
+if [ ! -x /usr/sbin/Orthanc ] || [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then
+  echo "setup: installing Debian's orthanc and orthanc-dicomweb"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends orthanc orthanc-dicomweb >/dev/null
 fi
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then

@@ -56,7 +56,8 @@ bash scripts/build-web.sh models/default
 "$target_dir/debug/asg-train" synth --n 1 --seed 7 --size 700 --fixed-format --normal-share 0 --out "$e2e/dicom" 2>/dev/null
 dicom="$(find "$e2e/dicom/files" -name '*.dcm' | head -n 1)"
 report="$(find "$e2e/dicom/files" -name 's*.txt' | head -n 1)"
-"$target_dir/debug/asg" analyze "$dicom" --model models/default --report "$report" >"$e2e/native.json"
+"$target_dir/debug/asg" analyze "$dicom" --model models/default --report "$report" --raw-outputs >"$e2e/native.json"
+.venv/bin/python bench/schema_check.py docs/analysis.schema.json "$e2e/native.json"
 "$target_dir/debug/asg-train" synth --n 3 --seed 9 --size 256 --out "$e2e/several" 2>/dev/null
 printf 'not a DICOM file' >"$e2e/several/files/junk.dcm"
 python3 bench/hostile_files.py "$e2e/hostile" >/dev/null

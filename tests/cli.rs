@@ -18,11 +18,31 @@ fn analyze_prints_the_model_outputs_as_json() {
         fx.dicom(0).as_os_str(),
         "--model".as_ref(),
         fx.bundle().as_os_str(),
+        "--raw-outputs".as_ref(),
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
-    assert_eq!(json["schema_version"], 2);
+    assert_eq!(json["schema_version"], 3);
+
+    // Without --raw-outputs: the same analysis, no `outputs`.
+    let plain = analyze(&[
+        fx.dicom(0).as_os_str(),
+        "--model".as_ref(),
+        fx.bundle().as_os_str(),
+    ]);
+    assert!(plain.status.success());
+    let mut plain: serde_json::Value = serde_json::from_slice(&plain.stdout).unwrap();
+    assert!(
+        plain.get("outputs").is_none(),
+        "raw outputs without --raw-outputs"
+    );
+    let mut raw = json.clone();
+    raw.as_object_mut().unwrap().remove("outputs");
+    for v in [&mut raw, &mut plain] {
+        v.as_object_mut().unwrap().remove("timings");
+    }
+    assert_eq!(raw, plain);
     assert_eq!(json["image"]["width"], 300);
     let truth: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fx.dicom(0).with_extension("json")).unwrap())

@@ -8,12 +8,19 @@ const asg = new AsgAnalyzer();
 const call = (type, payload = {}, transfer = []) => asg.call(type, payload, transfer);
 
 const status = document.getElementById("status");
+const progress = document.getElementById("progress");
 const fileInput = document.getElementById("file");
 const canvas = document.getElementById("image");
 
-function setStatus(state, text) {
+// The status line, and the progress bar beside it while the model loads or works: `fraction`
+// in [0, 1], or undefined for "busy, no measure".
+function setStatus(state, text, fraction) {
   status.dataset.state = state;
   status.textContent = text;
+  const working = state === "loading" || state === "busy";
+  progress.hidden = !working;
+  if (working && fraction !== undefined) progress.value = fraction;
+  else progress.removeAttribute("value");
 }
 
 // The picture and how it is viewed: window/level in modality units (the file's rendering, VOI LUT
@@ -28,14 +35,20 @@ function showImage(image) {
     width: image.windowWidth,
     adjusted: false,
     invert: false,
+    // Zoom in screen pixels per image pixel and the image's top-left corner in the viewport;
+    // `fitted` while the user has not zoomed or panned (the view refits when the window resizes).
     zoom: 1,
     x: 0,
     y: 0,
+    fitted: true,
   };
   canvas.width = image.width;
   canvas.height = image.height;
+  const stack = document.getElementById("stack");
+  stack.style.width = `${image.width}px`;
+  stack.style.height = `${image.height}px`;
   renderImage();
-  applyTransform();
+  fit();
 }
 
 function renderImage() {
@@ -63,9 +76,18 @@ function renderImage() {
     : `file window${view.invert ? " · inverted" : ""}`;
 }
 
+let redraw = 0;
 function applyTransform() {
   if (!view) return;
   document.getElementById("stack").style.transform = `translate(${view.x}px, ${view.y}px) scale(${view.zoom})`;
+  // The overlay's labels follow the zoom (once per frame at most).
+  if (current && !redraw) redraw = requestAnimationFrame(() => { redraw = 0; drawOverlay(); });
+}
+
+// The zoom at which the whole image fits the viewport (OHIF's and Cornerstone3D's default).
+function fitZoom() {
+  const vp = viewport.getBoundingClientRect();
+  return Math.min(vp.width / view.image.width, vp.height / view.image.height) || 1;
 }
 
 function setWindow(center, width) {
@@ -87,17 +109,37 @@ function preset(name) {
   else if (name === "narrow") setWindow(c, w / 2);
 }
 
-function zoomBy(factor) {
+// Zooms about a point of the viewport (its centre by default), between a quarter of the fitted
+// size and 16 screen pixels per image pixel.
+function zoomBy(factor, at) {
   if (!view) return;
-  view.zoom = Math.min(Math.max(view.zoom * factor, 0.25), 16);
+  const vp = viewport.getBoundingClientRect();
+  const [cx, cy] = at ?? [vp.width / 2, vp.height / 2];
+  const f = fitZoom();
+  const zoom = Math.min(Math.max(view.zoom * factor, f / 4), Math.max(16, f));
+  view.x = cx - ((cx - view.x) * zoom) / view.zoom;
+  view.y = cy - ((cy - view.y) * zoom) / view.zoom;
+  view.zoom = zoom;
+  view.fitted = false;
   applyTransform();
 }
 
+function panBy(dx, dy) {
+  if (!view) return;
+  view.x += dx;
+  view.y += dy;
+  view.fitted = false;
+  applyTransform();
+}
+
+// The whole image in the viewport, centred.
 function fit() {
   if (!view) return;
-  view.zoom = 1;
-  view.x = 0;
-  view.y = 0;
+  const vp = viewport.getBoundingClientRect();
+  view.zoom = fitZoom();
+  view.x = (vp.width - view.image.width * view.zoom) / 2;
+  view.y = (vp.height - view.image.height * view.zoom) / 2;
+  view.fitted = true;
   applyTransform();
 }
 
@@ -123,8 +165,10 @@ function isPresent(f) {
   return threshold === null ? f.present : f.probability >= threshold;
 }
 
+// The regions that carry a finding: none unless the finding is present (the model's threshold or
+// the slider's), then those at or above the region threshold (the slider's when it is set).
 function regionsOf(analysis, f) {
-  if (!isAssessed(f)) return [];
+  if (!isPresent(f)) return [];
   if (threshold === null) return f.regions;
   const fi = analysis.findings.indexOf(f);
   return analysis.regions
@@ -141,7 +185,8 @@ function drawOverlay() {
   overlay.height = analysis.image.height;
   const ctx = overlay.getContext("2d");
   ctx.clearRect(0, 0, overlay.width, overlay.height);
-  const scale = Math.max(1, Math.round(Math.max(overlay.width, overlay.height) / 600));
+  // Labels and lines keep their size on screen whatever the zoom (12 px text).
+  const scale = view && view.zoom > 0 ? Math.min(Math.max(1 / view.zoom, 1 / 16), 16) : 1;
   const finding = analysis.findings.find((f) => f.name === selected);
   const lb = analysis.letterbox;
   if (document.getElementById("show-heatmap").checked && finding && finding.heatmap) {
@@ -158,6 +203,7 @@ function drawOverlay() {
       ctx.fillRect(x, y, cell * sx, cell * sy);
     });
   }
+  const placed = [];
   if (document.getElementById("show-boxes").checked) {
     ctx.font = `${12 * scale}px sans-serif`;
     const box = (r, colour, width) => {
@@ -166,30 +212,76 @@ function drawOverlay() {
       ctx.lineWidth = width * scale;
       ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
     };
-    const label = (text, x, y, colour) => {
-      const w = ctx.measureText(text).width + 4 * scale;
+    const labels = new LabelPlacer(overlay.width, overlay.height);
+    const label = (text, bbox, colour) => {
+      const w = Math.ceil(ctx.measureText(text).width + 4 * scale);
+      const h = 14 * scale;
+      const at = labels.place(bbox, w, h);
+      if (!at) return; // no free place: the box stays, unlabelled
+      const [x, y] = at;
       ctx.fillStyle = "rgba(0, 0, 0, 0.65)";
-      ctx.fillRect(x, y, w, 14 * scale);
+      ctx.fillRect(x, y, w, h);
       ctx.fillStyle = colour;
       ctx.fillText(text, x + 2 * scale, y + 11 * scale);
+      placed.push({ text, rect: [x, y, x + w, y + h] });
     };
-    for (const r of analysis.regions.filter((r) => ORIENTATION.includes(r.name))) {
-      box(r, "rgb(0, 200, 220)", 1);
-      label(r.name, r.bbox[0], r.bbox[1], "rgb(0, 220, 240)");
-    }
-    const shown = selected ? analysis.findings.filter((f) => f.name === selected) : analysis.findings.filter(isPresent);
+    // Findings first (they matter most when space runs out), then the orientation boxes.
+    const shown = selected ? analysis.findings.filter((f) => f.name === selected && isPresent(f)) : analysis.findings.filter(isPresent);
+    const grounded = [];
     for (const f of shown) {
       const fi = analysis.findings.indexOf(f);
       for (const name of regionsOf(analysis, f).slice(0, 3)) {
         const r = analysis.regions.find((x) => x.name === name);
-        if (!r) continue;
-        const p = r.probabilities[fi];
-        box(r, probabilityColour(p), 2);
-        label(`${name}: ${f.name} ${p.toFixed(2)}`, r.bbox[0], r.bbox[3] + 2, probabilityColour(p));
+        if (r) grounded.push({ r, f, p: r.probabilities[fi] });
       }
     }
+    const orientation = analysis.regions.filter((r) => ORIENTATION.includes(r.name));
+    for (const r of orientation) box(r, "rgb(0, 200, 220)", 1);
+    for (const { r, p } of grounded) box(r, probabilityColour(p), 2);
+    for (const { r, f, p } of grounded) label(`${r.name}: ${f.name} ${p.toFixed(2)}`, r.bbox, probabilityColour(p));
+    for (const r of orientation) label(r.name, r.bbox, "rgb(0, 220, 240)");
     const hl = analysis.regions.find((r) => r.name === highlight);
     if (hl) box(hl, "rgb(255, 255, 255)", 3);
+  }
+  // For tests and integrators: what was labelled, where (image pixels).
+  overlay.dataset.labels = JSON.stringify(placed);
+}
+
+// Places labels beside their boxes without covering each other: below the box, inside its top,
+// above it, inside its bottom, then sliding down and up from there; null when nothing is free.
+// The same rule as the PNG overlay's (plugin/src/overlay.rs).
+class LabelPlacer {
+  constructor(width, height) {
+    this.width = width;
+    this.height = height;
+    this.taken = [];
+  }
+
+  free(x, y, w, h) {
+    return this.taken.every(([x0, y0, x1, y1]) => x + w <= x0 || x >= x1 || y + h <= y0 || y >= y1);
+  }
+
+  place([bx1, by1, bx2, by2], w, h) {
+    if (w > this.width || h > this.height) return null;
+    const clampX = (x) => Math.min(Math.max(Math.round(x), 0), this.width - w);
+    const clampY = (y) => Math.min(Math.max(Math.round(y), 0), this.height - h);
+    const xs = [...new Set([clampX(bx1), clampX(bx2 - w)])];
+    const ys = [by2 + 2, by1 + 2, by1 - h - 2, by2 - h - 2].map(clampY);
+    for (const y0 of ys) {
+      for (const x of xs) if (this.free(x, y0, w, h)) return this.take(x, y0, w, h);
+    }
+    for (let step = 1; step * h < this.height; step++) {
+      for (const y of [ys[0] + step * h, ys[0] - step * h]) {
+        if (y < 0 || y > this.height - h) continue;
+        for (const x of xs) if (this.free(x, y, w, h)) return this.take(x, y, w, h);
+      }
+    }
+    return null;
+  }
+
+  take(x, y, w, h) {
+    this.taken.push([x, y, x + w, y + h]);
+    return [x, y];
   }
 }
 
@@ -201,13 +293,26 @@ function select(name, toggle = true) {
   drawOverlay();
 }
 
+// The assessed findings in the order a reader wants them: present first, then the others, each
+// most probable first.
+function findingOrder(analysis) {
+  return analysis.findings
+    .filter(isAssessed)
+    .sort((a, b) => Number(isPresent(b)) - Number(isPresent(a)) || b.probability - a.probability);
+}
+
 function showFindings() {
   const { analysis } = current;
-  for (const row of document.querySelectorAll("#findings tbody tr")) {
-    const f = analysis.findings.find((x) => x.name === row.dataset.finding);
+  const body = document.querySelector("#findings tbody");
+  const rows = new Map([...body.rows].map((row) => [row.dataset.finding, row]));
+  const focused = document.activeElement;
+  for (const f of findingOrder(analysis)) {
+    const row = rows.get(f.name);
     row.classList.toggle("present", isPresent(f));
     row.cells[2].textContent = regionsOf(analysis, f).join(", ");
+    body.append(row);
   }
+  if (focused instanceof HTMLElement && body.contains(focused)) focused.focus();
 }
 
 function showAnalysis(analysis) {
@@ -218,25 +323,27 @@ function showAnalysis(analysis) {
   document.getElementById("export-fhir").disabled = false;
   const body = document.querySelector("#findings tbody");
   body.replaceChildren(
-    ...analysis.findings.map((f) => {
+    ...analysis.findings.filter(isAssessed).map((f) => {
       const row = document.createElement("tr");
-      row.className = f.present ? "present" : "";
       row.dataset.finding = f.name;
       row.tabIndex = 0;
       const name = document.createElement("td");
       name.textContent = f.name;
       const p = document.createElement("td");
-      p.textContent = isAssessed(f) ? f.probability.toFixed(3) : "not assessed";
-      if (!isAssessed(f)) row.classList.add("not-assessed");
+      p.textContent = f.probability.toFixed(3);
       const regions = document.createElement("td");
-      regions.textContent = (f.regions || []).join(", ");
       row.append(name, p, regions);
       row.addEventListener("click", () => select(f.name));
-      row.addEventListener("keydown", (e) => e.key === "Enter" && select(f.name));
+      row.addEventListener("keydown", (e) => (e.key === "Enter" || e.key === " ") && (e.preventDefault(), select(f.name)));
       return row;
     }),
   );
   showFindings();
+  // Findings the model was not trained to assess: named apart, with no probability.
+  const unassessed = analysis.findings.filter((f) => !isAssessed(f)).map((f) => f.name);
+  document.getElementById("not-assessed").hidden = unassessed.length === 0;
+  document.getElementById("not-assessed-count").textContent = String(unassessed.length);
+  document.getElementById("not-assessed-list").textContent = unassessed.join(", ");
   document.querySelector("#regions tbody").replaceChildren(
     ...analysis.regions.map((r) => {
       const row = document.createElement("tr");
@@ -246,8 +353,8 @@ function showAnalysis(analysis) {
       const found = document.createElement("td");
       found.textContent = r.findings.join(", ");
       row.append(name, found);
-      row.addEventListener("mouseenter", () => { current.highlight = r.name; drawOverlay(); });
-      row.addEventListener("mouseleave", () => { current.highlight = null; drawOverlay(); });
+      row.tabIndex = 0;
+      hoverOrFocus(row, () => r.name);
       return row;
     }),
   );
@@ -257,8 +364,18 @@ function showAnalysis(analysis) {
   document.getElementById("timings").textContent =
     `decode ${t.decode_ms.toFixed(1)} ms · preprocess ${t.preprocess_ms.toFixed(1)} ms · ` +
     `inference ${t.inference_ms.toFixed(1)} ms · total ${t.total_ms.toFixed(1)} ms`;
-  document.getElementById("result").textContent = JSON.stringify(analysis, null, 2);
+  document.getElementById("result").textContent = JSON.stringify(analysisJson(), null, 2);
   drawOverlay();
+}
+
+// Highlights a region on the overlay while the pointer is over `el` or it has the focus.
+function hoverOrFocus(el, region) {
+  const on = () => { current.highlight = region(); drawOverlay(); };
+  const off = () => { current.highlight = null; drawOverlay(); };
+  el.addEventListener("mouseenter", on);
+  el.addEventListener("mouseleave", off);
+  el.addEventListener("focus", on);
+  el.addEventListener("blur", off);
 }
 
 function showCheck(check) {
@@ -274,8 +391,8 @@ function showCheck(check) {
     why.textContent = `${s.verdict.replace("_", " ")}: ${s.triplets.map((t) => t.explanation).join("; ")}`;
     li.append(why);
     const evidence = s.triplets.map((t) => t.evidence && t.evidence.region).find(Boolean);
-    li.addEventListener("mouseenter", () => { current.highlight = evidence || (s.best_region && s.best_region[0]); drawOverlay(); });
-    li.addEventListener("mouseleave", () => { current.highlight = null; drawOverlay(); });
+    li.tabIndex = 0;
+    hoverOrFocus(li, () => evidence || (s.best_region && s.best_region[0]));
     items.push(li);
   }
   for (const o of check.omissions) {
@@ -283,8 +400,8 @@ function showCheck(check) {
     li.className = "omission";
     li.dataset.verdict = "omission";
     li.textContent = `Not in the report: ${o.finding} (p = ${o.probability.toFixed(2)}${o.regions.length ? `, ${o.regions.join(", ")}` : ""})`;
-    li.addEventListener("mouseenter", () => { current.highlight = o.regions[0]; drawOverlay(); });
-    li.addEventListener("mouseleave", () => { current.highlight = null; drawOverlay(); });
+    li.tabIndex = 0;
+    hoverOrFocus(li, () => o.regions[0]);
     items.push(li);
   }
   list.replaceChildren(...items);
@@ -312,9 +429,16 @@ function download(blob, name) {
   a.remove();
   setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
 }
+// The analysis as `asg analyze` writes it: the raw model outputs only when asked for
+// (`--raw-outputs`; here the "with raw outputs" box), the report check when there is one.
+function analysisJson() {
+  const { outputs, ...rest } = current.analysis;
+  const raw = document.getElementById("export-raw").checked;
+  return { ...rest, ...(raw && outputs ? { outputs } : {}), report_check: current.check ?? undefined };
+}
 document.getElementById("export-json").addEventListener("click", () => {
   if (!current) return;
-  const out = { ...current.analysis, report_check: current.check ?? undefined };
+  const out = analysisJson();
   download(new Blob([JSON.stringify(out, null, 2)], { type: "application/json" }), "analysis.json");
 });
 async function exportResults(kind) {
@@ -355,6 +479,7 @@ viewport.addEventListener("pointermove", (e) => {
   if (drag.pan) {
     view.x = drag.px + dx;
     view.y = drag.py + dy;
+    view.fitted = false;
     applyTransform();
   } else {
     // Right: wider window; down: higher level. Scaled to the file's window.
@@ -365,8 +490,11 @@ viewport.addEventListener("pointermove", (e) => {
 viewport.addEventListener("pointerup", () => { drag = null; });
 viewport.addEventListener("wheel", (e) => {
   e.preventDefault();
-  zoomBy(e.deltaY < 0 ? 1.1 : 1 / 1.1);
+  const vp = viewport.getBoundingClientRect();
+  zoomBy(e.deltaY < 0 ? 1.1 : 1 / 1.1, [e.clientX - vp.left, e.clientY - vp.top]);
 }, { passive: false });
+// A fitted image stays fitted when the window (or the panels) resize.
+new ResizeObserver(() => { if (view && view.fitted) fit(); }).observe(viewport);
 document.getElementById("preset-default").addEventListener("click", () => preset("default"));
 document.getElementById("preset-wide").addEventListener("click", () => preset("wide"));
 document.getElementById("preset-narrow").addEventListener("click", () => preset("narrow"));
@@ -377,10 +505,19 @@ document.addEventListener("keydown", (e) => {
   const toggle = (id) => { const box = document.getElementById(id); box.checked = !box.checked; drawOverlay(); };
   const step = (delta) => {
     if (!current) return;
-    const names = current.analysis.findings.map((f) => f.name);
+    const names = findingOrder(current.analysis).map((f) => f.name);
+    if (names.length === 0) return;
     const at = names.indexOf(current.selected);
-    select(names[(at + delta + names.length) % names.length], false);
+    const next = at < 0 ? (delta > 0 ? 0 : names.length - 1) : (at + delta + names.length) % names.length;
+    select(names[next], false);
   };
+  // Window/level by keyboard, in steps of a tenth of the file's window.
+  const windowStep = (dc, dw) => {
+    if (!view) return;
+    const k = view.image.windowWidth / 10;
+    setWindow(view.center + dc * k, view.width + dw * k);
+  };
+  const pan = 40;
   const actions = {
     i: () => document.getElementById("invert").click(),
     f: fit,
@@ -395,8 +532,13 @@ document.addEventListener("keydown", (e) => {
     "-": () => zoomBy(0.8),
     ArrowDown: () => step(1),
     ArrowUp: () => step(-1),
+    "[": () => windowStep(0, -1),
+    "]": () => windowStep(0, 1),
+    "{": () => windowStep(-1, 0),
+    "}": () => windowStep(1, 0),
   };
-  const action = actions[e.key];
+  const panKeys = { ArrowLeft: [pan, 0], ArrowRight: [-pan, 0], ArrowUp: [0, pan], ArrowDown: [0, -pan] };
+  const action = e.shiftKey && panKeys[e.key] ? () => panBy(...panKeys[e.key]) : actions[e.key];
   if (action) {
     e.preventDefault();
     action();
@@ -451,6 +593,13 @@ async function analyzeFile(file) {
 async function openFiles(files) {
   files = [...files];
   if (files.length === 0) return;
+  if (!modelReady) {
+    // Chosen while the model loads: opened as soon as it is ready (the latest choice wins).
+    queued = files;
+    const what = files.length === 1 ? files[0].name : `${files.length} files`;
+    setStatus("loading", `Loading the model… ${what} will open when it is ready.`, loadFraction);
+    return;
+  }
   if (files.length === 1) {
     document.getElementById("studies").replaceChildren();
     return analyzeFile(files[0]);
@@ -472,7 +621,7 @@ async function openFiles(files) {
       skipped.push(`${file.name}: ${e.message}`);
     }
     done++;
-    setStatus("busy", `Reading ${done} of ${files.length} files…`);
+    setStatus("busy", `Reading ${done} of ${files.length} files…`, done / files.length);
   }
   const list = document.getElementById("studies");
   const items = [];
@@ -536,17 +685,39 @@ document.addEventListener("dragleave", () => document.body.classList.remove("dra
 document.addEventListener("drop", async (e) => {
   e.preventDefault();
   document.body.classList.remove("dragging");
-  if (fileInput.disabled) return;
   const entries = [...e.dataTransfer.items].map((i) => i.webkitGetAsEntry && i.webkitGetAsEntry()).filter(Boolean);
   const files = entries.length ? (await Promise.all(entries.map(entryFiles))).flat() : [...e.dataTransfer.files];
   openFiles(files);
 });
 
-call("load")
-  .then(({ manifest }) => {
+// The model loads while the user picks a file: the inputs work at once and a choice made before
+// the model is ready waits in `queued`.
+let modelReady = false;
+let queued = null;
+let loadFraction;
+const loaded = new Map();
+setStatus("loading", "Loading the model…");
+asg.load(({ file, loaded: got, total }) => {
+  loaded.set(file, { got, total });
+  const sizes = [...loaded.values()];
+  // A fraction only once every file's size is known (Content-Length), else "busy".
+  loadFraction = sizes.every((s) => s.total > 0)
+    ? sizes.reduce((n, s) => n + s.got, 0) / sizes.reduce((n, s) => n + s.total, 0)
+    : undefined;
+  if (status.dataset.state === "loading") setStatus("loading", status.textContent, loadFraction);
+})
+  .then((manifest) => {
     modelHasText = Boolean(manifest.text_model);
+    modelReady = true;
     setStatus("ready", `Model ${manifest.name} ${manifest.version} loaded. Open a DICOM file.`);
-    fileInput.disabled = false;
-    document.getElementById("folder").disabled = false;
+    if (queued) {
+      const files = queued;
+      queued = null;
+      openFiles(files);
+    }
   })
-  .catch((e) => setStatus("error", `Could not load the model: ${e.message}`));
+  .catch((e) => {
+    const lost = queued ? ` ${queued.length} chosen file(s) were not opened.` : "";
+    queued = null;
+    setStatus("error", `Could not load the model: ${e.message}.${lost}`);
+  });

@@ -62,7 +62,8 @@ export interface Analysis {
   letterbox: Letterbox;
   findings: Finding[];
   regions: Region[];
-  outputs: { name: string; shape: number[]; values: number[] }[];
+  /** The raw model outputs (always here in the browser: checkReport reads region_embeddings). */
+  outputs?: { name: string; shape: number[]; values: number[] }[];
   timings: Record<string, number>;
 }
 
@@ -114,7 +115,7 @@ export interface DisplayImage {
 
 export class AsgAnalyzer {
   constructor();
-  load(): Promise<Record<string, unknown>>;
+  load(onProgress?: ((p: { file: string; loaded: number; total: number }) => void) | null): Promise<Record<string, unknown>>;
   analyze(bytes: ArrayBuffer, name?: string): Promise<{ analysis: Analysis; image: DisplayImage }>;
   checkReport(analysis: Analysis, report: string): Promise<ReportCheck>;
   readMeta(bytes: ArrayBuffer, name?: string): Promise<{ meta: Record<string, unknown>; thumb: { width: number; height: number; rgba: Uint8Array } }>;

@@ -14,25 +14,32 @@ export class AsgAnalyzer {
     this.pending = new Map();
     this.nextId = 1;
     this.worker.onmessage = (event) => {
-      const { id, ok, error } = event.data;
+      const { id, ok, error, progress } = event.data;
       const p = this.pending.get(id);
       if (!p) return;
+      if (progress) {
+        if (p.onProgress) p.onProgress(progress);
+        return;
+      }
       this.pending.delete(id);
       ok ? p.resolve(event.data) : p.reject(new Error(error));
     };
   }
 
-  call(type, payload = {}, transfer = []) {
+  call(type, payload = {}, transfer = [], onProgress = null) {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, onProgress });
       this.worker.postMessage({ id, type, ...payload }, transfer);
     });
   }
 
-  /** Loads and checks the model bundle (manifest, image.onnx, text.onnx); resolves to the manifest. */
-  async load() {
-    return (await this.call("load")).manifest;
+  /**
+   * Loads and checks the model bundle (manifest, image.onnx, text.onnx); resolves to the manifest.
+   * `onProgress({ file, loaded, total })` is called as the files arrive (total 0 when unknown).
+   */
+  async load(onProgress = null) {
+    return (await this.call("load", {}, [], onProgress)).manifest;
   }
 
   /** Analyses one DICOM file's bytes (the buffer is transferred); resolves to { analysis, image }. */

@@ -3,29 +3,46 @@ import init, { Analyzer, readMeta, thumbnail } from "./pkg/asg_wasm.js";
 
 let analyzer = null;
 
-async function load() {
+// Fetches one file of the bundle, reporting the bytes received so far through `progress`.
+async function fetchBytes(name, progress) {
+  const r = await fetch(new URL(`./model/${name}`, import.meta.url));
+  if (!r.ok) throw new Error(`model/${name}: HTTP ${r.status}`);
+  const total = Number(r.headers.get("Content-Length")) || 0;
+  if (!r.body) return new Uint8Array(await r.arrayBuffer());
+  const reader = r.body.getReader();
+  const chunks = [];
+  let loaded = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.length;
+    progress(name, loaded, total);
+  }
+  const out = new Uint8Array(loaded);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+async function load(progress) {
   await init({ module_or_path: new URL("./pkg/asg_wasm_bg.wasm", import.meta.url) });
   const [manifest, onnx] = await Promise.all([
-    fetch(new URL("./model/manifest.json", import.meta.url)).then((r) => {
-      if (!r.ok) throw new Error(`model/manifest.json: HTTP ${r.status}`);
-      return r.text();
-    }),
-    fetch(new URL("./model/image.onnx", import.meta.url)).then((r) => {
-      if (!r.ok) throw new Error(`model/image.onnx: HTTP ${r.status}`);
-      return r.arrayBuffer();
-    }),
+    fetchBytes("manifest.json", progress).then((b) => new TextDecoder().decode(b)),
+    fetchBytes("image.onnx", progress),
   ]);
-  analyzer = new Analyzer(manifest, new Uint8Array(onnx));
+  analyzer = new Analyzer(manifest, onnx);
   const parsed = JSON.parse(analyzer.manifest());
   // The text model (for the report check), when the bundle has one.
   if (parsed.text_model) {
-    const get = (name) =>
-      fetch(new URL(`./model/${name}`, import.meta.url)).then((r) => {
-        if (!r.ok) throw new Error(`model/${name}: HTTP ${r.status}`);
-        return r.arrayBuffer();
-      });
-    const [text, tokenizer] = await Promise.all([get(parsed.text_model.file), get(parsed.text_model.tokenizer)]);
-    analyzer.loadText(new Uint8Array(text), new Uint8Array(tokenizer));
+    const [text, tokenizer] = await Promise.all([
+      fetchBytes(parsed.text_model.file, progress),
+      fetchBytes(parsed.text_model.tokenizer, progress),
+    ]);
+    analyzer.loadText(text, tokenizer);
   }
   return parsed;
 }
@@ -34,7 +51,8 @@ self.onmessage = async (event) => {
   const { id, type } = event.data;
   try {
     if (type === "load") {
-      const manifest = await load();
+      const manifest = await load((file, loaded, total) =>
+        self.postMessage({ id, progress: { file, loaded, total } }));
       self.postMessage({ id, ok: true, manifest });
     } else if (type === "analyze") {
       if (!analyzer) throw new Error("the model is not loaded");

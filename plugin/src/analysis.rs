@@ -6,8 +6,9 @@ use asg_dicom::{preprocess_image, read_bytes, Image, Letterbox, Normalisation, R
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
-/// Version of the JSON layout of [`Analysis`]; bumped on incompatible change.
-pub const ANALYSIS_SCHEMA_VERSION: u32 = 2;
+/// Version of the JSON layout of [`Analysis`]; bumped on incompatible change (3: `outputs`
+/// only on request).
+pub const ANALYSIS_SCHEMA_VERSION: u32 = 3;
 
 /// The model that produced an analysis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,8 +124,30 @@ pub struct Analysis {
     /// Anatomical regions (bundles with a box head; empty otherwise).
     #[serde(default)]
     pub regions: Vec<RegionResult>,
+    /// The model's raw outputs (attention maps, finding maps, embeddings: ~150 KB of numbers).
+    /// Always filled by [`ModelBundle::analyze`] (the report check reads `region_embeddings`);
+    /// left out of the JSON the CLI and the Python package write unless asked for
+    /// (`--raw-outputs`, `raw_outputs=True`), and never written when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<NamedOutput>,
     pub timings: Timings,
+}
+
+impl Analysis {
+    /// The analysis without its raw outputs (what a JSON result holds by default).
+    pub fn without_outputs(&self) -> Analysis {
+        Analysis {
+            schema_version: self.schema_version,
+            model: self.model.clone(),
+            image: self.image.clone(),
+            warnings: self.warnings.clone(),
+            letterbox: self.letterbox,
+            findings: self.findings.clone(),
+            regions: self.regions.clone(),
+            outputs: Vec::new(),
+            timings: self.timings.clone(),
+        }
+    }
 }
 
 fn ms_since(t: Instant) -> f64 {

@@ -16,13 +16,19 @@ pub struct CheckedReport<'a> {
 }
 
 /// The JSON of one image's result, as `asg analyze` writes it: the analysis, with `file` (the
-/// input as named), and with a report, `report_file` and `report_check`.
+/// input as named), and with a report, `report_file` and `report_check`; the raw model outputs
+/// only when `raw_outputs` is set.
 pub fn result_json(
     analysis: &Analysis,
     file: &str,
     report: Option<CheckedReport<'_>>,
+    raw_outputs: bool,
 ) -> Result<serde_json::Value, serde_json::Error> {
-    let mut v = serde_json::to_value(analysis)?;
+    let mut v = if raw_outputs {
+        serde_json::to_value(analysis)?
+    } else {
+        serde_json::to_value(analysis.without_outputs())?
+    };
     v["file"] = serde_json::Value::String(file.to_string());
     if let Some(r) = report {
         v["report_file"] = serde_json::Value::String(r.source.to_string());

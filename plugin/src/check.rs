@@ -224,6 +224,20 @@ pub fn check_report_with(
             .outputs
             .iter()
             .find(|o| o.name == "region_embeddings");
+        // An analysis read back from JSON written without its raw outputs would be checked
+        // without the image-text evidence, silently: refuse it instead.
+        if text_model.is_some()
+            && region_emb.is_none()
+            && m.outputs.iter().any(|o| o.name == "region_embeddings")
+        {
+            return Err(crate::PluginError::Model {
+                bundle: source.to_string(),
+                reason: "the analysis holds no raw outputs (region_embeddings), which the report \
+                         check needs: check the report in the same run as the analysis, or keep \
+                         the raw outputs (asg analyze --raw-outputs, raw_outputs=True in Python)"
+                    .to_string(),
+            });
+        }
         let emb_dim = region_emb
             .map(|o| o.values.len() / m.regions.len().max(1))
             .unwrap_or(0);

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 mod normals;
+mod pacs;
 mod serve;
 mod workstation;
 
@@ -40,11 +41,32 @@ enum Command {
   asg analyze DICOMDIR --model my-bundle/ --threshold 0.3
   asg analyze study.dcm --sr out/ --fhir out/          (DICOM SR TID 1500 and FHIR R4)
   asg analyze film.png                                   (a PNG/JPEG picture: 8-bit, no spacing)
-  asg analyze collection/ --pictures --json results/     (PNG/JPEG inside folders too)")]
+  asg analyze collection/ --pictures --json results/     (PNG/JPEG inside folders too)
+  asg analyze --dicomweb http://pacs:8042/dicom-web --study 1.2.3.4 --store-sr --json results/
+  asg analyze --dicomweb https://pacs/dicom-web --header 'Authorization: Bearer TOKEN'")]
     Analyze {
         /// DICOM files, folders (searched recursively) or DICOMDIR files.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "dicomweb", conflicts_with = "dicomweb")]
         inputs: Vec<PathBuf>,
+        /// A PACS's DICOMweb root (the URL before /studies): the CR and DX instances of the
+        /// --study studies (default: every study it lists) are found with QIDO-RS, retrieved
+        /// with WADO-RS and analysed as files are; outputs are named by SOP Instance UID, and
+        /// reports looked up as <SOP Instance UID>.txt or <Study Instance UID>.txt.
+        #[arg(long, value_name = "URL")]
+        dicomweb: Option<String>,
+        /// A Study Instance UID to analyse (repeatable; with --dicomweb).
+        #[arg(long = "study", value_name = "UID", requires = "dicomweb")]
+        studies: Vec<String>,
+        /// Store each image's DICOM SR back into its study with STOW-RS (with --dicomweb).
+        #[arg(long, requires = "dicomweb")]
+        store_sr: bool,
+        /// An HTTP header for every DICOMweb request, 'Name: value' (repeatable), e.g.
+        /// 'Authorization: Bearer TOKEN'. Never logged.
+        #[arg(long = "header", value_name = "HEADER", requires = "dicomweb")]
+        headers: Vec<String>,
+        /// Seconds one DICOMweb request may take, connecting and reading included.
+        #[arg(long, default_value_t = 120, requires = "dicomweb")]
+        timeout: u64,
         /// Model bundle: a folder (manifest.json + ONNX files) or one tar archive of it;
         /// default: the embedded bundle.
         #[arg(long)]
@@ -85,6 +107,10 @@ enum Command {
         /// on the command line is always read.
         #[arg(long)]
         pictures: bool,
+        /// Also write the model's raw outputs (attention maps, finding maps, embeddings: about
+        /// 150 KB of numbers per image) in the JSON, as `outputs`.
+        #[arg(long)]
+        raw_outputs: bool,
     },
     /// The main job in one command: make a phantom study (a synthetic chest radiograph and its
     /// report with one injected error), analyse it with the embedded model, check the report,
@@ -450,6 +476,12 @@ struct AnalyzeArgs {
     human: bool,
     max_pixels: u64,
     pictures: bool,
+    raw_outputs: bool,
+    dicomweb: Option<String>,
+    studies: Vec<String>,
+    store_sr: bool,
+    headers: Vec<String>,
+    timeout: u64,
 }
 
 fn progress_bar(n: usize) -> indicatif::ProgressBar {
@@ -473,11 +505,6 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         bundle.manifest.version,
         load_start.elapsed().as_secs_f64() * 1e3
     );
-    let mut files = Vec::new();
-    for input in &args.inputs {
-        collect_files(input, &mut files, args.pictures)?;
-    }
-    anyhow::ensure!(!files.is_empty(), "no DICOM files found in the inputs");
     let reports = match (&args.report, &args.reports) {
         (Some(r), _) => Reports::One(read_report(r)?),
         (None, Some(dir)) => Reports::folder(dir)?,
@@ -491,21 +518,52 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
             max_pixels: args.max_pixels,
             ..ReadOptions::default()
         },
+        raw_outputs: args.raw_outputs,
     };
-    let bar = progress_bar(files.len());
-    let results = analyze_all(&bundle, &files, &reports, &outputs, args.jobs, &|| {
-        bar.inc(1)
-    });
-    bar.finish_and_clear();
+    let results: Vec<(PathBuf, anyhow::Result<workstation::Outcome>)> = match &args.dicomweb {
+        Some(url) => {
+            let job = pacs::PacsJob {
+                url,
+                studies: &args.studies,
+                headers: &args.headers,
+                store_sr: args.store_sr,
+                timeout_s: args.timeout,
+            };
+            let bar = progress_bar(0);
+            let r = pacs::analyze_dicomweb(&bundle, &job, &reports, &outputs, &|more| {
+                if more > 0 {
+                    bar.inc_length(more);
+                } else {
+                    bar.inc(1);
+                }
+            });
+            bar.finish_and_clear();
+            r?
+        }
+        None => {
+            let mut files = Vec::new();
+            for input in &args.inputs {
+                collect_files(input, &mut files, args.pictures)?;
+            }
+            anyhow::ensure!(!files.is_empty(), "no DICOM files found in the inputs");
+            let bar = progress_bar(files.len());
+            let results = analyze_all(&bundle, &files, &reports, &outputs, args.jobs, &|| {
+                bar.inc(1)
+            });
+            bar.finish_and_clear();
+            files.into_iter().zip(results).collect()
+        }
+    };
+    let inputs = results.len();
     let mut ok = Vec::new();
     let mut failed = Vec::new();
-    for (file, r) in files.iter().zip(results) {
+    for (file, r) in results {
         match r {
             Ok(o) => ok.push(o),
-            Err(e) => failed.push((file.clone(), format!("{e:#}"))),
+            Err(e) => failed.push((file, format!("{e:#}"))),
         }
     }
-    let single = files.len() == 1;
+    let single = inputs == 1 && args.dicomweb.is_none();
     match &args.json {
         Some(path) if single => {
             if let Some(o) = ok.first() {
@@ -517,11 +575,17 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             let stems: Vec<String> = ok
                 .iter()
-                .map(|o| {
-                    o.file
+                .map(|o| match &args.dicomweb {
+                    // Named by URL: the SOP Instance UID names the file (its dots are no
+                    // extension).
+                    Some(_) if !o.analysis.image.sop_instance_uid.is_empty() => {
+                        o.analysis.image.sop_instance_uid.clone()
+                    }
+                    _ => o
+                        .file
                         .file_stem()
                         .map(|s| s.to_string_lossy().to_string())
-                        .unwrap_or_else(|| "image".into())
+                        .unwrap_or_else(|| "image".into()),
                 })
                 .collect();
             let names = asg_plugin::batch::json_names(stems.iter().map(String::as_str));
@@ -558,14 +622,18 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     eprintln!(
         "analysed {} of {} images in {} studies",
         ok.len(),
-        files.len(),
+        inputs,
         studies.len()
     );
+    if args.store_sr {
+        let stored = ok.iter().filter(|o| o.stored_sr.is_some()).count();
+        eprintln!("stored {stored} DICOM SR in the PACS");
+    }
     for (file, e) in &failed {
         eprintln!("failed: {}: {e}", file.display());
     }
     if !failed.is_empty() {
-        anyhow::bail!("{} of {} inputs failed", failed.len(), files.len());
+        anyhow::bail!("{} of {} inputs failed", failed.len(), inputs);
     }
     Ok(())
 }
@@ -716,7 +784,11 @@ fn check_eval(
         "{}: no images with injected errors",
         data.display()
     );
-    let outputs = Outputs::default();
+    // The reports are checked after the analyses: the raw outputs (region embeddings) stay.
+    let outputs = Outputs {
+        raw_outputs: true,
+        ..Outputs::default()
+    };
     let bar = progress_bar(files.len());
     let results = analyze_all(&bundle, &files, &Reports::None, &outputs, jobs, &|| {
         bar.inc(1)
@@ -840,6 +912,12 @@ fn run() -> anyhow::Result<()> {
             human,
             max_pixels,
             pictures,
+            raw_outputs,
+            dicomweb,
+            studies,
+            store_sr,
+            headers,
+            timeout,
         } => analyze(AnalyzeArgs {
             inputs,
             model,
@@ -854,6 +932,12 @@ fn run() -> anyhow::Result<()> {
             human,
             max_pixels,
             pictures,
+            raw_outputs,
+            dicomweb,
+            studies,
+            store_sr,
+            headers,
+            timeout,
         })?,
         Command::Demo {
             out,

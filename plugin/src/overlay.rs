@@ -36,14 +36,81 @@ pub fn verdict_colour(v: Verdict) -> [u8; 3] {
     }
 }
 
+/// A label drawn on the overlay: its text and its band `[x0, y0, x1, y1]` (exclusive ends) in
+/// image pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedLabel {
+    pub text: String,
+    pub rect: [i64; 4],
+}
+
+/// The overlay and the labels on it.
+#[derive(Debug, Clone)]
+pub struct Overlay {
+    pub image: RgbImage,
+    pub labels: Vec<PlacedLabel>,
+}
+
+/// Finds places for labels beside their boxes without covering each other or the rectangles
+/// kept free (legend, footer): below the box, inside its top, above it, inside its bottom, at
+/// the box's left or right edge, then sliding down and up from below the box; `None` when the
+/// image has no free place. The viewer (web/app.js) follows the same rule.
+#[derive(Debug, Clone)]
+pub struct LabelPlacer {
+    width: i64,
+    height: i64,
+    taken: Vec<[i64; 4]>,
+}
+
+impl LabelPlacer {
+    /// A placer for an image of `width` x `height`, with `keep_free` rectangles taken.
+    pub fn new(width: u32, height: u32, keep_free: &[[i64; 4]]) -> Self {
+        LabelPlacer {
+            width: width as i64,
+            height: height as i64,
+            taken: keep_free.to_vec(),
+        }
+    }
+
+    fn free(&self, x: i64, y: i64, w: i64, h: i64) -> bool {
+        self.taken
+            .iter()
+            .all(|r| x + w <= r[0] || x >= r[2] || y + h <= r[1] || y >= r[3])
+    }
+
+    /// A free place `[x0, y0, x1, y1]` for a `w` x `h` label of the box `bbox`, now taken.
+    pub fn place(&mut self, bbox: [f32; 4], w: i64, h: i64) -> Option<[i64; 4]> {
+        if w > self.width || h > self.height {
+            return None;
+        }
+        let clamp_x = |x: f32| (x.round() as i64).clamp(0, self.width - w);
+        let clamp_y = |y: f32| (y.round() as i64).clamp(0, self.height - h);
+        let mut xs = vec![clamp_x(bbox[0])];
+        let right = clamp_x(bbox[2] - w as f32);
+        if right != xs[0] {
+            xs.push(right);
+        }
+        let (hf, y1, y2) = (h as f32, bbox[1], bbox[3]);
+        let ys = [y2 + 2.0, y1 + 2.0, y1 - hf - 2.0, y2 - hf - 2.0].map(clamp_y);
+        let (height, below) = (self.height, ys[0]);
+        let slides = (1..)
+            .take_while(move |step| step * h < height)
+            .flat_map(move |step| [below + step * h, below - step * h])
+            .filter(move |&y| y >= 0 && y <= height - h);
+        for y in ys.into_iter().chain(slides) {
+            if let Some(&x) = xs.iter().find(|&&x| self.free(x, y, w, h)) {
+                let rect = [x, y, x + w, y + h];
+                self.taken.push(rect);
+                return Some(rect);
+            }
+        }
+        None
+    }
+}
+
 struct Canvas {
     img: RgbImage,
     scale: u32,
-    /// Rectangles `[x0, y0, x1, y1]` that labels move down out of: the legend's corner and the
-    /// labels placed so far.
-    keep_out: Vec<[i64; 4]>,
-    /// Whether labels keep out of each other (not the legend's own lines).
-    avoid: bool,
 }
 
 impl Canvas {
@@ -79,28 +146,16 @@ impl Canvas {
         }
     }
 
-    /// Text on a dark band; returns the band's height.
+    /// The size of a label's band.
+    fn label_size(&self, text: &str) -> (i64, i64) {
+        let s = self.scale as i64;
+        ((text.chars().count() as i64 * 8 + 4) * s, 12 * s)
+    }
+
+    /// Text on a dark band at `x, y`; returns the band's height.
     fn label(&mut self, x: i64, y: i64, text: &str, c: [u8; 3]) -> i64 {
         let s = self.scale as i64;
-        let w = (text.chars().count() as i64 * 8 + 4) * s;
-        let h = 12 * s;
-        let x = x.clamp(0, (self.img.width() as i64 - w).max(0));
-        let mut y = y.clamp(0, (self.img.height() as i64 - h).max(0));
-        // Bounded: each step moves below one rectangle.
-        for _ in 0..=self.keep_out.len() {
-            match self
-                .keep_out
-                .iter()
-                .find(|r| x < r[2] && x + w > r[0] && y < r[3] && y + h > r[1])
-            {
-                Some(r) => y = r[3],
-                None => break,
-            }
-        }
-        let y = y.clamp(0, (self.img.height() as i64 - h).max(0));
-        if self.avoid {
-            self.keep_out.push([x, y, x + w, y + h]);
-        }
+        let (w, h) = self.label_size(text);
         self.fill(x, y, w, h, [0, 0, 0], 0.65);
         for (k, ch) in text.chars().enumerate() {
             let Some(glyph) = font8x8::BASIC_FONTS.get(ch) else {
@@ -128,6 +183,18 @@ pub fn render_overlay(
     check: Option<&ReportCheck>,
     heatmap_of: Option<&str>,
 ) -> RgbImage {
+    render_overlay_labelled(image, analysis, check, heatmap_of).image
+}
+
+/// [`render_overlay`], also telling where each label went. Boxes are labelled only for present
+/// findings (their regions at or above the region threshold); a label with no free place is
+/// left out, its box drawn.
+pub fn render_overlay_labelled(
+    image: &Image,
+    analysis: &Analysis,
+    check: Option<&ReportCheck>,
+    heatmap_of: Option<&str>,
+) -> Overlay {
     let display = image.display();
     let (w, h) = (image.width, image.height);
     let mut img = RgbImage::new(w, h);
@@ -136,12 +203,7 @@ pub fn render_overlay(
         *p = Rgb([v, v, v]);
     }
     let scale = ((w.max(h) + 300) / 600).max(1);
-    let mut c = Canvas {
-        img,
-        scale,
-        keep_out: Vec::new(),
-        avoid: true,
-    };
+    let mut c = Canvas { img, scale };
     // The legend (top left): the model, the colour scale and the report check's tally; other
     // labels keep out of its corner.
     let mut legend: Vec<(String, [u8; 3])> = vec![(
@@ -184,7 +246,10 @@ pub fn render_overlay(
         8 * s + (widest * 8 + 4) * s,
         8 * s + legend.len() as i64 * 12 * s,
     ];
-    c.keep_out.push(legend_rect);
+    // The footer band (heatmap name, research-use line) is kept free too.
+    let footer_rect = [0, h as i64 - 32 * s, w as i64, h as i64];
+    let mut placer = LabelPlacer::new(w, h, &[legend_rect, footer_rect]);
+    let mut labels = Vec::new();
 
     // Heatmap.
     let chosen = match heatmap_of {
@@ -217,60 +282,56 @@ pub fn render_overlay(
                 }
             }
         }
-        let s = scale as i64;
-        c.label(
-            8 * s,
-            h as i64 - 30 * s,
-            &format!("heatmap: {} ({:.2})", f.name, f.probability),
-            [255, 200, 0],
-        );
+        let text = format!("heatmap: {} ({:.2})", f.name, f.probability);
+        c.label(8 * s, h as i64 - 30 * s, &text, [255, 200, 0]);
+        let (lw, lh) = c.label_size(&text);
+        let rect = [8 * s, h as i64 - 30 * s, 8 * s + lw, h as i64 - 30 * s + lh];
+        labels.push(PlacedLabel { text, rect });
     }
 
-    // Orientation boxes, then the regions that carry findings.
-    for r in analysis
+    // The boxes: orientation (thin, cyan), then the regions that carry present findings; then
+    // their labels, findings first (they matter most when space runs out).
+    let orientation: Vec<_> = analysis
         .regions
         .iter()
         .filter(|r| ORIENTATION.contains(&r.name.as_str()))
-    {
-        c.rect(r.bbox, [0, 200, 220], scale);
-        c.label(r.bbox[0] as i64, r.bbox[1] as i64, &r.name, [0, 220, 240]);
-    }
-    for finding in analysis.findings.iter().filter(|f| f.present) {
+        .collect();
+    let mut grounded = Vec::new();
+    for (fi, finding) in analysis.findings.iter().enumerate() {
+        if !finding.present || !finding.assessed {
+            continue;
+        }
         for region in finding.regions.iter().take(2) {
             let Some(r) = analysis.regions.iter().find(|r| &r.name == region) else {
                 continue;
             };
-            let fi = analysis
-                .findings
+            let p = r.probabilities.get(fi).copied().unwrap_or(0.0);
+            grounded.push((r, format!("{}: {} {:.2}", r.name, finding.name, p), p));
+        }
+    }
+    for r in &orientation {
+        c.rect(r.bbox, [0, 200, 220], scale);
+    }
+    for (r, _, p) in &grounded {
+        c.rect(r.bbox, probability_colour(*p), 2 * scale);
+    }
+    let wanted = grounded
+        .iter()
+        .map(|(r, text, p)| (r.bbox, text.clone(), probability_colour(*p)))
+        .chain(
+            orientation
                 .iter()
-                .position(|x| x.name == finding.name);
-            let p = fi
-                .and_then(|i| r.probabilities.get(i))
-                .copied()
-                .unwrap_or(0.0);
-            let colour = probability_colour(p);
-            c.rect(r.bbox, colour, 2 * scale);
-            // Below the box, or inside its top where below would reach the footer.
-            let band = h as i64 - 32 * scale as i64;
-            let below = r.bbox[3] as i64 + 2;
-            let ly = if below + 12 * scale as i64 > band {
-                r.bbox[1] as i64 + 2
-            } else {
-                below
-            };
-            let lx = (r.bbox[0] as i64).max(0);
-            c.label(
-                lx,
-                ly,
-                &format!("{}: {} {:.2}", r.name, finding.name, p),
-                colour,
-            );
+                .map(|r| (r.bbox, r.name.clone(), [0, 220, 240])),
+        );
+    for (bbox, text, colour) in wanted {
+        let (lw, lh) = c.label_size(&text);
+        if let Some(rect) = placer.place(bbox, lw, lh) {
+            c.label(rect[0], rect[1], &text, colour);
+            labels.push(PlacedLabel { text, rect });
         }
     }
 
     // The legend, drawn where it was kept free.
-    c.keep_out.clear();
-    c.avoid = false;
     let mut ly = legend_rect[1];
     for (text, colour) in &legend {
         ly += c.label(legend_rect[0], ly, text, *colour);
@@ -280,12 +341,57 @@ pub fn render_overlay(
             c.rect(b, [235, 50, 50], scale);
         }
     }
-    let _ = ly;
     c.label(
         8 * s,
         h as i64 - 15 * s,
         "research use only - not for diagnosis",
         [200, 200, 200],
     );
-    c.img
+    Overlay {
+        image: c.img,
+        labels,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overlaps(a: [i64; 4], b: [i64; 4]) -> bool {
+        a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3]
+    }
+
+    #[test]
+    fn labels_of_the_same_box_go_to_different_free_places() {
+        let legend = [0, 0, 50, 30];
+        let mut placer = LabelPlacer::new(200, 100, &[legend]);
+        let bbox = [10.0, 10.0, 120.0, 60.0];
+        let mut got = Vec::new();
+        for _ in 0..6 {
+            got.push(placer.place(bbox, 60, 12).unwrap());
+        }
+        // The first goes just below the box.
+        assert_eq!(got[0], [10, 62, 70, 74]);
+        for (i, a) in got.iter().enumerate() {
+            assert!(
+                a[0] >= 0 && a[1] >= 0 && a[2] <= 200 && a[3] <= 100,
+                "{a:?}"
+            );
+            assert!(!overlaps(*a, legend), "{a:?} covers the legend");
+            for b in &got[i + 1..] {
+                assert!(!overlaps(*a, *b), "{a:?} and {b:?} overlap");
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_image_leaves_labels_out_instead_of_piling_them() {
+        let mut placer = LabelPlacer::new(40, 24, &[]);
+        let bbox = [0.0, 0.0, 40.0, 24.0];
+        assert!(placer.place(bbox, 40, 12).is_some());
+        assert!(placer.place(bbox, 40, 12).is_some());
+        assert_eq!(placer.place(bbox, 40, 12), None);
+        // Wider than the image: no place at all.
+        assert_eq!(LabelPlacer::new(40, 24, &[]).place(bbox, 41, 12), None);
+    }
 }

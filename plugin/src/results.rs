@@ -142,6 +142,10 @@ pub fn new_uid(salt: &str) -> String {
     asg_dicom::uid_from_u128(n)
 }
 
+/// The Tracking Identifier under which OHIF (cornerstone-dicom-sr) and Cornerstone3D's SR
+/// adapters draw a measurement group's closed POLYLINE as a rectangle.
+pub const OHIF_RECTANGLE_ROI: &str = "Cornerstone3DTools@^0.1.0:RectangleROI";
+
 /// The SR of an analysis of `source`.
 pub fn measurement_report(
     analysis: &Analysis,
@@ -153,7 +157,9 @@ pub fn measurement_report(
         .iter()
         .enumerate()
         .map(|(i, g)| FindingGroup {
-            tracking_identifier: format!("{} in {} (#{})", g.finding, g.region, i + 1),
+            // The convention OHIF and Cornerstone3D hydrate a box from (their RectangleROI
+            // tool); the finding and its site are the group's coded items.
+            tracking_identifier: OHIF_RECTANGLE_ROI.to_string(),
             tracking_uid: new_uid(&format!("{salt}/track/{i}")),
             finding: finding_code(g.finding),
             site: region_code(g.region),

@@ -115,6 +115,8 @@ pub struct Outcome {
     pub report_file: Option<String>,
     pub check: Option<ReportCheck>,
     pub overlay: Option<PathBuf>,
+    /// The SOP Instance UID of the SR stored back in the PACS (`--dicomweb --store-sr`).
+    pub stored_sr: Option<String>,
 }
 
 /// Output options (by default: only the analysis).
@@ -126,10 +128,13 @@ pub struct Outputs {
     /// A FHIR R4 DiagnosticReport (JSON) per image here.
     pub fhir_dir: Option<PathBuf>,
     pub read: ReadOptions,
+    /// Keep the raw model outputs in the outcome (and its JSON); by default they are dropped
+    /// once the report check, SR and overlay are made (~150 KB per image held otherwise).
+    pub raw_outputs: bool,
 }
 
 /// Today's date and time as DICOM DA and TM (UTC), and as an ISO instant for FHIR.
-fn now() -> (String, String, String) {
+pub fn now() -> (String, String, String) {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -168,21 +173,34 @@ pub fn analyze_file(
 ) -> anyhow::Result<Outcome> {
     let name = file.display().to_string();
     let bytes = asg_dicom::read_capped(file, &name, &out.read)?;
-    if let Some(format) = asg_dicom::picture::picture_format(&bytes) {
+    analyze_bytes(bundle, file, &bytes, reports, out)
+}
+
+/// Analyses one file's bytes (read from disk or retrieved from a PACS). `file` names it in
+/// errors, finds its report and names its outputs (`<stem>.png`, `<stem>.sr.dcm`...).
+pub fn analyze_bytes(
+    bundle: &ModelBundle,
+    file: &Path,
+    bytes: &[u8],
+    reports: &Reports,
+    out: &Outputs,
+) -> anyhow::Result<Outcome> {
+    let name = file.display().to_string();
+    if let Some(format) = asg_dicom::picture::picture_format(bytes) {
         anyhow::ensure!(
             out.sr_dir.is_none() && out.fhir_dir.is_none(),
             "a {} picture has no DICOM identity to reference: --sr and --fhir need a DICOM image",
             format.name()
         );
     }
-    let (analysis, image) = bundle.analyze_input(&bytes, &name, &out.read)?;
+    let (analysis, image) = bundle.analyze_input(bytes, &name, &out.read)?;
 
     let (report_file, check) = match reports.for_image(file)? {
         Some((path, text)) => (Some(path), Some(bundle.check_report(&analysis, &text)?)),
         None => (None, None),
     };
     if out.sr_dir.is_some() || out.fhir_dir.is_some() {
-        let source = asg_dicom::sr::source_image(&bytes, &name)?;
+        let source = asg_dicom::sr::source_image(bytes, &name)?;
         let (date, time, instant) = now();
         if let Some(dir) = &out.sr_dir {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -210,12 +228,17 @@ pub fn analyze_file(
         }
         None => None,
     };
+    let mut analysis = analysis;
+    if !out.raw_outputs {
+        analysis.outputs = Vec::new();
+    }
     Ok(Outcome {
         file: file.to_path_buf(),
         analysis,
         report_file,
         check,
         overlay,
+        stored_sr: None,
     })
 }
 
@@ -263,9 +286,14 @@ pub fn outcome_json(o: &Outcome) -> anyhow::Result<serde_json::Value> {
         (Some(source), Some(check)) => Some(asg_plugin::batch::CheckedReport { source, check }),
         _ => None,
     };
-    let mut v = asg_plugin::batch::result_json(&o.analysis, &o.file.display().to_string(), report)?;
+    // `analyze_file` kept the raw outputs only when they were asked for.
+    let mut v =
+        asg_plugin::batch::result_json(&o.analysis, &o.file.display().to_string(), report, true)?;
     if let Some(p) = &o.overlay {
         v["overlay"] = serde_json::Value::String(p.display().to_string());
+    }
+    if let Some(uid) = &o.stored_sr {
+        v["stored_sr"] = serde_json::Value::String(uid.clone());
     }
     Ok(v)
 }

@@ -124,6 +124,7 @@ impl Model {
         source_name: &str,
         file: Option<&str>,
         report: Option<(&str, &str)>,
+        raw_outputs: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let bundle = &self.bundle;
         let read = &self.read;
@@ -140,8 +141,8 @@ impl Model {
             (Some((source, _)), Some(check)) => Some(CheckedReport { source, check }),
             _ => None,
         };
-        let mut value =
-            result_json(&analysis, file.unwrap_or(source_name), checked).map_err(json_error)?;
+        let mut value = result_json(&analysis, file.unwrap_or(source_name), checked, raw_outputs)
+            .map_err(json_error)?;
         if file.is_none() {
             if let Some(map) = value.as_object_mut() {
                 map.remove("file");
@@ -235,17 +236,20 @@ impl Model {
 
     /// Analyses a DICOM file (or a PNG/JPEG picture) held in memory and returns the same dict as
     /// `asg analyze` writes as JSON. `name` names the input in errors and becomes the dict's
-    /// "file"; with `report` (its text) the dict also has "report_check".
+    /// "file"; with `report` (its text) the dict also has "report_check". `raw_outputs` adds
+    /// the model's raw outputs ("outputs": attention maps, finding maps, embeddings, ~150 KB of
+    /// numbers), as `asg analyze --raw-outputs`; `check_report` needs them.
     ///
     /// >>> data = open("study.dcm", "rb").read()          # doctest: +SKIP
     /// >>> model.analyze(data, name="study.dcm")["regions"][0]["name"]  # doctest: +SKIP
-    #[pyo3(signature = (data, name=None, *, report=None))]
+    #[pyo3(signature = (data, name=None, *, report=None, raw_outputs=false))]
     fn analyze<'py>(
         &self,
         py: Python<'py>,
         data: &[u8],
         name: Option<&str>,
         report: Option<&str>,
+        raw_outputs: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         if let Some(text) = report {
             check_report_text(text)?;
@@ -258,21 +262,30 @@ impl Model {
                 self.read.max_file_bytes
             )));
         }
-        self.run(py, data, source, name, report.map(|t| ("report", t)))
+        self.run(
+            py,
+            data,
+            source,
+            name,
+            report.map(|t| ("report", t)),
+            raw_outputs,
+        )
     }
 
     /// Reads and analyses one file (DICOM, or a PNG/JPEG picture), as `asg analyze FILE` does;
     /// the file's size is checked before it is read. `report` is a report's text (the dict's
-    /// "report_file" is then "report"), `report_file` a report file to read instead.
+    /// "report_file" is then "report"), `report_file` a report file to read instead;
+    /// `raw_outputs` as for `analyze`.
     ///
     /// >>> model.analyze_file("study.dcm", report_file="study.txt")["report_check"]["counts"]  # doctest: +SKIP
-    #[pyo3(signature = (path, *, report=None, report_file=None))]
+    #[pyo3(signature = (path, *, report=None, report_file=None, raw_outputs=false))]
     fn analyze_file<'py>(
         &self,
         py: Python<'py>,
         path: PathBuf,
         report: Option<String>,
         report_file: Option<PathBuf>,
+        raw_outputs: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let name = path.display().to_string();
         let (report_source, report_text) = match (report, report_file) {
@@ -310,13 +323,15 @@ impl Model {
         let report = report_text
             .as_deref()
             .map(|text| (report_source.as_str(), text));
-        self.run(py, &bytes, &name, Some(&name), report)
+        self.run(py, &bytes, &name, Some(&name), report, raw_outputs)
     }
 
     /// Checks a report's text against an analysis this model made (the dict `analyze`
     /// returned) and returns the check: each sentence's verdict with its evidence, the
-    /// omissions, and the verdict counts.
+    /// omissions, and the verdict counts. The dict must hold the raw outputs (`analyze(...,
+    /// raw_outputs=True)`); or pass `report=` to `analyze` instead.
     ///
+    /// >>> result = model.analyze_file("study.dcm", raw_outputs=True)  # doctest: +SKIP
     /// >>> model.check_report(result, "No pneumothorax.")["counts"]  # doctest: +SKIP
     fn check_report<'py>(
         &self,
@@ -335,6 +350,24 @@ impl Model {
                 analysis.model.image_sha256,
                 self.bundle.source
             )));
+        }
+        let needs_outputs = self.bundle.text_model.is_some()
+            && self
+                .bundle
+                .manifest
+                .outputs
+                .iter()
+                .any(|o| o.name == "region_embeddings");
+        if needs_outputs
+            && !analysis
+                .outputs
+                .iter()
+                .any(|o| o.name == "region_embeddings")
+        {
+            return Err(AnalysisError::new_err(
+                "the analysis has no raw outputs (region_embeddings), which the report check \
+                 needs: make it with analyze(..., raw_outputs=True), or pass report= to analyze",
+            ));
         }
         let bundle = &self.bundle;
         let check = py

@@ -50,10 +50,25 @@ def test_analyze_bytes_equals_analyze_file(phantoms, model):
 def test_check_report_on_a_returned_analysis_equals_the_one_made_with_it(phantoms, model):
     dcm = dicoms(phantoms)[1]
     text = report_of(dcm).read_text()
-    result = model.analyze_file(dcm, report=text)
+    result = model.analyze_file(dcm, report=text, raw_outputs=True)
     check = model.check_report(result, text)
     assert_same_json(check, result["report_check"])
     assert sum(check["counts"].values()) > 0
+
+
+def test_raw_outputs_only_on_request(phantoms, model):
+    dcm = dicoms(phantoms)[0]
+    plain = model.analyze_file(dcm)
+    raw = model.analyze_file(dcm, raw_outputs=True)
+    assert "outputs" not in plain
+    assert plain["schema_version"] == asg_cxr.ANALYSIS_SCHEMA_VERSION == 3
+    names = [o["name"] for o in raw["outputs"]]
+    assert "finding_logits" in names and "region_embeddings" in names
+    del raw["outputs"]
+    assert_same_json(without_timings(raw), without_timings(plain))
+    # Without them the report check would lose its image-text evidence: refused, with the fix.
+    with pytest.raises(asg_cxr.AnalysisError, match="raw_outputs=True"):
+        model.check_report(plain, "No pneumothorax.")
 
 
 def test_model_properties(model):

@@ -31,7 +31,8 @@ impl Analyzer {
     }
 
     /// Analyses one DICOM file's bytes; returns the analysis as JSON text (the same layout as
-    /// `asg analyze`). `name` names the file in error messages.
+    /// `asg analyze --raw-outputs`: the raw outputs stay, `checkReport` reads them). `name`
+    /// names the file in error messages.
     pub fn analyze(&self, dicom_bytes: &[u8], name: &str) -> Result<String, JsError> {
         let analysis = self
             .bundle
