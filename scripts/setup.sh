@@ -49,6 +49,19 @@ if [ ! -x /usr/sbin/Orthanc ] || [ ! -e /usr/share/orthanc/plugins/libOrthancDic
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends orthanc orthanc-dicomweb >/dev/null
 fi
 
+# OHIF's released viewer (the npm package @ohif/app ships it built, in dist/) for the OHIF browser
+# test: unpacked once beside the cargo target directory (it is 200 MB; npm caches the download).
+ohif_version=3.13.2
+target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+ohif="$target_dir/ohif-$ohif_version"
+if [ ! -f "$ohif/dist/index.html" ]; then
+  echo "setup: unpacking @ohif/app $ohif_version's dist/ into $ohif"
+  rm -rf "$ohif" && mkdir -p "$ohif"
+  (cd "$ohif" && npm pack --silent "@ohif/app@$ohif_version" >/dev/null \
+    && tar xzf "ohif-app-$ohif_version.tgz" --strip-components=1 package/dist package/LICENSE \
+    && rm "ohif-app-$ohif_version.tgz")
+fi
+
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   echo "setup: adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown

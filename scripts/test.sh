@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 
+# Everything the tests need, installed once (skips what is there).
+bash scripts/setup.sh
+
 cargo test --workspace
 
 echo "== onnx.checker and onnxruntime on an exported model vs Candle and tract"
@@ -49,7 +52,7 @@ rm -rf target/phantom-check
 echo "== the Python package (pip install ./python in a fresh venv; pytest: API vs CLI, errors, the Ray example on a local cluster)"
 bash scripts/test-python.sh
 
-echo "== browser test"
+echo "== browser tests: the viewer (wasm in headless Chromium vs the native CLI), the Cornerstone3D example, OHIF with the SR stored in Orthanc"
 e2e=target/e2e
 rm -rf "$e2e" && mkdir -p "$e2e"
 bash scripts/build-web.sh models/default
@@ -61,6 +64,7 @@ report="$(find "$e2e/dicom/files" -name 's*.txt' | head -n 1)"
 "$target_dir/debug/asg-train" synth --n 3 --seed 9 --size 256 --out "$e2e/several" 2>/dev/null
 printf 'not a DICOM file' >"$e2e/several/files/junk.dcm"
 python3 bench/hostile_files.py "$e2e/hostile" >/dev/null
+bash examples/cornerstone/build.sh
 (cd tests/browser && npx tsc --noEmit --strict --target es2022 --lib es2022,esnext.disposable,dom \
   ../../web/asg.d.ts ../../web/pkg/asg_wasm.d.ts)
 (
@@ -68,6 +72,8 @@ python3 bench/hostile_files.py "$e2e/hostile" >/dev/null
   ASG_WEB_DIR=../../web ASG_DICOM="../../$dicom" ASG_REPORT="../../$report" ASG_SEVERAL="../../$e2e/several/files" \
   ASG_HOSTILE="../../$e2e/hostile" ASG_BIN="$target_dir/debug/asg" ASG_SR_OUT="../../$e2e/browser.sr.dcm" \
   ASG_NATIVE_JSON="../../$e2e/native.json" ASG_SCREENSHOT="../../$e2e/viewer.png" \
+  ASG_OHIF_DIST="$target_dir/ohif-3.13.2/dist" ASG_OHIF_SCREENSHOT="../../$e2e/ohif.png" \
+  ASG_CORNERSTONE_DIST=../../examples/cornerstone/dist ASG_CORNERSTONE_SCREENSHOT="../../$e2e/cornerstone.png" \
     node --test
 )
 echo "== the viewer's exported DICOM SR read by dcmtk and highdicom"

@@ -241,7 +241,18 @@ impl MeasurementReport {
             PrimitiveValue::F64([g.probability as f64].to_vec().into()),
         ));
         seq(&mut num, tags::MEASURED_VALUE_SEQUENCE, vec![measured]);
-        seq(&mut num, tags::CONTENT_SEQUENCE, self.algorithm().to_vec());
+        // The region again, as what the measurement is inferred from (TID 300): OHIF's and
+        // Cornerstone3D's SR adapters take a group's box from its first NUM's SCOORD.
+        let mut inferred = region.clone();
+        put(
+            &mut inferred,
+            tags::RELATIONSHIP_TYPE,
+            VR::CS,
+            "INFERRED FROM",
+        );
+        let mut num_content = vec![inferred];
+        num_content.extend(self.algorithm());
+        seq(&mut num, tags::CONTENT_SEQUENCE, num_content);
 
         let [name, version] = self.algorithm();
         container(

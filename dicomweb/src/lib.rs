@@ -15,9 +15,10 @@ pub enum DicomWebError {
     /// The base URL is not an http(s) URL.
     #[error("{url}: not an http:// or https:// URL")]
     BadUrl { url: String },
-    /// A header given as `Name: value` is not one.
-    #[error("header {header:?}: expected 'Name: value'")]
-    BadHeader { header: String },
+    /// A header given as `Name: value` is not one (its text is not repeated: it may be a
+    /// secret).
+    #[error("header number {index} is not 'Name: value' (its text is not shown: it may be a credential)")]
+    BadHeader { index: usize },
     /// The server could not be reached (refused, unknown host, TLS failure) or the call ran
     /// past its timeout.
     #[error("{url}: the server could not be reached: {reason}")]
@@ -129,17 +130,15 @@ impl Client {
         }
         let headers = headers
             .iter()
-            .map(|h| match h.split_once(':') {
+            .enumerate()
+            .map(|(index, h)| match h.split_once(':') {
                 Some((name, value))
                     if !name.trim().is_empty()
                         && name.trim().bytes().all(|b| b.is_ascii_graphic()) =>
                 {
                     Ok((name.trim().to_string(), value.trim().to_string()))
                 }
-                _ => Err(DicomWebError::BadHeader {
-                    // The value may be a secret: only the name is repeated.
-                    header: h.split(':').next().unwrap_or_default().to_string(),
-                }),
+                _ => Err(DicomWebError::BadHeader { index: index + 1 }),
             })
             .collect::<Result<_, _>>()?;
         let tls = ureq::tls::TlsConfig::builder()
@@ -443,8 +442,8 @@ mod tests {
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-        assert!(e.contains("expected 'Name: value'"), "{e}");
-        assert!(!e.contains("secret"), "the header's value is repeated: {e}");
+        assert!(e.contains("header number 1 is not 'Name: value'"), "{e}");
+        assert!(!e.contains("Bearer"), "the header's value is repeated: {e}");
         let c = Client::new(
             "http://127.0.0.1:1/dicom-web/",
             &["Authorization: Bearer x".to_string()],

@@ -53,7 +53,8 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Vec<Part>, String> {
         // The rest of the delimiter line, then the part's headers up to a blank line.
         let line_end = find(body, b"\r\n", after).ok_or("a boundary line does not end")?;
         let headers_end = find(body, b"\r\n\r\n", line_end).ok_or("a part's headers do not end")?;
-        let headers = String::from_utf8_lossy(&body[line_end + 2..headers_end]);
+        // No headers at all: the blank line follows the delimiter line at once.
+        let headers = String::from_utf8_lossy(body.get(line_end + 2..headers_end).unwrap_or(&[]));
         let content_type = headers
             .split("\r\n")
             .find_map(|h| {
@@ -137,6 +138,27 @@ mod tests {
                 body: b"XYZ".to_vec()
             }]
         );
+    }
+
+    #[test]
+    fn any_truncation_or_byte_flip_is_an_error_or_parts_never_a_panic() {
+        let (ct, body) = write(
+            &[b"DICM payload".to_vec(), vec![13, 10, 45, 45]],
+            "application/dicom",
+        );
+        for cut in 0..body.len() {
+            let _ = parse(&ct, &body[..cut]);
+        }
+        let mut x: u32 = 1;
+        for _ in 0..5000 {
+            let mut b = body.clone();
+            for _ in 0..3 {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let at = x as usize % b.len();
+                b[at] = [b'\r', b'\n', b'-', b'a', 0][(x >> 24) as usize % 5];
+            }
+            let _ = parse(&ct, &b);
+        }
     }
 
     #[test]
