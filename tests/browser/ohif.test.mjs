@@ -156,10 +156,16 @@ test("OHIF lists the SR that asg stored over DICOMweb and draws its findings as 
     // The measurements panel names each finding and its region.
     await page.click('[data-cy="side-panel-header-right"]');
     await page.click('[data-cy="trackedMeasurements-btn"]');
-    await page.getByText(/Measurements \(\d+\)/).first().waitFor({ timeout: 30_000 });
-    const panel = await page.evaluate(() => document.body.innerText);
-    const count = Number(panel.match(/Measurements \((\d+)\)/)[1]);
-    assert.equal(count, boxes, "the panel lists another number of measurements than are drawn");
+    // The panel fills in as the tracked measurements arrive: wait for it to count them all.
+    await page.waitForFunction(
+      (n) => new RegExp(`Measurements \\(${n}\\)`).test(document.body.innerText),
+      boxes,
+      { timeout: 60_000 },
+    ).catch(() => {});
+    // (Coded names: SNOMED CT's meaning where we use its code, "Pleural effusion".)
+    const panel = (await page.evaluate(() => document.body.innerText)).toLowerCase();
+    const counts = [...panel.matchAll(/measurements \((\d+)\)/g)].map((m) => Number(m[1]));
+    assert.ok(counts.includes(boxes), `the panel counts ${counts.join(", ") || "no"} measurements; ${boxes} are drawn`);
     for (const f of grounded) {
       assert.ok(panel.includes(f.name), `the measurements panel does not name ${f.name}`);
       const region = f.regions[0] ?? f.heatmap.peak_region;
