@@ -797,3 +797,27 @@ fn check_normals_scores_the_normal_films_of_a_realcxr_folder() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--split dev"));
     assert!(score["unaccused"].as_u64().unwrap() <= 2);
 }
+
+#[test]
+fn pacs_flags_without_dicomweb_are_refused() {
+    let fx = Fixture::new(64, 1, 128);
+    for flag in [
+        &["--study", "1.2.3"][..],
+        &["--store-sr"],
+        &["--header", "X: y"],
+    ] {
+        let dicom = fx.dicom(0);
+        let mut args: Vec<&std::ffi::OsStr> = vec![dicom.as_os_str()];
+        args.extend(flag.iter().map(|s| std::ffi::OsStr::new(*s)));
+        let out = analyze(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{flag:?} accepted without --dicomweb"
+        );
+        assert!(
+            stderr.contains(&format!("{} needs --dicomweb URL", flag[0])),
+            "{stderr}"
+        );
+    }
+}

@@ -65,7 +65,7 @@ enum Command {
         #[arg(long = "header", value_name = "HEADER", requires = "dicomweb")]
         headers: Vec<String>,
         /// Seconds one DICOMweb request may take, connecting and reading included.
-        #[arg(long, default_value_t = 120, requires = "dicomweb")]
+        #[arg(long, default_value_t = 120)]
         timeout: u64,
         /// Model bundle: a folder (manifest.json + ONNX files) or one tar archive of it;
         /// default: the embedded bundle.
@@ -497,6 +497,16 @@ fn progress_bar(n: usize) -> indicatif::ProgressBar {
 
 fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     use workstation::{analyze_all, load_bundle, outcome_json, Outputs, Reports};
+    // (clap's `requires` lets these through without --dicomweb.)
+    if args.dicomweb.is_none() {
+        for (given, flag) in [
+            (!args.studies.is_empty(), "--study"),
+            (args.store_sr, "--store-sr"),
+            (!args.headers.is_empty(), "--header"),
+        ] {
+            anyhow::ensure!(!given, "{flag} needs --dicomweb URL");
+        }
+    }
     let load_start = Instant::now();
     let bundle = load_bundle(args.model.as_deref(), args.threshold)?;
     eprintln!(
