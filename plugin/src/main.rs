@@ -540,12 +540,9 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
                 timeout_s: args.timeout,
             };
             let bar = progress_bar(0);
-            let r = pacs::analyze_dicomweb(&bundle, &job, &reports, &outputs, &|more| {
-                if more > 0 {
-                    bar.inc_length(more);
-                } else {
-                    bar.inc(1);
-                }
+            let r = pacs::analyze_dicomweb(&bundle, &job, &reports, &outputs, &|p| match p {
+                pacs::Progress::Found(n) => bar.inc_length(n),
+                pacs::Progress::Done => bar.inc(1),
             });
             bar.finish_and_clear();
             r?

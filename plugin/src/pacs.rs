@@ -27,14 +27,23 @@ pub struct PacsJob<'a> {
 /// be listed) and the outcome.
 pub type PacsResult = (PathBuf, anyhow::Result<Outcome>);
 
-/// Lists, retrieves and analyses; `tick` after each instance. Errors only for a job that cannot
-/// start (a bad URL or header); everything after is per study and per instance.
+/// What the progress display is told.
+pub enum Progress {
+    /// A study was listed with this many instances to analyse.
+    Found(u64),
+    /// One instance was analysed (or failed).
+    Done,
+}
+
+/// Lists, retrieves and analyses, telling `progress` as it goes. Errors only for a job that
+/// cannot start (a bad URL or header, or a service that cannot list its studies); everything
+/// after is per study and per instance.
 pub fn analyze_dicomweb(
     bundle: &ModelBundle,
     job: &PacsJob<'_>,
     reports: &Reports,
     out: &Outputs,
-    tick: &dyn Fn(u64),
+    progress: &dyn Fn(Progress),
 ) -> anyhow::Result<Vec<PacsResult>> {
     let limits = Limits {
         max_instance_bytes: out.read.max_file_bytes.saturating_add(1 << 20),
@@ -67,12 +76,12 @@ pub fn analyze_dicomweb(
                 continue;
             }
         };
-        tick(instances.len() as u64);
+        progress(Progress::Found(instances.len() as u64));
         for instance in &instances {
             let url = PathBuf::from(client.instance_url(instance));
             let r = analyze_instance(&client, bundle, instance, reports, out, job.store_sr);
             results.push((url, r));
-            tick(0);
+            progress(Progress::Done);
         }
     }
     Ok(results)
