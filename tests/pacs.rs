@@ -124,6 +124,31 @@ fn analyze_over_dicomweb_matches_files_and_stores_the_sr_back() {
     let client = Client::new(&pacs.dicomweb(), &[], Limits::default()).expect("client");
     let studies = client.studies().expect("QIDO studies");
     assert_eq!(studies.len(), 3, "{studies:?}");
+    // Page by page (2 a page: two pages), the same studies; over the cap, an error.
+    let paged = Client::new(
+        &pacs.dicomweb(),
+        &[],
+        Limits {
+            page_size: 2,
+            ..Limits::default()
+        },
+    )
+    .expect("client");
+    assert_eq!(paged.studies().expect("paged QIDO"), studies);
+    let capped = Client::new(
+        &pacs.dicomweb(),
+        &[],
+        Limits {
+            page_size: 2,
+            max_results: 2,
+            ..Limits::default()
+        },
+    )
+    .expect("client");
+    assert!(matches!(
+        capped.studies(),
+        Err(DicomWebError::TooLarge { limit: 2, .. })
+    ));
     let wanted = &studies[..2];
 
     // The same files analysed from disk, for comparison.

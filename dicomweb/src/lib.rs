@@ -59,6 +59,8 @@ pub struct Limits {
     pub max_instance_bytes: u64,
     /// Most instances taken from one study, and studies from one search.
     pub max_results: usize,
+    /// Studies asked for per QIDO-RS page (`limit`, then `offset` for the next page).
+    pub page_size: usize,
     /// Timeout of a whole call, connecting and reading included.
     pub timeout: Duration,
 }
@@ -69,6 +71,7 @@ impl Default for Limits {
             max_json_bytes: 32 << 20,
             max_instance_bytes: 1 << 30,
             max_results: 10_000,
+            page_size: 500,
             timeout: Duration::from_secs(120),
         }
     }
@@ -244,21 +247,40 @@ impl Client {
         }
     }
 
-    /// The Study Instance UIDs of every study the service holds (up to `max_results`).
+    /// The Study Instance UIDs of every study the service holds, page by page; more than
+    /// `max_results` is an error (name the studies instead), not a silent cut.
     pub fn studies(&self) -> Result<Vec<String>, DicomWebError> {
-        let url = format!(
-            "{}/studies?includefield=0020000D&limit={}",
-            self.base, self.limits.max_results
-        );
-        let items = self.search(&url)?;
-        items
-            .iter()
-            .take(self.limits.max_results)
-            .map(|item| {
+        let page = self.limits.page_size.max(1);
+        let mut out: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let url = format!(
+                "{}/studies?includefield=0020000D&limit={page}&offset={}",
+                self.base,
+                out.len()
+            );
+            let items = self.search(&url)?;
+            let mut new = 0;
+            for item in &items {
                 let uid = first_string(item, "0020000D").unwrap_or_default();
-                check_uid(&url, &uid).map(|()| uid)
-            })
-            .collect()
+                check_uid(&url, &uid)?;
+                if seen.insert(uid.clone()) {
+                    out.push(uid);
+                    new += 1;
+                }
+                if out.len() > self.limits.max_results {
+                    return Err(DicomWebError::TooLarge {
+                        url,
+                        limit: self.limits.max_results as u64,
+                    });
+                }
+            }
+            // A short page is the last; a page of nothing new means the service ignores
+            // `offset` (it would answer the same page for ever).
+            if items.len() < page || new == 0 {
+                return Ok(out);
+            }
+        }
     }
 
     /// The instances of `study` in series of one of `modalities` (CR, DX...), in the order the
@@ -517,6 +539,21 @@ mod broken_server {
             sop_instance_uid: "1.4".into(),
             modality: "DX".into(),
         }
+    }
+
+    #[test]
+    fn a_service_that_ignores_offset_does_not_loop_for_ever() {
+        let page = br#"[{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}]"#.to_vec();
+        let url = serve(vec![
+            (200, "application/dicom+json", page.clone()),
+            (200, "application/dicom+json", page),
+        ]);
+        let limits = Limits {
+            page_size: 1,
+            ..Limits::default()
+        };
+        let c = Client::new(&url, &[], limits).expect("client");
+        assert_eq!(c.studies().ok(), Some(vec!["1.2.3".to_string()]));
     }
 
     #[test]
