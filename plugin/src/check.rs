@@ -230,12 +230,8 @@ pub fn check_report_with(
             && region_emb.is_none()
             && m.outputs.iter().any(|o| o.name == "region_embeddings")
         {
-            return Err(crate::PluginError::Model {
+            return Err(crate::PluginError::NoRawOutputs {
                 bundle: source.to_string(),
-                reason: "the analysis holds no raw outputs (region_embeddings), which the report \
-                         check needs: check the report in the same run as the analysis, or keep \
-                         the raw outputs (asg analyze --raw-outputs, raw_outputs=True in Python)"
-                    .to_string(),
             });
         }
         let emb_dim = region_emb

@@ -16,6 +16,14 @@ pub enum PluginError {
     /// The ONNX model could not be loaded, does not match the manifest, or failed to run.
     #[error("model bundle {bundle}: {reason}")]
     Model { bundle: String, reason: String },
+    /// The report check was given an analysis without the raw outputs it needs
+    /// (`region_embeddings`), e.g. one read back from JSON written without them.
+    #[error(
+        "model bundle {bundle}: the analysis holds no raw outputs (region_embeddings), which the \
+         report check needs: check the report in the same run as the analysis, or keep the raw \
+         outputs (asg analyze --raw-outputs, raw_outputs=True in Python)"
+    )]
+    NoRawOutputs { bundle: String },
     /// A bundle file could not be read.
     #[error("{path}: {source}")]
     Io {

@@ -44,74 +44,7 @@ enum Command {
   asg analyze collection/ --pictures --json results/     (PNG/JPEG inside folders too)
   asg analyze --dicomweb http://pacs:8042/dicom-web --study 1.2.3.4 --store-sr --json results/
   asg analyze --dicomweb https://pacs/dicom-web --header 'Authorization: Bearer TOKEN'")]
-    Analyze {
-        /// DICOM files, folders (searched recursively) or DICOMDIR files.
-        #[arg(required_unless_present = "dicomweb", conflicts_with = "dicomweb")]
-        inputs: Vec<PathBuf>,
-        /// A PACS's DICOMweb root (the URL before /studies): the CR and DX instances of the
-        /// --study studies (default: every study it lists) are found with QIDO-RS, retrieved
-        /// with WADO-RS and analysed as files are; outputs are named by SOP Instance UID, and
-        /// reports looked up as <SOP Instance UID>.txt or <Study Instance UID>.txt.
-        #[arg(long, value_name = "URL")]
-        dicomweb: Option<String>,
-        /// A Study Instance UID to analyse (repeatable; with --dicomweb).
-        #[arg(long = "study", value_name = "UID", requires = "dicomweb")]
-        studies: Vec<String>,
-        /// Store each image's DICOM SR back into its study with STOW-RS (with --dicomweb).
-        #[arg(long, requires = "dicomweb")]
-        store_sr: bool,
-        /// An HTTP header for every DICOMweb request, 'Name: value' (repeatable), e.g.
-        /// 'Authorization: Bearer TOKEN'. Never logged.
-        #[arg(long = "header", value_name = "HEADER", requires = "dicomweb")]
-        headers: Vec<String>,
-        /// Seconds one DICOMweb request may take, connecting and reading included.
-        #[arg(long, default_value_t = 120)]
-        timeout: u64,
-        /// Model bundle: a folder (manifest.json + ONNX files) or one tar archive of it;
-        /// default: the embedded bundle.
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// A report to check against every image.
-        #[arg(long, conflicts_with = "reports")]
-        report: Option<PathBuf>,
-        /// A folder of reports: <image name>.txt, or <study folder>.txt (MIMIC-CXR layout).
-        #[arg(long)]
-        reports: Option<PathBuf>,
-        /// Write JSON here instead of standard output: a file for one image, a folder (one
-        /// <image>.json each, and summary.json per study) for several.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Write an overlay PNG per image into this folder.
-        #[arg(long)]
-        overlay: Option<PathBuf>,
-        /// Write a DICOM Structured Report (TID 1500 measurement report) per image into this
-        /// folder, for PACS and viewers (OHIF, Weasis...).
-        #[arg(long)]
-        sr: Option<PathBuf>,
-        /// Write a FHIR R4 DiagnosticReport (JSON) per image into this folder.
-        #[arg(long)]
-        fhir: Option<PathBuf>,
-        /// One probability threshold for every finding (default: the bundle's, per finding).
-        #[arg(long)]
-        threshold: Option<f32>,
-        /// Images analysed at once (each holds one decoded image in memory).
-        #[arg(long, default_value_t = 2)]
-        jobs: usize,
-        /// Print a readable summary per image instead of JSON on standard output.
-        #[arg(long)]
-        human: bool,
-        /// Largest Rows x Columns x Frames accepted.
-        #[arg(long, default_value_t = ReadOptions::default().max_pixels)]
-        max_pixels: u64,
-        /// Inside folders, also take PNG and JPEG pictures (.png, .jpg, .jpeg); a picture named
-        /// on the command line is always read.
-        #[arg(long)]
-        pictures: bool,
-        /// Also write the model's raw outputs (attention maps, finding maps, embeddings: about
-        /// 150 KB of numbers per image) in the JSON, as `outputs`.
-        #[arg(long)]
-        raw_outputs: bool,
-    },
+    Analyze(AnalyzeArgs),
     /// The main job in one command: make a phantom study (a synthetic chest radiograph and its
     /// report with one injected error), analyse it with the embedded model, check the report,
     /// write the overlay and the JSON, and print the findings and the report check.
@@ -462,26 +395,75 @@ fn collect_files(input: &Path, out: &mut Vec<PathBuf>, pictures: bool) -> anyhow
     Ok(())
 }
 
+/// `asg analyze`'s arguments.
+#[derive(clap::Args)]
 struct AnalyzeArgs {
+    /// DICOM files, folders (searched recursively) or DICOMDIR files.
+    #[arg(required_unless_present = "dicomweb", conflicts_with = "dicomweb")]
     inputs: Vec<PathBuf>,
-    model: Option<PathBuf>,
-    report: Option<PathBuf>,
-    reports: Option<PathBuf>,
-    json: Option<PathBuf>,
-    overlay: Option<PathBuf>,
-    sr: Option<PathBuf>,
-    fhir: Option<PathBuf>,
-    threshold: Option<f32>,
-    jobs: usize,
-    human: bool,
-    max_pixels: u64,
-    pictures: bool,
-    raw_outputs: bool,
+    /// A PACS's DICOMweb root (the URL before /studies): the CR and DX instances of the
+    /// --study studies (default: every study it lists) are found with QIDO-RS, retrieved
+    /// with WADO-RS and analysed as files are; outputs are named by SOP Instance UID, and
+    /// reports looked up as <SOP Instance UID>.txt or <Study Instance UID>.txt.
+    #[arg(long, value_name = "URL")]
     dicomweb: Option<String>,
+    /// A Study Instance UID to analyse (repeatable; with --dicomweb).
+    #[arg(long = "study", value_name = "UID", requires = "dicomweb")]
     studies: Vec<String>,
+    /// Store each image's DICOM SR back into its study with STOW-RS (with --dicomweb).
+    #[arg(long, requires = "dicomweb")]
     store_sr: bool,
+    /// An HTTP header for every DICOMweb request, 'Name: value' (repeatable), e.g.
+    /// 'Authorization: Bearer TOKEN'. Never logged.
+    #[arg(long = "header", value_name = "HEADER", requires = "dicomweb")]
     headers: Vec<String>,
+    /// Seconds one DICOMweb request may take, connecting and reading included.
+    #[arg(long, default_value_t = 120)]
     timeout: u64,
+    /// Model bundle: a folder (manifest.json + ONNX files) or one tar archive of it;
+    /// default: the embedded bundle.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// A report to check against every image.
+    #[arg(long, conflicts_with = "reports")]
+    report: Option<PathBuf>,
+    /// A folder of reports: <image name>.txt, or <study folder>.txt (MIMIC-CXR layout).
+    #[arg(long)]
+    reports: Option<PathBuf>,
+    /// Write JSON here instead of standard output: a file for one image, a folder (one
+    /// <image>.json each, and summary.json per study) for several.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write an overlay PNG per image into this folder.
+    #[arg(long)]
+    overlay: Option<PathBuf>,
+    /// Write a DICOM Structured Report (TID 1500 measurement report) per image into this
+    /// folder, for PACS and viewers (OHIF, Weasis...).
+    #[arg(long)]
+    sr: Option<PathBuf>,
+    /// Write a FHIR R4 DiagnosticReport (JSON) per image into this folder.
+    #[arg(long)]
+    fhir: Option<PathBuf>,
+    /// One probability threshold for every finding (default: the bundle's, per finding).
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// Images analysed at once (each holds one decoded image in memory).
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+    /// Print a readable summary per image instead of JSON on standard output.
+    #[arg(long)]
+    human: bool,
+    /// Largest Rows x Columns x Frames accepted.
+    #[arg(long, default_value_t = ReadOptions::default().max_pixels)]
+    max_pixels: u64,
+    /// Inside folders, also take PNG and JPEG pictures (.png, .jpg, .jpeg); a picture named
+    /// on the command line is always read.
+    #[arg(long)]
+    pictures: bool,
+    /// Also write the model's raw outputs (attention maps, finding maps, embeddings: about
+    /// 150 KB of numbers per image) in the JSON, as `outputs`.
+    #[arg(long)]
+    raw_outputs: bool,
 }
 
 fn progress_bar(n: usize) -> indicatif::ProgressBar {
@@ -905,47 +887,7 @@ fn run() -> anyhow::Result<()> {
             eval,
         } => report(input, json, labels, eval)?,
         Command::Dicom { command } => dicom(command)?,
-        Command::Analyze {
-            inputs,
-            model,
-            report,
-            reports,
-            json,
-            overlay,
-            sr,
-            fhir,
-            threshold,
-            jobs,
-            human,
-            max_pixels,
-            pictures,
-            raw_outputs,
-            dicomweb,
-            studies,
-            store_sr,
-            headers,
-            timeout,
-        } => analyze(AnalyzeArgs {
-            inputs,
-            model,
-            report,
-            reports,
-            json,
-            overlay,
-            sr,
-            fhir,
-            threshold,
-            jobs,
-            human,
-            max_pixels,
-            pictures,
-            raw_outputs,
-            dicomweb,
-            studies,
-            store_sr,
-            headers,
-            timeout,
-        })?,
+        Command::Analyze(args) => analyze(args)?,
         Command::Demo {
             out,
             seed,

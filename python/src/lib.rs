@@ -81,6 +81,7 @@ fn plugin_error(py: Python<'_>, e: PluginError) -> PyErr {
         PluginError::Manifest { .. } | PluginError::Model { .. } => {
             BundleError::new_err(e.to_string())
         }
+        PluginError::NoRawOutputs { .. } => AnalysisError::new_err(e.to_string()),
     }
 }
 
@@ -350,24 +351,6 @@ impl Model {
                 analysis.model.image_sha256,
                 self.bundle.source
             )));
-        }
-        let needs_outputs = self.bundle.text_model.is_some()
-            && self
-                .bundle
-                .manifest
-                .outputs
-                .iter()
-                .any(|o| o.name == "region_embeddings");
-        if needs_outputs
-            && !analysis
-                .outputs
-                .iter()
-                .any(|o| o.name == "region_embeddings")
-        {
-            return Err(AnalysisError::new_err(
-                "the analysis has no raw outputs (region_embeddings), which the report check \
-                 needs: make it with analyze(..., raw_outputs=True), or pass report= to analyze",
-            ));
         }
         let bundle = &self.bundle;
         let check = py
