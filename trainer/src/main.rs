@@ -118,6 +118,11 @@ enum Command {
         /// What the model was trained on, for the manifest.
         #[arg(long, default_value = "")]
         data_description: String,
+        /// Copies of each normal validation film drawn under acquisition stress (rotation,
+        /// display curves, JPEG, markers, collimation) that the thresholds must also leave
+        /// clean; 0: the films as they are only.
+        #[arg(long, default_value_t = asg_trainer::eval::STRESS_COPIES)]
+        stress_copies: usize,
     },
     /// The ablation: train IRA; +ARSA; +tag decoder; +soft labels; +our box and region heads,
     /// each with the configuration's steps, evaluate each on the test split, print the table.
@@ -346,6 +351,7 @@ fn run() -> anyhow::Result<()> {
             name,
             data,
             data_description,
+            stress_copies,
         } => {
             // Loaded once: the thresholds, the export and the manifest all use it.
             let candle = asg_trainer::eval::CandleModel::load(&run)?;
@@ -360,6 +366,7 @@ fn run() -> anyhow::Result<()> {
                     d,
                     asg_trainer::data::Split::Validate,
                     16,
+                    stress_copies,
                 )?,
                 None => asg_trainer::eval::Thresholds::half(),
             };
@@ -374,24 +381,31 @@ fn run() -> anyhow::Result<()> {
                 ),
                 metrics: Default::default(),
             };
-            // Only the findings the training data had positives of are offered (runs made
-            // before the counts were kept offer all).
-            // (summary.json when the run ended, else positives.json, written when it began).
+            // summary.json when the run ended, else positives.json, written when it began.
             let early: serde_json::Value = std::fs::read_to_string(run.join("positives.json"))
                 .ok()
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or_default();
-            let assessed: Option<Vec<String>> = state
+            let trained: Option<std::collections::BTreeMap<String, u64>> = state
                 .get("positives")
                 .or(Some(&early))
                 .and_then(|p| p.as_object())
                 .map(|p| {
-                    asg_report::FINDINGS
-                        .iter()
-                        .filter(|f| p.get(**f).and_then(|v| v.as_u64()).unwrap_or(0) > 0)
-                        .map(|f| f.to_string())
+                    p.iter()
+                        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
                         .collect()
                 });
+            let assessed = asg_trainer::export::bundle::assessed_findings(
+                trained.as_ref(),
+                thresholds.validated.as_ref(),
+            );
+            if let (Some(a), Some(_)) = (&assessed, &thresholds.validated) {
+                eprintln!(
+                    "offering {} findings with positives in training and validation: {}",
+                    a.len(),
+                    a.join(", ")
+                );
+            }
             let mut manifest = asg_trainer::export::bundle::write_asg_bundle(
                 &candle.model,
                 &candle.tokenizer,

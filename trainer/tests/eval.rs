@@ -162,3 +162,61 @@ fn the_ablation_trains_each_variant_and_blanks_untrained_heads() {
         (0.0, 0.0, 0.0)
     );
 }
+
+/// On the real films of ../shared/realcxr (when present): thresholds chosen on its validation
+/// split vouch only for findings it has positives of, and leave the normal films and their
+/// stressed copies within the 5% allowed; the evaluation counts the stressed copies.
+#[test]
+fn thresholds_on_real_films_vouch_only_for_what_they_saw_and_hold_under_stress() {
+    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/realcxr");
+    if !real.join("index.jsonl").is_file() {
+        eprintln!(
+            "skipped: {} not found (the real films are not on this machine)",
+            real.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    phantoms(&data, 16);
+    let run = dir.path().join("run");
+    let mut quiet = |_: &StepReport| {};
+    fit(
+        &tiny(2),
+        RunOptions {
+            data: &[asg_trainer::data::Source::new(&data)],
+            out: &run,
+            resume: false,
+            device: candle_core::Device::Cpu,
+            stop_at: None,
+            on_step: &mut quiet,
+        },
+    )
+    .unwrap();
+    let candle = CandleModel::load(&run).unwrap();
+    let th = asg_trainer::eval::choose_thresholds(
+        &candle,
+        &real,
+        asg_trainer::data::Split::Validate,
+        16,
+        2,
+    )
+    .unwrap();
+    let validated = th.validated.clone().unwrap();
+    // Brixia zones and ground glass give opacity positives; no film has a pneumothorax mask.
+    assert!(validated.contains("opacity"), "{validated:?}");
+    assert!(!validated.contains("pneumothorax"), "{validated:?}");
+    assert!(!validated.contains("cardiomegaly"), "{validated:?}");
+    let options = EvalOptions {
+        linear_probe: false,
+        ..Default::default()
+    };
+    let report = evaluate(&candle, &real, &options, &|_| {}).unwrap();
+    let r = report.real_films.unwrap();
+    assert!(r.normal_films > 0);
+    assert_eq!(
+        r.stressed_normal_films,
+        r.normal_films * asg_trainer::eval::STRESS_COPIES
+    );
+    assert!(r.stressed_normal_clean <= r.stressed_normal_films);
+}

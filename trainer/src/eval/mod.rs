@@ -34,6 +34,8 @@ pub mod thresholds;
 pub use crate::export::OnnxBundle;
 pub use crate::export::Thresholds;
 pub use error::EvalError;
-pub use evaluate::{evaluate, EvalOptions, EvalReport, PerName, ProbeResult};
+pub use evaluate::{
+    acquisition_stress, evaluate, EvalOptions, EvalReport, PerName, ProbeResult, STRESS_COPIES,
+};
 pub use models::{load_model, CandleModel, EvalModel};
 pub use thresholds::{best_f1_threshold, choose_thresholds, precision_threshold, recall_threshold};

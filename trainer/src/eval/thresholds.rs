@@ -1,11 +1,12 @@
 //! The bundle's thresholds, chosen on a validation split: per finding the best-F1 probability at
 //! image and region level, and the report check's confident (precision 0.9) and doubtful
-//! (recall 0.9) bars; then all four raised until the split's normal films reach none of them
-//! (at most 5% may), so that a normal film comes back clean and its normal report unaccused.
+//! (recall 0.9) bars; then all four raised until the split's normal films, as they are and in
+//! copies under acquisition stress, reach none of them (at most 5% may), so that a normal film
+//! comes back clean and its normal report unaccused.
 
 use crate::data::{self, Record, Split};
 use crate::eval::error::EvalError;
-use crate::eval::evaluate::predict;
+use crate::eval::evaluate::{predict, predict_stressed};
 use crate::eval::models::EvalModel;
 use crate::export::{ImagePrediction, Thresholds};
 use crate::vocab::{FINDINGS, REGIONS};
@@ -91,6 +92,7 @@ pub fn choose_thresholds(
     data_root: &Path,
     split: Split,
     batch: usize,
+    stress_copies: usize,
 ) -> Result<Thresholds, EvalError> {
     let dataset = data::scan_any(data_root)?;
     let records: Vec<&Record> = dataset
@@ -107,6 +109,7 @@ pub fn choose_thresholds(
     let (preds, truths) = predict(model, &records, batch)?;
     let mut out = Thresholds::default();
     let mut check = asg_bundle::CheckThresholds::default();
+    let mut validated = std::collections::BTreeSet::new();
     for (f, name) in asg_report::FINDINGS.iter().enumerate() {
         let image: Vec<(f32, bool)> = preds
             .iter()
@@ -126,6 +129,9 @@ pub fn choose_thresholds(
             }
         }
         let key = name.to_string();
+        if image.iter().chain(&region).any(|p| p.1) {
+            validated.insert(key.clone());
+        }
         check
             .image_confident
             .insert(key.clone(), precision_threshold(image.clone(), 0.9));
@@ -145,11 +151,21 @@ pub fn choose_thresholds(
     // check (a correct normal report must not be accused): raise the thresholds and the
     // confident bars until at most 5% of the split's normal films reach any of them.
     let sigmoid = |l: f32| 1.0 / (1.0 + (-l).exp());
+    // The normal films as they are, and `stress_copies` of each under acquisition stress:
+    // the normal films of sources we lack are acquired and processed unlike ours.
+    let normal_records: Vec<&Record> = records
+        .iter()
+        .zip(&truths)
+        .filter(|(_, t)| t.normal)
+        .map(|(r, _)| *r)
+        .collect();
+    let stressed = predict_stressed(model, &normal_records, stress_copies, batch, 0x7E57)?;
     let normals: Vec<&ImagePrediction> = preds
         .iter()
         .zip(&truths)
         .filter(|(_, t)| t.normal)
         .map(|(p, _)| p)
+        .chain(&stressed)
         .collect();
     let image_probs: Vec<Vec<f32>> = normals
         .iter()
@@ -180,6 +196,7 @@ pub fn choose_thresholds(
         MAX_FLAGGED_NORMALS,
     );
     out.check = Some(check);
+    out.validated = Some(validated);
     Ok(out)
 }
 

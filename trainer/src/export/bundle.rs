@@ -254,6 +254,29 @@ pub fn write_asg_bundle(
     Ok(manifest)
 }
 
+/// The findings a bundle offers, in the order of `asg_report::FINDINGS`: those the training
+/// data had positives of (`trained`: positives per finding; None, a run made before the counts
+/// were kept: all), and, when the thresholds were chosen on data, only those its validation
+/// split had positives of too (`validated`): a threshold chosen on negatives alone was never
+/// measured on the kind of film it is used on (a finding only phantoms show, on real films).
+/// None: all findings.
+pub fn assessed_findings(
+    trained: Option<&BTreeMap<String, u64>>,
+    validated: Option<&std::collections::BTreeSet<String>>,
+) -> Option<Vec<String>> {
+    if trained.is_none() && validated.is_none() {
+        return None;
+    }
+    Some(
+        asg_report::FINDINGS
+            .iter()
+            .filter(|f| trained.is_none_or(|t| t.get(**f).copied().unwrap_or(0) > 0))
+            .filter(|f| validated.is_none_or(|v| v.contains(**f)))
+            .map(|f| f.to_string())
+            .collect(),
+    )
+}
+
 /// Probability thresholds per finding name: image level (tag decoder) and region level.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Thresholds {
@@ -261,6 +284,10 @@ pub struct Thresholds {
     pub region: BTreeMap<String, f32>,
     /// The report check's confident and doubtful bars.
     pub check: Option<asg_bundle::CheckThresholds>,
+    /// The findings the split these thresholds were chosen on had positives of (at image or
+    /// region level); None: not chosen on data. A finding outside it has a threshold nobody
+    /// measured, so it is not offered (see `asg-train export`).
+    pub validated: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Thresholds {
@@ -274,6 +301,44 @@ impl Thresholds {
             image: all.clone(),
             region: all,
             check: None,
+            validated: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finding_is_offered_only_with_positives_in_training_and_validation() {
+        let trained: BTreeMap<String, u64> = [("opacity", 12), ("pneumothorax", 40), ("edema", 0)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        let validated: std::collections::BTreeSet<String> = ["opacity", "nodule"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        // Pneumothorax was trained (phantoms) but the validation split had none: not offered;
+        // nodule was validated but never trained; edema had no positive.
+        assert_eq!(
+            assessed_findings(Some(&trained), Some(&validated)),
+            Some(vec!["opacity".to_string()])
+        );
+        let only_trained = assessed_findings(Some(&trained), None).unwrap();
+        assert!(only_trained.contains(&"pneumothorax".to_string()));
+        assert!(!only_trained.contains(&"edema".to_string()));
+        assert_eq!(
+            assessed_findings(None, Some(&validated)),
+            Some(
+                asg_report::FINDINGS
+                    .iter()
+                    .filter(|f| validated.contains(**f))
+                    .map(|f| f.to_string())
+                    .collect()
+            )
+        );
+        assert_eq!(assessed_findings(None, None), None);
     }
 }
