@@ -102,6 +102,24 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Choose an exported bundle's operating point again on a data set's validation split (as
+    /// `export --data` does: thresholds, the report check's bars, the assessed findings narrowed
+    /// to those the split has positives of) without touching its weights, write the bundle to
+    /// --out, and evaluate its test split into the manifest's metrics. A site can tune the
+    /// operating point on its own films in the realcxr or Chest ImaGenome layout.
+    Retune {
+        /// The bundle folder.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        /// Where the retuned bundle goes (a new folder, or the bundle's own).
+        #[arg(long)]
+        out: PathBuf,
+        /// As for export.
+        #[arg(long, default_value_t = asg_trainer::eval::STRESS_COPIES)]
+        stress_copies: usize,
+    },
     /// Export a run to a model bundle for the plugin: image.onnx, text.onnx, tokenizer.json,
     /// manifest.json. With --data, thresholds are chosen on its validation split (best F1) and
     /// the test split is evaluated through tract into the manifest's metrics.
@@ -344,6 +362,50 @@ fn run() -> anyhow::Result<()> {
                 std::fs::write(&path, serde_json::to_string_pretty(&report)?)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
+        }
+        Command::Retune {
+            model,
+            data,
+            out,
+            stress_copies,
+        } => {
+            let bundle = asg_trainer::eval::OnnxBundle::load(&model)?;
+            let mut manifest = asg_trainer::eval::retuned_manifest(&bundle, &data, stress_copies)?;
+            eprintln!(
+                "offering {} findings: {}",
+                manifest.assessed.as_ref().map_or(0, |a| a.len()),
+                manifest.assessed.as_deref().unwrap_or_default().join(", ")
+            );
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            for name in manifest.files.keys() {
+                let bytes = std::fs::read(model.join(name))
+                    .with_context(|| format!("reading {}", model.join(name).display()))?;
+                asg_trainer::export::bundle::write_atomically(&out, name, &bytes)?;
+            }
+            asg_trainer::export::bundle::write_atomically(
+                &out,
+                asg_bundle::MANIFEST_FILE,
+                manifest.to_json().as_bytes(),
+            )?;
+            let retuned = asg_trainer::eval::OnnxBundle::load(&out)?;
+            let report = asg_trainer::eval::evaluate(
+                &retuned,
+                &data,
+                &asg_trainer::eval::EvalOptions::default(),
+                &|s| eprintln!("{s}"),
+            )?;
+            println!("{}", report.table());
+            std::fs::write(
+                out.join("evaluation.json"),
+                serde_json::to_string_pretty(&report)?,
+            )?;
+            manifest.training.metrics = report.summary();
+            asg_trainer::export::bundle::write_atomically(
+                &out,
+                asg_bundle::MANIFEST_FILE,
+                manifest.to_json().as_bytes(),
+            )?;
+            eprintln!("wrote the retuned bundle to {}", out.display());
         }
         Command::Export {
             run,

@@ -178,7 +178,7 @@ fn thresholds_on_real_films_vouch_only_for_what_they_saw_and_hold_under_stress()
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    phantoms(&data, 16);
+    phantoms(&data, 24);
     let run = dir.path().join("run");
     let mut quiet = |_: &StepReport| {};
     fit(

@@ -38,4 +38,6 @@ pub use evaluate::{
     acquisition_stress, evaluate, EvalOptions, EvalReport, PerName, ProbeResult, STRESS_COPIES,
 };
 pub use models::{load_model, CandleModel, EvalModel};
-pub use thresholds::{best_f1_threshold, choose_thresholds, precision_threshold, recall_threshold};
+pub use thresholds::{
+    best_f1_threshold, choose_thresholds, precision_threshold, recall_threshold, retuned_manifest,
+};

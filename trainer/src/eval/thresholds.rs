@@ -200,6 +200,35 @@ pub fn choose_thresholds(
     Ok(out)
 }
 
+/// A bundle's manifest with its operating point chosen again on `data_root`'s validation split
+/// by [`choose_thresholds`] (the rule of `asg-train export --data`): the thresholds, the report
+/// check's bars, and the assessed findings narrowed to those the split has positives of (of
+/// those the bundle offered). The weights are untouched; a note in `training.notes` says so.
+pub fn retuned_manifest(
+    bundle: &crate::export::OnnxBundle,
+    data_root: &Path,
+    stress_copies: usize,
+) -> Result<asg_bundle::Manifest, EvalError> {
+    let thresholds = choose_thresholds(bundle, data_root, Split::Validate, 16, stress_copies)?;
+    let mut manifest = bundle.manifest.clone();
+    let offered: Option<BTreeMap<String, u64>> = manifest
+        .assessed
+        .as_ref()
+        .map(|a| a.iter().map(|f| (f.clone(), 1)).collect());
+    manifest.assessed =
+        crate::export::bundle::assessed_findings(offered.as_ref(), thresholds.validated.as_ref());
+    manifest.thresholds = thresholds.image;
+    manifest.region_thresholds = thresholds.region;
+    manifest.check_thresholds = thresholds.check;
+    manifest.training.notes = format!(
+        "{}; operating point chosen again on the validation split of {} ({stress_copies} stressed copies of each normal film) by asg-train {} retune",
+        manifest.training.notes,
+        data_root.display(),
+        env!("CARGO_PKG_VERSION")
+    );
+    Ok(manifest)
+}
+
 /// The largest share of normal validation films allowed to have a finding flagged.
 pub const MAX_FLAGGED_NORMALS: f64 = 0.05;
 
