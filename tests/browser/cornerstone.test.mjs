@@ -59,8 +59,10 @@ test("the Cornerstone3D example shows asg's regions and findings as RectangleROI
     page.context().on("request", (r) => requests.push(r.url()));
     page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
     page.on("console", (m) => m.type() === "error" && problems.push(`console error: ${m.text()}`));
-    // The default model is quiet on phantoms: a low threshold gives findings to box.
-    const threshold = 0.15;
+    // The default model is quiet on phantoms (it offers 6 findings, tuned on real films, and
+    // its region probabilities on this phantom stay under 0.1): a low threshold gives findings
+    // to box (0.04: no probability within 0.002 of it, so wasm and native agree on each box).
+    const threshold = 0.04;
     await page.goto(`${origin}/cornerstone/?threshold=${threshold}`);
     await page.waitForSelector('#status[data-state="ready"], #status[data-state="error"]', { timeout: 60_000 })
       .catch((e) => assert.fail(`${e.message}; ${problems.join("; ")}`));
