@@ -387,24 +387,7 @@ fn run() -> anyhow::Result<()> {
                 asg_bundle::MANIFEST_FILE,
                 manifest.to_json().as_bytes(),
             )?;
-            let retuned = asg_trainer::eval::OnnxBundle::load(&out)?;
-            let report = asg_trainer::eval::evaluate(
-                &retuned,
-                &data,
-                &asg_trainer::eval::EvalOptions::default(),
-                &|s| eprintln!("{s}"),
-            )?;
-            println!("{}", report.table());
-            std::fs::write(
-                out.join("evaluation.json"),
-                serde_json::to_string_pretty(&report)?,
-            )?;
-            manifest.training.metrics = report.summary();
-            asg_trainer::export::bundle::write_atomically(
-                &out,
-                asg_bundle::MANIFEST_FILE,
-                manifest.to_json().as_bytes(),
-            )?;
+            evaluate_into_manifest(&out, &data, &mut manifest)?;
             eprintln!("wrote the retuned bundle to {}", out.display());
         }
         Command::Export {
@@ -478,24 +461,7 @@ fn run() -> anyhow::Result<()> {
                 training,
             )?;
             if let Some(d) = &data {
-                let bundle = asg_trainer::eval::OnnxBundle::load(&out)?;
-                let report = asg_trainer::eval::evaluate(
-                    &bundle,
-                    d,
-                    &asg_trainer::eval::EvalOptions::default(),
-                    &|s| eprintln!("{s}"),
-                )?;
-                println!("{}", report.table());
-                std::fs::write(
-                    out.join("evaluation.json"),
-                    serde_json::to_string_pretty(&report)?,
-                )?;
-                manifest.training.metrics = report.summary();
-                asg_trainer::export::bundle::write_atomically(
-                    &out,
-                    asg_bundle::MANIFEST_FILE,
-                    manifest.to_json().as_bytes(),
-                )?;
+                evaluate_into_manifest(&out, d, &mut manifest)?;
             }
             let total: u64 = manifest.files.values().map(|f| f.bytes).sum();
             eprintln!(
@@ -555,5 +521,33 @@ fn run() -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Evaluates the bundle in `out` on `data`'s test split through tract, prints the table, writes
+/// `evaluation.json` beside it and the summary into the manifest's metrics (rewritten).
+fn evaluate_into_manifest(
+    out: &std::path::Path,
+    data: &std::path::Path,
+    manifest: &mut asg_bundle::Manifest,
+) -> anyhow::Result<()> {
+    let bundle = asg_trainer::eval::OnnxBundle::load(out)?;
+    let report = asg_trainer::eval::evaluate(
+        &bundle,
+        data,
+        &asg_trainer::eval::EvalOptions::default(),
+        &|s| eprintln!("{s}"),
+    )?;
+    println!("{}", report.table());
+    std::fs::write(
+        out.join("evaluation.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    manifest.training.metrics = report.summary();
+    asg_trainer::export::bundle::write_atomically(
+        out,
+        asg_bundle::MANIFEST_FILE,
+        manifest.to_json().as_bytes(),
+    )?;
     Ok(())
 }

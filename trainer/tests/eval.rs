@@ -31,18 +31,14 @@ fn tiny(steps: usize) -> Config {
     c
 }
 
-#[test]
-fn a_bundle_run_by_tract_measures_what_its_candle_run_measures() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    phantoms(&data, 40);
-    let run = dir.path().join("run");
+/// Trains `config` on the phantoms in `data` into `run`, without progress output.
+fn fit_quietly(config: &Config, data: &Path, run: &Path) {
     let mut quiet = |_: &StepReport| {};
     fit(
-        &tiny(30),
+        config,
         RunOptions {
-            data: &[asg_trainer::data::Source::new(&data)],
-            out: &run,
+            data: &[asg_trainer::data::Source::new(data)],
+            out: run,
             resume: false,
             device: candle_core::Device::Cpu,
             stop_at: None,
@@ -50,6 +46,15 @@ fn a_bundle_run_by_tract_measures_what_its_candle_run_measures() {
         },
     )
     .unwrap();
+}
+
+#[test]
+fn a_bundle_run_by_tract_measures_what_its_candle_run_measures() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    phantoms(&data, 40);
+    let run = dir.path().join("run");
+    fit_quietly(&tiny(30), &data, &run);
     let options = EvalOptions {
         probe_seeds: 2,
         ..Default::default()
@@ -180,19 +185,7 @@ fn thresholds_on_real_films_vouch_only_for_what_they_saw_and_hold_under_stress()
     let data = dir.path().join("data");
     phantoms(&data, 24);
     let run = dir.path().join("run");
-    let mut quiet = |_: &StepReport| {};
-    fit(
-        &tiny(2),
-        RunOptions {
-            data: &[asg_trainer::data::Source::new(&data)],
-            out: &run,
-            resume: false,
-            device: candle_core::Device::Cpu,
-            stop_at: None,
-            on_step: &mut quiet,
-        },
-    )
-    .unwrap();
+    fit_quietly(&tiny(2), &data, &run);
     let candle = CandleModel::load(&run).unwrap();
     let th = asg_trainer::eval::choose_thresholds(
         &candle,
