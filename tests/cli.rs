@@ -618,6 +618,100 @@ fn png_and_jpeg_pictures_are_analysed_with_a_warning_and_refused_for_sr() {
     );
 }
 
+/// An 8-bit palette BMP of a grey picture.
+fn grey_bmp(pic: &image::GrayImage) -> Vec<u8> {
+    let (w, h) = pic.dimensions();
+    let stride = (w as usize).div_ceil(4) * 4;
+    let offset = 14 + 40 + 256 * 4;
+    let size = offset + stride * h as usize;
+    let mut b = Vec::with_capacity(size);
+    b.extend_from_slice(b"BM");
+    b.extend_from_slice(&(size as u32).to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b.extend_from_slice(&(offset as u32).to_le_bytes());
+    b.extend_from_slice(&40u32.to_le_bytes());
+    b.extend_from_slice(&(w as i32).to_le_bytes());
+    b.extend_from_slice(&(h as i32).to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&8u16.to_le_bytes());
+    b.extend_from_slice(&[0u8; 4]); // no compression
+    b.extend_from_slice(&((stride * h as usize) as u32).to_le_bytes());
+    b.extend_from_slice(&2835u32.to_le_bytes());
+    b.extend_from_slice(&2835u32.to_le_bytes());
+    b.extend_from_slice(&256u32.to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes());
+    for v in 0..=255u8 {
+        b.extend_from_slice(&[v, v, v, 0]);
+    }
+    for y in (0..h).rev() {
+        let row = &pic.as_raw()[(y * w) as usize..((y + 1) * w) as usize];
+        b.extend_from_slice(row);
+        b.resize(b.len() + stride - w as usize, 0);
+    }
+    b
+}
+
+#[test]
+fn a_picture_and_the_same_picture_put_into_dicom_by_img2dcm_are_analysed_alike() {
+    // 8-bit data without a VOI window holds display values (the picture's), so the model sees
+    // the same input either way; a percentile window would have stretched this dull film.
+    let fx = Fixture::new(64, 1, 200);
+    let img = asg_dicom::read_file(&fx.dicom(0), &Default::default()).unwrap();
+    let grey: Vec<u8> = img
+        .display()
+        .iter()
+        .map(|v| (60.0 + v * 120.0).round() as u8)
+        .collect();
+    let pic = image::GrayImage::from_raw(img.width, img.height, grey).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("film.png");
+    pic.save(&png).unwrap();
+    // img2dcm reads BMP or JPEG; BMP keeps the values exact (the image crate here has no BMP
+    // encoder, and the format is a header, a grey palette and bottom-up rows padded to 4 bytes).
+    let bmp = dir.path().join("film.bmp");
+    std::fs::write(&bmp, grey_bmp(&pic)).unwrap();
+    let dcm = dir.path().join("film.dcm");
+    let made = std::process::Command::new("img2dcm")
+        .args(["-i", "BMP"])
+        .arg(&bmp)
+        .arg(&dcm)
+        .output()
+        .expect("img2dcm (dcmtk, installed by scripts/setup.sh) runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let run = |file: &std::path::Path| -> serde_json::Value {
+        let out = analyze(&[
+            file.as_os_str(),
+            "--model".as_ref(),
+            fx.bundle().as_os_str(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (a, b) = (run(&png), run(&dcm));
+    let probabilities = |j: &serde_json::Value| -> Vec<f64> {
+        j["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["probability"].as_f64().unwrap())
+            .collect()
+    };
+    let (pa, pb) = (probabilities(&a), probabilities(&b));
+    assert_eq!(pa.len(), pb.len());
+    for (x, y) in pa.iter().zip(&pb) {
+        assert!((x - y).abs() < 1e-5, "{pa:?} vs {pb:?}");
+    }
+    assert_eq!(a["regions"][0]["bbox"], b["regions"][0]["bbox"]);
+}
+
 #[test]
 fn real_films_from_shared_realcxr_are_analysed_when_present() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/realcxr/images");

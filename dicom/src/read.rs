@@ -195,20 +195,41 @@ pub struct Image {
 
 impl Image {
     /// The image as a radiologist sees it, in [0, 1], white = dense: the file's VOI window with its
-    /// VOI LUT Function (LINEAR, LINEAR_EXACT, SIGMOID), else its VOI LUT Sequence, else a robust
-    /// 0.5-99.5 percentile window; then MONOCHROME1 inversion.
+    /// VOI LUT Function (LINEAR, LINEAR_EXACT, SIGMOID), else its VOI LUT Sequence, else
+    /// [`Image::fallback_window`]; then MONOCHROME1 inversion.
     pub fn display(&self) -> Vec<f32> {
         let to_display = self.display_map();
         self.pixels.iter().map(|&x| to_display(x)).collect()
     }
 
     /// The linear window a viewer starts from when the user adjusts window/level: the file's VOI
-    /// window, else the 0.5-99.5 percentile window (a VOI LUT Sequence or a SIGMOID function is
+    /// window, else [`Image::fallback_window`] (a VOI LUT Sequence or a SIGMOID function is
     /// honoured by [`Image::display`] until the user changes the window).
     pub fn default_window(&self) -> VoiWindow {
-        self.meta
-            .window
-            .unwrap_or_else(|| percentile_window(&self.pixels))
+        self.meta.window.unwrap_or_else(|| self.fallback_window())
+    }
+
+    /// The window of a file that gives none. Unsigned data of at most 8 bits stored, with no
+    /// rescale or Modality LUT, holds display values already (a secondary capture, a digitised
+    /// or exported film, a picture put into DICOM by img2dcm): its whole stored range, so
+    /// that value v shows as v / (2^bits - 1), exactly as the same picture read as PNG. Any
+    /// other data: a robust 0.5-99.5 percentile window.
+    pub fn fallback_window(&self) -> VoiWindow {
+        let m = &self.meta;
+        let display_values = (1..=8).contains(&m.bits_stored)
+            && m.pixel_representation == 0
+            && m.rescale_slope == 1.0
+            && m.rescale_intercept == 0.0
+            && m.modality_lut.is_none();
+        if display_values {
+            let levels = (1u32 << m.bits_stored) as f64;
+            VoiWindow {
+                center: levels / 2.0,
+                width: levels,
+            }
+        } else {
+            percentile_window(&self.pixels)
+        }
     }
 
     /// The display transform of [`Image::display`] as a function of one modality value, so that
@@ -221,7 +242,7 @@ impl Image {
         };
         let (window, function) = match self.meta.window {
             Some(w) => (w, self.meta.voi_function),
-            None => (percentile_window(&self.pixels), VoiFunction::Linear),
+            None => (self.fallback_window(), VoiFunction::Linear),
         };
         let invert = self.meta.photometric_interpretation == "MONOCHROME1";
         move |x| {

@@ -93,6 +93,48 @@ fn display_applies_window_and_monochrome1_inversion() {
 }
 
 #[test]
+fn without_a_window_8_bit_data_show_as_stored_and_deeper_data_by_percentiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut img = sample(10, 10);
+    img.window = None;
+    img.rescale_slope = 1.0;
+    img.rescale_intercept = 0.0;
+    img.bits_stored = 8;
+    // A dull film: stored values 60..159 only.
+    img.pixels = (0..100).map(|i| 60 + i as u16).collect();
+    let path = write(dir.path(), &img);
+    let read = read_file(&path, &ReadOptions::default()).unwrap();
+    let shown = read.display();
+    for (d, v) in shown.iter().zip(&img.pixels) {
+        assert!((d - *v as f32 / 255.0).abs() < 1e-6, "{d} vs {v}");
+    }
+    assert_eq!(
+        read.default_window(),
+        VoiWindow {
+            center: 128.0,
+            width: 256.0
+        }
+    );
+    img.photometric_interpretation = "MONOCHROME1".into();
+    let path = write(dir.path(), &img);
+    let shown = read_file(&path, &ReadOptions::default()).unwrap().display();
+    assert!((shown[0] - (1.0 - 60.0 / 255.0)).abs() < 1e-6);
+    // The same values as 12-bit data, or 8-bit data through a rescale, are modality values: the
+    // percentile window stretches them over the whole display range.
+    img.photometric_interpretation = "MONOCHROME2".into();
+    for (bits, slope) in [(12, 1.0), (8, 2.0)] {
+        img.bits_stored = bits;
+        img.rescale_slope = slope;
+        let path = write(dir.path(), &img);
+        let shown = read_file(&path, &ReadOptions::default()).unwrap().display();
+        assert!(
+            shown[0] < 0.02 && shown[99] > 0.98,
+            "{bits} bits: {shown:?}"
+        );
+    }
+}
+
+#[test]
 fn not_dicom_is_a_typed_error_naming_the_file() {
     let e = read_bytes(
         b"hello, this is not DICOM at all",

@@ -181,6 +181,13 @@ pub struct AugmentConfig {
     pub markers: f64,
     /// Chance of a collimation band (a dark or bright strip along an edge, up to 12% wide).
     pub collimation: f64,
+    /// Chance of edge enhancement as digital radiography's processing applies it (an unsharp
+    /// mask: radius 1-4% of the side, amount 0.3-1.5).
+    pub sharpen: f64,
+    /// Chance of a percentile window (display values stretched from their 0.5 to their 99.5
+    /// percentile): what the plugin shows of a DICOM film without a VOI window, e.g. a picture
+    /// turned into DICOM by img2dcm, while the same picture as PNG is read as it is.
+    pub rewindow: f64,
 }
 
 impl Default for AugmentConfig {
@@ -195,6 +202,8 @@ impl Default for AugmentConfig {
             jpeg: 0.0,
             markers: 0.0,
             collimation: 0.0,
+            sharpen: 0.0,
+            rewindow: 0.0,
         }
     }
 }

@@ -188,3 +188,34 @@ fn every_loss_falls_on_a_tiny_configuration() {
     assert_eq!(positives.as_object().unwrap().len(), 40);
     assert!(out.path().join("summary.json").exists());
 }
+
+#[test]
+fn a_cached_film_prepares_exactly_as_a_decoded_one() {
+    use asg_trainer::data;
+    let dir = tempfile::tempdir().unwrap();
+    phantoms(dir.path(), 6);
+    let mut config = tiny(1);
+    config.augment.rotation_deg = 5.0;
+    config.augment.jpeg = 0.5;
+    let set = data::scan(dir.path()).unwrap();
+    let tokenizer = asg_report::TextTokenizer::Word(
+        data::train_tokenizer(&set, config.model.vocab_size).unwrap(),
+    );
+    let cache = data::ImageCache::new(1 << 30);
+    let none = data::ImageCache::new(0);
+    for (slot, r) in set.records.iter().enumerate() {
+        let rng = || data::example_rng(11, 3, slot);
+        let plain = data::prepare(r, &tokenizer, &config, Some(&mut rng())).unwrap();
+        // A miss, then a hit, then a cache too small to hold anything.
+        for c in [&cache, &cache, &none] {
+            let cached =
+                data::prepare_cached(r, &tokenizer, &config, Some(&mut rng()), Some(c)).unwrap();
+            assert_eq!(cached.image, plain.image);
+            assert_eq!(cached.boxes, plain.boxes);
+            assert_eq!(cached.tags, plain.tags);
+        }
+    }
+    let side = config.model.input_size;
+    assert_eq!(cache.bytes(), set.records.len() * side * side * 4);
+    assert_eq!(none.bytes(), 0);
+}

@@ -1,6 +1,7 @@
 //! Augmentation that moves the boxes with the image (zoom, shift, rotation), and what real
 //! acquisition does to a film without moving anything: display curves (gamma), collimation
-//! bands, burned-in text and side markers, 8-bit JPEG compression, contrast and noise.
+//! bands, burned-in text and side markers, 8-bit JPEG compression, edge enhancement, the
+//! percentile window of a DICOM film without one, contrast and noise.
 
 use crate::config::{AugmentConfig, NORMALISATION};
 use rand::Rng;
@@ -122,7 +123,9 @@ fn acquisition(image: &mut [f32], size: usize, a: &AugmentConfig, rng: &mut ChaC
         || a.gamma[0] != 1.0
         || a.jpeg > 0.0
         || a.markers > 0.0
-        || a.collimation > 0.0;
+        || a.collimation > 0.0
+        || a.sharpen > 0.0
+        || a.rewindow > 0.0;
     if !touched || size == 0 {
         return;
     }
@@ -136,6 +139,14 @@ fn acquisition(image: &mut [f32], size: usize, a: &AugmentConfig, rng: &mut ChaC
     } else if a.gamma[0] > 0.0 && a.gamma[0] != 1.0 {
         let g = a.gamma[0] as f32;
         d.iter_mut().for_each(|v| *v = v.powf(g));
+    }
+    if a.sharpen > 0.0 && rng.random_bool(a.sharpen.min(1.0)) {
+        let radius = ((rng.random_range(0.01..0.04) * size as f64).round() as usize).max(1);
+        let amount = rng.random_range(0.3..1.5) as f32;
+        let blurred = box_blur(&d, size, radius);
+        for (v, b) in d.iter_mut().zip(blurred) {
+            *v = (*v + amount * (*v - b)).clamp(0.0, 1.0);
+        }
     }
     if a.collimation > 0.0 && rng.random_bool(a.collimation.min(1.0)) {
         let width = rng.random_range(0.02..0.12) * size as f64;
@@ -194,9 +205,56 @@ fn acquisition(image: &mut [f32], size: usize, a: &AugmentConfig, rng: &mut ChaC
             }
         }
     }
+    if a.rewindow > 0.0 && rng.random_bool(a.rewindow.min(1.0)) {
+        percentile_window(&mut d);
+    }
     for (v, dv) in image.iter_mut().zip(d) {
         *v = (dv - m) / sd;
     }
+}
+
+/// The mean over a (2 radius + 1)² square about each pixel, the square cut at the borders
+/// (two passes of running sums).
+fn box_blur(d: &[f32], size: usize, radius: usize) -> Vec<f32> {
+    let pass = |src: &[f32], horizontal: bool| -> Vec<f32> {
+        let mut out = vec![0.0f32; src.len()];
+        for line in 0..size {
+            let at = |i: usize| {
+                if horizontal {
+                    line * size + i
+                } else {
+                    i * size + line
+                }
+            };
+            let mut prefix = vec![0.0f64; size + 1];
+            for i in 0..size {
+                prefix[i + 1] = prefix[i] + src[at(i)] as f64;
+            }
+            for i in 0..size {
+                let (lo, hi) = (i.saturating_sub(radius), (i + radius + 1).min(size));
+                out[at(i)] = ((prefix[hi] - prefix[lo]) / (hi - lo) as f64) as f32;
+            }
+        }
+        out
+    };
+    pass(&pass(d, true), false)
+}
+
+/// Stretches display values linearly from their 0.5 to their 99.5 percentile onto 0..1, as
+/// the plugin displays a DICOM film that has no VOI window (`asg_dicom`'s default window).
+fn percentile_window(d: &mut [f32]) {
+    if d.is_empty() {
+        return;
+    }
+    let mut sorted = d.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let q = |p: f64| sorted[((sorted.len() - 1) as f64 * p).round() as usize];
+    let (lo, hi) = (q(0.005), q(0.995));
+    if hi - lo < 1e-6 {
+        return;
+    }
+    d.iter_mut()
+        .for_each(|v| *v = ((*v - lo) / (hi - lo)).clamp(0.0, 1.0));
 }
 
 /// Encodes a square 8-bit image as JPEG at `quality` and decodes it (None if the codec fails,
@@ -349,5 +407,70 @@ mod tests {
             changed >= size && changed <= size * size * 13 / 100,
             "{changed}"
         );
+    }
+
+    /// Display values of a model-input image.
+    fn display(img: &[f32]) -> Vec<f32> {
+        img.iter()
+            .map(|v| v * NORMALISATION.std + NORMALISATION.mean)
+            .collect()
+    }
+
+    #[test]
+    fn edge_enhancement_leaves_flat_grey_and_steepens_an_edge() {
+        let size = 64;
+        let to_input = |d: f32| (d - NORMALISATION.mean) / NORMALISATION.std;
+        let a = AugmentConfig {
+            sharpen: 1.0,
+            ..Default::default()
+        };
+        let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(2);
+        let flat = vec![to_input(0.5); size * size];
+        let mut img = flat.clone();
+        acquisition(&mut img, size, &a, &mut rng);
+        assert!(display(&img).iter().all(|d| (d - 0.5).abs() < 1e-5));
+        // A vertical edge from 0.3 to 0.7: undershoot on the dark side, overshoot on the bright.
+        let edge: Vec<f32> = (0..size * size)
+            .map(|i| to_input(if i % size < size / 2 { 0.3 } else { 0.7 }))
+            .collect();
+        let mut img = edge.clone();
+        acquisition(&mut img, size, &a, &mut rng);
+        let d = display(&img);
+        let row = 32 * size;
+        assert!(
+            d[row + size / 2 - 1] < 0.3 - 1e-3,
+            "{}",
+            d[row + size / 2 - 1]
+        );
+        assert!(d[row + size / 2] > 0.7 + 1e-3, "{}", d[row + size / 2]);
+        // Far from the edge (past any radius drawn, 4% of 64 px rounds to 3) nothing changes.
+        assert!((d[row] - 0.3).abs() < 1e-5 && (d[row + size - 1] - 0.7).abs() < 1e-5);
+        // The box blur is the mean of the square cut at the borders.
+        let ramp: Vec<f32> = (0..9).map(|i| i as f32).collect();
+        let b = box_blur(&ramp, 3, 1);
+        assert_eq!(b[0], (0.0 + 1.0 + 3.0 + 4.0) / 4.0);
+        assert_eq!(b[4], 4.0);
+    }
+
+    #[test]
+    fn the_percentile_window_stretches_a_dull_film_to_full_range() {
+        let size = 20;
+        // Display values 0.4..0.6 in a ramp: stretched onto 0..1, order kept.
+        let ramp: Vec<f32> = (0..size * size)
+            .map(|i| 0.4 + 0.2 * i as f32 / (size * size - 1) as f32)
+            .collect();
+        let mut d = ramp.clone();
+        percentile_window(&mut d);
+        assert!(d[0] == 0.0 && d[size * size - 1] == 1.0);
+        assert!(d.windows(2).all(|w| w[0] <= w[1]));
+        assert!(
+            (d[size * size / 2] - 0.5).abs() < 0.01,
+            "{}",
+            d[size * size / 2]
+        );
+        // A flat film is left as it is.
+        let mut flat = vec![0.5f32; 16];
+        percentile_window(&mut flat);
+        assert!(flat.iter().all(|&v| v == 0.5));
     }
 }

@@ -10,7 +10,10 @@ use crate::vocab::{FINDINGS, REGIONS};
 use asg_dicom::Letterbox;
 use asg_report::{Existence, TextTokenizer, Tokenizer};
 use rand_chacha::ChaCha8Rng;
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A decoded grey image in [0, 1].
 fn load_image(path: &Path) -> Result<(Vec<f32>, u32, u32), DataError> {
@@ -32,6 +35,71 @@ fn load_image(path: &Path) -> Result<(Vec<f32>, u32, u32), DataError> {
             w,
             h,
         ))
+    }
+}
+
+/// A film decoded and letterboxed to the model input, before augmentation.
+#[derive(Debug)]
+struct Letterboxed {
+    tensor: Vec<f32>,
+    letterbox: Letterbox,
+    width: u32,
+    height: u32,
+}
+
+fn letterboxed(path: &Path, size: usize) -> Result<Letterboxed, DataError> {
+    let (pixels, width, height) = load_image(path)?;
+    let input = asg_dicom::preprocess(&pixels, width, height, size as u32, NORMALISATION);
+    Ok(Letterboxed {
+        tensor: input.tensor,
+        letterbox: input.letterbox,
+        width,
+        height,
+    })
+}
+
+/// Films decoded and letterboxed once per run instead of once per step: a real 1024 px PNG
+/// costs tens of milliseconds to decode and resize, and a weighted film is drawn every few
+/// steps. Kept by path and input size up to a byte budget; past it, films are decoded each time.
+/// Augmentation runs after the cache, so a run is the same with or without it.
+#[derive(Debug)]
+pub struct ImageCache {
+    films: Mutex<HashMap<(PathBuf, usize), Arc<Letterboxed>>>,
+    used: AtomicUsize,
+    budget: usize,
+}
+
+impl ImageCache {
+    /// A cache that holds up to `budget_bytes` of letterboxed films.
+    pub fn new(budget_bytes: usize) -> Self {
+        Self {
+            films: Mutex::new(HashMap::new()),
+            used: AtomicUsize::new(0),
+            budget: budget_bytes,
+        }
+    }
+
+    /// The bytes of film now held.
+    pub fn bytes(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn get(&self, path: &Path, size: usize) -> Result<Arc<Letterboxed>, DataError> {
+        let key = (path.to_path_buf(), size);
+        if let Some(hit) = self.films.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(hit);
+        }
+        // Decoded outside the lock: two workers may decode one film at once, which is harmless.
+        let film = Arc::new(letterboxed(path, size)?);
+        let bytes = film.tensor.len() * std::mem::size_of::<f32>();
+        if self.used.load(Ordering::Relaxed) + bytes <= self.budget {
+            if let Ok(mut m) = self.films.lock() {
+                if m.insert(key, film.clone()).is_none() {
+                    self.used.fetch_add(bytes, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(film)
     }
 }
 
@@ -64,11 +132,24 @@ pub fn prepare(
     config: &Config,
     rng: Option<&mut ChaCha8Rng>,
 ) -> Result<Example, DataError> {
+    prepare_cached(record, tokenizer, config, rng, None)
+}
+
+/// [`prepare`], with the decoded film taken from (and kept in) `cache` when one is given.
+pub fn prepare_cached(
+    record: &Record,
+    tokenizer: &TextTokenizer,
+    config: &Config,
+    rng: Option<&mut ChaCha8Rng>,
+    cache: Option<&ImageCache>,
+) -> Result<Example, DataError> {
     let size = config.model.input_size;
-    let (pixels, w, h) = load_image(&record.image)?;
-    let input = asg_dicom::preprocess(&pixels, w, h, size as u32, NORMALISATION);
-    let lb: Letterbox = input.letterbox;
-    let mut image = input.tensor;
+    let film = match cache {
+        Some(c) => c.get(&record.image, size)?,
+        None => Arc::new(letterboxed(&record.image, size)?),
+    };
+    let (lb, w, h): (Letterbox, u32, u32) = (film.letterbox, film.width, film.height);
+    let mut image = film.tensor.clone();
     let mut boxes = vec![[0.0f32; 4]; REGIONS];
     let mut present = vec![false; REGIONS];
     let mut outside = 0;

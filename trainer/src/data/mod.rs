@@ -16,7 +16,7 @@ pub mod sources;
 
 pub use crate::config::NORMALISATION;
 pub use error::DataError;
-pub use example::{positive_counts, prepare, train_tokenizer, Example};
+pub use example::{positive_counts, prepare, prepare_cached, train_tokenizer, Example, ImageCache};
 pub use imagenome::{scan, Dataset, GivenLabels, Record, ScanStats, Split};
 pub use sampling::{batch_indices, epoch_order, example_rng};
 pub use sources::{scan_any, scan_sources, Source};

@@ -5,7 +5,8 @@ use crate::data::masks::LesionMap;
 use crate::data::{self, Record, Split};
 use crate::eval::error::EvalError;
 use crate::eval::metrics::{
-    auroc, iou, mean_std, peak_cell, pointing_hit, pointing_share, recall_at, Logistic,
+    auroc, bootstrap_auroc, iou, mean_std, peak_cell, pointing_hit, pointing_share, recall_at,
+    wilson_interval, Logistic,
 };
 use crate::eval::models::EvalModel;
 use crate::export::io::{text_inputs, ImagePrediction};
@@ -114,6 +115,13 @@ pub struct RealFilmReport {
     pub zone_opacity_cases: usize,
     /// Image-level nodule AUROC (JSRT nodule films against JSRT non-nodule films).
     pub nodule_auroc: Option<f64>,
+    /// 95% intervals of the three AUROCs (percentile bootstrap over films, a film's zones
+    /// drawn together) and of the share of normal films left clean (Wilson): the test splits
+    /// are small, and these say how small.
+    pub zone_opacity_ci: Option<(f64, f64)>,
+    pub nodule_ci: Option<(f64, f64)>,
+    pub abnormal_ci: Option<(f64, f64)>,
+    pub normal_clean_ci: Option<(f64, f64)>,
     /// Films read as normal, and those with no assessed finding at or above its threshold.
     pub normal_films: usize,
     pub normal_clean: usize,
@@ -209,7 +217,8 @@ pub(crate) fn predict(
 /// films of sources we do not have: somewhat past the training augmentation of
 /// `configs/real.toml` in every effect (rotation 10 degrees, display curves gamma 0.5-2.0,
 /// zoom 0.85-1.15, 8% shifts, contrast 20%, JPEG round trips, burned-in markers and
-/// collimation on half or a third of the copies).
+/// collimation on half or a third of the copies, edge enhancement and the percentile window of a
+/// DICOM without a VOI window on half).
 pub fn acquisition_stress() -> crate::config::AugmentConfig {
     crate::config::AugmentConfig {
         scale: [0.85, 1.15],
@@ -221,6 +230,8 @@ pub fn acquisition_stress() -> crate::config::AugmentConfig {
         jpeg: 0.5,
         markers: 0.5,
         collimation: 0.3,
+        sharpen: 0.5,
+        rewindow: 0.5,
     }
 }
 
@@ -564,16 +575,25 @@ fn real_film_report(
     .filter_map(|z| asg_report::REGIONS.iter().position(|r| r.name == *z))
     .collect();
     let (mut s, mut l) = (Vec::new(), Vec::new());
+    let mut zone_groups: Vec<Vec<(f32, bool)>> = Vec::new();
     for (p, t) in preds.iter().zip(truths) {
+        let mut film = Vec::new();
         for &z in &zones {
             let k = z * FINDINGS + opacity;
             if t.given && t.region_mask[k] > 0.5 {
                 s.push(p.region_logits[k]);
                 l.push(t.region_targets[k] > 0.5);
+                film.push((p.region_logits[k], t.region_targets[k] > 0.5));
             }
+        }
+        if !film.is_empty() {
+            zone_groups.push(film);
         }
     }
     let zone_opacity_auroc = auroc(&s, &l);
+    let singles = |s: &[f32], l: &[bool]| -> Vec<Vec<(f32, bool)>> {
+        s.iter().zip(l).map(|(&a, &b)| vec![(a, b)]).collect()
+    };
     let nodule = asg_report::finding_index("nodule").unwrap_or(0);
     let (ns, nl): (Vec<f32>, Vec<bool>) = preds
         .iter()
@@ -650,7 +670,12 @@ fn real_film_report(
         }
         out
     };
+    let normal_clean = normals.iter().filter(|p| !flagged(p)).count();
     RealFilmReport {
+        zone_opacity_ci: bootstrap_auroc(&zone_groups, BOOTSTRAP_REPS, 1),
+        nodule_ci: bootstrap_auroc(&singles(&ns, &nl), BOOTSTRAP_REPS, 2),
+        abnormal_ci: bootstrap_auroc(&singles(&ab_scores, &ab_labels), BOOTSTRAP_REPS, 3),
+        normal_clean_ci: wilson_interval(normal_clean, normals.len()),
         mask_pointing_attention: mask_pointing(&|p| &p.tag_attention),
         mask_pointing_maps: mask_pointing(&|p| &p.finding_maps),
         abnormal_auroc: auroc(&ab_scores, &ab_labels),
@@ -660,13 +685,16 @@ fn real_film_report(
         zone_opacity_cases: s.len(),
         nodule_auroc: auroc(&ns, &nl),
         normal_films: normals.len(),
-        normal_clean: normals.iter().filter(|p| !flagged(p)).count(),
+        normal_clean,
         stressed_normal_films: stressed_normals.len(),
         stressed_normal_clean: stressed_normals.iter().filter(|p| !flagged(p)).count(),
         abnormal_flagged,
         thresholds: from.to_string(),
     }
 }
+
+/// Resamples behind each bootstrap interval.
+const BOOTSTRAP_REPS: usize = 2000;
 
 /// Whether the peak of a finding's `[findings, g * g]` heatmap points into the lesion: its
 /// cell's footprint, mapped back through the letterbox to the film, overlaps the lesion (the
@@ -743,6 +771,12 @@ fn probe(
         }
     }
     (!aurocs.is_empty()).then(|| aurocs.iter().sum::<f64>() / aurocs.len() as f64)
+}
+
+/// " (95% CI lo-hi)", or nothing without an interval.
+fn fmt_ci(ci: Option<(f64, f64)>) -> String {
+    ci.map(|(lo, hi)| format!(" (95% CI {lo:.2}-{hi:.2})"))
+        .unwrap_or_default()
 }
 
 fn fmt(v: Option<f64>) -> String {
@@ -828,9 +862,10 @@ impl EvalReport {
         if let Some(r) = &self.real_films {
             s += "\nReal films with expert labels:\n\n| measure | value | over |\n|---|---|---|\n";
             s += &format!(
-                "| normal films with nothing flagged (thresholds: {}) | {} | {} of {} normal films |\n",
+                "| normal films with nothing flagged (thresholds: {}) | {}{} | {} of {} normal films |\n",
                 r.thresholds,
                 fmt((r.normal_films > 0).then(|| r.normal_clean as f64 / r.normal_films as f64)),
+                fmt_ci(r.normal_clean_ci),
                 r.normal_clean,
                 r.normal_films
             );
@@ -849,14 +884,20 @@ impl EvalReport {
                 r.abnormal_films
             );
             s += &format!(
-                "| lung-zone opacity AUROC (Brixia zones, radiologist masks) | {} | {} zones |\n",
+                "| lung-zone opacity AUROC (Brixia zones, radiologist masks) | {}{} | {} zones |\n",
                 fmt(r.zone_opacity_auroc),
+                fmt_ci(r.zone_opacity_ci),
                 r.zone_opacity_cases
             );
-            s += &format!("| nodule AUROC (JSRT) | {} | |\n", fmt(r.nodule_auroc));
             s += &format!(
-                "| abnormal vs normal films AUROC (the assessed finding furthest above its threshold) | {} | {} abnormal, {} normal films |\n",
+                "| nodule AUROC (JSRT) | {}{} | |\n",
+                fmt(r.nodule_auroc),
+                fmt_ci(r.nodule_ci)
+            );
+            s += &format!(
+                "| abnormal vs normal films AUROC (the assessed finding furthest above its threshold) | {}{} | {} abnormal, {} normal films |\n",
                 fmt(r.abnormal_auroc),
+                fmt_ci(r.abnormal_ci),
                 r.abnormal_films,
                 r.normal_films
             );

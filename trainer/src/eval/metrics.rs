@@ -4,6 +4,52 @@
 
 use std::collections::BTreeMap;
 
+/// The 95% interval of [`auroc`] by the percentile bootstrap over clusters: each of `reps`
+/// resamples draws `groups.len()` groups with replacement (a group is the cases of one film,
+/// e.g. its six lung zones, so that a film's zones are not counted as independent), seeded so
+/// that a report is repeatable. Resamples with one class only are skipped; None if fewer than
+/// half of them had both, or if the cases themselves lack a class.
+pub fn bootstrap_auroc(groups: &[Vec<(f32, bool)>], reps: usize, seed: u64) -> Option<(f64, f64)> {
+    use rand::{Rng, SeedableRng};
+    let all: Vec<&(f32, bool)> = groups.iter().flatten().collect();
+    let (s, l): (Vec<f32>, Vec<bool>) = all.iter().map(|c| (c.0, c.1)).unzip();
+    auroc(&s, &l)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut values = Vec::with_capacity(reps);
+    let (mut s, mut l) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        s.clear();
+        l.clear();
+        for _ in 0..groups.len() {
+            for &(score, label) in &groups[rng.random_range(0..groups.len())] {
+                s.push(score);
+                l.push(label);
+            }
+        }
+        if let Some(a) = auroc(&s, &l) {
+            values.push(a);
+        }
+    }
+    if values.len() * 2 < reps.max(1) {
+        return None;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    Some((at(0.025), at(0.975)))
+}
+
+/// The Wilson score interval (95%) of a share of `k` in `n`: honest at the ends, where 9 of 9
+/// still leaves the true share anywhere above 0.70. None when `n` is 0.
+pub fn wilson_interval(k: usize, n: usize) -> Option<(f64, f64)> {
+    if n == 0 {
+        return None;
+    }
+    let (n, p, z) = (n as f64, k as f64 / n as f64, 1.959_963_984_540_054_f64);
+    let centre = (p + z * z / (2.0 * n)) / (1.0 + z * z / n);
+    let half = z / (1.0 + z * z / n) * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
+    Some(((centre - half).max(0.0), (centre + half).min(1.0)))
+}
+
 /// Area under the ROC curve: the probability that a random positive scores above a random
 /// negative, ties counting one half (Mann-Whitney U over average ranks). `None` when there is no
 /// positive or no negative (the AUROC is undefined), or when the inputs disagree in length.
@@ -273,6 +319,50 @@ pub fn mean_std(values: &[f64]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wilson_intervals_of_hand_computed_shares() {
+        let (lo, hi) = wilson_interval(9, 9).unwrap();
+        assert!(
+            (lo - 0.7009).abs() < 1e-4 && (hi - 1.0).abs() < 1e-9,
+            "{lo} {hi}"
+        );
+        let (lo, hi) = wilson_interval(5, 10).unwrap();
+        assert!(
+            (lo - 0.2366).abs() < 1e-4 && (hi - 0.7634).abs() < 1e-4,
+            "{lo} {hi}"
+        );
+        let (lo, hi) = wilson_interval(0, 4).unwrap();
+        assert!(lo < 1e-9 && (hi - 0.4899).abs() < 1e-4, "{lo} {hi}");
+        assert_eq!(wilson_interval(0, 0), None);
+    }
+
+    #[test]
+    fn bootstrap_intervals_hold_the_estimate_and_repeat_by_seed() {
+        // Perfectly separated films: every resample with both classes gives 1.
+        let separated: Vec<Vec<(f32, bool)>> = (0..10).map(|i| vec![(i as f32, i >= 5)]).collect();
+        assert_eq!(bootstrap_auroc(&separated, 200, 1), Some((1.0, 1.0)));
+        // One class only: no interval.
+        let one: Vec<Vec<(f32, bool)>> = (0..10).map(|i| vec![(i as f32, true)]).collect();
+        assert_eq!(bootstrap_auroc(&one, 200, 1), None);
+        // Mixed films of two cases each: the interval holds the estimate and is repeatable.
+        let mixed: Vec<Vec<(f32, bool)>> = (0..30)
+            .map(|i| {
+                vec![
+                    ((i * 7 % 11) as f32, i % 3 == 0),
+                    ((i * 5 % 13) as f32, i % 4 == 0),
+                ]
+            })
+            .collect();
+        let (s, l): (Vec<f32>, Vec<bool>) = mixed.iter().flatten().copied().unzip();
+        let point = auroc(&s, &l).unwrap();
+        let (lo, hi) = bootstrap_auroc(&mixed, 500, 7).unwrap();
+        assert!(
+            lo < point && point < hi && hi - lo > 0.05,
+            "{lo} {point} {hi}"
+        );
+        assert_eq!(bootstrap_auroc(&mixed, 500, 7), Some((lo, hi)));
+    }
 
     #[test]
     fn auroc_of_hand_computed_cases() {

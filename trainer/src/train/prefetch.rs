@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// Letterboxed films kept in memory during a run (a 256 px input is 256 KiB a film, so the
+/// budget holds ~8,000 of them; past it films are decoded each time they are drawn).
+const IMAGE_CACHE_BYTES: usize = 2 << 30;
+
 /// Loads the examples of a step on worker threads, ahead of the model.
 pub(crate) struct Prefetcher {
     rx: std::sync::mpsc::Receiver<(u64, Result<Vec<Example>, data::DataError>)>,
@@ -31,7 +35,9 @@ impl Prefetcher {
         let consumed = Arc::new(AtomicU64::new(first));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut handles = Vec::new();
+        let cache = Arc::new(data::ImageCache::new(IMAGE_CACHE_BYTES));
         for w in 0..workers {
+            let cache = cache.clone();
             let (tx, records, tokenizer, config, consumed, stop) = (
                 tx.clone(),
                 records.clone(),
@@ -58,7 +64,13 @@ impl Prefetcher {
                         .enumerate()
                         .map(|(slot, &i)| {
                             let mut rng = data::example_rng(config.train.seed, step, slot);
-                            data::prepare(&records[i], &tokenizer, &config, Some(&mut rng))
+                            data::prepare_cached(
+                                &records[i],
+                                &tokenizer,
+                                &config,
+                                Some(&mut rng),
+                                Some(&cache),
+                            )
                         })
                         .collect();
                     if tx.send((step, batch)).is_err() {
