@@ -135,6 +135,9 @@ pub struct TrainConfig {
     pub workers: usize,
     /// Batches prepared ahead of the model.
     pub prefetch: usize,
+    /// Films kept decoded and letterboxed in memory during a run, in MiB (0: decode a film
+    /// each time it is drawn). A 256 px input is 256 KiB a film.
+    pub image_cache_mb: usize,
     /// Uncertain findings count as this in the tag and region targets.
     pub uncertain_as: f32,
 }
@@ -153,6 +156,7 @@ impl Default for TrainConfig {
             log_every: 10,
             workers: 2,
             prefetch: 4,
+            image_cache_mb: 2048,
             uncertain_as: 1.0,
         }
     }

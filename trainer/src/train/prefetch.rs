@@ -8,10 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Letterboxed films kept in memory during a run (a 256 px input is 256 KiB a film, so the
-/// budget holds ~8,000 of them; past it films are decoded each time they are drawn).
-const IMAGE_CACHE_BYTES: usize = 2 << 30;
-
 /// Loads the examples of a step on worker threads, ahead of the model.
 pub(crate) struct Prefetcher {
     rx: std::sync::mpsc::Receiver<(u64, Result<Vec<Example>, data::DataError>)>,
@@ -35,7 +31,8 @@ impl Prefetcher {
         let consumed = Arc::new(AtomicU64::new(first));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut handles = Vec::new();
-        let cache = Arc::new(data::ImageCache::new(IMAGE_CACHE_BYTES));
+        // Films decoded once and kept (`train.image_cache_mb`); past the budget, decoded each time.
+        let cache = Arc::new(data::ImageCache::new(config.train.image_cache_mb << 20));
         for w in 0..workers {
             let cache = cache.clone();
             let (tx, records, tokenizer, config, consumed, stop) = (
