@@ -549,16 +549,22 @@ fn asg_serve_serves_the_viewer_and_the_embedded_model_on_localhost_only() {
     }
 }
 
+/// The fixture's first phantom as an 8-bit picture: its display values through `grey`
+/// (0..1 -> 0..255), rounded.
+fn phantom_picture(fx: &Fixture, grey: impl Fn(f32) -> f32) -> image::GrayImage {
+    let img = asg_dicom::read_file(&fx.dicom(0), &Default::default()).unwrap();
+    let values: Vec<u8> = img
+        .display()
+        .iter()
+        .map(|&v| grey(v).round() as u8)
+        .collect();
+    image::GrayImage::from_raw(img.width, img.height, values).unwrap()
+}
+
 #[test]
 fn png_and_jpeg_pictures_are_analysed_with_a_warning_and_refused_for_sr() {
     let fx = Fixture::new(64, 1, 200);
-    let img = asg_dicom::read_file(&fx.dicom(0), &Default::default()).unwrap();
-    let grey: Vec<u8> = img
-        .display()
-        .iter()
-        .map(|v| (v * 255.0).round() as u8)
-        .collect();
-    let pic = image::GrayImage::from_raw(img.width, img.height, grey).unwrap();
+    let pic = phantom_picture(&fx, |v| v * 255.0);
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("collection");
     std::fs::create_dir_all(&folder).unwrap();
@@ -656,13 +662,7 @@ fn a_picture_and_the_same_picture_put_into_dicom_by_img2dcm_are_analysed_alike()
     // 8-bit data without a VOI window holds display values (the picture's), so the model sees
     // the same input either way; a percentile window would have stretched this dull film.
     let fx = Fixture::new(64, 1, 200);
-    let img = asg_dicom::read_file(&fx.dicom(0), &Default::default()).unwrap();
-    let grey: Vec<u8> = img
-        .display()
-        .iter()
-        .map(|v| (60.0 + v * 120.0).round() as u8)
-        .collect();
-    let pic = image::GrayImage::from_raw(img.width, img.height, grey).unwrap();
+    let pic = phantom_picture(&fx, |v| 60.0 + v * 120.0);
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("film.png");
     pic.save(&png).unwrap();

@@ -149,7 +149,8 @@ pub fn prepare_cached(
         None => Arc::new(letterboxed(&record.image, size)?),
     };
     let (lb, w, h): (Letterbox, u32, u32) = (film.letterbox, film.width, film.height);
-    let mut image = film.tensor.clone();
+    // A film the cache holds is copied (augmentation changes it); one decoded here is moved.
+    let mut image = Arc::try_unwrap(film).map_or_else(|kept| kept.tensor.clone(), |f| f.tensor);
     let mut boxes = vec![[0.0f32; 4]; REGIONS];
     let mut present = vec![false; REGIONS];
     let mut outside = 0;

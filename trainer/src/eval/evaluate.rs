@@ -574,22 +574,22 @@ fn real_film_report(
     .iter()
     .filter_map(|z| asg_report::REGIONS.iter().position(|r| r.name == *z))
     .collect();
-    let (mut s, mut l) = (Vec::new(), Vec::new());
-    let mut zone_groups: Vec<Vec<(f32, bool)>> = Vec::new();
-    for (p, t) in preds.iter().zip(truths) {
-        let mut film = Vec::new();
-        for &z in &zones {
-            let k = z * FINDINGS + opacity;
-            if t.given && t.region_mask[k] > 0.5 {
-                s.push(p.region_logits[k]);
-                l.push(t.region_targets[k] > 0.5);
-                film.push((p.region_logits[k], t.region_targets[k] > 0.5));
-            }
-        }
-        if !film.is_empty() {
-            zone_groups.push(film);
-        }
-    }
+    // Each film's labelled zones, kept together for the bootstrap.
+    let zone_groups: Vec<Vec<(f32, bool)>> = preds
+        .iter()
+        .zip(truths)
+        .filter(|(_, t)| t.given)
+        .map(|(p, t)| {
+            zones
+                .iter()
+                .map(|&z| z * FINDINGS + opacity)
+                .filter(|&k| t.region_mask[k] > 0.5)
+                .map(|k| (p.region_logits[k], t.region_targets[k] > 0.5))
+                .collect::<Vec<_>>()
+        })
+        .filter(|film| !film.is_empty())
+        .collect();
+    let (s, l): (Vec<f32>, Vec<bool>) = zone_groups.iter().flatten().copied().unzip();
     let zone_opacity_auroc = auroc(&s, &l);
     let singles = |s: &[f32], l: &[bool]| -> Vec<Vec<(f32, bool)>> {
         s.iter().zip(l).map(|(&a, &b)| vec![(a, b)]).collect()
