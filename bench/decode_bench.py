@@ -55,6 +55,10 @@ def variants(src: Path, out: Path):
     p = out / "jpeg_baseline.dcm"
     run(["dcmcjpeg", "+eb", str(p8), str(p)])
     v["JPEG baseline (8-bit)"] = p
+    # 12-bit lossy JPEG (extended, process 4); +sr keeps the 12-bit range as it is.
+    p = out / "jpeg_extended_12bit.dcm"
+    run(["dcmcjpeg", "+ee", "+sr", str(src), str(p)])
+    v["JPEG extended (12-bit, lossy)"] = p
     ds = pydicom.dcmread(src)
     ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
     p = out / "j2k_lossless.dcm"
@@ -79,6 +83,7 @@ def dcmtk_decompress(name: str, src: Path, dst: Path):
         "RLE": ["dcmdrle"],
         "JPEG lossless SV1": ["dcmdjpeg"],
         "JPEG baseline (8-bit)": ["dcmdjpeg"],
+        "JPEG extended (12-bit, lossy)": ["dcmdjpeg"],
         "JPEG-LS lossless": ["dcmdjpls"],
         "JPEG 2000 lossless": None,
     }.get(name, ["dcmconv", "+te"])

@@ -8,7 +8,7 @@ command -v ojph_compress >/dev/null 2>&1 || apt-get install -y -q openjph-tools 
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 cargo build --release -q -p asg-trainer --bin asg-train
 cargo build --release -q -p asg-plugin --bin asg
-cargo build --release -q -p asg-dicom --features j2k,jpegls --example decode_bench
+cargo build --release -q -p asg-dicom --features j2k,jpegls,jpeg12 --example decode_bench
 out=target/decode-bench
 rm -rf "$out" && mkdir -p "$out"
 "$target_dir/release/asg-train" synth --n 1 --seed 11 --size 2048 --fixed-format --out "$out/src" 2>/dev/null

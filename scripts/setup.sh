@@ -77,7 +77,7 @@ fi
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 
 # Reference tools (onnx checker, onnxruntime, pydicom) in a virtual environment of the project's.
-if ! .venv/bin/python -c "import onnx, onnxruntime, pydicom, numpy, pylibjpeg, libjpeg, openjpeg, jsonschema, highdicom, data_store, gdcm" 2>/dev/null; then
+if ! .venv/bin/python -c "import onnx, onnxruntime, pydicom, numpy, pylibjpeg, libjpeg, openjpeg, rle, jsonschema, highdicom, data_store, gdcm" 2>/dev/null; then
   echo "setup: installing the Python reference tools into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt

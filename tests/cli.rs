@@ -915,3 +915,120 @@ fn pacs_flags_without_dicomweb_are_refused() {
         );
     }
 }
+
+/// `asg dicom pixels --stage stored` as a grey u16 array.
+fn stored_u16(file: &std::path::Path, dir: &std::path::Path) -> Vec<u16> {
+    let npy = dir.join(format!(
+        "{}.npy",
+        file.file_stem().unwrap().to_string_lossy()
+    ));
+    let out = Command::new(asg_binary())
+        .args(["dicom", "pixels", "--stage", "stored"])
+        .arg(file)
+        .arg("--npy")
+        .arg(&npy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&npy).unwrap();
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = String::from_utf8_lossy(&bytes[10..10 + hlen]).to_string();
+    assert!(header.contains("'descr': '<u2'"), "{header}");
+    bytes[10 + hlen..]
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect()
+}
+
+#[test]
+fn a_12_bit_lossy_jpeg_written_by_dcmtk_decodes_as_dcmtk_decodes_it() {
+    // JPEG Extended (process 4, 12 bits) as older CR and CT archives store it: dcmtk encodes a
+    // 12-bit film (dcmcjpeg +ee), and its own decoder (dcmdjpeg, IJG's 12-bit libjpeg) is the
+    // reference; asg-dicom decodes it with libjpeg-turbo (asg-jpeg12).
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, columns) = (96u32, 80u32);
+    let pixels: Vec<u16> = (0..rows * columns)
+        .map(|i| {
+            let (y, x) = ((i / columns) as f32, (i % columns) as f32);
+            (2048.0 + 1500.0 * (x / 9.0).sin() * (y / 13.0).cos()) as u16
+        })
+        .collect();
+    let native = dir.path().join("native.dcm");
+    asg_dicom::write_file(
+        &native,
+        &asg_dicom::NewImage {
+            rows,
+            columns,
+            pixels: pixels.clone(),
+            bits_stored: 12,
+            photometric_interpretation: "MONOCHROME2".into(),
+            rescale_slope: 1.0,
+            rescale_intercept: 0.0,
+            window: None,
+            pixel_spacing_mm: None,
+            view_position: Some("PA".into()),
+            modality: "DX".into(),
+            sop_class_uid: asg_dicom::SOP_CLASS_DX_PRESENTATION.into(),
+            study_instance_uid: asg_dicom::uid_from_u128(11),
+            series_instance_uid: asg_dicom::uid_from_u128(12),
+            sop_instance_uid: asg_dicom::uid_from_u128(13),
+            patient_name: "PHANTOM^TWELVE".into(),
+            patient_id: "PH0012".into(),
+            study_description: None,
+            transfer_syntax: asg_dicom::TransferSyntax::ExplicitVrLittleEndian,
+        },
+    )
+    .unwrap();
+    let lossy = dir.path().join("jpeg12.dcm");
+    let back = dir.path().join("back.dcm");
+    for (tool, args, from, to) in [
+        // +sr: keep the 12-bit range (dcmcjpeg's default, +sp, shifts the film's minimum to 0).
+        ("dcmcjpeg", vec!["+ee", "+sr", "+q", "85"], &native, &lossy),
+        ("dcmdjpeg", vec![], &lossy, &back),
+    ] {
+        let made = Command::new(tool)
+            .args(args)
+            .arg(from)
+            .arg(to)
+            .output()
+            .unwrap_or_else(|e| panic!("{tool} (dcmtk, installed by scripts/setup.sh): {e}"));
+        assert!(
+            made.status.success(),
+            "{tool}: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let info = Command::new(asg_binary())
+        .args(["dicom", "info"])
+        .arg(&lossy)
+        .output()
+        .unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(meta["transfer_syntax_uid"], "1.2.840.10008.1.2.4.51");
+    let ours = stored_u16(&lossy, dir.path());
+    let dcmtk = stored_u16(&back, dir.path());
+    assert_eq!(ours.len(), pixels.len());
+    let worst = ours
+        .iter()
+        .zip(&dcmtk)
+        .map(|(&a, &b)| (a as i32 - b as i32).abs())
+        .max()
+        .unwrap();
+    // Two IJG-derived decoders with the same integer IDCT: equal, or within a unit of rounding.
+    assert!(worst <= 1, "asg vs dcmdjpeg: worst difference {worst}");
+    // Lossy, but the film: the mean error is a small share of the 12-bit range.
+    let differs = ours.iter().zip(&pixels).any(|(&a, &b)| a != b);
+    let mean_error = ours
+        .iter()
+        .zip(&pixels)
+        .map(|(&a, &b)| (a as f64 - b as f64).abs())
+        .sum::<f64>()
+        / pixels.len() as f64;
+    eprintln!("12-bit JPEG at quality 85: mean error {mean_error:.1} of 4095");
+    assert!(differs && mean_error < 8.0, "mean error {mean_error}");
+}

@@ -1269,16 +1269,9 @@ fn jpeg_colour_frame(
         .flatten()
         .and_then(|e| e.fragments())
         .ok_or("JPEG pixel data is not encapsulated")?;
-    let data: Vec<u8> = if meta.frames == 1 {
-        fragments.iter().flat_map(|f| f.iter().copied()).collect()
-    } else if fragments.len() == meta.frames as usize {
-        fragments
-            .get(frame as usize)
-            .map(|f| f.to_vec())
-            .unwrap_or_default()
-    } else {
-        return Err("a multi-frame JPEG with fragments spanning frames, stored without the colour transform, is not read".into());
-    };
+    let data = jpeg_frame_bytes(fragments, meta, frame).ok_or(
+        "a multi-frame JPEG with fragments spanning frames, stored without the colour transform, is not read",
+    )?;
     let mut decoder = jpeg_decoder::Decoder::new(data.as_slice());
     // "RGB" copies the components as they are (jpeg-decoder 0.3's "None" keeps only one).
     decoder.set_color_transform(match colour {
@@ -1302,6 +1295,119 @@ fn jpeg_colour_frame(
         ));
     }
     Ok(pixels.into_iter().map(i64::from).collect())
+}
+
+/// The bytes of JPEG frame `frame`: every fragment of a single-frame image, or the frame's own
+/// fragment when there is one fragment a frame. None when fragments span frames.
+#[cfg(feature = "codecs")]
+fn jpeg_frame_bytes(
+    fragments: &[dicom_core::value::InMemFragment],
+    meta: &ImageMeta,
+    frame: u32,
+) -> Option<Vec<u8>> {
+    if meta.frames == 1 {
+        Some(fragments.iter().flat_map(|f| f.iter().copied()).collect())
+    } else if fragments.len() == meta.frames as usize {
+        Some(
+            fragments
+                .get(frame as usize)
+                .map(|f| f.to_vec())
+                .unwrap_or_default(),
+        )
+    } else {
+        None
+    }
+}
+
+/// The sample precision of a DCT JPEG frame (SOF0-SOF2: baseline, extended, progressive) when it
+/// is over 8 bits (JPEG Extended's 12-bit process 4), which jpeg-decoder cannot decode. None for
+/// 8-bit DCT, lossless JPEG (SOF3, which jpeg-decoder reads at any precision) and other syntaxes.
+fn jpeg_dct_precision_over_8(obj: &DefaultDicomObject) -> Option<u32> {
+    let ts = obj.meta().transfer_syntax().trim_end_matches('\0');
+    if !matches!(
+        ts,
+        "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51" | "1.2.840.10008.1.2.4.55"
+    ) {
+        return None;
+    }
+    let b = first_fragment(obj)?;
+    let at = jpeg_frame_header(b)?;
+    let marker = *b.get(at.checked_sub(3)?)?;
+    let precision = *b.get(at)? as u32;
+    (matches!(marker, 0xC0..=0xC2) && precision > 8).then_some(precision)
+}
+
+/// A grey JPEG frame of 9 to 12 bits per sample, decoded by libjpeg-turbo (asg-jpeg12, the
+/// `jpeg12` feature) into stored values, then read as native 16-bit data is.
+#[cfg(feature = "jpeg12")]
+fn decode_jpeg12(
+    obj: &DefaultDicomObject,
+    precision: u32,
+    meta: ImageMeta,
+    el: &Elements,
+    options: &ReadOptions,
+) -> Result<Image, DicomError> {
+    if meta.samples_per_pixel != 1 || meta.bits_allocated != 16 {
+        return Err(el.err(DicomErrorKind::Decode(format!(
+            "a {precision}-bit JPEG with {} samples per pixel and {} bits allocated: only grey 12-bit JPEG in 16 bits allocated is read",
+            meta.samples_per_pixel, meta.bits_allocated
+        ))));
+    }
+    let fragments = obj
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .and_then(|e| e.fragments())
+        .ok_or_else(|| {
+            el.err(DicomErrorKind::Decode(
+                "JPEG pixel data is not encapsulated".into(),
+            ))
+        })?;
+    let data = jpeg_frame_bytes(fragments, &meta, options.frame).ok_or_else(|| {
+        el.err(DicomErrorKind::Decode(
+            "a multi-frame 12-bit JPEG with fragments spanning frames is not read".into(),
+        ))
+    })?;
+    let cap = (meta.rows as u64 * meta.columns as u64).min(options.max_pixels);
+    let decoded = asg_jpeg12::decode_grey12(&data, cap)
+        .map_err(|e| el.err(DicomErrorKind::Decode(format!("12-bit JPEG: {e}"))))?;
+    if (decoded.height, decoded.width) != (meta.rows, meta.columns) {
+        return Err(el.err(DicomErrorKind::Decode(format!(
+            "the 12-bit JPEG stream decoded to {} x {}, the data set says {} x {}",
+            decoded.height, decoded.width, meta.rows, meta.columns
+        ))));
+    }
+    let bytes: Vec<u8> = decoded
+        .samples
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let count = decoded.samples.len();
+    let frame = crate::native::NativeFrame::from_le_frame(
+        &bytes,
+        0,
+        count,
+        16,
+        meta.bits_stored as u32,
+        meta.pixel_representation == 1,
+    )
+    .ok_or_else(|| el.err(DicomErrorKind::Decode("short 12-bit JPEG frame".into())))?;
+    decode_native(&frame, false, meta, el, options)
+}
+
+/// Without the `jpeg12` feature (the browser build): refused with what would read it.
+#[cfg(not(feature = "jpeg12"))]
+fn decode_jpeg12(
+    _obj: &DefaultDicomObject,
+    precision: u32,
+    meta: ImageMeta,
+    el: &Elements,
+    _options: &ReadOptions,
+) -> Result<Image, DicomError> {
+    Err(el.err(DicomErrorKind::Decode(format!(
+        "{precision}-bit lossy JPEG ({}) is decoded by the native build only (the jpeg12 codec, libjpeg-turbo); convert it with dcmdjpeg or gdcmconv --raw",
+        meta.transfer_syntax_uid
+    ))))
 }
 
 /// Validates an RLE Lossless frame before dicom-rs decodes it (its decoder indexes past short
@@ -1920,6 +2026,9 @@ fn decode(
         let samples = jpeg_colour_frame(obj, &meta, options.frame, colour)
             .map_err(|reason| el.err(DicomErrorKind::Decode(reason)))?;
         return colour_image(samples, meta, &el, options);
+    }
+    if let Some(precision) = jpeg_dct_precision_over_8(obj) {
+        return decode_jpeg12(obj, precision, meta, &el, options);
     }
     if meta.bits_allocated == 32 || meta.bits_allocated == 1 {
         return Err(el.err(DicomErrorKind::Decode(format!(
