@@ -87,7 +87,9 @@ enum Command {
         /// The data set folder (Chest ImaGenome layout, or phantoms).
         #[arg(long)]
         data: PathBuf,
-        /// train, validate or test.
+        /// train, validate or test, or several joined by "+" and evaluated as one set
+        /// (validate+test: the held-out films pooled, for threshold-free measures of a model
+        /// whose choice did not look at either; thresholds were chosen on the validation split).
         #[arg(long, default_value = "test")]
         split: String,
         /// Evaluate at most this many studies (0: all).
@@ -346,10 +348,13 @@ fn run() -> anyhow::Result<()> {
             probe_seeds,
             json,
         } => {
-            let split = parse_split_name(&split)?;
+            let splits = split
+                .split('+')
+                .map(parse_split_name)
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let m = asg_trainer::eval::load_model(&model)?;
             let options = asg_trainer::eval::EvalOptions {
-                split,
+                splits,
                 limit,
                 linear_probe: !no_probe,
                 probe_seeds,

@@ -15,10 +15,21 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+/// The splits' names joined by "+" ("validate+test").
+pub fn split_names(splits: &[Split]) -> String {
+    splits
+        .iter()
+        .map(|s| format!("{s:?}").to_lowercase())
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
 /// What to evaluate.
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
-    pub split: Split,
+    /// The splits evaluated together (e.g. validation and test pooled, for a larger held-out set
+    /// of a model whose choice did not look at the validation split).
+    pub splits: Vec<Split>,
     /// Evaluate at most this many studies of the split (0: all).
     pub limit: usize,
     /// Run the linear probes (needs features of the training split).
@@ -32,7 +43,7 @@ pub struct EvalOptions {
 impl Default for EvalOptions {
     fn default() -> Self {
         Self {
-            split: Split::Test,
+            splits: vec![Split::Test],
             limit: 0,
             linear_probe: true,
             probe_seeds: 5,
@@ -289,16 +300,16 @@ pub fn evaluate(
     let mut records: Vec<&Record> = dataset
         .records
         .iter()
-        .filter(|r| r.split == options.split)
+        .filter(|r| options.splits.contains(&r.split))
         .collect();
     if options.limit > 0 {
         records.truncate(options.limit);
     }
     if records.is_empty() {
         return Err(EvalError::Invalid(format!(
-            "{}: no studies in the {:?} split",
+            "{}: no studies in the {} split",
             data_root.display(),
-            options.split
+            split_names(&options.splits)
         )));
     }
     let findings: Vec<String> = asg_report::FINDINGS.iter().map(|f| f.to_string()).collect();
@@ -511,7 +522,7 @@ pub fn evaluate(
     Ok(EvalReport {
         model: model.describe(),
         data: data_root.display().to_string(),
-        split: format!("{:?}", options.split).to_lowercase(),
+        split: split_names(&options.splits),
         images: n,
         positives,
         image_auroc: PerName::new(&findings, image_auroc),
