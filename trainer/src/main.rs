@@ -84,6 +84,11 @@ enum Command {
         /// A run folder (asg-train fit) or a bundle folder (asg-train export).
         #[arg(long)]
         model: PathBuf,
+        /// More models read together with --model as an ensemble: their finding and region
+        /// logits averaged with its, everything else (boxes, heatmaps, text, thresholds) from
+        /// --model, which must take the largest input.
+        #[arg(long = "with")]
+        with: Vec<PathBuf>,
         /// The data set folder (Chest ImaGenome layout, or phantoms).
         #[arg(long)]
         data: PathBuf,
@@ -341,6 +346,7 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Eval {
             model,
+            with,
             data,
             split,
             limit,
@@ -352,7 +358,14 @@ fn run() -> anyhow::Result<()> {
                 .split('+')
                 .map(parse_split_name)
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let m = asg_trainer::eval::load_model(&model)?;
+            let mut m = asg_trainer::eval::load_model(&model)?;
+            if !with.is_empty() {
+                let mut members = vec![m];
+                for w in &with {
+                    members.push(asg_trainer::eval::load_model(w)?);
+                }
+                m = Box::new(asg_trainer::eval::models::Ensemble::new(members)?);
+            }
             let options = asg_trainer::eval::EvalOptions {
                 splits,
                 limit,

@@ -152,3 +152,99 @@ pub fn load_model(path: &Path) -> Result<Box<dyn EvalModel>, EvalError> {
         Ok(Box::new(CandleModel::load(path)?))
     }
 }
+
+/// Several models read as one: the finding and region logits are the members' means; everything
+/// else (boxes, heatmaps, embeddings, text, tokenizer, operating point) is the first member's,
+/// the primary. A member whose input is smaller than the primary's gets the primary's input
+/// area-averaged down to its size (a larger one is refused). For measuring what an ensemble would
+/// bring before building one into a bundle.
+pub struct Ensemble {
+    pub members: Vec<Box<dyn EvalModel>>,
+}
+
+impl Ensemble {
+    pub fn new(members: Vec<Box<dyn EvalModel>>) -> Result<Self, EvalError> {
+        let primary = members
+            .first()
+            .ok_or_else(|| EvalError::Invalid("an ensemble needs at least one model".into()))?;
+        let size = primary.input_size();
+        if let Some(m) = members.iter().find(|m| m.input_size() > size) {
+            return Err(EvalError::Invalid(format!(
+                "{} takes {} px, more than the primary's {size}: put the largest model first",
+                m.describe(),
+                m.input_size()
+            )));
+        }
+        Ok(Self { members })
+    }
+}
+
+impl EvalModel for Ensemble {
+    fn input_size(&self) -> usize {
+        self.members[0].input_size()
+    }
+    fn max_tokens(&self) -> usize {
+        self.members[0].max_tokens()
+    }
+    fn grid(&self) -> usize {
+        self.members[0].grid()
+    }
+    fn tokenizer(&self) -> &TextTokenizer {
+        self.members[0].tokenizer()
+    }
+    fn images(&self, pixels: &[f32], n: usize) -> Result<Vec<ImagePrediction>, EvalError> {
+        let s = self.input_size();
+        let mut out = self.members[0].images(pixels, n)?;
+        for m in &self.members[1..] {
+            let t = m.input_size();
+            let resized: Vec<f32> = if t == s {
+                pixels.to_vec()
+            } else {
+                pixels
+                    .chunks(s * s)
+                    .flat_map(|img| {
+                        asg_dicom::area_resize(img, s as u32, s as u32, t as u32, t as u32)
+                    })
+                    .collect()
+            };
+            for (acc, p) in out.iter_mut().zip(m.images(&resized, n)?) {
+                if acc.finding_logits.len() != p.finding_logits.len()
+                    || acc.region_logits.len() != p.region_logits.len()
+                {
+                    return Err(EvalError::Invalid(format!(
+                        "{} has other findings or regions than {}",
+                        m.describe(),
+                        self.members[0].describe()
+                    )));
+                }
+                acc.finding_logits
+                    .iter_mut()
+                    .zip(&p.finding_logits)
+                    .for_each(|(a, b)| *a += b);
+                acc.region_logits
+                    .iter_mut()
+                    .zip(&p.region_logits)
+                    .for_each(|(a, b)| *a += b);
+            }
+        }
+        let k = self.members.len() as f32;
+        for p in &mut out {
+            p.finding_logits.iter_mut().for_each(|v| *v /= k);
+            p.region_logits.iter_mut().for_each(|v| *v /= k);
+        }
+        Ok(out)
+    }
+    fn text(&self, inputs: &TextInputs) -> Result<(Vec<f32>, Vec<f32>), EvalError> {
+        self.members[0].text(inputs)
+    }
+    fn describe(&self) -> String {
+        let names: Vec<String> = self.members.iter().map(|m| m.describe()).collect();
+        format!(
+            "ensemble (mean finding and region logits; boxes, maps and text from the first) of {}",
+            names.join(" + ")
+        )
+    }
+    fn operating_point(&self) -> Option<OperatingPoint> {
+        self.members[0].operating_point()
+    }
+}
