@@ -127,6 +127,20 @@ enum Command {
         #[arg(long, default_value_t = asg_trainer::eval::STRESS_COPIES)]
         stress_copies: usize,
     },
+    /// Merge exported bundles into one: the first's image model on the bundle's input, the
+    /// others' on it area-averaged to their sizes, finding and region logits averaged, the rest
+    /// (boxes, heatmaps, embeddings, text model, manifest) the first's. The thresholds are the
+    /// first's until `asg-train retune` chooses the ensemble's own.
+    Ensemble {
+        /// The primary bundle (the largest input).
+        #[arg(long)]
+        model: PathBuf,
+        /// The other bundles (one or more).
+        #[arg(long = "with", required = true)]
+        with: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Export a run to a model bundle for the plugin: image.onnx, text.onnx, tokenizer.json,
     /// manifest.json. With --data, thresholds are chosen on its validation split (best F1) and
     /// the test split is evaluated through tract into the manifest's metrics.
@@ -407,6 +421,96 @@ fn run() -> anyhow::Result<()> {
             )?;
             evaluate_into_manifest(&out, &data, &mut manifest)?;
             eprintln!("wrote the retuned bundle to {}", out.display());
+        }
+        Command::Ensemble { model, with, out } => {
+            let read = |dir: &std::path::Path| -> anyhow::Result<(asg_bundle::Manifest, Vec<u8>)> {
+                let text = std::fs::read_to_string(dir.join(asg_bundle::MANIFEST_FILE))
+                    .with_context(|| format!("reading {}", dir.display()))?;
+                let manifest = asg_bundle::Manifest::from_json(&text)
+                    .with_context(|| format!("{}", dir.display()))?;
+                let image = std::fs::read(dir.join(&manifest.image_model))
+                    .with_context(|| format!("reading {}'s image model", dir.display()))?;
+                manifest
+                    .verify_file(&manifest.image_model, &image)
+                    .with_context(|| format!("{}", dir.display()))?;
+                Ok((manifest, image))
+            };
+            let (mut manifest, primary) = read(&model)?;
+            let others = with
+                .iter()
+                .map(|w| read(w))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            for ((m, _), w) in others.iter().zip(&with) {
+                anyhow::ensure!(
+                    m.findings == manifest.findings && m.regions == manifest.regions,
+                    "{}: other findings or regions than {}",
+                    w.display(),
+                    model.display()
+                );
+                anyhow::ensure!(
+                    m.input.mean == manifest.input.mean && m.input.std == manifest.input.std,
+                    "{}: another input normalisation than {}",
+                    w.display(),
+                    model.display()
+                );
+            }
+            let members: Vec<asg_trainer::export::ensemble::Member> = others
+                .iter()
+                .map(|(m, bytes)| asg_trainer::export::ensemble::Member {
+                    onnx: bytes,
+                    input_size: m.input.size as usize,
+                })
+                .collect();
+            let merged = asg_trainer::export::ensemble::merge_image_models(
+                &asg_trainer::export::ensemble::Member {
+                    onnx: &primary,
+                    input_size: manifest.input.size as usize,
+                },
+                &members,
+            )?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            for name in manifest
+                .files
+                .keys()
+                .filter(|n| **n != manifest.image_model)
+            {
+                let bytes = std::fs::read(model.join(name))
+                    .with_context(|| format!("reading {}", model.join(name).display()))?;
+                asg_trainer::export::bundle::write_atomically(&out, name, &bytes)?;
+            }
+            asg_trainer::export::bundle::write_atomically(&out, &manifest.image_model, &merged)?;
+            manifest.files.insert(
+                manifest.image_model.clone(),
+                asg_bundle::FileDigest::of(&merged),
+            );
+            let sizes: Vec<String> = std::iter::once(manifest.input.size)
+                .chain(others.iter().map(|(m, _)| m.input.size))
+                .map(|s| format!("{s} px"))
+                .collect();
+            manifest.description = format!(
+                "Ensemble of {} ASG models ({}): finding and region logits averaged; boxes, heatmaps and embeddings from the first. First: {}",
+                sizes.len(),
+                sizes.join(", "),
+                manifest.description
+            );
+            manifest.training.notes = format!(
+                "asg-train ensemble of {} with {}. {}",
+                model.display(),
+                with.iter()
+                    .map(|w| w.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                manifest.training.notes
+            );
+            asg_trainer::export::bundle::write_atomically(
+                &out,
+                asg_bundle::MANIFEST_FILE,
+                manifest.to_json().as_bytes(),
+            )?;
+            eprintln!(
+                "wrote the ensemble to {}; its thresholds are still the first bundle's: run asg-train retune",
+                out.display()
+            );
         }
         Command::Export {
             run,

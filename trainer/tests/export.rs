@@ -217,3 +217,64 @@ fn image_and_text_models_match_candle_on_phantom_studies() {
         );
     }
 }
+
+/// Two models merged into one image.onnx (export::ensemble) and run by tract, against Candle
+/// running each on its own input: finding and region logits the mean of the primary's on x and
+/// the member's on x area-averaged to its size; boxes, maps and embeddings the primary's.
+#[test]
+fn an_ensemble_image_model_equals_its_members_run_apart_and_averaged() {
+    use asg_trainer::export::ensemble::{merge_image_models, Member};
+    let big = config(1);
+    let mut small = config(1);
+    small.model.input_size = big.model.input_size / 2;
+    let a = model(&big, 50, 3);
+    let b = model(&small, 50, 4);
+    let (s, t) = (big.model.input_size, small.model.input_size);
+    let merged = merge_image_models(
+        &Member {
+            onnx: &image_onnx(&a).unwrap(),
+            input_size: s,
+        },
+        &[Member {
+            onnx: &image_onnx(&b).unwrap(),
+            input_size: t,
+        }],
+    )
+    .unwrap();
+    let n = 2;
+    let x = Tensor::randn(0f32, 1.0, (n, 1, s, s), &Device::Cpu).unwrap();
+    let pixels = flat(&x);
+    let smaller: Vec<f32> = pixels
+        .chunks(s * s)
+        .flat_map(|img| asg_dicom::area_resize(img, s as u32, s as u32, t as u32, t as u32))
+        .collect();
+    let y = Tensor::from_vec(smaller, (n, 1, t, t), &Device::Cpu).unwrap();
+    let (wa, wb) = (
+        image_outputs(&a, &x).unwrap(),
+        image_outputs(&b, &y).unwrap(),
+    );
+    let plan = load(&merged, vec![f32::fact([n, 1, s, s]).into()]);
+    let input = tract_ndarray::ArrayD::from_shape_vec(vec![n, 1, s, s], pixels)
+        .unwrap()
+        .into_tensor();
+    let got = plan.run(tvec!(input.into())).unwrap();
+    assert_eq!(got.len(), IMAGE_OUTPUTS.len());
+    for (i, ((name, _), g)) in IMAGE_OUTPUTS.iter().zip(got.iter()).enumerate() {
+        let g: Vec<f32> = g
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
+        let want: Vec<f32> = if matches!(*name, "finding_logits" | "region_logits") {
+            flat(&wa[i])
+                .iter()
+                .zip(flat(&wb[i]))
+                .map(|(p, q)| (p + q) / 2.0)
+                .collect()
+        } else {
+            flat(&wa[i])
+        };
+        assert_close(name, &want, &g);
+    }
+}

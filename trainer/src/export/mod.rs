@@ -8,6 +8,7 @@
 
 pub mod asg;
 pub mod bundle;
+pub mod ensemble;
 pub mod io;
 pub mod onnx;
 pub mod runtime;
