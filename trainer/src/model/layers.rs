@@ -226,7 +226,26 @@ impl QueryDecoder {
 /// A k x k convolution (no bias) written as im2col + one matrix product: Candle's CPU
 /// convolution backward runs a naive transposed convolution; this form's backward is matrix
 /// products and copies. Same result as `Tensor::conv2d` (tested), weight layout `[out, in, k, k]`.
+/// On the CPU the columns come from one op with its own backward ([`crate::model::im2col`]);
+/// elsewhere (CUDA) from composed Candle operations ([`conv2d_composed`]).
 pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 {
+        return conv2d_composed(x, weight, stride, pad);
+    }
+    let (b, _, h, w) = x.dims4()?;
+    let (cout, cin, k, _) = weight.dims4()?;
+    let cols = crate::model::im2col::im2col(x, k, stride, pad)?;
+    let (oh, ow) = (
+        (h + 2 * pad - k) / stride + 1,
+        (w + 2 * pad - k) / stride + 1,
+    );
+    let wm = weight.reshape((cout, cin * k * k))?;
+    wm.broadcast_matmul(&cols)?.reshape((b, cout, oh, ow))
+}
+
+/// [`conv2d`] from composed Candle operations (a narrow and a subsample per kernel tap, then a
+/// stack): what the fused CPU op is tested against, and the form other devices run.
+pub fn conv2d_composed(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
     let (cout, _, k, _) = weight.dims4()?;
     let (oh, ow) = (
@@ -316,6 +335,25 @@ impl Bn {
         let scale = per(&self.weight)?.broadcast_div(&(var + BN_EPS)?.sqrt()?)?;
         xc.broadcast_mul(&scale)?.broadcast_add(&per(&self.bias)?)
     }
+
+    /// [`Bn::forward_t`] then ReLU. Training on the CPU runs one fused op with its own backward
+    /// ([`crate::model::bn_relu`]); inference and other devices run the composed form.
+    pub fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if !train || !x.device().is_cpu() || x.dtype() != DType::F32 {
+            return self.forward_t(x, train)?.relu();
+        }
+        let (y, stats) = crate::model::bn_relu::bn_relu(x, &self.weight, &self.bias, BN_EPS)?;
+        let c = stats.mean.len();
+        let mean = Tensor::from_slice(&stats.mean, c, x.device())?;
+        let var = Tensor::from_slice(&stats.var, c, x.device())?;
+        let (momentum, n) = (0.1, stats.count as f64);
+        let rm = ((self.running_mean.as_tensor() * (1.0 - momentum))? + (mean * momentum)?)?;
+        let rv = ((self.running_var.as_tensor() * (1.0 - momentum))?
+            + (var * (momentum * n / (n - 1.0).max(1.0)))?)?;
+        self.running_mean.set(&rm)?;
+        self.running_var.set(&rv)?;
+        Ok(y)
+    }
 }
 
 /// Convolution + batch norm + ReLU.
@@ -344,8 +382,7 @@ impl ConvBn {
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.bn
-            .forward_t(&conv3x3(x, &self.weight, self.stride)?, train)?
-            .relu()
+            .forward_relu(&conv3x3(x, &self.weight, self.stride)?, train)
     }
 }
 
@@ -423,5 +460,158 @@ mod tests {
         }
         close(ours.running_var.as_tensor(), theirs.running_var());
         close(ours.running_mean.as_tensor(), theirs.running_mean());
+    }
+}
+
+/// The fused im2col ([`crate::model::im2col`]) against the composed form it replaces.
+#[cfg(test)]
+mod im2col_tests {
+    use super::{conv2d, conv2d_composed};
+    use crate::model::im2col::im2col;
+    use candle_core::Tensor;
+    use candle_core::{Device, Var};
+    use rand::{Rng, SeedableRng};
+
+    fn random(shape: &[usize], rng: &mut rand_chacha::ChaCha8Rng) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_fused_convolution_equals_the_composed_one_in_values_and_gradients() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+        // (b, c, h, w, k, stride, pad); C == H == W is a shape Candle's own conv got wrong.
+        for (b, c, h, w, k, stride, pad) in [
+            (2, 5, 5, 5, 3, 1, 1),
+            (2, 5, 5, 5, 3, 2, 1),
+            (2, 3, 16, 16, 7, 2, 3),
+            (1, 4, 7, 9, 3, 2, 1),
+            (3, 2, 6, 5, 3, 1, 1),
+            (1, 3, 8, 8, 1, 1, 0),
+            (2, 8, 8, 8, 3, 2, 0),
+        ] {
+            let x = Var::from_tensor(&random(&[b, c, h, w], &mut rng)).unwrap();
+            let kernel = Var::from_tensor(&random(&[4, c, k, k], &mut rng)).unwrap();
+            let fused = conv2d(x.as_tensor(), kernel.as_tensor(), stride, pad).unwrap();
+            let composed = conv2d_composed(x.as_tensor(), kernel.as_tensor(), stride, pad).unwrap();
+            let case = format!("{b}x{c}x{h}x{w} k{k} s{stride} p{pad}");
+            assert!(max_diff(&fused, &composed) < 1e-5, "values, {case}");
+            // A loss that weighs every output differently, so each gradient element is checked.
+            let weights = random(fused.dims(), &mut rng);
+            let g1 = (&fused * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g2 = (&composed * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for (name, v) in [("input", &x), ("kernel", &kernel)] {
+                let (a, b) = (
+                    g1.get(v.as_tensor()).unwrap(),
+                    g2.get(v.as_tensor()).unwrap(),
+                );
+                assert!(max_diff(a, b) < 1e-4, "{name} gradient, {case}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_larger_than_the_padded_input_is_an_error() {
+        let x = Tensor::zeros((1, 1, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(im2col(&x, 5, 1, 1).is_err());
+        assert!(im2col(&x, 3, 0, 1).is_err());
+    }
+}
+
+/// The fused batch norm + ReLU ([`crate::model::bn_relu`]) against the composed form.
+#[cfg(test)]
+mod bn_relu_tests {
+    use super::Bn;
+    use candle_core::{DType, Device, Tensor, Var};
+    use candle_nn::VarBuilder;
+    use rand::{Rng, SeedableRng};
+
+    fn random(shape: &[usize], lo: f32, hi: f32, rng: &mut rand_chacha::ChaCha8Rng) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_fused_batch_norm_and_relu_equal_the_composed_ones() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(23);
+        // C == H == W among them (a shape Candle's own conv got wrong).
+        for shape in [[3, 5, 4, 6], [2, 6, 6, 6], [1, 3, 7, 5], [4, 2, 1, 1]] {
+            let c = shape[1];
+            let x = Var::from_tensor(&random(&shape, -2.0, 3.0, &mut rng)).unwrap();
+            let gamma = random(&[c], 0.5, 1.5, &mut rng);
+            let beta = random(&[c], -0.5, 0.5, &mut rng);
+            let weights = random(&shape, -1.0, 1.0, &mut rng);
+            let mut results = vec![];
+            for fused in [true, false] {
+                let mut map = candle_nn::VarMap::new();
+                let bn =
+                    Bn::new(c, VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu)).unwrap();
+                map.set_one("weight", &gamma).unwrap();
+                map.set_one("bias", &beta).unwrap();
+                let y = if fused {
+                    bn.forward_relu(x.as_tensor(), true).unwrap()
+                } else {
+                    bn.forward_t(x.as_tensor(), true).unwrap().relu().unwrap()
+                };
+                let grads = (&y * &weights)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                results.push((
+                    y,
+                    grads.get(x.as_tensor()).unwrap().clone(),
+                    grads.get(&bn.weight).unwrap().clone(),
+                    grads.get(&bn.bias).unwrap().clone(),
+                    bn.running_mean.as_tensor().clone(),
+                    bn.running_var.as_tensor().clone(),
+                ));
+            }
+            let (a, b) = (&results[0], &results[1]);
+            let case = format!("{shape:?}");
+            assert!(max_diff(&a.0, &b.0) < 1e-5, "values, {case}");
+            assert!(max_diff(&a.1, &b.1) < 1e-4, "input gradient, {case}");
+            assert!(max_diff(&a.2, &b.2) < 1e-4, "weight gradient, {case}");
+            assert!(max_diff(&a.3, &b.3) < 1e-4, "bias gradient, {case}");
+            assert!(max_diff(&a.4, &b.4) < 1e-6, "running mean, {case}");
+            assert!(max_diff(&a.5, &b.5) < 1e-5, "running variance, {case}");
+        }
     }
 }

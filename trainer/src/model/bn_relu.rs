@@ -1,0 +1,199 @@
+//! Batch normalisation (training mode) and ReLU as one Candle op with its own backward, for the
+//! CPU: the composed form (three reductions for the mean, a subtraction, a square, three more
+//! reductions, a scale, a shift, a ReLU, and as many steps back) reads and writes the feature map
+//! a dozen times each way; this one reads it twice and writes it once going forward, and reads
+//! three maps and writes one going back. Tested equal, values, gradients and running statistics,
+//! to the composed form it replaces (`layers::Bn` + ReLU, kept for inference and other devices).
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use std::sync::{Arc, Mutex};
+
+/// The batch statistics of one forward pass, per channel.
+#[derive(Debug, Clone)]
+pub struct BatchStats {
+    pub mean: Vec<f32>,
+    /// The biased variance (what normalises the batch).
+    pub var: Vec<f32>,
+    pub(crate) inv_std: Vec<f32>,
+    /// Values averaged per channel (batch x height x width).
+    pub count: usize,
+}
+
+struct BnRelu {
+    eps: f64,
+    /// Written by the forward pass; read by the backward pass and by the caller (running stats).
+    stats: Arc<Mutex<Option<BatchStats>>>,
+}
+
+fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("bn_relu: {what} must be f32");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("bn_relu: {what} must be contiguous");
+    };
+    Ok(&data[start..end])
+}
+
+/// The `hw`-long runs of channel `ci` in a contiguous `[b, c, h, w]` buffer.
+fn runs(data: &[f32], b: usize, c: usize, hw: usize, ci: usize) -> impl Iterator<Item = &[f32]> {
+    (0..b).map(move |bi| &data[(bi * c + ci) * hw..(bi * c + ci + 1) * hw])
+}
+
+impl CustomOp3 for BnRelu {
+    fn name(&self) -> &'static str {
+        "bn_relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous(s1, l1, "the input")?;
+        let (weight, bias) = (
+            contiguous(s2, l2, "the weight")?,
+            contiguous(s3, l3, "the bias")?,
+        );
+        let (b, c, h, w) = l1.shape().dims4()?;
+        if weight.len() != c || bias.len() != c {
+            candle_core::bail!(
+                "bn_relu: {c} channels, {} weights, {} biases",
+                weight.len(),
+                bias.len()
+            );
+        }
+        let hw = h * w;
+        let n = b * hw;
+        let mut stats = BatchStats {
+            mean: vec![0.0; c],
+            var: vec![0.0; c],
+            inv_std: vec![0.0; c],
+            count: n,
+        };
+        let mut y = vec![0f32; x.len()];
+        for ci in 0..c {
+            // Two passes (mean, then squared deviations), as the composed form computes them.
+            let sum: f64 = runs(x, b, c, hw, ci)
+                .map(|r| r.iter().map(|&v| v as f64).sum::<f64>())
+                .sum();
+            let mean = (sum / n as f64) as f32;
+            let sq: f64 = runs(x, b, c, hw, ci)
+                .map(|r| {
+                    r.iter()
+                        .map(|&v| {
+                            let d = (v - mean) as f64;
+                            d * d
+                        })
+                        .sum::<f64>()
+                })
+                .sum();
+            let var = (sq / n as f64) as f32;
+            let inv_std = (1.0 / (var as f64 + self.eps).sqrt()) as f32;
+            let (scale, shift) = (weight[ci] * inv_std, bias[ci]);
+            for bi in 0..b {
+                let at = (bi * c + ci) * hw;
+                for (o, &v) in y[at..at + hw].iter_mut().zip(&x[at..at + hw]) {
+                    *o = ((v - mean) * scale + shift).max(0.0);
+                }
+            }
+            stats.mean[ci] = mean;
+            stats.var[ci] = var;
+            stats.inv_std[ci] = inv_std;
+        }
+        let mut slot = self
+            .stats
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("bn_relu: statistics lock poisoned".into()))?;
+        *slot = Some(stats);
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let stats = self
+            .stats
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("bn_relu: statistics lock poisoned".into()))?
+            .clone()
+            .ok_or_else(|| candle_core::Error::Msg("bn_relu: backward before forward".into()))?;
+        let (b, c, h, w) = x.dims4()?;
+        let hw = h * w;
+        let n = (b * hw) as f32;
+        let xs: Vec<f32> = x.contiguous()?.flatten_all()?.to_vec1()?;
+        let ys: Vec<f32> = res.contiguous()?.flatten_all()?.to_vec1()?;
+        let gs: Vec<f32> = grad_res.contiguous()?.flatten_all()?.to_vec1()?;
+        let ws: Vec<f32> = weight.flatten_all()?.to_vec1()?;
+        let mut dx = vec![0f32; xs.len()];
+        let (mut dweight, mut dbias) = (vec![0f32; c], vec![0f32; c]);
+        for ci in 0..c {
+            let (mean, inv_std) = (stats.mean[ci], stats.inv_std[ci]);
+            // The ReLU passes the gradient where it passed the value.
+            let (mut sum_dz, mut sum_dz_xhat) = (0f64, 0f64);
+            for bi in 0..b {
+                let at = (bi * c + ci) * hw;
+                for i in at..at + hw {
+                    if ys[i] > 0.0 {
+                        let dz = gs[i] as f64;
+                        sum_dz += dz;
+                        sum_dz_xhat += dz * ((xs[i] - mean) * inv_std) as f64;
+                    }
+                }
+            }
+            dbias[ci] = sum_dz as f32;
+            dweight[ci] = sum_dz_xhat as f32;
+            let (mean_dz, mean_dz_xhat) = ((sum_dz as f32) / n, (sum_dz_xhat as f32) / n);
+            let k = ws[ci] * inv_std;
+            for bi in 0..b {
+                let at = (bi * c + ci) * hw;
+                for i in at..at + hw {
+                    let dz = if ys[i] > 0.0 { gs[i] } else { 0.0 };
+                    let xhat = (xs[i] - mean) * inv_std;
+                    dx[i] = k * (dz - mean_dz - xhat * mean_dz_xhat);
+                }
+            }
+        }
+        let device = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, (b, c, h, w), device)?),
+            Some(Tensor::from_vec(dweight, weight.shape(), device)?),
+            Some(Tensor::from_vec(dbias, weight.shape(), device)?),
+        ))
+    }
+}
+
+/// ReLU of the batch-normalised `x` (`[b, c, h, w]`, f32, on the CPU; training mode: the batch's
+/// own statistics) scaled by `weight` and shifted by `bias` (`[c]`), with a backward pass to all
+/// three; and the batch statistics, for the running ones.
+pub fn bn_relu(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, BatchStats)> {
+    let stats = Arc::new(Mutex::new(None));
+    let y = x.contiguous()?.apply_op3(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        BnRelu {
+            eps,
+            stats: stats.clone(),
+        },
+    )?;
+    let out = stats
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("bn_relu: statistics lock poisoned".into()))?
+        .clone()
+        .ok_or_else(|| candle_core::Error::Msg("bn_relu: no statistics after forward".into()))?;
+    Ok((y, out))
+}
