@@ -11,7 +11,7 @@ target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import j
 cargo build --release -q -p asg-trainer --example train_bench
 echo "| config | batch | input | parameters | Candle s/step | PyTorch s/step | Candle img/s | PyTorch img/s | Candle / PyTorch time |"
 echo "|---|---|---|---|---|---|---|---|---|"
-for c in tiny small default; do
+for c in tiny small default real160p; do
   cfg="trainer/configs/$c.toml"
   ours="$("$target_dir/release/examples/train_bench" "$cfg" "$steps")"
   theirs="$("$python" bench/train_torch.py "$cfg" "$steps")"

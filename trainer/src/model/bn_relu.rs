@@ -127,17 +127,66 @@ impl CustomOp3 for BnRelu {
             .map_err(|_| candle_core::Error::Msg("bn_relu: statistics lock poisoned".into()))?
             .clone()
             .ok_or_else(|| candle_core::Error::Msg("bn_relu: backward before forward".into()))?;
-        let (b, c, h, w) = x.dims4()?;
+        let sums = Arc::new(Mutex::new(None));
+        // The input gradient from the three maps read in place (no copies of them).
+        let dx = x.contiguous()?.apply_op3_no_bwd(
+            &res.contiguous()?,
+            &grad_res.contiguous()?,
+            &BnReluBackward {
+                stats,
+                weight: weight.flatten_all()?.to_vec1()?,
+                sums: sums.clone(),
+            },
+        )?;
+        let (dweight, dbias) = sums
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("bn_relu: gradient lock poisoned".into()))?
+            .take()
+            .ok_or_else(|| candle_core::Error::Msg("bn_relu: no weight gradient".into()))?;
+        let device = x.device();
+        Ok((
+            Some(dx),
+            Some(Tensor::from_vec(dweight, weight.shape(), device)?),
+            Some(Tensor::from_vec(dbias, weight.shape(), device)?),
+        ))
+    }
+}
+
+/// The backward pass of [`BnRelu`] over (input, output, output gradient): the input gradient,
+/// with the weight and bias gradients (per channel) left in `sums`.
+struct BnReluBackward {
+    stats: BatchStats,
+    weight: Vec<f32>,
+    sums: Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>,
+}
+
+impl CustomOp3 for BnReluBackward {
+    fn name(&self) -> &'static str {
+        "bn_relu_backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let xs = contiguous(s1, l1, "the input")?;
+        let ys = contiguous(s2, l2, "the output")?;
+        let gs = contiguous(s3, l3, "the output gradient")?;
+        let (b, c, h, w) = l1.shape().dims4()?;
+        if ys.len() != xs.len() || gs.len() != xs.len() || self.weight.len() != c {
+            candle_core::bail!("bn_relu backward: shapes do not match");
+        }
         let hw = h * w;
         let n = (b * hw) as f32;
-        let xs: Vec<f32> = x.contiguous()?.flatten_all()?.to_vec1()?;
-        let ys: Vec<f32> = res.contiguous()?.flatten_all()?.to_vec1()?;
-        let gs: Vec<f32> = grad_res.contiguous()?.flatten_all()?.to_vec1()?;
-        let ws: Vec<f32> = weight.flatten_all()?.to_vec1()?;
         let mut dx = vec![0f32; xs.len()];
         let (mut dweight, mut dbias) = (vec![0f32; c], vec![0f32; c]);
         for ci in 0..c {
-            let (mean, inv_std) = (stats.mean[ci], stats.inv_std[ci]);
+            let (mean, inv_std) = (self.stats.mean[ci], self.stats.inv_std[ci]);
             // The ReLU passes the gradient where it passed the value.
             let (mut sum_dz, mut sum_dz_xhat) = (0f64, 0f64);
             for bi in 0..b {
@@ -153,7 +202,7 @@ impl CustomOp3 for BnRelu {
             dbias[ci] = sum_dz as f32;
             dweight[ci] = sum_dz_xhat as f32;
             let (mean_dz, mean_dz_xhat) = ((sum_dz as f32) / n, (sum_dz_xhat as f32) / n);
-            let k = ws[ci] * inv_std;
+            let k = self.weight[ci] * inv_std;
             for bi in 0..b {
                 let at = (bi * c + ci) * hw;
                 for i in at..at + hw {
@@ -163,12 +212,12 @@ impl CustomOp3 for BnRelu {
                 }
             }
         }
-        let device = x.device();
-        Ok((
-            Some(Tensor::from_vec(dx, (b, c, h, w), device)?),
-            Some(Tensor::from_vec(dweight, weight.shape(), device)?),
-            Some(Tensor::from_vec(dbias, weight.shape(), device)?),
-        ))
+        *self
+            .sums
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("bn_relu: gradient lock poisoned".into()))? =
+            Some((dweight, dbias));
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
 
