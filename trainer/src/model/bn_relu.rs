@@ -152,12 +152,15 @@ impl CustomOp3 for BnRelu {
     }
 }
 
+/// The weight and bias gradients, per channel.
+type ParamGrads = (Vec<f32>, Vec<f32>);
+
 /// The backward pass of [`BnRelu`] over (input, output, output gradient): the input gradient,
-/// with the weight and bias gradients (per channel) left in `sums`.
+/// with the weight and bias gradients left in `sums`.
 struct BnReluBackward {
     stats: BatchStats,
     weight: Vec<f32>,
-    sums: Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>,
+    sums: Arc<Mutex<Option<ParamGrads>>>,
 }
 
 impl CustomOp3 for BnReluBackward {
