@@ -11,6 +11,10 @@
 # Work files go to ${ASG_WORK:-target/train-real}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# mimalloc keeps freed memory mapped instead of handing it back to the kernel after a delay: a
+# step allocates and frees the same large feature maps every time, and re-faulting them (the
+# kernel zeroing fresh pages) took ~19% of a step; ~8% faster on this CPU (BENCHMARKS.md).
+export MIMALLOC_PURGE_DELAY="${MIMALLOC_PURGE_DELAY:--1}"
 work="${ASG_WORK:-target/train-real}"
 real="${REALCXR:-../shared/realcxr}"
 config="${CONFIG:-trainer/configs/real.toml}"
