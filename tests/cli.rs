@@ -349,17 +349,11 @@ fn dicom_info_and_pixels_for_outside_checks() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let bytes = std::fs::read(&npy).unwrap();
-    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = String::from_utf8_lossy(&bytes[10..10 + hlen]).to_string();
+    let (header, values) = read_npy_u16(&npy);
     assert!(
         header.contains("'descr': '<u2'") && header.contains("'shape': (96, 96)"),
         "{header}"
     );
-    let values: Vec<u16> = bytes[10 + hlen..]
-        .chunks(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .collect();
     // The phantom's stored values, rendered again from the same seed.
     let truth: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fx.dicom(0).with_extension("json")).unwrap())
@@ -935,14 +929,21 @@ fn stored_u16(file: &std::path::Path, dir: &std::path::Path) -> Vec<u16> {
         file.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let bytes = std::fs::read(&npy).unwrap();
+    let (header, values) = read_npy_u16(&npy);
+    assert!(header.contains("'descr': '<u2'"), "{header}");
+    values
+}
+
+/// A version-1 .npy file as its header text and its data read as little-endian u16 values.
+fn read_npy_u16(path: &std::path::Path) -> (String, Vec<u16>) {
+    let bytes = std::fs::read(path).unwrap();
     let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     let header = String::from_utf8_lossy(&bytes[10..10 + hlen]).to_string();
-    assert!(header.contains("'descr': '<u2'"), "{header}");
-    bytes[10 + hlen..]
+    let values = bytes[10 + hlen..]
         .chunks(2)
         .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .collect()
+        .collect();
+    (header, values)
 }
 
 #[test]

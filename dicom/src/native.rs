@@ -110,6 +110,19 @@ impl<'a> NativeFrame<'a> {
             .then_some(frame)
     }
 
+    /// A whole frame of 16-bit samples already decoded into host-order words (a codec's output).
+    #[cfg(feature = "jpeg12")]
+    pub(crate) fn from_words(words: &'a [u16], bits_stored: u32, signed: bool) -> Self {
+        Self {
+            held: Held::Words(words, Endian::Little),
+            bits_allocated: 16,
+            bits_stored: bits_stored.clamp(1, 16),
+            signed,
+            first: 0,
+            count: words.len(),
+        }
+    }
+
     /// How many samples the held data has room for.
     fn available(&self) -> u64 {
         let bits = match self.held {

@@ -1377,21 +1377,11 @@ fn decode_jpeg12(
             decoded.height, decoded.width, meta.rows, meta.columns
         ))));
     }
-    let bytes: Vec<u8> = decoded
-        .samples
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-    let count = decoded.samples.len();
-    let frame = crate::native::NativeFrame::from_le_frame(
-        &bytes,
-        0,
-        count,
-        16,
+    let frame = crate::native::NativeFrame::from_words(
+        &decoded.samples,
         meta.bits_stored as u32,
         meta.pixel_representation == 1,
-    )
-    .ok_or_else(|| el.err(DicomErrorKind::Decode("short 12-bit JPEG frame".into())))?;
+    );
     decode_native(&frame, false, meta, el, options)
 }
 

@@ -73,25 +73,34 @@ fn flat(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1().unwrap()
 }
 
-fn check_image(model: &asg::AsgModel, x: &Tensor) {
-    let onnx = image_onnx(model).unwrap();
+/// An image model run by tract on `x`: each output's shape and values, in [`IMAGE_OUTPUTS`] order.
+fn run_image_model(onnx: &[u8], x: &Tensor) -> Vec<(Vec<usize>, Vec<f32>)> {
     let dims = x.dims().to_vec();
-    let plan = load(&onnx, vec![f32::fact(&dims).into()]);
+    let plan = load(onnx, vec![f32::fact(&dims).into()]);
     let input = tract_ndarray::ArrayD::from_shape_vec(dims, flat(x))
         .unwrap()
         .into_tensor();
     let got = plan.run(tvec!(input.into())).unwrap();
-    let want = image_outputs(model, x).unwrap();
     assert_eq!(got.len(), IMAGE_OUTPUTS.len());
-    for ((name, _), (g, w)) in IMAGE_OUTPUTS.iter().zip(got.iter().zip(&want)) {
-        assert_eq!(g.shape(), w.dims(), "{name}: shapes differ");
-        let g: Vec<f32> = g
-            .to_plain_array_view::<f32>()
-            .unwrap()
-            .iter()
-            .copied()
-            .collect();
-        assert_close(name, &flat(w), &g);
+    got.iter()
+        .map(|g| {
+            let values = g
+                .to_plain_array_view::<f32>()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect();
+            (g.shape().to_vec(), values)
+        })
+        .collect()
+}
+
+fn check_image(model: &asg::AsgModel, x: &Tensor) {
+    let got = run_image_model(&image_onnx(model).unwrap(), x);
+    let want = image_outputs(model, x).unwrap();
+    for ((name, _), ((shape, g), w)) in IMAGE_OUTPUTS.iter().zip(got.iter().zip(&want)) {
+        assert_eq!(shape.as_slice(), w.dims(), "{name}: shapes differ");
+        assert_close(name, &flat(w), g);
     }
 }
 
@@ -253,19 +262,8 @@ fn an_ensemble_image_model_equals_its_members_run_apart_and_averaged() {
         image_outputs(&a, &x).unwrap(),
         image_outputs(&b, &y).unwrap(),
     );
-    let plan = load(&merged, vec![f32::fact([n, 1, s, s]).into()]);
-    let input = tract_ndarray::ArrayD::from_shape_vec(vec![n, 1, s, s], pixels)
-        .unwrap()
-        .into_tensor();
-    let got = plan.run(tvec!(input.into())).unwrap();
-    assert_eq!(got.len(), IMAGE_OUTPUTS.len());
-    for (i, ((name, _), g)) in IMAGE_OUTPUTS.iter().zip(got.iter()).enumerate() {
-        let g: Vec<f32> = g
-            .to_plain_array_view::<f32>()
-            .unwrap()
-            .iter()
-            .copied()
-            .collect();
+    let got = run_image_model(&merged, &x);
+    for (i, ((name, _), (_, g))) in IMAGE_OUTPUTS.iter().zip(got.iter()).enumerate() {
         let want: Vec<f32> = if matches!(*name, "finding_logits" | "region_logits") {
             flat(&wa[i])
                 .iter()
@@ -275,6 +273,6 @@ fn an_ensemble_image_model_equals_its_members_run_apart_and_averaged() {
         } else {
             flat(&wa[i])
         };
-        assert_close(name, &want, &g);
+        assert_close(name, &want, g);
     }
 }

@@ -197,15 +197,16 @@ impl EvalModel for Ensemble {
         let mut out = self.members[0].images(pixels, n)?;
         for m in &self.members[1..] {
             let t = m.input_size();
-            let resized: Vec<f32> = if t == s {
-                pixels.to_vec()
+            let resized: std::borrow::Cow<[f32]> = if t == s {
+                pixels.into()
             } else {
                 pixels
                     .chunks(s * s)
                     .flat_map(|img| {
                         asg_dicom::area_resize(img, s as u32, s as u32, t as u32, t as u32)
                     })
-                    .collect()
+                    .collect::<Vec<f32>>()
+                    .into()
             };
             for (acc, p) in out.iter_mut().zip(m.images(&resized, n)?) {
                 if acc.finding_logits.len() != p.finding_logits.len()

@@ -5,7 +5,7 @@
 //! is the primary's. The bundle keeps one input, one set of outputs and one manifest, so the
 //! plugin, the browser and the Python package run it unchanged.
 
-use crate::export::onnx::ExportError;
+use crate::export::onnx::{float_initializer as floats, node_proto as node, ExportError};
 use prost::Message;
 use tract_onnx::pb;
 
@@ -80,26 +80,6 @@ pub fn area_matrix(from: usize, to: usize) -> Vec<f32> {
         }
     }
     m
-}
-
-fn floats(name: &str, dims: &[usize], values: &[f32]) -> pb::TensorProto {
-    pb::TensorProto {
-        name: name.to_string(),
-        dims: dims.iter().map(|&d| d as i64).collect(),
-        data_type: pb::tensor_proto::DataType::Float as i32,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
-    pb::NodeProto {
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.to_string()],
-        name: output.to_string(),
-        op_type: op.to_string(),
-        ..Default::default()
-    }
 }
 
 /// Merges `primary` and `others` into one image model (see the module text). Every member must

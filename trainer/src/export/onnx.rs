@@ -37,6 +37,28 @@ pub enum Attr {
     Float(f32),
 }
 
+/// An f32 initializer: `values` in little-endian raw data, of shape `dims`.
+pub fn float_initializer(name: &str, dims: &[usize], values: &[f32]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.to_string(),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: pb::tensor_proto::DataType::Float as i32,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A node without attributes whose single output, and node name, is `output`.
+pub fn node_proto(op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
+    pb::NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.to_string()],
+        name: output.to_string(),
+        op_type: op.to_string(),
+        ..Default::default()
+    }
+}
+
 /// A graph under construction.
 #[derive(Debug, Default)]
 pub struct GraphBuilder {
@@ -168,13 +190,8 @@ impl GraphBuilder {
             )));
         }
         self.claim(name)?;
-        self.initializers.push(pb::TensorProto {
-            name: name.to_string(),
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: pb::tensor_proto::DataType::Float as i32,
-            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..Default::default()
-        });
+        self.initializers
+            .push(float_initializer(name, dims, values));
         Ok(name.to_string())
     }
 
@@ -212,14 +229,9 @@ impl GraphBuilder {
                 a
             })
             .collect();
-        self.nodes.push(pb::NodeProto {
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![output.to_string()],
-            name: output.to_string(),
-            op_type: op.to_string(),
-            attribute,
-            ..Default::default()
-        });
+        let mut node = node_proto(op, inputs, output);
+        node.attribute = attribute;
+        self.nodes.push(node);
         Ok(output.to_string())
     }
 

@@ -19,10 +19,41 @@ pub struct BatchStats {
     pub count: usize,
 }
 
+/// A value an op's pass leaves for its caller or for its backward pass (shared by clones).
+struct Slot<T>(Arc<Mutex<Option<T>>>);
+
+impl<T: Clone> Slot<T> {
+    fn new() -> Self {
+        Self(Arc::new(Mutex::new(None)))
+    }
+
+    fn share(&self) -> Self {
+        Self(self.0.clone())
+    }
+
+    fn put(&self, value: T) -> Result<()> {
+        *self
+            .0
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("bn_relu: a result lock is poisoned".into()))? =
+            Some(value);
+        Ok(())
+    }
+
+    /// The value, or an error naming what is missing.
+    fn get(&self, what: &str) -> Result<T> {
+        self.0
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("bn_relu: a result lock is poisoned".into()))?
+            .clone()
+            .ok_or_else(|| candle_core::Error::Msg(format!("bn_relu: no {what}")))
+    }
+}
+
 struct BnRelu {
     eps: f64,
     /// Written by the forward pass; read by the backward pass and by the caller (running stats).
-    stats: Arc<Mutex<Option<BatchStats>>>,
+    stats: Slot<BatchStats>,
 }
 
 fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -105,11 +136,7 @@ impl CustomOp3 for BnRelu {
             stats.var[ci] = var;
             stats.inv_std[ci] = inv_std;
         }
-        let mut slot = self
-            .stats
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("bn_relu: statistics lock poisoned".into()))?;
-        *slot = Some(stats);
+        self.stats.put(stats)?;
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -121,13 +148,8 @@ impl CustomOp3 for BnRelu {
         res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let stats = self
-            .stats
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("bn_relu: statistics lock poisoned".into()))?
-            .clone()
-            .ok_or_else(|| candle_core::Error::Msg("bn_relu: backward before forward".into()))?;
-        let sums = Arc::new(Mutex::new(None));
+        let stats = self.stats.get("statistics from a forward pass")?;
+        let sums = Slot::new();
         // The input gradient from the three maps read in place (no copies of them).
         let dx = x.contiguous()?.apply_op3_no_bwd(
             &res.contiguous()?,
@@ -135,14 +157,10 @@ impl CustomOp3 for BnRelu {
             &BnReluBackward {
                 stats,
                 weight: weight.flatten_all()?.to_vec1()?,
-                sums: sums.clone(),
+                sums: sums.share(),
             },
         )?;
-        let (dweight, dbias) = sums
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("bn_relu: gradient lock poisoned".into()))?
-            .take()
-            .ok_or_else(|| candle_core::Error::Msg("bn_relu: no weight gradient".into()))?;
+        let (dweight, dbias) = sums.get("weight gradient")?;
         let device = x.device();
         Ok((
             Some(dx),
@@ -160,7 +178,7 @@ type ParamGrads = (Vec<f32>, Vec<f32>);
 struct BnReluBackward {
     stats: BatchStats,
     weight: Vec<f32>,
-    sums: Arc<Mutex<Option<ParamGrads>>>,
+    sums: Slot<ParamGrads>,
 }
 
 impl CustomOp3 for BnReluBackward {
@@ -215,11 +233,7 @@ impl CustomOp3 for BnReluBackward {
                 }
             }
         }
-        *self
-            .sums
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("bn_relu: gradient lock poisoned".into()))? =
-            Some((dweight, dbias));
+        self.sums.put((dweight, dbias))?;
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -233,19 +247,14 @@ pub fn bn_relu(
     bias: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, BatchStats)> {
-    let stats = Arc::new(Mutex::new(None));
+    let stats = Slot::new();
     let y = x.contiguous()?.apply_op3(
         &weight.contiguous()?,
         &bias.contiguous()?,
         BnRelu {
             eps,
-            stats: stats.clone(),
+            stats: stats.share(),
         },
     )?;
-    let out = stats
-        .lock()
-        .map_err(|_| candle_core::Error::Msg("bn_relu: statistics lock poisoned".into()))?
-        .clone()
-        .ok_or_else(|| candle_core::Error::Msg("bn_relu: no statistics after forward".into()))?;
-    Ok((y, out))
+    Ok((y, stats.get("statistics after the forward pass")?))
 }

@@ -325,13 +325,11 @@ impl Bn {
         let mean = (x.sum_keepdim(3)?.sum_keepdim(2)?.sum_keepdim(0)? / n)?; // [1, c, 1, 1]
         let xc = x.broadcast_sub(&mean)?;
         let var = (xc.sqr()?.sum_keepdim(3)?.sum_keepdim(2)?.sum_keepdim(0)? / n)?;
-        let momentum = 0.1;
-        let rm = ((self.running_mean.as_tensor() * (1.0 - momentum))?
-            + (mean.flatten_all()?.detach() * momentum)?)?;
-        let rv = ((self.running_var.as_tensor() * (1.0 - momentum))?
-            + (var.flatten_all()?.detach() * (momentum * n / (n - 1.0).max(1.0)))?)?;
-        self.running_mean.set(&rm)?;
-        self.running_var.set(&rv)?;
+        self.update_running(
+            &mean.flatten_all()?.detach(),
+            &var.flatten_all()?.detach(),
+            n,
+        )?;
         let scale = per(&self.weight)?.broadcast_div(&(var + BN_EPS)?.sqrt()?)?;
         xc.broadcast_mul(&scale)?.broadcast_add(&per(&self.bias)?)
     }
@@ -344,15 +342,23 @@ impl Bn {
         }
         let (y, stats) = crate::model::bn_relu::bn_relu(x, &self.weight, &self.bias, BN_EPS)?;
         let c = stats.mean.len();
-        let mean = Tensor::from_slice(&stats.mean, c, x.device())?;
-        let var = Tensor::from_slice(&stats.var, c, x.device())?;
-        let (momentum, n) = (0.1, stats.count as f64);
+        self.update_running(
+            &Tensor::from_slice(&stats.mean, c, x.device())?,
+            &Tensor::from_slice(&stats.var, c, x.device())?,
+            stats.count as f64,
+        )?;
+        Ok(y)
+    }
+
+    /// Folds a batch's per-channel mean and (biased) variance over `n` values into the running
+    /// statistics: momentum 0.1, the variance made unbiased.
+    fn update_running(&self, mean: &Tensor, var: &Tensor, n: f64) -> Result<()> {
+        let momentum = 0.1;
         let rm = ((self.running_mean.as_tensor() * (1.0 - momentum))? + (mean * momentum)?)?;
         let rv = ((self.running_var.as_tensor() * (1.0 - momentum))?
             + (var * (momentum * n / (n - 1.0).max(1.0)))?)?;
         self.running_mean.set(&rm)?;
-        self.running_var.set(&rv)?;
-        Ok(y)
+        self.running_var.set(&rv)
     }
 }
 
@@ -463,22 +469,19 @@ mod tests {
     }
 }
 
-/// The fused im2col ([`crate::model::im2col`]) against the composed form it replaces.
+/// What the fused-op tests share: seeded random tensors and the largest difference.
 #[cfg(test)]
-mod im2col_tests {
-    use super::{conv2d, conv2d_composed};
-    use crate::model::im2col::im2col;
-    use candle_core::Tensor;
-    use candle_core::{Device, Var};
-    use rand::{Rng, SeedableRng};
+mod fused_test_support {
+    use candle_core::{Device, Tensor};
+    use rand::Rng;
 
-    fn random(shape: &[usize], rng: &mut rand_chacha::ChaCha8Rng) -> Tensor {
+    pub fn random(shape: &[usize], lo: f32, hi: f32, rng: &mut rand_chacha::ChaCha8Rng) -> Tensor {
         let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let v: Vec<f32> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         assert_eq!(a.dims(), b.dims());
         (a - b)
             .unwrap()
@@ -489,6 +492,18 @@ mod im2col_tests {
             .to_scalar::<f32>()
             .unwrap()
     }
+}
+
+/// The fused im2col ([`crate::model::im2col`]) against the composed form it replaces.
+#[cfg(test)]
+mod im2col_tests {
+    use super::{conv2d, conv2d_composed};
+    use crate::model::im2col::im2col;
+    use candle_core::Tensor;
+    use candle_core::{Device, Var};
+    use rand::SeedableRng;
+
+    use super::fused_test_support::{max_diff, random};
 
     #[test]
     fn the_fused_convolution_equals_the_composed_one_in_values_and_gradients() {
@@ -506,14 +521,14 @@ mod im2col_tests {
             (2, 4, 96, 96, 3, 1, 1),
             (2, 4, 97, 95, 3, 2, 1),
         ] {
-            let x = Var::from_tensor(&random(&[b, c, h, w], &mut rng)).unwrap();
-            let kernel = Var::from_tensor(&random(&[4, c, k, k], &mut rng)).unwrap();
+            let x = Var::from_tensor(&random(&[b, c, h, w], -1.0, 1.0, &mut rng)).unwrap();
+            let kernel = Var::from_tensor(&random(&[4, c, k, k], -1.0, 1.0, &mut rng)).unwrap();
             let fused = conv2d(x.as_tensor(), kernel.as_tensor(), stride, pad).unwrap();
             let composed = conv2d_composed(x.as_tensor(), kernel.as_tensor(), stride, pad).unwrap();
             let case = format!("{b}x{c}x{h}x{w} k{k} s{stride} p{pad}");
             assert!(max_diff(&fused, &composed) < 1e-5, "values, {case}");
             // A loss that weighs every output differently, so each gradient element is checked.
-            let weights = random(fused.dims(), &mut rng);
+            let weights = random(fused.dims(), -1.0, 1.0, &mut rng);
             let g1 = (&fused * &weights)
                 .unwrap()
                 .sum_all()
@@ -550,25 +565,9 @@ mod bn_relu_tests {
     use super::Bn;
     use candle_core::{DType, Device, Tensor, Var};
     use candle_nn::VarBuilder;
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
 
-    fn random(shape: &[usize], lo: f32, hi: f32, rng: &mut rand_chacha::ChaCha8Rng) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        assert_eq!(a.dims(), b.dims());
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
+    use super::fused_test_support::{max_diff, random};
 
     #[test]
     fn the_fused_batch_norm_and_relu_equal_the_composed_ones() {
