@@ -58,7 +58,30 @@ fn batch(config: &Config, rng: &mut rand_chacha::ChaCha8Rng) -> candle_core::Res
             Tensor::from_vec(avg, (1, k, t), &dev)?,
         ));
     }
+    // With an anatomy head: masks of random rectangles, every channel known.
+    let anatomy = if config.model.anatomy_head {
+        let (c, side) = (
+            asg_trainer::vocab::ANATOMY.len(),
+            asg_trainer::vocab::anatomy_side(s),
+        );
+        let mut masks = vec![0.0f32; b * c * side * side];
+        for plane in masks.chunks_mut(side * side) {
+            let (x0, y0) = (rng.random_range(0..side / 2), rng.random_range(0..side / 2));
+            for y in y0..y0 + side / 3 {
+                for x in x0..x0 + side / 3 {
+                    plane[y * side + x] = 1.0;
+                }
+            }
+        }
+        Some((
+            Tensor::from_vec(masks, (b, c, side, side), &dev)?,
+            Tensor::ones((b, c), candle_core::DType::F32, &dev)?,
+        ))
+    } else {
+        None
+    };
     Ok(Batch {
+        anatomy,
         images: Tensor::from_vec(images, (b, 1, s, s), &dev)?,
         boxes: Tensor::from_vec(boxes, (b, REGIONS, 4), &dev)?,
         box_mask: Tensor::ones((b, REGIONS), candle_core::DType::F32, &dev)?,

@@ -54,6 +54,12 @@ pub struct ModelConfig {
     pub decoder_dim: usize,
     pub decoder_layers: usize,
     pub decoder_heads: usize,
+    /// An anatomy head (CNN encoder only): masks of the lungs, heart, clavicles and mediastinum
+    /// at a quarter of the input's side, from the second to the last stage; at inference the
+    /// boxes of those regions are read off the masks (`model::anatomy`).
+    pub anatomy_head: bool,
+    /// The anatomy head's width.
+    pub anatomy_dim: usize,
 }
 
 impl Default for ModelConfig {
@@ -83,6 +89,8 @@ impl Default for ModelConfig {
             decoder_dim: 128,
             decoder_layers: 1,
             decoder_heads: 4,
+            anatomy_head: false,
+            anatomy_dim: 32,
         }
     }
 }
@@ -98,6 +106,8 @@ pub struct LossWeights {
     pub box_l1: f64,
     pub box_giou: f64,
     pub region: f64,
+    /// The anatomy masks (binary cross-entropy plus soft Dice), when the model has the head.
+    pub anatomy: f64,
     /// Temperature of the contrastive terms.
     pub temperature: f64,
 }
@@ -112,6 +122,7 @@ impl Default for LossWeights {
             box_l1: 5.0,
             box_giou: 2.0,
             region: 1.0,
+            anatomy: 5.0,
             temperature: 0.07,
         }
     }

@@ -43,6 +43,33 @@ fn affine(
     out
 }
 
+/// Where the augmentation moved the picture: a zoom and a rotation about the centre and a
+/// shift, as [`affine`] applies them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Geometry {
+    pub zoom: f64,
+    /// Radians; positive turns the picture clockwise on screen.
+    pub angle: f64,
+    /// Pixels of the model input.
+    pub shift: (f64, f64),
+}
+
+impl Geometry {
+    /// The point of the input picture (continuous model-input pixels) that lands at `(u, v)` of
+    /// the augmented one.
+    pub fn source(&self, u: f64, v: f64, size: usize) -> (f64, f64) {
+        let c = size as f64 / 2.0;
+        let (sin, cos) = self.angle.sin_cos();
+        let (dx, dy) = (
+            (u - c - self.shift.0) / self.zoom,
+            (v - c - self.shift.1) / self.zoom,
+        );
+        (cos * dx + sin * dy + c, -sin * dx + cos * dy + c)
+    }
+}
+
+/// Augments an image and its boxes in place, and says where the picture moved (for targets
+/// that move with it, such as anatomy masks).
 pub(crate) fn augment(
     image: &mut Vec<f32>,
     boxes: &mut [[f32; 4]],
@@ -50,7 +77,7 @@ pub(crate) fn augment(
     size: usize,
     a: &AugmentConfig,
     rng: &mut ChaCha8Rng,
-) {
+) -> Geometry {
     let zoom = if a.scale[1] > a.scale[0] {
         rng.random_range(a.scale[0]..a.scale[1])
     } else {
@@ -113,6 +140,7 @@ pub(crate) fn augment(
         };
         *v = (*v - mean) * contrast + mean + noise;
     }
+    Geometry { zoom, angle, shift }
 }
 
 /// What acquisition and export do to a film, in display values (0 black .. 1 white): a
@@ -317,7 +345,7 @@ mod tests {
             ..Default::default()
         };
         let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
-        augment(&mut img, &mut boxes, &mut present, size, &a, &mut rng);
+        let geometry = augment(&mut img, &mut boxes, &mut present, size, &a, &mut rng);
         let (mut bx, mut by, mut sum) = (0.0, 0.0, 0.0);
         for y in 0..size {
             for x in 0..size {
@@ -333,6 +361,14 @@ mod tests {
         assert!(
             b[0] < cx && cx < b[2] && b[1] < cy && cy < b[3],
             "{cx} {cy} {b:?}"
+        );
+        // The geometry it returns leads the moved dot back to where it was (pixel centre 8.5,
+        // 20.5): what the anatomy masks are resampled with.
+        assert!(geometry.angle.abs() > 1e-3);
+        let (sx, sy) = geometry.source(cx as f64 * 32.0, cy as f64 * 32.0, size);
+        assert!(
+            (sx - 8.5).abs() < 0.3 && (sy - 20.5).abs() < 0.3,
+            "{sx} {sy}"
         );
         // A square's inscribed circle turns into itself: the box only zooms (3 px * 1.1).
         assert!(((b[2] - b[0]) - 3.3 / 32.0).abs() < 1e-4, "{b:?}");

@@ -3,6 +3,7 @@
 //! region sentences and tokens; and the tokenizer trained on the training reports.
 
 use crate::config::{Config, NORMALISATION};
+use crate::data::anatomy;
 use crate::data::augment::augment;
 use crate::data::error::DataError;
 use crate::data::imagenome::{region_index, Dataset, Record, Split};
@@ -123,6 +124,10 @@ pub struct Example {
     pub region_sentences: Vec<(usize, Vec<usize>)>,
     /// Boxes dropped because they lay outside the image.
     pub boxes_outside: usize,
+    /// The anatomy head's targets `[ANATOMY.len() * side * side]` and which channels are known
+    /// `[ANATOMY.len()]` (both empty when the model has no anatomy head).
+    pub anatomy: Vec<f32>,
+    pub anatomy_known: Vec<f32>,
 }
 
 /// Prepares a record: `rng` drives the augmentation (None: no augmentation).
@@ -165,7 +170,7 @@ pub fn prepare_cached(
         boxes[r] = [x1, y1, x2, y2].map(|v| (v / size as f64) as f32);
         present[r] = true;
     }
-    if let Some(rng) = rng {
+    let geometry = rng.map(|rng| {
         augment(
             &mut image,
             &mut boxes,
@@ -173,8 +178,20 @@ pub fn prepare_cached(
             size,
             &config.augment,
             rng,
-        );
-    }
+        )
+    });
+    let (anatomy, anatomy_known) = if config.model.anatomy_head {
+        let side = anatomy::head_side(size);
+        match &record.anatomy {
+            Some(masks) => anatomy::targets(masks, &lb, geometry.as_ref(), size),
+            None => (
+                vec![0.0; anatomy::ANATOMY.len() * side * side],
+                vec![0.0; anatomy::ANATOMY.len()],
+            ),
+        }
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let text = record.report_text()?;
     let parsed = asg_report::parse(&text);
     let mut tags = parsed.tag_vector(config.train.uncertain_as);
@@ -257,6 +274,8 @@ pub fn prepare_cached(
         region_mask,
         region_sentences,
         boxes_outside: outside,
+        anatomy,
+        anatomy_known,
     })
 }
 

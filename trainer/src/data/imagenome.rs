@@ -39,6 +39,9 @@ pub struct Record {
     pub given: Option<GivenLabels>,
     /// How many times the record counts in the training order (its source's weight).
     pub weight: u32,
+    /// Expert anatomy masks, one per [`crate::data::anatomy::ANATOMY`] channel (None where the
+    /// film has none); None for sources without masks.
+    pub anatomy: Option<std::sync::Arc<Vec<Option<crate::data::anatomy::Coverage>>>>,
 }
 
 /// Labels that come with an image, each finding or (region, finding) known or not: an unknown
@@ -248,6 +251,7 @@ pub fn scan(root: &Path) -> Result<Dataset, DataError> {
             boxes,
             given: None,
             weight: 1,
+            anatomy: None,
         });
     }
     Ok(Dataset {

@@ -1,10 +1,12 @@
 //! The data wing: training and evaluation examples from the layouts data sets ship in.
 //! [`imagenome`] scans the Chest ImaGenome + MIMIC-CXR layout (the phantoms are written the same
 //! way); [`example`] prepares one study for the model (decode, letterbox, targets, tokens);
-//! [`augment`] moves images and boxes together; [`sampling`] orders the batches reproducibly.
+//! [`augment`] moves images and boxes together; [`anatomy`] turns expert masks into the anatomy
+//! head's targets; [`sampling`] orders the batches reproducibly.
 //!
 //! May use: [`crate::config`] and [`crate::vocab`] (not the model).
 
+pub mod anatomy;
 pub mod augment;
 pub mod error;
 pub mod example;

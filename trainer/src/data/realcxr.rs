@@ -20,6 +20,7 @@
 //!   all six are 0;
 //! - the ieee8023 diagnosis is the patient's, not a reading of the film: it gives no label here.
 
+use crate::data::anatomy::{Coverage, ANATOMY};
 use crate::data::error::{io, DataError};
 use crate::data::imagenome::{region_index, Dataset, GivenLabels, Record, ScanStats, Split};
 use crate::data::masks::{apical_zone, lung_regions, trachea, BoxPx, LesionMap, LungSide, Mask};
@@ -96,6 +97,8 @@ pub struct RealTargets {
     /// Lesions outlined by a radiologist (ground glass, consolidation, effusion, pneumothorax)
     /// and JSRT nodules as discs of their diameter, for the mask-based pointing game.
     pub lesions: Vec<LesionMap>,
+    /// The anatomy masks of [`ANATOMY`], reduced (None where the film has no such mask).
+    pub anatomy: Vec<Option<Coverage>>,
 }
 
 /// Reads `index.jsonl` under `root`.
@@ -189,6 +192,10 @@ pub fn targets(root: &Path, r: &RealRecord) -> Result<RealTargets, DataError> {
         }
     };
     // Anatomy.
+    for (_, key) in ANATOMY {
+        t.anatomy
+            .push(mask(key)?.as_ref().and_then(Coverage::from_mask));
+    }
     let mut lungs: BTreeMap<&str, Mask> = BTreeMap::new();
     for (key, side) in [
         ("right_lung", LungSide::Right),
@@ -536,6 +543,11 @@ pub fn scan(root: &Path) -> Result<Dataset, DataError> {
             boxes,
             given: Some(given_labels(&t, is_normal(&r))),
             weight: 1,
+            anatomy: t
+                .anatomy
+                .iter()
+                .any(Option::is_some)
+                .then(|| std::sync::Arc::new(t.anatomy.clone())),
         });
     }
     Ok(Dataset {

@@ -11,10 +11,14 @@
 //! - `text.onnx` takes a fixed number of tokens (`max_tokens`, padding masked), so that positions
 //!   are a constant.
 //!
+//! - the anatomy head's upsampling and the boxes read off its masks are products with constant
+//!   matrices, clips and max reductions, as in Candle (`model::anatomy`).
+//!
 //! Supported: the `cnn` image encoder and our text encoder. ResNet, ViT and BERT are refused with
 //! a clear error (not written yet).
 
 use crate::export::onnx::{Attr, Dim, ExportError, GraphBuilder};
+use crate::model::anatomy::{linear_matrix, nearest_matrix, region_of_channel, AnatomyHead};
 use crate::model::asg::{AsgModel, TextEncoder};
 use crate::model::backbones::ImageEncoder;
 use crate::model::layers::{
@@ -30,6 +34,8 @@ const GELU_C: f64 = 0.797_884_560_802_865_4; // sqrt(2 / pi)
 struct Exporter {
     g: GraphBuilder,
     count: usize,
+    /// The CNN stages' sides, stage 0 first.
+    stage_sides: Vec<usize>,
 }
 
 fn values(t: &Tensor) -> Result<Vec<f32>, ExportError> {
@@ -43,6 +49,7 @@ impl Exporter {
         Self {
             g: GraphBuilder::new(),
             count: 0,
+            stage_sides: Vec::new(),
         }
     }
 
@@ -382,6 +389,152 @@ impl Exporter {
         self.op("Relu", &[&y], &[], hint)
     }
 
+    /// A constant matrix `[rows, cols]`.
+    fn matrix(
+        &mut self,
+        hint: &str,
+        rows: usize,
+        cols: usize,
+        v: &[f32],
+    ) -> Result<String, ExportError> {
+        let name = self.name(hint);
+        self.g.floats(&name, &[rows, cols], v)
+    }
+
+    /// [`crate::model::anatomy::resample`] with one matrix for both axes: `M x M^T`.
+    fn resample(
+        &mut self,
+        x: &str,
+        m: &[f32],
+        out: usize,
+        input: usize,
+        hint: &str,
+    ) -> Result<String, ExportError> {
+        let r = self.matrix(&format!("{hint}.rows"), out, input, m)?;
+        let t: Vec<f32> = (0..input * out)
+            .map(|i| m[(i % out) * input + i / out])
+            .collect();
+        let c = self.matrix(&format!("{hint}.cols_t"), input, out, &t)?;
+        let y = self.binary("MatMul", &r, x, hint)?;
+        self.binary("MatMul", &y, &c, hint)
+    }
+
+    /// [`crate::model::anatomy::AnatomyHead::forward`]: the stage maps -> mask logits.
+    fn anatomy_head(
+        &mut self,
+        stages: &[String],
+        head: &AnatomyHead,
+    ) -> Result<String, ExportError> {
+        let mut sum: Option<(String, usize)> = None;
+        for (i, (lateral, (map, side))) in head
+            .laterals
+            .iter()
+            .zip(
+                stages
+                    .iter()
+                    .skip(1)
+                    .zip(self.stage_sides.clone().into_iter().skip(1)),
+            )
+            .enumerate()
+        {
+            let hint = format!("anatomy.lateral{}", i + 1);
+            let h = self.conv_bn(map, lateral, &hint)?;
+            sum = Some(match sum {
+                None => (h, side),
+                Some((s, top)) => {
+                    let up = nearest_matrix(top, side);
+                    let h = self.resample(&h, &up, top, side, &hint)?;
+                    (self.binary("Add", &s, &h, "anatomy.sum")?, top)
+                }
+            });
+        }
+        let Some((sum, _)) = sum else {
+            return Err(ExportError::Graph(
+                "the anatomy head needs at least two CNN stages".into(),
+            ));
+        };
+        let h = self.conv_bn(&sum, &head.fuse, "anatomy.fuse")?;
+        let (c, width) = head.out_weight.dims2()?;
+        let w = self.tensor(
+            "anatomy.out.weight",
+            &head.out_weight.reshape((c, width, 1, 1))?,
+        )?;
+        let b = self.tensor("anatomy.out.bias", &head.out_bias)?;
+        self.op(
+            "Conv",
+            &[&h, &w, &b],
+            &[("kernel_shape", Attr::Ints(vec![1, 1]))],
+            "anatomy.out",
+        )
+    }
+
+    /// [`crate::model::anatomy::replace_boxes`]: the anatomy regions' boxes read off their
+    /// masks where those are not empty.
+    fn replace_boxes(
+        &mut self,
+        boxes: &str,
+        logits: &str,
+        side: usize,
+        size: usize,
+    ) -> Result<String, ExportError> {
+        let hint = "anatomy.boxes";
+        let up = linear_matrix(size, side);
+        let full = self.resample(logits, &up, size, side, hint)?;
+        let steep = self.scalar("anatomy.steep", 1e3)?;
+        let zero = self.scalar("anatomy.zero", 0.0)?;
+        let one = self.scalar("anatomy.one", 1.0)?;
+        let full = self.binary("Mul", &full, &steep, hint)?;
+        let inside = self.op("Clip", &[&full, &zero, &one], &[], hint)?;
+        let reduce = |e: &mut Self, x: &str, axis: i64, keep: i64| {
+            e.op(
+                "ReduceMax",
+                &[x],
+                &[
+                    ("axes", Attr::Ints(vec![axis])),
+                    ("keepdims", Attr::Int(keep)),
+                ],
+                hint,
+            )
+        };
+        let cols = reduce(self, &inside, 2, 0)?; // [b, c, size]
+        let rows = reduce(self, &inside, 3, 0)?;
+        let lo_edges: Vec<f32> = (0..size).map(|i| 1.0 - i as f32 / size as f32).collect();
+        let hi_edges: Vec<f32> = (1..=size).map(|i| i as f32 / size as f32).collect();
+        let lo_name = self.name("anatomy.one_minus_lo");
+        let lo = self.g.floats(&lo_name, &[size], &lo_edges)?;
+        let hi_name = self.name("anatomy.hi");
+        let hi = self.g.floats(&hi_name, &[size], &hi_edges)?;
+        let first = |e: &mut Self, occupied: &str| -> Result<String, ExportError> {
+            let m = e.binary("Mul", occupied, &lo, hint)?;
+            let m = reduce(e, &m, -1, 1)?;
+            e.binary("Sub", &one, &m, hint)
+        };
+        let last = |e: &mut Self, occupied: &str| -> Result<String, ExportError> {
+            let m = e.binary("Mul", occupied, &hi, hint)?;
+            reduce(e, &m, -1, 1)
+        };
+        let x1 = first(self, &cols)?;
+        let y1 = first(self, &rows)?;
+        let x2 = last(self, &cols)?;
+        let y2 = last(self, &rows)?;
+        let mask_box = self.op(
+            "Concat",
+            &[&x1, &y1, &x2, &y2],
+            &[("axis", Attr::Int(2))],
+            hint,
+        )?;
+        let valid = reduce(self, &cols, -1, 1)?;
+        let e = region_of_channel(&candle_core::Device::Cpu)?;
+        let et = e.t()?.contiguous()?;
+        let e = self.tensor("anatomy.region_of_channel", &e)?;
+        let et = self.tensor("anatomy.channel_of_region", &et)?;
+        let regressed = self.binary("MatMul", &et, boxes, hint)?;
+        let delta = self.binary("Sub", &mask_box, &regressed, hint)?;
+        let delta = self.binary("Mul", &delta, &valid, hint)?;
+        let delta = self.binary("MatMul", &e, &delta, hint)?;
+        self.binary("Add", boxes, &delta, hint)
+    }
+
     /// [`crate::model::asg::box_cell_weights`]: `[b, r, 4]` -> `[b, r, g*g]`.
     fn box_cell_weights(&mut self, boxes: &str, g: usize) -> Result<String, ExportError> {
         let hint = "pool";
@@ -454,10 +607,15 @@ pub fn image_onnx(model: &AsgModel) -> Result<Vec<u8>, ExportError> {
         &[batch.clone(), Dim::Fixed(1), Dim::Fixed(s), Dim::Fixed(s)],
     )?;
     let mut c = 1;
+    let mut stage_maps = Vec::new();
+    let mut side = s;
     for (i, (down, conv)) in stages.iter().enumerate() {
         h = e.conv_bn(&h, down, &format!("image.stage{i}.down"))?;
         h = e.conv_bn(&h, conv, &format!("image.stage{i}.conv"))?;
         c = conv.weight.dim(0)?;
+        side = side.div_ceil(down.stride.max(1));
+        stage_maps.push(h.clone());
+        e.stage_sides.push(side);
     }
     let flat = e.reshape(&h, &[0, c as i64, (g * g) as i64], "grid")?;
     let grid = e.transpose(&flat, &[0, 2, 1], "grid")?;
@@ -507,6 +665,14 @@ pub fn image_onnx(model: &AsgModel) -> Result<Vec<u8>, ExportError> {
         "boxes",
     )?;
 
+    let boxes = match &model.anatomy {
+        Some(head) => {
+            let logits = e.anatomy_head(&stage_maps, head)?;
+            let side = e.stage_sides.get(1).copied().unwrap_or(s);
+            e.replace_boxes(&boxes, &logits, side, s)?
+        }
+        None => boxes,
+    };
     let weights = e.box_cell_weights(&boxes, g)?;
     let feats = e.binary("MatMul", &weights, &grid, "regions.features")?;
     let region_embeddings = e.linear(&feats, &model.image_local, "proj.image_local")?;

@@ -27,8 +27,12 @@ pub struct ImageOutput {
     pub tag_logits: Tensor,
     /// The tag decoder's attention over the grid `[b, findings, cells]`.
     pub tag_attention: Tensor,
-    /// Region boxes `[b, regions, 4]` as x1, y1, x2, y2 in 0..1 of the model input.
+    /// Region boxes `[b, regions, 4]` as x1, y1, x2, y2 in 0..1 of the model input. At
+    /// inference (not `train`) with an anatomy head, the anatomy regions' boxes are read off
+    /// their masks.
     pub boxes: Tensor,
+    /// Anatomy mask logits `[b, ANATOMY.len(), side, side]`, when the model has the head.
+    pub anatomy: Option<Tensor>,
 }
 
 /// What the text side computes.
@@ -65,6 +69,7 @@ pub struct AsgModel {
     pub(crate) box_decoder: QueryDecoder,
     pub(crate) box_head: Linear,
     pub(crate) region_head: Linear,
+    pub(crate) anatomy: Option<crate::model::anatomy::AnatomyHead>,
     pub(crate) text_encoder: TextEncoder,
     pub(crate) text_global: Linear,
     pub(crate) text_local: Linear,
@@ -123,6 +128,21 @@ impl AsgModel {
             )?,
             box_head: candle_nn::linear(dd, 4, vb.pp("boxes.head"))?,
             region_head: candle_nn::linear(cin, FINDINGS, vb.pp("regions.head"))?,
+            anatomy: if config.anatomy_head {
+                if matches!(config.encoder.as_str(), "resnet" | "vit") {
+                    candle_core::bail!(
+                        "the anatomy head needs the \"cnn\" encoder; this model's is {:?}",
+                        config.encoder
+                    );
+                }
+                Some(crate::model::anatomy::AnatomyHead::new(
+                    &config.channels,
+                    config.anatomy_dim,
+                    vb.pp("anatomy"),
+                )?)
+            } else {
+                None
+            },
             text_encoder: match &config.bert {
                 Some(bert) => {
                     TextEncoder::Bert(crate::model::bert::Bert::new(bert, vb.pp("text.bert"))?)
@@ -159,7 +179,7 @@ impl AsgModel {
 
     /// `[b, 1, size, size]` -> image outputs; `train` uses batch statistics in batch norm.
     pub fn image(&self, x: &Tensor, train: bool) -> Result<ImageOutput> {
-        let (grid, pooled) = self.encoder.forward(x, train)?; // [b, cells, c], [b, c]
+        let (grid, pooled, stages) = self.encoder.forward_stages(x, train)?; // [b, cells, c], [b, c]
         let global = l2_normalize(&self.image_global.forward(&pooled)?)?;
         let memory = self
             .memory
@@ -177,6 +197,16 @@ impl AsgModel {
         let w = (raw.narrow(2, 2, 1)? * 0.5)?;
         let hh = (raw.narrow(2, 3, 1)? * 0.5)?;
         let boxes = Tensor::cat(&[(&cx - &w)?, (&cy - &hh)?, (&cx + &w)?, (&cy + &hh)?], 2)?;
+        let anatomy = match &self.anatomy {
+            Some(head) => Some(head.forward(&stages, train)?),
+            None => None,
+        };
+        let boxes = match (&anatomy, train) {
+            (Some(logits), false) => {
+                crate::model::anatomy::replace_boxes(&boxes, logits, self.config.input_size)?
+            }
+            _ => boxes,
+        };
         Ok(ImageOutput {
             global,
             pooled,
@@ -184,6 +214,7 @@ impl AsgModel {
             tag_logits,
             tag_attention,
             boxes,
+            anatomy,
         })
     }
 

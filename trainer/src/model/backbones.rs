@@ -311,13 +311,24 @@ impl ImageEncoder {
 
     /// `[b, 1, s, s]` -> (grid `[b, cells, c]`, pooled `[b, c]`).
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+        let (grid, pooled, _) = self.forward_stages(x, train)?;
+        Ok((grid, pooled))
+    }
+
+    /// [`Self::forward`], with the CNN's stage maps (stage 0 first; empty for other encoders).
+    pub fn forward_stages(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor, Vec<Tensor>)> {
+        let mut maps = Vec::new();
         let map = match self {
-            Self::Vit(v) => return v.forward(x),
+            Self::Vit(v) => {
+                let (grid, pooled) = v.forward(x)?;
+                return Ok((grid, pooled, maps));
+            }
             Self::ResNet(r) => r.forward(x, train)?,
             Self::Cnn(stages) => {
                 let mut h = x.clone();
                 for (down, conv) in stages {
                     h = conv.forward(&down.forward(&h, train)?, train)?;
+                    maps.push(h.clone());
                 }
                 h
             }
@@ -328,7 +339,7 @@ impl ImageEncoder {
             .transpose(1, 2)?
             .contiguous()?;
         let pooled = grid.mean(1)?;
-        Ok((grid, pooled))
+        Ok((grid, pooled, maps))
     }
 }
 

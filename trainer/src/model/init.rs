@@ -7,7 +7,8 @@ use rand::{Rng, SeedableRng};
 /// Overwrites every parameter of `varmap` (not the batch-norm running statistics): convolution
 /// weights Kaiming-uniform (bound sqrt(6 / fan_in)), linear weights and biases uniform in
 /// +-1/sqrt(fan_in), norms 1 and 0, embeddings, positions and queries with small uniform noise of
-/// the standard deviation their layer asks for, the tag biases at -2 (findings are rare).
+/// the standard deviation their layer asks for, the tag biases and the anatomy head's output biases at -2 (findings are rare, each
+/// anatomy mask covers a minority of the film).
 pub fn seed_parameters(varmap: &candle_nn::VarMap, seed: u64) -> Result<()> {
     let data = varmap
         .data()
@@ -25,7 +26,7 @@ pub fn seed_parameters(varmap: &candle_nn::VarMap, seed: u64) -> Result<()> {
         let constant = |v: f32| vec![v; count];
         let values: Vec<f32> = if last == "bn" || last.starts_with("ln") {
             constant(if leaf == "weight" { 1.0 } else { 0.0 })
-        } else if name == "tags.group_fc.bias" {
+        } else if name == "tags.group_fc.bias" || name == "anatomy.out.bias" {
             constant(-2.0)
         } else {
             let std_uniform = |std: f64| std * 3f64.sqrt();

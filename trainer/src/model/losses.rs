@@ -72,6 +72,23 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Resu
     (per * mask)?.sum_all()?.div(&count)
 }
 
+/// The anatomy masks' loss: binary cross-entropy over the pixels plus a soft Dice term
+/// (1 - (2 sum(p t) + 1) / (sum(p) + sum(t) + 1)), each averaged over the (image, channel) pairs
+/// where `known` `[b, c]` is 1; logits and targets `[b, c, h, w]`.
+pub fn anatomy(logits: &Tensor, targets: &Tensor, known: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = logits.dims4()?;
+    let logits = logits.reshape((b, c, h * w))?;
+    let targets = targets.reshape((b, c, h * w))?;
+    let bce = ((logits.relu()? - (&logits * &targets)?)?
+        + (logits.abs()?.neg()?.exp()? + 1.0)?.log()?)?
+    .mean(2)?;
+    let p = crate::model::layers::sigmoid(&logits)?;
+    let overlap = (&p * &targets)?.sum(2)?;
+    let dice = (1.0 - ((overlap * 2.0)? + 1.0)?.div(&((p.sum(2)? + targets.sum(2)?)? + 1.0)?)?)?;
+    let count = (known.sum_all()? + 1e-6)?;
+    ((bce + dice)? * known)?.sum_all()?.div(&count)
+}
+
 /// Mean absolute difference over the boxes where `mask` `[n]` is 1; boxes `[n, 4]`.
 pub fn box_l1(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let per = (pred - target)?.abs()?.mean(1)?;

@@ -23,6 +23,9 @@ pub struct Batch {
     /// Per image: the regions that sentences name, and `[1, k, tokens]` rows averaging the tokens
     /// of those sentences.
     pub arsa: Vec<(Vec<u32>, Tensor)>,
+    /// Anatomy mask targets `[b, c, side, side]` and which are known `[b, c]`, when the examples
+    /// carry them.
+    pub anatomy: Option<(Tensor, Tensor)>,
 }
 
 /// Stacks examples into a batch.
@@ -39,7 +42,17 @@ pub fn collate(examples: &[Example], size: usize, device: &Device) -> candle_cor
     let mut region_targets = Vec::with_capacity(b * REGIONS * FINDINGS);
     let mut region_known = Vec::with_capacity(b * REGIONS * FINDINGS);
     let mut arsa = Vec::with_capacity(b);
+    let channels = crate::vocab::ANATOMY.len();
+    let with_anatomy = examples
+        .iter()
+        .all(|e| e.anatomy_known.len() == channels && !e.anatomy.is_empty());
+    let mut anatomy = Vec::new();
+    let mut anatomy_known = Vec::new();
     for e in examples {
+        if with_anatomy {
+            anatomy.extend_from_slice(&e.anatomy);
+            anatomy_known.extend_from_slice(&e.anatomy_known);
+        }
         images.extend_from_slice(&e.image);
         for (bx, p) in e.boxes.iter().zip(&e.box_present) {
             boxes.extend_from_slice(bx);
@@ -65,7 +78,23 @@ pub fn collate(examples: &[Example], size: usize, device: &Device) -> candle_cor
         let regions: Vec<u32> = e.region_sentences.iter().map(|(r, _)| *r as u32).collect();
         arsa.push((regions, Tensor::from_vec(avg, (1, k, t), device)?));
     }
+    let anatomy = if with_anatomy && b > 0 {
+        let side = crate::vocab::anatomy_side(size);
+        if anatomy.len() != b * channels * side * side {
+            candle_core::bail!(
+                "anatomy targets of {} values for {b} images of side {side}",
+                anatomy.len()
+            );
+        }
+        Some((
+            Tensor::from_vec(anatomy, (b, channels, side, side), device)?,
+            Tensor::from_vec(anatomy_known, (b, channels), device)?,
+        ))
+    } else {
+        None
+    };
     Ok(Batch {
+        anatomy,
         images: Tensor::from_vec(images, (b, 1, size, size), device)?,
         boxes: Tensor::from_vec(boxes, (b, REGIONS, 4), device)?,
         box_mask: Tensor::from_vec(box_mask, (b, REGIONS), device)?,
@@ -132,7 +161,7 @@ pub fn compute_losses(
         let n = arsa_terms.len();
         (Tensor::stack(&arsa_terms, 0)?.sum_all()? / n as f64)?
     };
-    let terms = vec![
+    let mut terms = vec![
         ("ira", ira),
         ("arsa", arsa),
         ("tag", tag),
@@ -141,7 +170,11 @@ pub fn compute_losses(
         ("box_giou", box_giou),
         ("region", region),
     ];
-    let weights = [w.ira, w.arsa, w.tag, w.soft, w.box_l1, w.box_giou, w.region];
+    let mut weights = vec![w.ira, w.arsa, w.tag, w.soft, w.box_l1, w.box_giou, w.region];
+    if let (Some(logits), Some((targets, known))) = (&img.anatomy, &batch.anatomy) {
+        terms.push(("anatomy", losses::anatomy(logits, targets, known)?));
+        weights.push(w.anatomy);
+    }
     let mut total = Tensor::zeros((), DType::F32, img.global.device())?;
     for ((_, t), wt) in terms.iter().zip(weights) {
         if wt != 0.0 {
