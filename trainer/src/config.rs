@@ -60,6 +60,9 @@ pub struct ModelConfig {
     pub anatomy_head: bool,
     /// The anatomy head's width.
     pub anatomy_dim: usize,
+    /// With the anatomy head: also read the lung zones and apical zones off the lung and
+    /// clavicle masks, by the rules the targets follow (`data/masks.rs`).
+    pub anatomy_zones: bool,
 }
 
 impl Default for ModelConfig {
@@ -91,6 +94,7 @@ impl Default for ModelConfig {
             decoder_heads: 4,
             anatomy_head: false,
             anatomy_dim: 32,
+            anatomy_zones: true,
         }
     }
 }

@@ -97,3 +97,86 @@ fn real_masks_land_on_their_boxes_through_letterbox_and_augmentation() {
     assert!(checked >= 16, "only {checked} masks checked");
     eprintln!("{checked} masks checked against their boxes");
 }
+
+/// The zones and apical zones the model reads off its masks follow the rules the targets are
+/// made by (`data/masks.rs`), here on a lung with a sloping base whose lowest lateral point is
+/// not the box's bottom.
+#[test]
+fn zones_read_off_predicted_masks_follow_the_target_rules() {
+    use asg_trainer::data::masks::{apical_zone, lung_regions, LungSide, Mask};
+    use asg_trainer::model::anatomy::{derived_boxes, derived_regions};
+    use candle_core::{Device, Tensor};
+    let (side, size) = (16usize, 64usize);
+    // Cells (x, y) of a 16 x 16 grid: the right lung (image left) in columns 2..7, its base
+    // falling from row 12 (medial) to row 14 (lateral); the left lung in 9..14, its base
+    // lowest medially (row 13) and at row 11 laterally; clavicles in rows 2..4.
+    let right = |x: usize, y: usize| {
+        (2..7).contains(&x) && y >= 2 && y < 15 - (x.saturating_sub(2) / 2).min(2)
+    };
+    let left = |x: usize, y: usize| (9..14).contains(&x) && y >= 2 && y < 14 - (x - 9) / 2;
+    let right_clavicle = |x: usize, y: usize| (2..7).contains(&x) && (2..4).contains(&y);
+    let left_clavicle = |x: usize, y: usize| (9..14).contains(&x) && (2..5).contains(&y);
+    let planes: [&dyn Fn(usize, usize) -> bool; 4] =
+        [&right, &left, &right_clavicle, &left_clavicle];
+    let channel_of = [0usize, 1, 3, 4];
+    let mut logits = vec![-5.0f32; ANATOMY.len() * side * side];
+    for (plane, &ch) in planes.iter().zip(&channel_of) {
+        for y in 0..side {
+            for x in 0..side {
+                if plane(x, y) {
+                    logits[ch * side * side + y * side + x] = 5.0;
+                }
+            }
+        }
+    }
+    // The same masks at the input's 64 px (4 px a cell), for the data rules.
+    let scale = size / side;
+    let mask = |f: &dyn Fn(usize, usize) -> bool| Mask {
+        width: size,
+        height: size,
+        data: (0..size * size)
+            .map(|i| f((i % size) / scale, (i / size) / scale))
+            .collect(),
+    };
+    let logits = Tensor::from_vec(logits, (1, ANATOMY.len(), side, side), &Device::Cpu).unwrap();
+    let (boxes, valid) = derived_boxes(&logits, size).unwrap();
+    let boxes: Vec<Vec<f32>> = boxes.squeeze(0).unwrap().to_vec2().unwrap();
+    let valid: Vec<f32> = valid.flatten_all().unwrap().to_vec1().unwrap();
+    let names: Vec<&str> = derived_regions()
+        .into_iter()
+        .map(|r| asg_report::REGIONS[r].name)
+        .collect();
+    let mut want = std::collections::BTreeMap::new();
+    for (f, s) in [
+        (&right as &dyn Fn(usize, usize) -> bool, LungSide::Right),
+        (&left, LungSide::Left),
+    ] {
+        let m = mask(f);
+        for (name, b) in lung_regions(&m, s) {
+            want.insert(name, b);
+        }
+        let c = mask(if s == LungSide::Right {
+            &right_clavicle
+        } else {
+            &left_clavicle
+        });
+        want.insert(
+            format!("{} apical zone", s.name()),
+            apical_zone(&m, &c).unwrap(),
+        );
+    }
+    let mut compared = 0;
+    for (k, name) in names.iter().enumerate() {
+        let Some(w) = want.get(*name) else { continue };
+        assert_eq!(valid[k], 1.0, "{name}");
+        for (g, w) in boxes[k].iter().zip(w) {
+            assert!(
+                (g * size as f32 - w).abs() <= 1.0,
+                "{name}: read {:?}, rule {w:?}",
+                boxes[k].iter().map(|v| v * size as f32).collect::<Vec<_>>()
+            );
+        }
+        compared += 1;
+    }
+    assert_eq!(compared, 10, "{names:?}");
+}

@@ -18,12 +18,15 @@
 //! a clear error (not written yet).
 
 use crate::export::onnx::{Attr, Dim, ExportError, GraphBuilder};
-use crate::model::anatomy::{linear_matrix, nearest_matrix, region_of_channel, AnatomyHead};
+use crate::model::anatomy::{
+    derived_regions, linear_matrix, nearest_matrix, scatter_matrix, AnatomyHead, STEEP,
+};
 use crate::model::asg::{AsgModel, TextEncoder};
 use crate::model::backbones::ImageEncoder;
 use crate::model::layers::{
     Attention, ConvBn, DecoderLayer, EncoderLayer, FeedForward, LayerNorm, QueryDecoder, BN_EPS,
 };
+use crate::vocab::anatomy_regions;
 use crate::vocab::{FINDINGS, REGIONS};
 use candle_core::Tensor;
 use candle_nn::{Linear, Module};
@@ -468,50 +471,46 @@ impl Exporter {
         )
     }
 
-    /// [`crate::model::anatomy::replace_boxes`]: the anatomy regions' boxes read off their
-    /// masks where those are not empty.
+    /// [`crate::model::anatomy::replace_boxes`]: the regions read off the anatomy masks replaced
+    /// where those are not empty (with `zones`, also the lung and apical zones).
     fn replace_boxes(
         &mut self,
         boxes: &str,
         logits: &str,
         side: usize,
         size: usize,
+        zones: bool,
     ) -> Result<String, ExportError> {
         let hint = "anatomy.boxes";
         let up = linear_matrix(size, side);
         let full = self.resample(logits, &up, size, side, hint)?;
-        let steep = self.scalar("anatomy.steep", 1e3)?;
+        let steep = self.scalar("anatomy.steep", STEEP as f32)?;
         let zero = self.scalar("anatomy.zero", 0.0)?;
         let one = self.scalar("anatomy.one", 1.0)?;
         let full = self.binary("Mul", &full, &steep, hint)?;
         let inside = self.op("Clip", &[&full, &zero, &one], &[], hint)?;
-        let reduce = |e: &mut Self, x: &str, axis: i64, keep: i64| {
-            e.op(
-                "ReduceMax",
-                &[x],
-                &[
-                    ("axes", Attr::Ints(vec![axis])),
-                    ("keepdims", Attr::Int(keep)),
-                ],
-                hint,
-            )
+        let cols = self.reduce_max(&inside, 2, false)?; // [b, c, size]
+        let rows = self.reduce_max(&inside, 3, false)?;
+        let at = |offset: f32| -> Vec<f32> {
+            (0..size)
+                .map(|i| (i as f32 + offset) / size as f32)
+                .collect()
         };
-        let cols = reduce(self, &inside, 2, 0)?; // [b, c, size]
-        let rows = reduce(self, &inside, 3, 0)?;
-        let lo_edges: Vec<f32> = (0..size).map(|i| 1.0 - i as f32 / size as f32).collect();
-        let hi_edges: Vec<f32> = (1..=size).map(|i| i as f32 / size as f32).collect();
+        let one_minus_lo: Vec<f32> = at(0.0).iter().map(|v| 1.0 - v).collect();
         let lo_name = self.name("anatomy.one_minus_lo");
-        let lo = self.g.floats(&lo_name, &[size], &lo_edges)?;
+        let lo = self.g.floats(&lo_name, &[size], &one_minus_lo)?;
         let hi_name = self.name("anatomy.hi");
-        let hi = self.g.floats(&hi_name, &[size], &hi_edges)?;
+        let hi = self.g.floats(&hi_name, &[size], &at(1.0))?;
+        let centre_name = self.name("anatomy.centre");
+        let centre = self.g.floats(&centre_name, &[size], &at(0.5))?;
         let first = |e: &mut Self, occupied: &str| -> Result<String, ExportError> {
             let m = e.binary("Mul", occupied, &lo, hint)?;
-            let m = reduce(e, &m, -1, 1)?;
+            let m = e.reduce_max(&m, -1, true)?;
             e.binary("Sub", &one, &m, hint)
         };
         let last = |e: &mut Self, occupied: &str| -> Result<String, ExportError> {
             let m = e.binary("Mul", occupied, &hi, hint)?;
-            reduce(e, &m, -1, 1)
+            e.reduce_max(&m, -1, true)
         };
         let x1 = first(self, &cols)?;
         let y1 = first(self, &rows)?;
@@ -523,16 +522,110 @@ impl Exporter {
             &[("axis", Attr::Int(2))],
             hint,
         )?;
-        let valid = reduce(self, &cols, -1, 1)?;
-        let e = region_of_channel(&candle_core::Device::Cpu)?;
+        let valid = self.reduce_max(&cols, -1, true)?;
+        let (read, ok, regions) = if zones {
+            let mut all = vec![mask_box.clone()];
+            let mut oks = vec![valid.clone()];
+            let coord = |e: &mut Self, k: i64, i: i64| -> Result<String, ExportError> {
+                let b = e.slice(&mask_box, 1, k, k + 1, hint)?;
+                e.slice(&b, 2, i, i + 1, hint)
+            };
+            let half = self.scalar("anatomy.half", 0.5)?;
+            let three_px = self.scalar("anatomy.three_px", 3.0 / size as f32)?;
+            let three = self.scalar("anatomy.three", 3.0)?;
+            let ax2 = self.ints("anatomy.axis2", &[2])?;
+            for (k, lateral_is_left) in [(0i64, true), (1, false)] {
+                let (x1, y1, x2) = (coord(self, k, 0)?, coord(self, k, 1)?, coord(self, k, 2)?);
+                let mid = self.binary("Add", &x1, &x2, hint)?;
+                let mid = self.binary("Mul", &mid, &half, hint)?;
+                let d = if lateral_is_left {
+                    self.binary("Sub", &mid, &centre, hint)?
+                } else {
+                    self.binary("Sub", &centre, &mid, hint)?
+                };
+                let d = self.binary("Mul", &d, &steep, hint)?;
+                let lateral = self.op("Clip", &[&d, &zero, &one], &[], hint)?;
+                let lateral = self.op("Unsqueeze", &[&lateral, &ax2], &[], hint)?;
+                let lung = self.slice(&inside, 1, k, k + 1, hint)?;
+                let lung = self.binary("Mul", &lung, &lateral, hint)?;
+                let rows = self.reduce_max(&lung, 3, false)?;
+                let rows = self.binary("Mul", &rows, &centre, hint)?;
+                let lowest = self.reduce_max(&rows, 2, true)?;
+                let floor = self.binary("Add", &y1, &three_px, hint)?;
+                let bottom = self.binary("Max", &lowest, &floor, hint)?;
+                let span = self.binary("Sub", &bottom, &y1, hint)?;
+                let third = self.binary("Div", &span, &three, hint)?;
+                let lung_ok = self.slice(&valid, 1, k, k + 1, hint)?;
+                for z in 0..3 {
+                    let a = self.scalar("anatomy.zone_start", z as f32)?;
+                    let b = self.scalar("anatomy.zone_end", (z + 1) as f32)?;
+                    let top = self.binary("Mul", &third, &a, hint)?;
+                    let top = self.binary("Add", &y1, &top, hint)?;
+                    let end = self.binary("Mul", &third, &b, hint)?;
+                    let end = self.binary("Add", &y1, &end, hint)?;
+                    all.push(self.op(
+                        "Concat",
+                        &[&x1, &top, &x2, &end],
+                        &[("axis", Attr::Int(2))],
+                        hint,
+                    )?);
+                    oks.push(lung_ok.clone());
+                }
+            }
+            let share = self.scalar("anatomy.apical_share", 0.08)?;
+            for (lung, clavicle) in [(0i64, 3i64), (1, 4)] {
+                let x1 = coord(self, lung, 0)?;
+                let y1 = coord(self, lung, 1)?;
+                let x2 = coord(self, lung, 2)?;
+                let y2 = coord(self, lung, 3)?;
+                let width = self.binary("Sub", &x2, &x1, hint)?;
+                let width = self.binary("Mul", &width, &share, hint)?;
+                let floor = self.binary("Add", &y1, &width, hint)?;
+                let low = coord(self, clavicle, 3)?;
+                let end = self.binary("Max", &low, &floor, hint)?;
+                let end = self.binary("Min", &end, &y2, hint)?;
+                all.push(self.op(
+                    "Concat",
+                    &[&x1, &y1, &x2, &end],
+                    &[("axis", Attr::Int(2))],
+                    hint,
+                )?);
+                let a = self.slice(&valid, 1, lung, lung + 1, hint)?;
+                let c = self.slice(&valid, 1, clavicle, clavicle + 1, hint)?;
+                oks.push(self.binary("Mul", &a, &c, hint)?);
+            }
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            let oks: Vec<&str> = oks.iter().map(String::as_str).collect();
+            (
+                self.op("Concat", &all, &[("axis", Attr::Int(1))], hint)?,
+                self.op("Concat", &oks, &[("axis", Attr::Int(1))], hint)?,
+                derived_regions(),
+            )
+        } else {
+            (mask_box, valid, anatomy_regions())
+        };
+        let e = scatter_matrix(&regions, &candle_core::Device::Cpu)?;
         let et = e.t()?.contiguous()?;
-        let e = self.tensor("anatomy.region_of_channel", &e)?;
-        let et = self.tensor("anatomy.channel_of_region", &et)?;
+        let e = self.tensor("anatomy.scatter", &e)?;
+        let et = self.tensor("anatomy.gather", &et)?;
         let regressed = self.binary("MatMul", &et, boxes, hint)?;
-        let delta = self.binary("Sub", &mask_box, &regressed, hint)?;
-        let delta = self.binary("Mul", &delta, &valid, hint)?;
+        let delta = self.binary("Sub", &read, &regressed, hint)?;
+        let delta = self.binary("Mul", &delta, &ok, hint)?;
         let delta = self.binary("MatMul", &e, &delta, hint)?;
         self.binary("Add", boxes, &delta, hint)
+    }
+
+    /// ReduceMax over one axis.
+    fn reduce_max(&mut self, x: &str, axis: i64, keep: bool) -> Result<String, ExportError> {
+        self.op(
+            "ReduceMax",
+            &[x],
+            &[
+                ("axes", Attr::Ints(vec![axis])),
+                ("keepdims", Attr::Int(keep as i64)),
+            ],
+            "anatomy.max",
+        )
     }
 
     /// [`crate::model::asg::box_cell_weights`]: `[b, r, 4]` -> `[b, r, g*g]`.
@@ -669,7 +762,7 @@ pub fn image_onnx(model: &AsgModel) -> Result<Vec<u8>, ExportError> {
         Some(head) => {
             let logits = e.anatomy_head(&stage_maps, head)?;
             let side = e.stage_sides.get(1).copied().unwrap_or(s);
-            e.replace_boxes(&boxes, &logits, side, s)?
+            e.replace_boxes(&boxes, &logits, side, s, cfg.anatomy_zones)?
         }
         None => boxes,
     };

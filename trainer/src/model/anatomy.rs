@@ -118,13 +118,19 @@ impl AnatomyHead {
 /// export computes the same), the box from the first to the last row and column with a pixel
 /// inside. An empty mask gives the box (1, 1, 0, 0) and validity 0.
 pub fn mask_boxes(logits: &Tensor, size: usize) -> Result<(Tensor, Tensor)> {
+    let (boxes, valid, _) = mask_boxes_inside(logits, size)?;
+    Ok((boxes, valid))
+}
+
+/// [`mask_boxes`] and the pixels inside `[b, c, size, size]`.
+fn mask_boxes_inside(logits: &Tensor, size: usize) -> Result<(Tensor, Tensor, Tensor)> {
     let side = logits.dim(2)?;
     let dev = logits.device();
     let up = Tensor::from_vec(linear_matrix(size, side), (size, side), dev)?;
-    let inside = (resample(logits, &up, &up)? * 1e3)?.clamp(0f32, 1f32)?; // [b, c, s, s]
+    let inside = (resample(logits, &up, &up)? * STEEP)?.clamp(0f32, 1f32)?; // [b, c, s, s]
     let cols = inside.max(2)?; // [b, c, s]: any pixel in each column
     let rows = inside.max(3)?;
-    let (lo, hi) = edges(size, dev)?;
+    let (lo, hi, _) = edges(size, dev)?;
     let first = |occupied: &Tensor| -> Result<Tensor> {
         // 1 - max((1 - lo) * occupied): the first occupied cell's low edge.
         (1.0 - occupied
@@ -138,37 +144,119 @@ pub fn mask_boxes(logits: &Tensor, size: usize) -> Result<(Tensor, Tensor)> {
         2,
     )?;
     let valid = cols.max_keepdim(D::Minus1)?;
-    Ok((boxes, valid))
+    Ok((boxes, valid, inside))
 }
 
-/// Each pixel's low and high edge in 0..1, `[size]`.
-fn edges(size: usize, dev: &Device) -> Result<(Tensor, Tensor)> {
-    let lo: Vec<f32> = (0..size).map(|i| i as f32 / size as f32).collect();
-    let hi: Vec<f32> = (1..=size).map(|i| i as f32 / size as f32).collect();
-    Ok((
-        Tensor::from_vec(lo, size, dev)?,
-        Tensor::from_vec(hi, size, dev)?,
-    ))
+/// The slope of the ramp that stands for "logit above 0".
+pub const STEEP: f64 = 1e3;
+
+/// Each pixel's low edge, high edge and centre in 0..1, `[size]`.
+fn edges(size: usize, dev: &Device) -> Result<(Tensor, Tensor, Tensor)> {
+    let at = |offset: f32| -> Result<Tensor> {
+        let v: Vec<f32> = (0..size)
+            .map(|i| (i as f32 + offset) / size as f32)
+            .collect();
+        Tensor::from_vec(v, size, dev)
+    };
+    Ok((at(0.0)?, at(1.0)?, at(0.5)?))
 }
 
-/// `[REGIONS, ANATOMY.len()]`: 1 where the region is the channel's.
-pub fn region_of_channel(dev: &Device) -> Result<Tensor> {
-    let mut m = vec![0.0f32; REGIONS * ANATOMY.len()];
-    for (ch, r) in anatomy_regions().into_iter().enumerate() {
-        if r < REGIONS {
-            m[r * ANATOMY.len() + ch] = 1.0;
+/// The regions read off the anatomy masks, in the order [`derived_boxes`] gives them: the
+/// [`ANATOMY`] channels, then the right lung's upper, mid and lower zones, the left's, and the
+/// right and left apical zones.
+pub fn derived_regions() -> Vec<usize> {
+    let mut names: Vec<String> = ANATOMY.iter().map(|(n, _)| n.to_string()).collect();
+    for side in ["right", "left"] {
+        for zone in ["upper", "mid", "lower"] {
+            names.push(format!("{side} {zone} lung zone"));
         }
     }
-    Tensor::from_vec(m, (REGIONS, ANATOMY.len()), dev)
+    names.push("right apical zone".into());
+    names.push("left apical zone".into());
+    names
+        .iter()
+        .map(|n| {
+            asg_report::REGIONS
+                .iter()
+                .position(|r| r.name == n.as_str())
+                .unwrap_or(usize::MAX)
+        })
+        .collect()
 }
 
-/// The regressed boxes `[b, REGIONS, 4]` with the anatomy regions' replaced by their masks'
-/// boxes where the mask is not empty.
-pub fn replace_boxes(boxes: &Tensor, logits: &Tensor, size: usize) -> Result<Tensor> {
-    let (mask_box, valid) = mask_boxes(logits, size)?;
-    let e = region_of_channel(boxes.device())?;
-    let regressed = e.t()?.contiguous()?.broadcast_matmul(boxes)?; // [b, c, 4]
-    let delta = (mask_box - regressed)?.broadcast_mul(&valid)?;
+/// The rules of `data/masks.rs` on predicted masks, for the regions they derive from the lung
+/// and clavicle masks alone: the zones (the lung box's width; from the lung's top to its lowest
+/// point in its lateral half, in thirds; at least 3 input pixels tall) and the apical zones (the lung
+/// box above the clavicle's lowest edge, at least 8% of the lung's width tall, within the lung).
+/// `[b, k, 4]` boxes and `[b, k, 1]` validity, k = [`derived_regions`]`.len()`.
+pub fn derived_boxes(logits: &Tensor, size: usize) -> Result<(Tensor, Tensor)> {
+    let (boxes, valid, inside) = mask_boxes_inside(logits, size)?;
+    let (_, _, centre) = edges(size, logits.device())?;
+    let coord = |k: usize, i: usize| boxes.narrow(1, k, 1)?.narrow(2, i, 1); // [b, 1, 1]
+    let mut all = vec![boxes.clone()];
+    let mut ok = vec![valid.clone()];
+    for (k, lateral_is_left) in [(0usize, true), (1, false)] {
+        let (x1, y1, x2) = (coord(k, 0)?, coord(k, 1)?, coord(k, 2)?);
+        let mid = ((&x1 + &x2)? * 0.5)?; // [b, 1, 1]
+                                         // The lateral half: the image's left half of the patient's right lung.
+        let d = if lateral_is_left {
+            mid.broadcast_sub(&centre)?
+        } else {
+            centre.broadcast_sub(&mid)?
+        }; // [b, 1, s]
+        let lateral = (d * STEEP)?.clamp(0f32, 1f32)?.unsqueeze(2)?; // [b, 1, 1, s]
+        let rows = inside.narrow(1, k, 1)?.broadcast_mul(&lateral)?.max(3)?; // [b, 1, s]
+        let lowest = rows.broadcast_mul(&centre)?.max_keepdim(2)?; // [b, 1, 1]
+        let bottom = lowest.maximum(&(&y1 + 3.0 / size as f64)?)?;
+        let third = ((&bottom - &y1)? / 3.0)?;
+        for z in 0..3 {
+            let top = (&y1 + (&third * z as f64)?)?;
+            let end = (&y1 + (&third * (z + 1) as f64)?)?;
+            all.push(Tensor::cat(&[&x1, &top, &x2, &end], 2)?);
+            ok.push(valid.narrow(1, k, 1)?);
+        }
+    }
+    for (lung, clavicle) in [(0usize, 3usize), (1, 4)] {
+        let (x1, y1, x2, y2) = (
+            coord(lung, 0)?,
+            coord(lung, 1)?,
+            coord(lung, 2)?,
+            coord(lung, 3)?,
+        );
+        let floor = (&y1 + ((&x2 - &x1)? * 0.08)?)?;
+        let end = coord(clavicle, 3)?.maximum(&floor)?.minimum(&y2)?;
+        all.push(Tensor::cat(&[&x1, &y1, &x2, &end], 2)?);
+        ok.push((valid.narrow(1, lung, 1)? * valid.narrow(1, clavicle, 1)?)?);
+    }
+    Ok((Tensor::cat(&all, 1)?, Tensor::cat(&ok, 1)?))
+}
+
+/// `[REGIONS, regions.len()]`: 1 where the region is the k-th of `regions`.
+pub fn scatter_matrix(regions: &[usize], dev: &Device) -> Result<Tensor> {
+    let k = regions.len();
+    let mut m = vec![0.0f32; REGIONS * k];
+    for (i, &r) in regions.iter().enumerate() {
+        if r < REGIONS {
+            m[r * k + i] = 1.0;
+        }
+    }
+    Tensor::from_vec(m, (REGIONS, k), dev)
+}
+
+/// The regressed boxes `[b, REGIONS, 4]` with the regions read off the anatomy masks replaced
+/// where their masks are not empty: the [`ANATOMY`] regions, and with `zones` the lung zones and
+/// apical zones ([`derived_boxes`]).
+pub fn replace_boxes(boxes: &Tensor, logits: &Tensor, size: usize, zones: bool) -> Result<Tensor> {
+    let (read, valid, regions) = if zones {
+        let (b, v) = derived_boxes(logits, size)?;
+        (b, v, derived_regions())
+    } else {
+        let (b, v) = mask_boxes(logits, size)?;
+        (b, v, anatomy_regions())
+    };
+    let e = scatter_matrix(&regions, boxes.device())?;
+    let regressed = e.t()?.contiguous()?.broadcast_matmul(boxes)?; // [b, k, 4]
+    let delta = (read - regressed)?.broadcast_mul(&valid)?;
     boxes + e.broadcast_matmul(&delta)?
 }
 
@@ -220,7 +308,7 @@ mod tests {
         assert!(valid[1..].iter().all(|v| *v == 0.0));
         // Replacement: the right lung takes the mask's box, every other region keeps its own.
         let regressed = Tensor::full(0.3f32, (1, REGIONS, 4), &dev)?;
-        let out: Vec<Vec<f32>> = replace_boxes(&regressed, &logits, 32)?
+        let out: Vec<Vec<f32>> = replace_boxes(&regressed, &logits, 32, false)?
             .squeeze(0)?
             .to_vec2()?;
         let right_lung = anatomy_regions()[0];

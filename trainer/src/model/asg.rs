@@ -202,9 +202,12 @@ impl AsgModel {
             None => None,
         };
         let boxes = match (&anatomy, train) {
-            (Some(logits), false) => {
-                crate::model::anatomy::replace_boxes(&boxes, logits, self.config.input_size)?
-            }
+            (Some(logits), false) => crate::model::anatomy::replace_boxes(
+                &boxes,
+                logits,
+                self.config.input_size,
+                self.config.anatomy_zones,
+            )?,
             _ => boxes,
         };
         Ok(ImageOutput {
