@@ -531,26 +531,55 @@ impl Exporter {
                 e.slice(&b, 2, i, i + 1, hint)
             };
             let half = self.scalar("anatomy.half", 0.5)?;
-            let three_px = self.scalar("anatomy.three_px", 3.0 / size as f32)?;
+            let px = 1.0 / size as f32;
+            let three_px = self.scalar("anatomy.three_px", 3.0 * px)?;
+            let half_px = self.scalar("anatomy.half_px", 0.5 * px)?;
+            let two_size = self.scalar("anatomy.two_size", 2.0 * size as f32)?;
             let three = self.scalar("anatomy.three", 3.0)?;
-            let ax2 = self.ints("anatomy.axis2", &[2])?;
+            let centre_y_name = self.name("anatomy.centre_y");
+            let centre_y = self.g.floats(&centre_y_name, &[size, 1], &at(0.5))?;
+            let one_minus: Vec<f32> = at(0.5).iter().map(|v| 1.0 - v).collect();
+            let one_minus_name = self.name("anatomy.one_minus_centre");
+            let one_minus_centre = self.g.floats(&one_minus_name, &[size], &one_minus)?;
+            let share = |e: &mut Self, x: &str, v: f32| -> Result<String, ExportError> {
+                let k = e.scalar("anatomy.share", v)?;
+                e.binary("Mul", x, &k, hint)
+            };
+            let mut angles = Vec::new();
+            let mut domes = Vec::new();
             for (k, lateral_is_left) in [(0i64, true), (1, false)] {
                 let (x1, y1, x2) = (coord(self, k, 0)?, coord(self, k, 1)?, coord(self, k, 2)?);
+                let width = self.binary("Sub", &x2, &x1, hint)?;
                 let mid = self.binary("Add", &x1, &x2, hint)?;
                 let mid = self.binary("Mul", &mid, &half, hint)?;
-                let d = if lateral_is_left {
-                    self.binary("Sub", &mid, &centre, hint)?
-                } else {
-                    self.binary("Sub", &centre, &mid, hint)?
+                let toward_lateral = |e: &mut Self, edge: &str| -> Result<String, ExportError> {
+                    let d = if lateral_is_left {
+                        e.binary("Sub", edge, &centre, hint)?
+                    } else {
+                        e.binary("Sub", &centre, edge, hint)?
+                    };
+                    let d = e.binary("Mul", &d, &steep, hint)?;
+                    e.op("Clip", &[&d, &zero, &one], &[], hint)
                 };
-                let d = self.binary("Mul", &d, &steep, hint)?;
-                let lateral = self.op("Clip", &[&d, &zero, &one], &[], hint)?;
-                let lateral = self.op("Unsqueeze", &[&lateral, &ax2], &[], hint)?;
+                let lateral = toward_lateral(self, &mid)?;
                 let lung = self.slice(&inside, 1, k, k + 1, hint)?;
-                let lung = self.binary("Mul", &lung, &lateral, hint)?;
-                let rows = self.reduce_max(&lung, 3, false)?;
-                let rows = self.binary("Mul", &rows, &centre, hint)?;
-                let lowest = self.reduce_max(&rows, 2, true)?;
+                let low = self.binary("Mul", &lung, &centre_y, hint)?;
+                let low = self.reduce_max(&low, 2, false)?; // [b, 1, s]
+                let lowest = self.binary("Mul", &low, &lateral, hint)?;
+                let lowest = self.reduce_max(&lowest, 2, true)?; // [b, 1, 1]
+                let at_lowest = self.binary("Sub", &low, &lowest, hint)?;
+                let at_lowest = self.binary("Add", &at_lowest, &half_px, hint)?;
+                let at_lowest = self.binary("Mul", &at_lowest, &two_size, hint)?;
+                let at_lowest = self.op("Clip", &[&at_lowest, &zero, &one], &[], hint)?;
+                let at_lowest = self.binary("Mul", &at_lowest, &lateral, hint)?;
+                let point_x = if lateral_is_left {
+                    let m = self.binary("Mul", &at_lowest, &one_minus_centre, hint)?;
+                    let m = self.reduce_max(&m, 2, true)?;
+                    self.binary("Sub", &one, &m, hint)?
+                } else {
+                    let m = self.binary("Mul", &at_lowest, &centre, hint)?;
+                    self.reduce_max(&m, 2, true)?
+                };
                 let floor = self.binary("Add", &y1, &three_px, hint)?;
                 let bottom = self.binary("Max", &lowest, &floor, hint)?;
                 let span = self.binary("Sub", &bottom, &y1, hint)?;
@@ -571,6 +600,58 @@ impl Exporter {
                     )?);
                     oks.push(lung_ok.clone());
                 }
+                let out = share(self, &width, 0.06)?;
+                let inward = share(self, &width, 0.24)?;
+                let (left_edge, right_edge) = if lateral_is_left {
+                    (
+                        self.binary("Sub", &point_x, &out, hint)?,
+                        self.binary("Add", &point_x, &inward, hint)?,
+                    )
+                } else {
+                    (
+                        self.binary("Sub", &point_x, &inward, hint)?,
+                        self.binary("Add", &point_x, &out, hint)?,
+                    )
+                };
+                let rise = share(self, &width, 0.30)?;
+                let top = self.binary("Sub", &lowest, &rise, hint)?;
+                let pad = share(self, &width, 0.03)?;
+                let below = self.binary("Add", &lowest, &pad, hint)?;
+                angles.push((
+                    self.op(
+                        "Concat",
+                        &[&left_edge, &top, &right_edge, &below],
+                        &[("axis", Attr::Int(2))],
+                        hint,
+                    )?,
+                    lung_ok.clone(),
+                ));
+                let reach = share(self, &width, 0.75)?;
+                let medial_end = if lateral_is_left {
+                    self.binary("Add", &x1, &reach, hint)?
+                } else {
+                    self.binary("Sub", &x2, &reach, hint)?
+                };
+                let span = toward_lateral(self, &medial_end)?;
+                let occupied = self.slice(&cols, 1, k, k + 1, hint)?;
+                let span = self.binary("Mul", &span, &occupied, hint)?;
+                let high = self.binary("Sub", &one, &low, hint)?;
+                let high = self.binary("Mul", &high, &span, hint)?;
+                let high = self.reduce_max(&high, 2, true)?;
+                let dome = self.binary("Sub", &one, &high, hint)?;
+                let dome = self.binary("Sub", &dome, &half_px, hint)?;
+                let a = self.binary("Min", &medial_end, &point_x, hint)?;
+                let b = self.binary("Max", &medial_end, &point_x, hint)?;
+                let top = self.binary("Sub", &dome, &pad, hint)?;
+                domes.push((
+                    self.op(
+                        "Concat",
+                        &[&a, &top, &b, &below],
+                        &[("axis", Attr::Int(2))],
+                        hint,
+                    )?,
+                    lung_ok,
+                ));
             }
             let share = self.scalar("anatomy.apical_share", 0.08)?;
             for (lung, clavicle) in [(0i64, 3i64), (1, 4)] {
@@ -593,6 +674,10 @@ impl Exporter {
                 let a = self.slice(&valid, 1, lung, lung + 1, hint)?;
                 let c = self.slice(&valid, 1, clavicle, clavicle + 1, hint)?;
                 oks.push(self.binary("Mul", &a, &c, hint)?);
+            }
+            for (b, v) in angles.into_iter().chain(domes) {
+                all.push(b);
+                oks.push(v);
             }
             let all: Vec<&str> = all.iter().map(String::as_str).collect();
             let oks: Vec<&str> = oks.iter().map(String::as_str).collect();

@@ -162,8 +162,8 @@ fn edges(size: usize, dev: &Device) -> Result<(Tensor, Tensor, Tensor)> {
 }
 
 /// The regions read off the anatomy masks, in the order [`derived_boxes`] gives them: the
-/// [`ANATOMY`] channels, then the right lung's upper, mid and lower zones, the left's, and the
-/// right and left apical zones.
+/// [`ANATOMY`] channels, the right lung's upper, mid and lower zones, the left's, the right and
+/// left apical zones, costophrenic angles and hemidiaphragms.
 pub fn derived_regions() -> Vec<usize> {
     let mut names: Vec<String> = ANATOMY.iter().map(|(n, _)| n.to_string()).collect();
     for side in ["right", "left"] {
@@ -171,8 +171,11 @@ pub fn derived_regions() -> Vec<usize> {
             names.push(format!("{side} {zone} lung zone"));
         }
     }
-    names.push("right apical zone".into());
-    names.push("left apical zone".into());
+    for region in ["apical zone", "costophrenic angle", "hemidiaphragm"] {
+        for side in ["right", "left"] {
+            names.push(format!("{side} {region}"));
+        }
+    }
     names
         .iter()
         .map(|n| {
@@ -185,29 +188,57 @@ pub fn derived_regions() -> Vec<usize> {
 }
 
 /// The rules of `data/masks.rs` on predicted masks, for the regions they derive from the lung
-/// and clavicle masks alone: the zones (the lung box's width; from the lung's top to its lowest
-/// point in its lateral half, in thirds; at least 3 input pixels tall) and the apical zones (the lung
-/// box above the clavicle's lowest edge, at least 8% of the lung's width tall, within the lung).
+/// and clavicle masks alone (every length in 0..1 of the input):
+/// - the costophrenic point: the lowest pixel centre in the lung's lateral half, the most
+///   lateral of equals;
+/// - the zones: the lung box's width; from the lung's top to the costophrenic point, in thirds
+///   (at least 3 input pixels tall);
+/// - the apical zones: the lung box above the clavicle's lowest edge, at least 8% of the lung's
+///   width tall, within the lung;
+/// - the costophrenic angle: 30% of the lung's width wide (a fifth of it lateral to the point),
+///   33% of it tall (a tenth of that below the point);
+/// - the hemidiaphragm: from the highest lowest-pixel (the dome) over the lateral three
+///   quarters of the lung's width to the costophrenic point, padded by 3% of the width.
+///
 /// `[b, k, 4]` boxes and `[b, k, 1]` validity, k = [`derived_regions`]`.len()`.
 pub fn derived_boxes(logits: &Tensor, size: usize) -> Result<(Tensor, Tensor)> {
     let (boxes, valid, inside) = mask_boxes_inside(logits, size)?;
     let (_, _, centre) = edges(size, logits.device())?;
+    let centre_y = centre.reshape((size, 1))?;
+    let cols = inside.max(2)?; // [b, c, s]
+    let px = 1.0 / size as f64;
     let coord = |k: usize, i: usize| boxes.narrow(1, k, 1)?.narrow(2, i, 1); // [b, 1, 1]
     let mut all = vec![boxes.clone()];
     let mut ok = vec![valid.clone()];
+    let mut angles = Vec::new();
+    let mut domes = Vec::new();
     for (k, lateral_is_left) in [(0usize, true), (1, false)] {
         let (x1, y1, x2) = (coord(k, 0)?, coord(k, 1)?, coord(k, 2)?);
+        let width = (&x2 - &x1)?;
         let mid = ((&x1 + &x2)? * 0.5)?; // [b, 1, 1]
                                          // The lateral half: the image's left half of the patient's right lung.
-        let d = if lateral_is_left {
-            mid.broadcast_sub(&centre)?
+        let toward_lateral = |edge: &Tensor| -> Result<Tensor> {
+            let d = if lateral_is_left {
+                edge.broadcast_sub(&centre)?
+            } else {
+                centre.broadcast_sub(edge)?
+            };
+            (d * STEEP)?.clamp(0f32, 1f32) // [b, 1, s]
+        };
+        let lateral = toward_lateral(&mid)?;
+        // Per column, its lowest pixel's centre (0 where empty).
+        let lung = inside.narrow(1, k, 1)?;
+        let low = lung.broadcast_mul(&centre_y)?.max(2)?; // [b, 1, s]
+        let lowest = (&low * &lateral)?.max_keepdim(2)?; // [b, 1, 1]
+        let at_lowest = ((low.broadcast_sub(&lowest)? + 0.5 * px)? * (2.0 * size as f64))?
+            .clamp(0f32, 1f32)?
+            .mul(&lateral)?;
+        let point_x = if lateral_is_left {
+            (1.0 - at_lowest.broadcast_mul(&(1.0 - &centre)?)?.max_keepdim(2)?)?
         } else {
-            centre.broadcast_sub(&mid)?
-        }; // [b, 1, s]
-        let lateral = (d * STEEP)?.clamp(0f32, 1f32)?.unsqueeze(2)?; // [b, 1, 1, s]
-        let rows = inside.narrow(1, k, 1)?.broadcast_mul(&lateral)?.max(3)?; // [b, 1, s]
-        let lowest = rows.broadcast_mul(&centre)?.max_keepdim(2)?; // [b, 1, 1]
-        let bottom = lowest.maximum(&(&y1 + 3.0 / size as f64)?)?;
+            at_lowest.broadcast_mul(&centre)?.max_keepdim(2)?
+        };
+        let bottom = lowest.maximum(&(&y1 + 3.0 * px)?)?;
         let third = ((&bottom - &y1)? / 3.0)?;
         for z in 0..3 {
             let top = (&y1 + (&third * z as f64)?)?;
@@ -215,6 +246,39 @@ pub fn derived_boxes(logits: &Tensor, size: usize) -> Result<(Tensor, Tensor)> {
             all.push(Tensor::cat(&[&x1, &top, &x2, &end], 2)?);
             ok.push(valid.narrow(1, k, 1)?);
         }
+        let (out, inward) = ((&width * 0.06)?, (&width * 0.24)?);
+        let (left_edge, right_edge) = if lateral_is_left {
+            ((&point_x - &out)?, (&point_x + &inward)?)
+        } else {
+            ((&point_x - &inward)?, (&point_x + &out)?)
+        };
+        angles.push(Tensor::cat(
+            &[
+                &left_edge,
+                &(&lowest - (&width * 0.30)?)?,
+                &right_edge,
+                &(&lowest + (&width * 0.03)?)?,
+            ],
+            2,
+        )?);
+        // The lateral three quarters of the width, and the dome over them.
+        let medial_end = if lateral_is_left {
+            (&x1 + (&width * 0.75)?)?
+        } else {
+            (&x2 - (&width * 0.75)?)?
+        };
+        let span = toward_lateral(&medial_end)?.mul(&cols.narrow(1, k, 1)?)?;
+        let dome = ((1.0 - (1.0 - &low)?.mul(&span)?.max_keepdim(2)?)? - 0.5 * px)?;
+        let pad = (&width * 0.03)?;
+        domes.push(Tensor::cat(
+            &[
+                &medial_end.minimum(&point_x)?,
+                &(&dome - &pad)?,
+                &medial_end.maximum(&point_x)?,
+                &(&lowest + &pad)?,
+            ],
+            2,
+        )?);
     }
     for (lung, clavicle) in [(0usize, 3usize), (1, 4)] {
         let (x1, y1, x2, y2) = (
@@ -227,6 +291,12 @@ pub fn derived_boxes(logits: &Tensor, size: usize) -> Result<(Tensor, Tensor)> {
         let end = coord(clavicle, 3)?.maximum(&floor)?.minimum(&y2)?;
         all.push(Tensor::cat(&[&x1, &y1, &x2, &end], 2)?);
         ok.push((valid.narrow(1, lung, 1)? * valid.narrow(1, clavicle, 1)?)?);
+    }
+    for derived in [angles, domes] {
+        for (k, b) in derived.into_iter().enumerate() {
+            all.push(b);
+            ok.push(valid.narrow(1, k, 1)?);
+        }
     }
     Ok((Tensor::cat(&all, 1)?, Tensor::cat(&ok, 1)?))
 }
