@@ -47,12 +47,19 @@ fn run(config: &Config, data: &Path, out: &Path, resume: bool, stop_at: Option<u
 
 #[test]
 fn every_trainable_parameter_receives_a_gradient() {
-    use asg_trainer::model::asg;
-    use asg_trainer::{data, train};
     let dir = tempfile::tempdir().unwrap();
     phantoms(dir.path(), 24);
-    let config = tiny(1);
-    let set = data::scan(dir.path()).unwrap();
+    every_parameter_learns(dir.path(), false);
+    // With the anatomy head, its targets drawn by hand (phantoms carry no masks).
+    every_parameter_learns(dir.path(), true);
+}
+
+fn every_parameter_learns(dir: &Path, anatomy: bool) {
+    use asg_trainer::model::asg;
+    use asg_trainer::{data, train};
+    let mut config = tiny(1);
+    config.model.anatomy_head = anatomy;
+    let set = data::scan(dir).unwrap();
     let tokenizer = asg_report::TextTokenizer::Word(
         data::train_tokenizer(&set, config.model.vocab_size).unwrap(),
     );
@@ -63,10 +70,20 @@ fn every_trainable_parameter_receives_a_gradient() {
     )
     .unwrap();
     asg_trainer::model::init::seed_parameters(&varmap, 1).unwrap();
-    let examples: Vec<_> = set.records[..config.train.batch_size]
+    let mut examples: Vec<_> = set.records[..config.train.batch_size]
         .iter()
         .map(|r| data::prepare(r, &tokenizer, &config, None).unwrap())
         .collect();
+    if anatomy {
+        let side = asg_trainer::vocab::anatomy_side(config.model.input_size);
+        for (i, e) in examples.iter_mut().enumerate() {
+            for (k, v) in e.anatomy.iter_mut().enumerate() {
+                let (x, y) = (k % side, (k / side) % side);
+                *v = ((x + i) % side < side / 2 && y > side / 4) as u8 as f32;
+            }
+            e.anatomy_known.fill(1.0);
+        }
+    }
     assert!(
         examples.iter().any(|e| e.region_sentences.len() >= 2),
         "no example to exercise ARSA"
@@ -100,6 +117,7 @@ fn every_trainable_parameter_receives_a_gradient() {
         }
     }
     assert!(dead.is_empty(), "no gradient reaches: {dead:?}");
+    assert_eq!(losses.terms.iter().any(|(n, _)| *n == "anatomy"), anatomy);
     for (name, t) in &losses.terms {
         let v = t.to_scalar::<f32>().unwrap();
         assert!(v.is_finite() && v > 0.0, "{name} = {v}");
