@@ -610,6 +610,15 @@ mod tests {
         let t = targets(dir.path(), &recs[0]).unwrap();
         assert_eq!(t.boxes["right lung"], [8.0, 8.0, 28.0, 56.0]);
         assert_eq!(t.boxes["cardiac silhouette"], [24.0, 36.0, 44.0, 54.0]);
+        // The anatomy head's masks: lungs, heart and the right clavicle; no left clavicle or
+        // cardiomediastinum on this film.
+        let has: Vec<bool> = t.anatomy.iter().map(Option::is_some).collect();
+        assert_eq!(has, [true, true, true, true, false, false]);
+        let heart = t.anatomy[2].as_ref().unwrap();
+        assert_eq!(
+            (heart.sample(30.0, 40.0), heart.sample(10.0, 40.0)),
+            (1.0, 0.0)
+        );
         assert_eq!(t.boxes["right clavicle"], [10.0, 10.0, 30.0, 14.0]);
         assert_eq!(t.boxes["right apical zone"], [8.0, 8.0, 28.0, 14.0]);
         assert!(t.boxes.contains_key("left lower lung zone"));

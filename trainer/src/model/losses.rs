@@ -184,6 +184,22 @@ mod tests {
     }
 
     #[test]
+    fn anatomy_loss_by_hand_and_masked() {
+        // One image, two channels of 1 x 2 pixels; the second channel unknown. Channel 0:
+        // logits (0, 0) -> p = 0.5 each, targets (1, 0): BCE ln 2 on both pixels (mean ln 2),
+        // Dice 1 - (2 * 0.5 + 1) / (1 + 1 + 1) = 1/3.
+        let x = t(&[0.0, 0.0, 5.0, -5.0], &[1, 2, 1, 2]);
+        let y = t(&[1.0, 0.0, 0.0, 1.0], &[1, 2, 1, 2]);
+        let known = t(&[1.0, 0.0], &[1, 2]);
+        let want = f64::ln(2.0) + 1.0 / 3.0;
+        let got = scalar(anatomy(&x, &y, &known).unwrap());
+        assert!((got - want).abs() < 1e-5, "{got} {want}");
+        // Nothing known: no loss.
+        let none = t(&[0.0, 0.0], &[1, 2]);
+        assert_eq!(scalar(anatomy(&x, &y, &none).unwrap()), 0.0);
+    }
+
+    #[test]
     fn giou_and_l1_by_hand() {
         // Pred [0,0,1,1], target [1,0,2,1]: IoU 0, hull 2, union 2 -> GIoU 0, loss 1.
         // Pred [0,0,2,2], target [1,1,2,2]: IoU 1/4, hull = union -> loss 0.75.
