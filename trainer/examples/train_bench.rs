@@ -62,7 +62,7 @@ fn batch(config: &Config, rng: &mut rand_chacha::ChaCha8Rng) -> candle_core::Res
     let anatomy = if config.model.anatomy_head {
         let (c, side) = (
             asg_trainer::vocab::ANATOMY.len(),
-            asg_trainer::vocab::anatomy_side(s),
+            asg_trainer::vocab::anatomy_side(s, config.model.anatomy_from_stage),
         );
         let mut masks = vec![0.0f32; b * c * side * side];
         for plane in masks.chunks_mut(side * side) {

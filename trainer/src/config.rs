@@ -60,6 +60,9 @@ pub struct ModelConfig {
     pub anatomy_head: bool,
     /// The anatomy head's width.
     pub anatomy_dim: usize,
+    /// The first CNN stage the anatomy head reads (its masks have that stage's side: 1, a
+    /// quarter of the input's; 0, a half).
+    pub anatomy_from_stage: usize,
     /// With the anatomy head: also read the lung zones and apical zones off the lung and
     /// clavicle masks, by the rules the targets follow (`data/masks.rs`).
     pub anatomy_zones: bool,
@@ -94,6 +97,7 @@ impl Default for ModelConfig {
             decoder_heads: 4,
             anatomy_head: false,
             anatomy_dim: 32,
+            anatomy_from_stage: 1,
             anatomy_zones: true,
         }
     }

@@ -16,9 +16,10 @@ pub const ANATOMY: [(&str, &str); 6] = [
     ("mediastinum", "cardiomediastinum"),
 ];
 
-/// The anatomy head's side for an input of `size`: a quarter of it (the CNN's second stage).
-pub fn anatomy_side(size: usize) -> usize {
-    (size / 4).max(1)
+/// The anatomy head's side for an input of `size` when it reads the CNN from stage
+/// `from_stage` on (stage k is `size / 2^(k+1)` a side).
+pub fn anatomy_side(size: usize, from_stage: usize) -> usize {
+    (size >> (from_stage + 1).min(16)).max(1)
 }
 
 /// Each anatomy channel's region index (model order).

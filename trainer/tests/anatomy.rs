@@ -53,7 +53,7 @@ fn real_masks_land_on_their_boxes_through_letterbox_and_augmentation() {
         50,
         1,
     ));
-    let side = anatomy_side(config.model.input_size);
+    let side = anatomy_side(config.model.input_size, config.model.anatomy_from_stage);
     let regions = anatomy_regions();
     let mut checked = 0;
     // A few JSRT films (lungs, heart, clavicles) and ieee8023 films (lungs, mediastinum).

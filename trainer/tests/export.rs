@@ -183,28 +183,34 @@ fn image_and_text_models_match_candle_on_random_inputs() {
 
 #[test]
 fn an_image_model_with_an_anatomy_head_matches_candle() {
-    let mut cfg = config(1);
-    cfg.model.anatomy_head = true;
-    let s = cfg.model.input_size;
-    let (m, varmap) = asg::new_model(&cfg.model, 300, &Device::Cpu).unwrap();
-    init::seed_parameters(&varmap, 21).unwrap();
-    // Output biases that leave some masks empty and fill others in part.
-    let bias = [-8.0f32, 0.0, -8.0, 0.5, -8.0, 0.0];
-    varmap.data().lock().unwrap()["anatomy.out.bias"]
-        .set(&Tensor::new(&bias, &Device::Cpu).unwrap())
-        .unwrap();
-    for _ in 0..3 {
-        let x = Tensor::randn(0f32, 1.0, (4, 1, s, s), &Device::Cpu).unwrap();
-        m.image(&x, true).unwrap();
+    // From stage 1 (masks a quarter of the input a side) and from stage 0 (a half); with and
+    // without the zones read off the lungs.
+    for (from_stage, zones) in [(1, true), (0, true), (1, false)] {
+        let mut cfg = config(1);
+        cfg.model.anatomy_head = true;
+        cfg.model.anatomy_from_stage = from_stage;
+        cfg.model.anatomy_zones = zones;
+        let s = cfg.model.input_size;
+        let (m, varmap) = asg::new_model(&cfg.model, 300, &Device::Cpu).unwrap();
+        init::seed_parameters(&varmap, 21).unwrap();
+        // Output biases that leave some masks empty and fill others in part.
+        let bias = [-8.0f32, 0.0, -8.0, 0.5, -8.0, 0.0];
+        varmap.data().lock().unwrap()["anatomy.out.bias"]
+            .set(&Tensor::new(&bias, &Device::Cpu).unwrap())
+            .unwrap();
+        for _ in 0..3 {
+            let x = Tensor::randn(0f32, 1.0, (4, 1, s, s), &Device::Cpu).unwrap();
+            m.image(&x, true).unwrap();
+        }
+        let x = Tensor::randn(0f32, 1.0, (2, 1, s, s), &Device::Cpu).unwrap();
+        // The masks are neither empty nor full, so the graph reads boxes off them.
+        let logits = m.image(&x, false).unwrap().anatomy.unwrap();
+        let (_, valid) = asg_trainer::model::anatomy::mask_boxes(&logits, s).unwrap();
+        let valid = flat(&valid);
+        assert!(valid.contains(&1.0), "{valid:?}");
+        assert!(valid.contains(&0.0), "{valid:?}");
+        check_image(&m, &x);
     }
-    let x = Tensor::randn(0f32, 1.0, (2, 1, s, s), &Device::Cpu).unwrap();
-    // The masks are neither empty nor full, so the graph reads boxes off them.
-    let logits = m.image(&x, false).unwrap().anatomy.unwrap();
-    let (_, valid) = asg_trainer::model::anatomy::mask_boxes(&logits, s).unwrap();
-    let valid = flat(&valid);
-    assert!(valid.contains(&1.0), "{valid:?}");
-    assert!(valid.contains(&0.0), "{valid:?}");
-    check_image(&m, &x);
 }
 
 #[test]

@@ -75,7 +75,10 @@ fn every_parameter_learns(dir: &Path, anatomy: bool) {
         .map(|r| data::prepare(r, &tokenizer, &config, None).unwrap())
         .collect();
     if anatomy {
-        let side = asg_trainer::vocab::anatomy_side(config.model.input_size);
+        let side = asg_trainer::vocab::anatomy_side(
+            config.model.input_size,
+            config.model.anatomy_from_stage,
+        );
         for (i, e) in examples.iter_mut().enumerate() {
             for (k, v) in e.anatomy.iter_mut().enumerate() {
                 let (x, y) = (k % side, (k / side) % side);

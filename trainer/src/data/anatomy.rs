@@ -77,18 +77,16 @@ impl Coverage {
     }
 }
 
-pub use crate::vocab::anatomy_side as head_side;
-
 /// A film's anatomy targets in the model input's frame: `[ANATOMY.len() * side * side]` soft
 /// targets (0..1, row-major per channel) and `[ANATOMY.len()]` 1 where the channel is known.
-/// `geometry` is the augmentation's (None: none).
+/// `geometry` is the augmentation's (None: none); `side`, the head's.
 pub fn targets(
     masks: &[Option<Coverage>],
     letterbox: &Letterbox,
     geometry: Option<&Geometry>,
     size: usize,
+    side: usize,
 ) -> (Vec<f32>, Vec<f32>) {
-    let side = head_side(size);
     let mut out = vec![0.0f32; ANATOMY.len() * side * side];
     let mut known = vec![0.0f32; ANATOMY.len()];
     let cell = size as f64 / side as f64;
@@ -150,7 +148,7 @@ mod tests {
         let film = rect(200, 100, 0, 0, 100, 100);
         let masks = vec![Some(Coverage::from_mask(&film).unwrap()), None];
         let lb = Letterbox::new(200, 100, 64);
-        let (t, known) = targets(&masks, &lb, None, 64);
+        let (t, known) = targets(&masks, &lb, None, 64, 16);
         assert_eq!(known, vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
         let at = |t: &[f32], i: usize, j: usize| t[i * 16 + j];
         assert_eq!(at(&t, 8, 2), 1.0); // inside the film's left half
@@ -164,7 +162,7 @@ mod tests {
             angle: 0.0,
             shift: (16.0, 0.0),
         };
-        let (moved, _) = targets(&masks, &lb, Some(&g), 64);
+        let (moved, _) = targets(&masks, &lb, Some(&g), 64, 16);
         let inside = |t: &[f32]| -> Vec<usize> { (0..16).filter(|&j| at(t, 8, j) > 0.5).collect() };
         assert_eq!(inside(&t), (0..8).collect::<Vec<_>>());
         assert_eq!(inside(&moved), (4..12).collect::<Vec<_>>());

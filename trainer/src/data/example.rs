@@ -181,9 +181,9 @@ pub fn prepare_cached(
         )
     });
     let (anatomy, anatomy_known) = if config.model.anatomy_head {
-        let side = anatomy::head_side(size);
+        let side = crate::vocab::anatomy_side(size, config.model.anatomy_from_stage);
         match &record.anatomy {
-            Some(masks) => anatomy::targets(masks, &lb, geometry.as_ref(), size),
+            Some(masks) => anatomy::targets(masks, &lb, geometry.as_ref(), size, side),
             None => (
                 vec![0.0; anatomy::ANATOMY.len() * side * side],
                 vec![0.0; anatomy::ANATOMY.len()],

@@ -435,8 +435,8 @@ impl Exporter {
             .zip(
                 stages
                     .iter()
-                    .skip(1)
-                    .zip(self.stage_sides.clone().into_iter().skip(1)),
+                    .skip(head.from_stage)
+                    .zip(self.stage_sides.clone().into_iter().skip(head.from_stage)),
             )
             .enumerate()
         {
@@ -846,7 +846,7 @@ pub fn image_onnx(model: &AsgModel) -> Result<Vec<u8>, ExportError> {
     let boxes = match &model.anatomy {
         Some(head) => {
             let logits = e.anatomy_head(&stage_maps, head)?;
-            let side = e.stage_sides.get(1).copied().unwrap_or(s);
+            let side = e.stage_sides.get(head.from_stage).copied().unwrap_or(s);
             e.replace_boxes(&boxes, &logits, side, s, cfg.anatomy_zones)?
         }
         None => boxes,

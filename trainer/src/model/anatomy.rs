@@ -1,5 +1,6 @@
 //! The anatomy head: masks of the regions in [`ANATOMY`] (lungs, heart, clavicles, mediastinum)
-//! at a quarter of the input's side, from the CNN's stages 1.. (each through a 3x3 convolution,
+//! at the side of the CNN stage it starts from (`model.anatomy_from_stage`; 1: a quarter of the
+//! input's), from that stage on (each through a 3x3 convolution,
 //! batch norm and ReLU to a common width, upsampled to the finest and summed, then one more such
 //! convolution and a 1x1 to the channels: a small feature pyramid). At inference the boxes of
 //! those regions are read off the masks by the rule the targets follow (the mask's box), which a
@@ -49,6 +50,8 @@ pub fn resample(x: &Tensor, rows: &Tensor, cols: &Tensor) -> Result<Tensor> {
 /// The head's layers.
 pub struct AnatomyHead {
     pub(crate) laterals: Vec<ConvBn>,
+    /// The first stage read.
+    pub(crate) from_stage: usize,
     pub(crate) fuse: ConvBn,
     /// `[channels, width]` and `[channels]`: the 1x1 output layer.
     pub(crate) out_weight: Tensor,
@@ -56,17 +59,30 @@ pub struct AnatomyHead {
 }
 
 impl AnatomyHead {
-    /// A head over CNN stages of `stage_channels` (stage 0 first; stages 1.. are read).
-    pub fn new(stage_channels: &[usize], width: usize, vb: VarBuilder) -> Result<Self> {
+    /// A head over CNN stages of `stage_channels` (stage 0 first; stages `from_stage..` are
+    /// read).
+    pub fn new(
+        stage_channels: &[usize],
+        from_stage: usize,
+        width: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        if from_stage + 1 >= stage_channels.len() {
+            candle_core::bail!(
+                "the anatomy head reads from stage {from_stage}, but the CNN has {} stages",
+                stage_channels.len()
+            );
+        }
         let laterals = stage_channels
             .iter()
             .enumerate()
-            .skip(1)
+            .skip(from_stage)
             .map(|(i, &c)| ConvBn::new(c, width, 1, vb.pp(format!("lateral{i}"))))
             .collect::<Result<Vec<_>>>()?;
         let bound = (1.0 / width as f64).sqrt();
         Ok(Self {
             laterals,
+            from_stage,
             fuse: ConvBn::new(width, width, 1, vb.pp("fuse"))?,
             out_weight: vb.get_with_hints(
                 (ANATOMY.len(), width),
@@ -84,7 +100,11 @@ impl AnatomyHead {
     /// The stages' maps (stage 0 first) -> mask logits `[b, ANATOMY.len(), side, side]`.
     pub fn forward(&self, stages: &[Tensor], train: bool) -> Result<Tensor> {
         let mut sum: Option<Tensor> = None;
-        for (lateral, map) in self.laterals.iter().zip(stages.iter().skip(1)) {
+        for (lateral, map) in self
+            .laterals
+            .iter()
+            .zip(stages.iter().skip(self.from_stage))
+        {
             let h = lateral.forward(map, train)?;
             let h = match &sum {
                 None => h,

@@ -137,6 +137,7 @@ impl AsgModel {
                 }
                 Some(crate::model::anatomy::AnatomyHead::new(
                     &config.channels,
+                    config.anatomy_from_stage,
                     config.anatomy_dim,
                     vb.pp("anatomy"),
                 )?)

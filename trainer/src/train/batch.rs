@@ -79,7 +79,7 @@ pub fn collate(examples: &[Example], size: usize, device: &Device) -> candle_cor
         arsa.push((regions, Tensor::from_vec(avg, (1, k, t), device)?));
     }
     let anatomy = if with_anatomy && b > 0 {
-        let side = crate::vocab::anatomy_side(size);
+        let side = (examples[0].anatomy.len() / channels).isqrt();
         if anatomy.len() != b * channels * side * side {
             candle_core::bail!(
                 "anatomy targets of {} values for {b} images of side {side}",
