@@ -8,6 +8,7 @@
 
 pub mod anatomy;
 pub mod findings;
+pub mod masks;
 pub mod raster;
 pub mod regions;
 pub mod render;

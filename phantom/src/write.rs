@@ -6,12 +6,14 @@
 //! OUT/files/p1X/p<subject>/s<study>.txt                the report
 //! OUT/silver_dataset/scene_graph/<image id>_SceneGraph.json
 //! OUT/truth/<image id>.json                            everything the generator knows
+//! OUT/anatomy/<image id>/<name>.png                     anatomy masks (lungs, heart, clavicles)
 //! ```
 
 use crate::anatomy::Side;
 use crate::report::Report;
 use crate::Study;
 use asg_dicom::{uid_from_u128, write_file, DicomError, NewImage, VoiWindow};
+use image::ImageEncoder;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -246,6 +248,20 @@ pub fn write_study(
         regions: study.regions.clone(),
         report: study.report.clone(),
     };
+    let (w, h) = (study.rendered.width, study.rendered.height);
+    let anatomy_dir = out.join("anatomy").join(&study.image_id);
+    std::fs::create_dir_all(&anatomy_dir).map_err(io(&anatomy_dir))?;
+    for (name, mask) in crate::masks::anatomy_masks(&study.anatomy, w, h) {
+        let path = anatomy_dir.join(format!("{name}.png"));
+        let mut png = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut png)
+            .write_image(&mask, w as u32, h as u32, image::ExtendedColorType::L8)
+            .map_err(|e| PhantomError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })?;
+        write_atomic(&path, &png)?;
+    }
     let truth_path = out.join("truth").join(format!("{}.json", study.image_id));
     let text = serde_json::to_vec_pretty(&truth).map_err(|e| PhantomError::Io {
         path: truth_path.clone(),

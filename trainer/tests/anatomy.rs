@@ -180,3 +180,50 @@ fn zones_read_off_predicted_masks_follow_the_target_rules() {
     }
     assert_eq!(compared, 14, "{names:?}");
 }
+
+/// Phantoms carry anatomy masks too (`anatomy/<image id>/`): the loader reads them, and each
+/// lands on the region box of the phantom's scene graph.
+#[test]
+fn phantom_masks_land_on_their_scene_graph_boxes() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = asg_phantom::set::SetOptions {
+        n: 6,
+        seed: 9,
+        image: asg_phantom::Options {
+            size: 256,
+            normal_share: 0.3,
+            vary_format: true,
+        },
+        split: [4.0, 1.0, 1.0],
+        errors: false,
+        threads: 2,
+    };
+    asg_phantom::set::write_set(dir.path(), &options, &|| {}).unwrap();
+    let set = asg_trainer::data::scan(dir.path()).unwrap();
+    let config =
+        Config::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/real160a.toml"))
+            .unwrap();
+    let tokenizer = asg_report::TextTokenizer::Word(asg_report::Tokenizer::train(
+        ["the lungs are clear"],
+        50,
+        1,
+    ));
+    let side = anatomy_side(config.model.input_size, config.model.anatomy_from_stage);
+    let regions = anatomy_regions();
+    let mut checked = 0;
+    for r in &set.records {
+        let masks = r.anatomy.as_ref().expect("a phantom without anatomy masks");
+        // Lungs, heart and clavicles; no cardiomediastinum.
+        let has: Vec<bool> = masks.iter().map(Option::is_some).collect();
+        assert_eq!(has, [true, true, true, true, true, false], "{}", r.image_id);
+        let e = prepare(r, &tokenizer, &config, None).unwrap();
+        for ch in 0..3 {
+            let plane = &e.anatomy[ch * side * side..(ch + 1) * side * side];
+            let overlap = iou(&plane_box(plane, side).unwrap(), &e.boxes[regions[ch]]);
+            // Cells of 4 input pixels: a phantom lung is about 10 cells wide.
+            assert!(overlap > 0.8, "{} channel {ch}: IoU {overlap}", r.image_id);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 18);
+}

@@ -183,7 +183,23 @@ pub fn prepare_cached(
     let (anatomy, anatomy_known) = if config.model.anatomy_head {
         let side = crate::vocab::anatomy_side(size, config.model.anatomy_from_stage);
         match &record.anatomy {
-            Some(masks) => anatomy::targets(masks, &lb, geometry.as_ref(), size, side),
+            Some(masks) => {
+                let film = (w as usize, h as usize);
+                if let Some(m) = masks
+                    .iter()
+                    .flatten()
+                    .find(|m| (m.image_width, m.image_height) != film)
+                {
+                    return Err(DataError::Layout {
+                        path: record.image.display().to_string(),
+                        reason: format!(
+                            "an anatomy mask is {} x {}, the film {} x {}",
+                            m.image_width, m.image_height, film.0, film.1
+                        ),
+                    });
+                }
+                anatomy::targets(masks, &lb, geometry.as_ref(), size, side)
+            }
             None => (
                 vec![0.0; anatomy::ANATOMY.len() * side * side],
                 vec![0.0; anatomy::ANATOMY.len()],

@@ -156,6 +156,37 @@ fn read_split(path: &Path) -> Result<HashMap<String, (String, String, Split)>, D
     Ok(out)
 }
 
+/// The anatomy masks a set may carry beside its scene graphs (the phantoms write them):
+/// `anatomy/<image id>/<name>.png`, named as the realcxr layout names them (`right_lung`, `heart`
+/// ...). None when the folder is absent; a mask that does not decode is an error naming it.
+fn read_anatomy(
+    root: &Path,
+    image_id: &str,
+) -> Result<Option<std::sync::Arc<Vec<Option<crate::data::anatomy::Coverage>>>>, DataError> {
+    let dir = root.join("anatomy").join(image_id);
+    if image_id.contains(['/', '\\']) || image_id.contains("..") || !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut masks = Vec::new();
+    for (_, name) in crate::vocab::ANATOMY {
+        let path = dir.join(format!("{name}.png"));
+        if !path.is_file() {
+            masks.push(None);
+            continue;
+        }
+        let (w, h) = image::image_dimensions(&path).map_err(|e| DataError::Image {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let mask = crate::data::realcxr::load_mask(&path, w, h)?;
+        masks.push(crate::data::anatomy::Coverage::from_mask(&mask));
+    }
+    Ok(masks
+        .iter()
+        .any(Option::is_some)
+        .then(|| std::sync::Arc::new(masks)))
+}
+
 /// Finds the scene graphs, joins them with the split file, the images and the reports, and
 /// validates the boxes.
 pub fn scan(root: &Path) -> Result<Dataset, DataError> {
@@ -243,6 +274,7 @@ pub fn scan(root: &Path) -> Result<Dataset, DataError> {
             }
         }
         stats.records += 1;
+        let anatomy = read_anatomy(root, &image_id)?;
         records.push(Record {
             image_id,
             image,
@@ -251,7 +283,7 @@ pub fn scan(root: &Path) -> Result<Dataset, DataError> {
             boxes,
             given: None,
             weight: 1,
-            anatomy: None,
+            anatomy,
         });
     }
     Ok(Dataset {
