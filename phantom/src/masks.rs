@@ -24,10 +24,19 @@ pub fn anatomy_masks(a: &Anatomy, width: usize, height: usize) -> Vec<(&'static 
             fill_polygon(&a.lungs[side.index()].outline, width, height, s),
         ));
     }
+    // Only the pixels of a box around the structure are visited (films reach 3000 px a side).
+    let pixels_of = |b: [f64; 4]| {
+        let px = |v: f64, n: usize| ((v / s).max(0.0) as usize).min(n);
+        (
+            px(b[0], width)..px(b[2] + s, width),
+            px(b[1], height)..px(b[3] + s, height),
+        )
+    };
     let heart = a.heart;
     let mut m = vec![0u8; width * height];
-    for py in 0..height {
-        for px in 0..width {
+    let (xs, ys) = pixels_of(heart.bbox());
+    for py in ys {
+        for px in xs.clone() {
             let (x, y) = centre(px, py);
             if heart.path(x, y) > 0.0 {
                 m[py * width + px] = 255;
@@ -42,8 +51,15 @@ pub fn anatomy_masks(a: &Anatomy, width: usize, height: usize) -> Vec<(&'static 
         };
         let axis = &a.clavicles[side.index()];
         let mut m = vec![0u8; width * height];
-        for py in 0..height {
-            for px in 0..width {
+        let pad = CLAVICLE_HALF_WIDTH_MM;
+        let b = axis
+            .iter()
+            .fold([f64::MAX, f64::MAX, f64::MIN, f64::MIN], |b, p| {
+                [b[0].min(p.0), b[1].min(p.1), b[2].max(p.0), b[3].max(p.1)]
+            });
+        let (xs, ys) = pixels_of([b[0] - pad, b[1] - pad, b[2] + pad, b[3] + pad]);
+        for py in ys {
+            for px in xs.clone() {
                 let p: Pt = centre(px, py);
                 let near = axis
                     .windows(2)
