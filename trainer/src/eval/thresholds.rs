@@ -86,7 +86,22 @@ pub fn recall_threshold(pairs: Vec<(f32, bool)>, miss: f64) -> f32 {
     pos[((pos.len() as f64 * miss).floor() as usize).min(pos.len() - 1)]
 }
 
-/// Per finding, the image-level and region-level thresholds with the best F1 on `split`.
+/// The lowest validation AUROC at which a finding is offered: below it the model does not tell
+/// the split's positives from its negatives, and a threshold on its score would flag films at
+/// random.
+pub const MIN_VALIDATION_AUROC: f64 = 0.6;
+
+/// Whether `(logit, label)` pairs have a positive and an AUROC of at least
+/// [`MIN_VALIDATION_AUROC`].
+pub fn separates(pairs: &[(f32, bool)]) -> bool {
+    let scores: Vec<f32> = pairs.iter().map(|p| p.0).collect();
+    let labels: Vec<bool> = pairs.iter().map(|p| p.1).collect();
+    crate::eval::metrics::auroc(&scores, &labels).is_some_and(|a| a >= MIN_VALIDATION_AUROC)
+}
+
+/// Per finding, the image-level and region-level thresholds with the best F1 on `split`, and the
+/// findings the split vouches for: those with positives in it, told from its negatives at image
+/// or region level with an AUROC of at least [`MIN_VALIDATION_AUROC`].
 pub fn choose_thresholds(
     model: &dyn EvalModel,
     data_root: &Path,
@@ -129,7 +144,7 @@ pub fn choose_thresholds(
             }
         }
         let key = name.to_string();
-        if image.iter().chain(&region).any(|p| p.1) {
+        if separates(&image) || separates(&region) {
             validated.insert(key.clone());
         }
         check
@@ -313,6 +328,22 @@ mod tests {
         let before = th.clone();
         enforce_normal_specificity(&mut th, &[], 0.0);
         assert_eq!(th, before);
+    }
+
+    #[test]
+    fn a_finding_is_vouched_for_only_when_the_split_tells_it_apart() {
+        let pairs = |v: &[(f32, bool)]| v.to_vec();
+        // AUROC 1, 0.75 (3 of 4 pairs ordered), 0.5, and no positive or no negative.
+        assert!(separates(&pairs(&[(2.0, true), (0.0, false)])));
+        assert!(separates(&pairs(&[
+            (2.0, true),
+            (0.0, true),
+            (1.0, false),
+            (-1.0, false)
+        ])));
+        assert!(!separates(&pairs(&[(1.0, true), (1.0, false)])));
+        assert!(!separates(&pairs(&[(1.0, false), (0.0, false)])));
+        assert!(!separates(&pairs(&[(1.0, true)])));
     }
 
     #[test]

@@ -257,8 +257,9 @@ pub fn write_asg_bundle(
 /// The findings a bundle offers, in the order of `asg_report::FINDINGS`: those the training
 /// data had positives of (`trained`: positives per finding; None, a run made before the counts
 /// were kept: all), and, when the thresholds were chosen on data, only those its validation
-/// split had positives of too (`validated`): a threshold chosen on negatives alone was never
-/// measured on the kind of film it is used on (a finding only phantoms show, on real films).
+/// split had positives of and told apart too (`validated`): a threshold chosen on negatives
+/// alone was never measured on the kind of film it is used on (a finding only phantoms show, on
+/// real films), and one on a score at chance flags films at random.
 /// None: all findings.
 pub fn assessed_findings(
     trained: Option<&BTreeMap<String, u64>>,
@@ -284,7 +285,8 @@ pub struct Thresholds {
     pub region: BTreeMap<String, f32>,
     /// The report check's confident and doubtful bars.
     pub check: Option<asg_bundle::CheckThresholds>,
-    /// The findings the split these thresholds were chosen on had positives of (at image or
+    /// The findings the split these thresholds were chosen on had positives of and told from
+    /// its negatives (AUROC at least `eval::thresholds::MIN_VALIDATION_AUROC`, at image or
     /// region level); None: not chosen on data. A finding outside it has a threshold nobody
     /// measured, so it is not offered (see `asg-train export`).
     pub validated: Option<std::collections::BTreeSet<String>>,
