@@ -5,7 +5,7 @@
 # the films never; see its README):
 #   1. 1,000 phantom studies (256 px), seed 7;
 #   2. asg-train fit on the phantoms and the real films, the real films' training records counted
-#      ${REAL_WEIGHT:-3} times, with ${CONFIG:-trainer/configs/real.toml} for ${STEPS:-2500} steps;
+#      ${REAL_WEIGHT:-3} times, with ${CONFIG:-trainer/configs/real160a.toml} for ${STEPS:-3000} steps;
 #   3. asg-train export --data <realcxr> into ${OUT:-target/train-real/bundle} (named
 #      ${NAME:-asg-default}), then the phantom test split evaluated too.
 # Work files go to ${ASG_WORK:-target/train-real}.
@@ -17,14 +17,14 @@ cd "$(dirname "$0")/.."
 export MIMALLOC_PURGE_DELAY="${MIMALLOC_PURGE_DELAY:--1}"
 work="${ASG_WORK:-target/train-real}"
 real="${REALCXR:-../shared/realcxr}"
-config="${CONFIG:-trainer/configs/real.toml}"
+config="${CONFIG:-trainer/configs/real160a.toml}"
 out="${OUT:-$work/bundle}"
 [ -f "$real/index.jsonl" ] || { echo "train-real: $real/index.jsonl not found (set REALCXR)" >&2; exit 1; }
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 cargo build --release -p asg-trainer
 train="$target_dir/release/asg-train"
 mkdir -p "$work"
-sed "s/^steps = .*/steps = ${STEPS:-2500}/" "$config" >"$work/config.toml"
+sed "s/^steps = .*/steps = ${STEPS:-3000}/" "$config" >"$work/config.toml"
 if [ ! -f "$work/phantoms/phantom_set.json" ]; then
   "$train" synth --n 1000 --seed 7 --size 256 --out "$work/phantoms"
 fi
