@@ -178,7 +178,7 @@ fn read_anatomy(
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        let mask = crate::data::realcxr::load_mask(&path, w, h)?;
+        let mask = crate::data::masks::load_mask(&path, w, h)?;
         masks.push(crate::data::anatomy::Coverage::from_mask(&mask));
     }
     Ok(masks

@@ -22,6 +22,38 @@
 //! only the lung's outer extent, its top, its lateral base and its lateral lower border, which
 //! both conventions share; nothing here uses the medial border.
 
+use crate::data::error::{io, DataError};
+use std::path::Path;
+
+/// The largest mask decoded (pixels).
+const MAX_MASK_PIXELS: u64 = 1 << 26;
+
+/// Decodes a mask PNG, checking that it has the image's size.
+pub fn load_mask(path: &Path, width: u32, height: u32) -> Result<Mask, DataError> {
+    let bad = |reason: String| DataError::Image {
+        path: path.display().to_string(),
+        reason,
+    };
+    let reader = image::ImageReader::open(path)
+        .map_err(io(path))?
+        .with_guessed_format()
+        .map_err(io(path))?;
+    let (w, h) = reader.into_dimensions().map_err(|e| bad(e.to_string()))?;
+    if (w, h) != (width, height) {
+        return Err(bad(format!(
+            "mask is {w} x {h}, the image {width} x {height}"
+        )));
+    }
+    if u64::from(w) * u64::from(h) > MAX_MASK_PIXELS {
+        return Err(bad(format!("mask of {w} x {h} pixels is too large")));
+    }
+    let img = image::open(path)
+        .map_err(|e| bad(e.to_string()))?
+        .into_luma8();
+    Mask::from_luma(w as usize, h as usize, img.as_raw())
+        .ok_or_else(|| bad("mask size does not match its pixels".into()))
+}
+
 /// A binary mask.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mask {

@@ -23,6 +23,7 @@
 use crate::data::anatomy::{Coverage, ANATOMY};
 use crate::data::error::{io, DataError};
 use crate::data::imagenome::{region_index, Dataset, GivenLabels, Record, ScanStats, Split};
+pub use crate::data::masks::load_mask;
 use crate::data::masks::{apical_zone, lung_regions, trachea, BoxPx, LesionMap, LungSide, Mask};
 use crate::vocab::{FINDINGS, REGIONS};
 use serde::Deserialize;
@@ -32,8 +33,6 @@ use std::path::{Path, PathBuf};
 /// The largest `index.jsonl` read, and its largest line.
 const MAX_INDEX_BYTES: u64 = 64 << 20;
 const MAX_LINE: usize = 1 << 20;
-/// The largest mask decoded (pixels).
-const MAX_MASK_PIXELS: u64 = 1 << 26;
 
 /// One record of `index.jsonl` (the fields the loader uses).
 #[derive(Debug, Clone, Deserialize)]
@@ -139,32 +138,6 @@ pub fn read_index(root: &Path) -> Result<Vec<RealRecord>, DataError> {
         out.push(r);
     }
     Ok(out)
-}
-
-/// Decodes a mask PNG, checking that it has the image's size.
-pub fn load_mask(path: &Path, width: u32, height: u32) -> Result<Mask, DataError> {
-    let bad = |reason: String| DataError::Image {
-        path: path.display().to_string(),
-        reason,
-    };
-    let reader = image::ImageReader::open(path)
-        .map_err(io(path))?
-        .with_guessed_format()
-        .map_err(io(path))?;
-    let (w, h) = reader.into_dimensions().map_err(|e| bad(e.to_string()))?;
-    if (w, h) != (width, height) {
-        return Err(bad(format!(
-            "mask is {w} x {h}, the image {width} x {height}"
-        )));
-    }
-    if u64::from(w) * u64::from(h) > MAX_MASK_PIXELS {
-        return Err(bad(format!("mask of {w} x {h} pixels is too large")));
-    }
-    let img = image::open(path)
-        .map_err(|e| bad(e.to_string()))?
-        .into_luma8();
-    Mask::from_luma(w as usize, h as usize, img.as_raw())
-        .ok_or_else(|| bad("mask size does not match its pixels".into()))
 }
 
 fn side_of_lobe(lobe: &str) -> Option<LungSide> {
