@@ -854,7 +854,7 @@ impl EvalReport {
                 p.std
             );
         }
-        s += "\n| finding | positives | image AUROC | region AUROC | zero-shot AUROC | pointing (attention) | pointing (maps) |\n|---|---|---|---|---|---|---|\n";
+        s += "\n| finding | positives | image AUROC | region AUROC | zero-shot AUROC | pointing in the labelled region box (attention) | same (maps) |\n|---|---|---|---|---|---|---|\n";
         for (name, pos) in &self.positives {
             let get = |p: &PerName| fmt(p.values.get(name).copied().flatten());
             s += &format!(
