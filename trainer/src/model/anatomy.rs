@@ -16,7 +16,8 @@ use candle_nn::VarBuilder;
 
 /// `[out, in]` nearest-neighbour upsampling by an integer factor (`out = in * factor`).
 pub fn nearest_matrix(out: usize, input: usize) -> Vec<f32> {
-    let factor = (out / input.max(1)).max(1);
+    let input = input.max(1);
+    let factor = (out / input).max(1);
     let mut m = vec![0.0f32; out * input];
     for o in 0..out {
         m[o * input + (o / factor).min(input - 1)] = 1.0;
@@ -27,6 +28,7 @@ pub fn nearest_matrix(out: usize, input: usize) -> Vec<f32> {
 /// `[out, in]` linear interpolation between cell centres (half-pixel centres, edges clamped):
 /// the weights of a bilinear resize along one axis.
 pub fn linear_matrix(out: usize, input: usize) -> Vec<f32> {
+    let input = input.max(1);
     let mut m = vec![0.0f32; out * input];
     let scale = input as f64 / out as f64;
     for o in 0..out {
