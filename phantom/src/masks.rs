@@ -4,7 +4,7 @@
 //! the phantom's box of that region (`regions.rs`), up to a pixel.
 
 use crate::anatomy::{Anatomy, Side};
-use crate::raster::{scanline_crossings, segment_distance, Pt};
+use crate::raster::{polygon_runs, segment_distance, Pt};
 
 /// A clavicle's half-thickness, mm (its box is the axis's box padded by this).
 pub const CLAVICLE_HALF_WIDTH_MM: f64 = 7.0;
@@ -77,21 +77,9 @@ pub fn anatomy_masks(a: &Anatomy, width: usize, height: usize) -> Vec<(&'static 
 /// A closed polygon (mm) filled by scanlines at pixel centres.
 fn fill_polygon(poly: &[Pt], width: usize, height: usize, spacing: f64) -> Vec<u8> {
     let mut m = vec![0u8; width * height];
-    let mut xs = Vec::new();
-    for py in 0..height {
-        let y = (py as f64 + 0.5) * spacing;
-        scanline_crossings(poly, y, &mut xs);
-        xs.sort_by(|a, b| a.total_cmp(b));
-        for pair in xs.chunks(2) {
-            if let [x0, x1] = pair {
-                let p0 = ((x0 / spacing - 0.5).ceil().max(0.0) as usize).min(width);
-                let p1 = ((x1 / spacing - 0.5).floor() + 1.0).clamp(0.0, width as f64) as usize;
-                for v in &mut m[py * width + p0..py * width + p1.max(p0)] {
-                    *v = 255;
-                }
-            }
-        }
-    }
+    polygon_runs(poly, width, height, spacing, |py, p0, p1| {
+        m[py * width + p0..py * width + p1].fill(255);
+    });
     m
 }
 

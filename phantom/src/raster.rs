@@ -260,10 +260,15 @@ pub fn scanline_crossings(poly: &[Pt], y: f64, xs: &mut Vec<f64>) {
     }
 }
 
-/// Fills a mask (1 inside) of a closed polygon by scanlines, then turns it into the distance to
-/// the outline in mm (a two-pass 3-4 chamfer transform), 0 outside.
-pub fn polygon_depth_field(poly: &[Pt], width: usize, height: usize, spacing: f64) -> Field {
-    let mut f = Field::new(width, height, spacing);
+/// The pixel runs inside a closed polygon (mm), by scanlines at pixel centres: `inside(row,
+/// first, end)` for each run of pixels `first..end` of `row`.
+pub fn polygon_runs(
+    poly: &[Pt],
+    width: usize,
+    height: usize,
+    spacing: f64,
+    mut inside: impl FnMut(usize, usize, usize),
+) {
     let mut xs: Vec<f64> = Vec::new();
     for py in 0..height {
         let y = (py as f64 + 0.5) * spacing;
@@ -273,12 +278,21 @@ pub fn polygon_depth_field(poly: &[Pt], width: usize, height: usize, spacing: f6
             if let [x0, x1] = pair {
                 let p0 = ((x0 / spacing - 0.5).ceil().max(0.0) as usize).min(width);
                 let p1 = ((x1 / spacing - 0.5).floor() + 1.0).clamp(0.0, width as f64) as usize;
-                for px in p0..p1.max(p0) {
-                    f.data[py * width + px] = f32::MAX;
-                }
+                inside(py, p0, p1.max(p0));
             }
         }
     }
+}
+
+/// Fills a mask (1 inside) of a closed polygon by scanlines, then turns it into the distance to
+/// the outline in mm (a two-pass 3-4 chamfer transform), 0 outside.
+pub fn polygon_depth_field(poly: &[Pt], width: usize, height: usize, spacing: f64) -> Field {
+    let mut f = Field::new(width, height, spacing);
+    polygon_runs(poly, width, height, spacing, |py, p0, p1| {
+        for v in &mut f.data[py * width + p0..py * width + p1] {
+            *v = f32::MAX;
+        }
+    });
     chamfer(&mut f);
     f
 }

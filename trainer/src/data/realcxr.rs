@@ -158,17 +158,25 @@ fn inside(b: &BoxPx, x: f32, y: f32) -> bool {
 /// The films's boxes and labels (see the module's rules). Masks are read from under `root`.
 pub fn targets(root: &Path, r: &RealRecord) -> Result<RealTargets, DataError> {
     let mut t = RealTargets::default();
-    let mask = |name: &str| -> Result<Option<Mask>, DataError> {
+    let load = |name: &str| -> Result<Option<Mask>, DataError> {
         match r.masks.get(name) {
             Some(rel) => Ok(Some(load_mask(&root.join(rel), r.width, r.height)?)),
             None => Ok(None),
         }
     };
-    // Anatomy.
+    // Anatomy: the anatomy head's masks are decoded once and kept for the box rules below.
+    let mut anatomy: BTreeMap<&str, Option<Mask>> = BTreeMap::new();
     for (_, key) in ANATOMY {
-        t.anatomy
-            .push(mask(key)?.as_ref().and_then(Coverage::from_mask));
+        let m = load(key)?;
+        t.anatomy.push(m.as_ref().and_then(Coverage::from_mask));
+        anatomy.insert(key, m);
     }
+    let mask = |name: &str| -> Result<Option<Mask>, DataError> {
+        match anatomy.get(name) {
+            Some(m) => Ok(m.clone()),
+            None => load(name),
+        }
+    };
     let mut lungs: BTreeMap<&str, Mask> = BTreeMap::new();
     for (key, side) in [
         ("right_lung", LungSide::Right),
