@@ -66,6 +66,12 @@ pub struct ModelConfig {
     /// With the anatomy head: also read the lung zones and apical zones off the lung and
     /// clavicle masks, by the rules the targets follow (`data/masks.rs`).
     pub anatomy_zones: bool,
+    /// How the region head pools a region's cells: 0 averages the grid over the box (then one
+    /// linear layer); above 0 it is the sharpness `r` of a log-sum-exp over the head's per-cell
+    /// logits `l_c` weighted by the box's share `w_c` of each cell,
+    /// `(1/r) ln sum_c w_c exp(r l_c)`: between the mean (r -> 0) and the max (r -> inf), so a
+    /// finding in a few cells (a nodule, patchy opacity) is not averaged away over its zone.
+    pub region_lse: f64,
 }
 
 impl Default for ModelConfig {
@@ -99,6 +105,7 @@ impl Default for ModelConfig {
             anatomy_dim: 32,
             anatomy_from_stage: 1,
             anatomy_zones: true,
+            region_lse: 0.0,
         }
     }
 }

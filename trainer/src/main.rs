@@ -108,6 +108,9 @@ enum Command {
         probe_seeds: u64,
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also write each film's logits and labels here, one JSON object a line.
+        #[arg(long)]
+        predictions: Option<PathBuf>,
     },
     /// Choose an exported bundle's operating point again on a data set's validation split (as
     /// `export --data` does: thresholds, the report check's bars, the assessed findings narrowed
@@ -367,6 +370,7 @@ fn run() -> anyhow::Result<()> {
             no_probe,
             probe_seeds,
             json,
+            predictions,
         } => {
             let splits = split
                 .split('+')
@@ -385,6 +389,7 @@ fn run() -> anyhow::Result<()> {
                 limit,
                 linear_probe: !no_probe,
                 probe_seeds,
+                predictions,
                 ..Default::default()
             };
             let report =

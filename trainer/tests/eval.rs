@@ -200,13 +200,51 @@ fn thresholds_on_real_films_vouch_only_for_what_they_saw_and_hold_under_stress()
     assert!(validated.contains("opacity"), "{validated:?}");
     assert!(!validated.contains("pneumothorax"), "{validated:?}");
     assert!(!validated.contains("cardiomegaly"), "{validated:?}");
+    let predictions = dir.path().join("predictions.jsonl");
     let options = EvalOptions {
         linear_probe: false,
+        predictions: Some(predictions.clone()),
         ..Default::default()
     };
     let report = evaluate(&candle, &real, &options, &|_| {}).unwrap();
     let r = report.real_films.unwrap();
     assert!(r.normal_films > 0);
+    // The per-film file holds every test film, and its zone labels and logits give the
+    // report's zone AUROC again.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&predictions)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), report.images);
+    assert!(lines.iter().all(|l| l["split"] == "test"));
+    let opacity = asg_report::finding_index("opacity").unwrap();
+    let zones: Vec<usize> = ["upper", "mid", "lower"]
+        .iter()
+        .flat_map(|z| {
+            ["right", "left"].map(|s| asg_report::region_index(&format!("{s} {z} lung zone")))
+        })
+        .map(|i| i.unwrap())
+        .collect();
+    let (mut scores, mut labels) = (Vec::new(), Vec::new());
+    for l in &lines {
+        for label in l["region_labels"].as_array().unwrap() {
+            let (region, finding) = (
+                label[0].as_u64().unwrap() as usize,
+                label[1].as_u64().unwrap(),
+            );
+            if finding == opacity as u64 && zones.contains(&region) {
+                scores.push(l["region_logits"][region][opacity].as_f64().unwrap() as f32);
+                labels.push(label[2].as_f64().unwrap() > 0.5);
+            }
+        }
+    }
+    assert_eq!(scores.len(), r.zone_opacity_cases);
+    let again = asg_trainer::eval::metrics::auroc(&scores, &labels);
+    assert_eq!(
+        again.map(|a| (a * 1e6).round()),
+        r.zone_opacity_auroc.map(|a| (a * 1e6).round())
+    );
     assert_eq!(
         r.stressed_normal_films,
         r.normal_films * asg_trainer::eval::STRESS_COPIES

@@ -185,11 +185,18 @@ fn image_and_text_models_match_candle_on_random_inputs() {
 fn an_image_model_with_an_anatomy_head_matches_candle() {
     // From stage 1 (masks a quarter of the input a side) and from stage 0 (a half); with and
     // without the zones read off the lungs.
-    for (from_stage, zones) in [(1, true), (0, true), (1, false)] {
+    // The last also pools regions by log-sum-exp (`region_lse`) instead of averaging them.
+    for (from_stage, zones, lse) in [
+        (1, true, 0.0),
+        (0, true, 0.0),
+        (1, false, 0.0),
+        (1, true, 3.0),
+    ] {
         let mut cfg = config(1);
         cfg.model.anatomy_head = true;
         cfg.model.anatomy_from_stage = from_stage;
         cfg.model.anatomy_zones = zones;
+        cfg.model.region_lse = lse;
         let s = cfg.model.input_size;
         let (m, varmap) = asg::new_model(&cfg.model, 300, &Device::Cpu).unwrap();
         init::seed_parameters(&varmap, 21).unwrap();

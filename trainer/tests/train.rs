@@ -50,7 +50,8 @@ fn every_trainable_parameter_receives_a_gradient() {
     let dir = tempfile::tempdir().unwrap();
     phantoms(dir.path(), 24);
     every_parameter_learns(dir.path(), false);
-    // With the anatomy head, its targets drawn by hand (phantoms carry no masks).
+    // With the anatomy head, its targets drawn by hand (phantoms carry no masks), and regions
+    // pooled by log-sum-exp.
     every_parameter_learns(dir.path(), true);
 }
 
@@ -59,6 +60,8 @@ fn every_parameter_learns(dir: &Path, anatomy: bool) {
     use asg_trainer::{data, train};
     let mut config = tiny(1);
     config.model.anatomy_head = anatomy;
+    // The second pass also pools regions by log-sum-exp (gradients through it, not the mean).
+    config.model.region_lse = if anatomy { 3.0 } else { 0.0 };
     let set = data::scan(dir).unwrap();
     let tokenizer = asg_report::TextTokenizer::Word(
         data::train_tokenizer(&set, config.model.vocab_size).unwrap(),

@@ -16,4 +16,9 @@ pub enum EvalError {
     Bundle(#[from] BundleError),
     #[error("{0}")]
     Invalid(String),
+    #[error("writing {path}: {source}")]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }

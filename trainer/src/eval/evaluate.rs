@@ -38,6 +38,9 @@ pub struct EvalOptions {
     pub probe_seeds: u64,
     /// Images per forward pass.
     pub batch: usize,
+    /// Where to write each film's predictions and labels (JSON lines, see
+    /// [`write_predictions`]), for analyses of one's own.
+    pub predictions: Option<std::path::PathBuf>,
 }
 
 impl Default for EvalOptions {
@@ -48,6 +51,7 @@ impl Default for EvalOptions {
             linear_probe: true,
             probe_seeds: 5,
             batch: 16,
+            predictions: None,
         }
     }
 }
@@ -224,6 +228,47 @@ pub(crate) fn predict(
     Ok((preds, truths))
 }
 
+/// One JSON line per film: its id, split and source, whether it is read as normal, the image
+/// finding logits and the region-finding logits (`[regions][findings]`), and its labels as the
+/// loss sees them (`tags` / `tag_mask` per finding; `region_labels` as
+/// `[region, finding, target]` for every region-finding label the film has). No pixels, no
+/// report text.
+pub(crate) fn write_predictions(
+    path: &Path,
+    records: &[&Record],
+    preds: &[ImagePrediction],
+    truths: &[Truth],
+) -> Result<(), EvalError> {
+    use std::io::Write;
+    let write_error = |source| EvalError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::create(path).map_err(write_error)?;
+    let mut out = std::io::BufWriter::new(file);
+    for ((r, p), t) in records.iter().zip(preds).zip(truths) {
+        let region_logits: Vec<&[f32]> = p.region_logits.chunks(FINDINGS).collect();
+        let region_labels: Vec<(usize, usize, f32)> = (0..REGIONS * FINDINGS)
+            .filter(|&k| t.region_mask[k] > 0.5)
+            .map(|k| (k / FINDINGS, k % FINDINGS, t.region_targets[k]))
+            .collect();
+        let line = serde_json::json!({
+            "id": r.image_id,
+            "split": format!("{:?}", r.split).to_lowercase(),
+            "source": t.source,
+            "normal": t.normal,
+            "given": t.given,
+            "finding_logits": p.finding_logits,
+            "region_logits": region_logits,
+            "tags": t.tags,
+            "tag_mask": t.tag_mask,
+            "region_labels": region_labels,
+        });
+        writeln!(out, "{line}").map_err(write_error)?;
+    }
+    out.flush().map_err(write_error)
+}
+
 /// The acquisition stress drawn on normal films to measure (and set thresholds against) the
 /// films of sources we do not have: somewhat past the training augmentation of
 /// `configs/real.toml` in every effect (rotation 10 degrees, display curves gamma 0.5-2.0,
@@ -324,6 +369,9 @@ pub fn evaluate(
     }
     progress(&format!("predicting {} images", records.len()));
     let (preds, truths) = predict(model, &records, options.batch)?;
+    if let Some(path) = &options.predictions {
+        write_predictions(path, &records, &preds, &truths)?;
+    }
     let n = preds.len();
     let g = model.grid();
 

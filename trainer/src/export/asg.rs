@@ -753,6 +753,56 @@ impl Exporter {
         self.binary("Div", &w, &total, hint)
     }
 
+    /// [`crate::model::asg::region_log_sum_exp`]: per-cell logits `[b, cells, f]` and box
+    /// weights `[b, r, cells]` -> `[b, r, f]`.
+    fn region_log_sum_exp(
+        &mut self,
+        cells: &str,
+        weights: &str,
+        sharpness: f32,
+    ) -> Result<String, ExportError> {
+        let hint = "regions.lse";
+        let ax1 = self.ints("regions.axis1", &[1])?;
+        let ax2 = self.ints("regions.axis2", &[2])?;
+        let ax3 = self.ints("regions.axis3", &[3])?;
+        let cells = self.op("Unsqueeze", &[cells, &ax1], &[], hint)?; // [b, 1, cells, f]
+        let zero = self.scalar("regions.zero", 0.0)?;
+        let covered = self.binary("Greater", weights, &zero, hint)?;
+        let covered = self.op("Cast", &[&covered], &[("to", Attr::Int(1))], hint)?;
+        let one = self.scalar("regions.one", 1.0)?;
+        let big = self.scalar("regions.outside", 1e4)?;
+        let outside = self.binary("Sub", &covered, &one, hint)?;
+        let outside = self.binary("Mul", &outside, &big, hint)?;
+        let outside = self.op("Unsqueeze", &[&outside, &ax3], &[], hint)?; // [b, r, cells, 1]
+        let masked = self.binary("Add", &cells, &outside, hint)?;
+        let peak = self.op(
+            "ReduceMax",
+            &[&masked],
+            &[("axes", Attr::Ints(vec![2])), ("keepdims", Attr::Int(1))],
+            hint,
+        )?; // [b, r, 1, f]
+        let shifted = self.binary("Sub", &cells, &peak, hint)?;
+        let r = self.scalar("regions.sharpness", sharpness)?;
+        let shifted = self.binary("Mul", &shifted, &r, hint)?;
+        let lo = self.scalar("regions.exp_min", -80.0)?;
+        let shifted = self.op("Clip", &[&shifted, &lo, &one], &[], hint)?;
+        let e = self.op("Exp", &[&shifted], &[], hint)?;
+        let w = self.op("Unsqueeze", &[weights, &ax3], &[], hint)?;
+        let e = self.binary("Mul", &e, &w, hint)?;
+        let sum = self.op(
+            "ReduceSum",
+            &[&e, &ax2],
+            &[("keepdims", Attr::Int(0))],
+            hint,
+        )?;
+        let tiny = self.scalar("regions.tiny", 1e-30)?;
+        let sum = self.binary("Add", &sum, &tiny, hint)?;
+        let log = self.op("Log", &[&sum], &[], hint)?;
+        let log = self.binary("Div", &log, &r, hint)?;
+        let peak = self.op("Squeeze", &[&peak, &ax2], &[], hint)?;
+        self.binary("Add", &log, &peak, hint)
+    }
+
     fn output(&mut self, value: &str, name: &str, dims: &[Dim]) -> Result<(), ExportError> {
         self.g.node("Identity", &[value], &[], name)?;
         self.g.output(name, dims);
@@ -855,10 +905,15 @@ pub fn image_onnx(model: &AsgModel) -> Result<Vec<u8>, ExportError> {
     let feats = e.binary("MatMul", &weights, &grid, "regions.features")?;
     let region_embeddings = e.linear(&feats, &model.image_local, "proj.image_local")?;
     let region_embeddings = e.l2_normalize(&region_embeddings, "regions.embedding")?;
-    let region_logits = e.linear(&feats, &model.region_head, "regions.head")?;
     // The region head is linear, so applied to each cell it gives maps whose box averages are
-    // the region logits: a class activation map per finding.
+    // the mean-pooled region logits (a class activation map per finding); with `region_lse`
+    // the region logits are those maps' log-sum-exp over the box instead.
     let cell_logits = e.linear(&grid, &model.region_head, "maps.head")?;
+    let region_logits = if cfg.region_lse > 0.0 {
+        e.region_log_sum_exp(&cell_logits, &weights, cfg.region_lse as f32)?
+    } else {
+        e.linear(&feats, &model.region_head, "regions.head")?
+    };
     let finding_maps = e.transpose(&cell_logits, &[0, 2, 1], "maps")?;
 
     let emb = cfg.embed_dim;

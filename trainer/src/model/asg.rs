@@ -234,11 +234,17 @@ impl AsgModel {
     /// Region embeddings `[b, regions, embed]` (unit norm) and region-finding logits
     /// `[b, regions, findings]`.
     pub fn regions(&self, grid: &Tensor, boxes: &Tensor) -> Result<(Tensor, Tensor)> {
-        let feats = self.pool_regions(grid, boxes)?;
-        Ok((
-            l2_normalize(&self.image_local.forward(&feats)?)?,
-            self.region_head.forward(&feats)?,
-        ))
+        let g = Self::grid_side(&self.config);
+        let weights = box_cell_weights(boxes, g)?; // [b, r, cells]
+        let feats = weights.matmul(grid)?;
+        let embeddings = l2_normalize(&self.image_local.forward(&feats)?)?;
+        let logits = if self.config.region_lse > 0.0 {
+            let cells = self.region_head.forward(grid)?; // [b, cells, findings]
+            region_log_sum_exp(&cells, &weights, self.config.region_lse)?
+        } else {
+            self.region_head.forward(&feats)?
+        };
+        Ok((embeddings, logits))
     }
 
     /// Token ids `[b, t]` (u32) and mask `[b, t]` (1 for tokens, 0 for padding) -> text outputs.
@@ -277,6 +283,27 @@ impl AsgModel {
     pub fn sentences(&self, tokens: &Tensor, averaging: &Tensor) -> Result<Tensor> {
         l2_normalize(&self.text_local.forward(&averaging.matmul(tokens)?)?)
     }
+}
+
+/// Region logits `[b, r, findings]` pooled from per-cell logits `cells` `[b, cells, findings]`
+/// by a log-sum-exp of sharpness `sharpness` weighted by `weights` `[b, r, cells]` (each row
+/// summing to 1, or all 0 for a region without a box): `(1/r) ln sum_c w_c exp(r l_c)`.
+///
+/// Computed stably: each region's largest logit over the cells it covers is taken out first
+/// (without gradient: it cancels), and the exponent is clipped to [-80, 1], which changes
+/// nothing where a region covers a cell (the exponent is at most 0 there) and keeps a region
+/// without cells finite (about -1e4; such a region takes no part in any loss).
+pub fn region_log_sum_exp(cells: &Tensor, weights: &Tensor, sharpness: f64) -> Result<Tensor> {
+    let cells = cells.unsqueeze(1)?; // [b, 1, cells, findings]
+                                     // 0 on the cells a region covers, -1e4 elsewhere.
+    let outside = ((weights.gt(0.0)?.to_dtype(DType::F32)? - 1.0)? * 1e4)?.unsqueeze(3)?;
+    let peak = cells.broadcast_add(&outside)?.max_keepdim(2)?.detach(); // [b, r, 1, findings]
+    let shifted = (cells.broadcast_sub(&peak)? * sharpness)?.clamp(-80f32, 1f32)?;
+    let sum = shifted
+        .exp()?
+        .broadcast_mul(&weights.unsqueeze(3)?)?
+        .sum(2)?; // [b, r, findings]
+    ((sum + 1e-30)?.log()? / sharpness)? + peak.squeeze(2)?
 }
 
 /// Per box, the share of each grid cell's area inside it, normalised to sum to 1:
@@ -336,6 +363,75 @@ pub fn new_model(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `(1/r) ln sum_c w_c exp(r l_c)` in f64, written out.
+    fn naive_lse(cells: &[f64], weights: &[f64], r: f64) -> f64 {
+        let s: f64 = cells
+            .iter()
+            .zip(weights)
+            .map(|(l, w)| w * (r * l).exp())
+            .sum();
+        s.ln() / r
+    }
+
+    #[test]
+    fn region_log_sum_exp_matches_the_formula_and_its_gradient() {
+        // 4 cells, 2 findings; region 0 covers cells 0-2 unevenly, region 1 only cell 3, region
+        // 2 nothing.
+        let cells = [1.5f32, -2.0, 0.3, 4.0, -1.0, 0.5, 2.0, -3.0];
+        let weights = [
+            0.5f32, 0.25, 0.25, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0,
+        ];
+        let l = candle_core::Var::from_vec(cells.to_vec(), (1, 4, 2), &Device::Cpu).unwrap();
+        let w = Tensor::from_vec(weights.to_vec(), (1, 3, 4), &Device::Cpu).unwrap();
+        let r = 3.0;
+        let out = region_log_sum_exp(l.as_tensor(), &w, r).unwrap();
+        let got: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();
+        for region in 0..2 {
+            for f in 0..2 {
+                let ls: Vec<f64> = (0..4).map(|c| cells[c * 2 + f] as f64).collect();
+                let ws: Vec<f64> = (0..4).map(|c| weights[region * 4 + c] as f64).collect();
+                let want = naive_lse(&ls, &ws, r);
+                assert!(
+                    (got[region * 2 + f] as f64 - want).abs() < 1e-5,
+                    "{got:?} {want}"
+                );
+            }
+        }
+        // A region covering nothing is finite and far below any logit.
+        assert!(
+            got[4].is_finite() && got[4] < -1e3 && got[5] < -1e3,
+            "{got:?}"
+        );
+        // Between the weighted mean and the max of the cells it covers.
+        let mean0 = 0.5 * 1.5 + 0.25 * -2.0 + 0.25 * 0.3;
+        assert!(got[0] > mean0 && got[0] < 1.5, "{got:?}");
+        // The gradient of region 0, finding 0 is the softmax of r l_c weighted by w_c.
+        let grads = out
+            .get(0)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g: Vec<f32> = grads
+            .get(&l)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let z: f64 = (0..3)
+            .map(|c| weights[c] as f64 * (r * cells[c * 2] as f64).exp())
+            .sum();
+        for c in 0..4 {
+            let want = weights[c] as f64 * (r * cells[c * 2] as f64).exp() / z;
+            assert!((g[c * 2] as f64 - want).abs() < 1e-5, "{g:?}");
+            assert_eq!(g[c * 2 + 1], 0.0, "{g:?}");
+        }
+    }
 
     #[test]
     fn a_box_covering_two_cells_of_four_weighs_them_equally() {
