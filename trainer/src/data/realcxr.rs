@@ -287,12 +287,15 @@ pub fn targets(root: &Path, r: &RealRecord) -> Result<RealTargets, DataError> {
     // JSRT nodules.
     if r.source == "jsrt" {
         let nodules = r.nodules.clone().unwrap_or_default();
-        if r.finding.as_deref() == Some("normal") && nodules.is_empty() {
+        let non_nodule = r.finding.as_deref() == Some("normal") && nodules.is_empty();
+        if non_nodule {
             t.findings.insert("nodule".into(), false);
             t.findings.insert("mass".into(), false);
         }
-        // A JSRT film holds at most one nodule: where it is not, there is none.
-        if nodules.len() == 1 {
+        // A JSRT film holds at most one nodule: where it is not, there is none; and a film of
+        // the non-nodule class has none in any lung or zone (the region head's negatives: without
+        // them it only learns where on a nodule film the nodule is, not whether there is one).
+        if nodules.len() == 1 || non_nodule {
             for s in ["right", "left"] {
                 for zone in [
                     "lung",
@@ -574,10 +577,12 @@ mod tests {
             (40..50).contains(&x) && (40..50).contains(&y)
         });
         save("images/c.png", &|_, _| false);
+        save("images/d.png", &|_, _| false);
         let index = [
             r#"{"id": "a", "source": "jsrt", "patient_group": "jsrt:a", "view": "PA", "image": "images/a.png", "width": 64, "height": 64, "finding": "nodule", "masks": {"right_lung": "masks/a/right_lung.png", "left_lung": "masks/a/left_lung.png", "heart": "masks/a/heart.png", "right_clavicle": "masks/a/right_clavicle.png"}, "mask_source": {"right_lung": "scr"}, "nodules": [{"center": [15.0, 20.0], "size_mm": 12.0, "lobe": "r.upper lobe(S1)"}]}"#,
             r#"{"id": "b", "source": "ieee8023", "patient_group": "ieee:1", "view": "AP", "image": "images/b.png", "width": 64, "height": 64, "finding": "COVID-19", "masks": {"right_lung": "masks/b/right_lung.png", "left_lung": "masks/b/left_lung.png", "ggo": "masks/b/ggo.png"}, "mask_source": {"right_lung": "generalblockchain", "left_lung": "generalblockchain", "ggo": "generalblockchain"}, "tags_without_mask": ["probe"]}"#,
             r#"{"id": "c", "source": "brixia", "patient_group": "brixia:x", "view": "frontal", "image": "images/c.png", "width": 64, "height": 64, "finding": null, "masks": {}, "mask_source": {}, "brixia": {"zones": {"A": {"region": "right_upper", "senior": 0, "junior": 0}, "B": {"region": "right_middle", "senior": 0, "junior": 1}, "C": {"region": "right_lower", "senior": 0, "junior": 0}, "D": {"region": "left_upper", "senior": 0, "junior": 0}, "E": {"region": "left_middle", "senior": 0, "junior": 0}, "F": {"region": "left_lower", "senior": 0, "junior": 0}}}}"#,
+            r#"{"id": "d", "source": "jsrt", "patient_group": "jsrt:d", "view": "PA", "image": "images/d.png", "width": 64, "height": 64, "finding": "normal", "masks": {}, "mask_source": {}, "nodules": []}"#,
         ];
         std::fs::write(root.join("index.jsonl"), index.join("\n")).unwrap();
         dir
@@ -587,7 +592,7 @@ mod tests {
     fn a_jsrt_film_gives_its_anatomy_and_its_nodule_in_the_right_upper_zone() {
         let dir = tiny();
         let recs = read_index(dir.path()).unwrap();
-        assert_eq!(recs.len(), 3);
+        assert_eq!(recs.len(), 4);
         let t = targets(dir.path(), &recs[0]).unwrap();
         assert_eq!(t.boxes["right lung"], [8.0, 8.0, 28.0, 56.0]);
         assert_eq!(t.boxes["cardiac silhouette"], [24.0, 36.0, 44.0, 54.0]);
@@ -653,7 +658,7 @@ mod tests {
     fn the_scan_gives_partial_labels_and_text_and_splits_by_group() {
         let dir = tiny();
         let set = scan(dir.path()).unwrap();
-        assert_eq!(set.records.len(), 3);
+        assert_eq!(set.records.len(), 4);
         let a = set.records[0].given.as_ref().unwrap();
         let nod = asg_report::finding_index("nodule").unwrap();
         let pneumo = asg_report::finding_index("pneumothorax").unwrap();
@@ -672,6 +677,18 @@ mod tests {
         );
         assert_eq!(a.text, "FINDINGS: Nodule in the right upper lung zone.");
         assert!(!a.normal, "a nodule film");
+        // A non-nodule JSRT film: no nodule in the image, nor in any lung or zone.
+        let d = set.records[3].given.as_ref().unwrap();
+        assert!(d.normal);
+        assert_eq!(d.tags[nod], Some(0.0));
+        for region in [
+            "right lung",
+            "left upper lung zone",
+            "right lower lung zone",
+        ] {
+            let k = region_index(region).unwrap() * FINDINGS + nod;
+            assert_eq!(d.regions[k], Some(0.0), "{region}");
+        }
         assert!(
             !set.records[1].given.as_ref().unwrap().normal,
             "a COVID-19 case"
