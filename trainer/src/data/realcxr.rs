@@ -13,7 +13,7 @@
 //!   its mask lies in;
 //! - JSRT nodule records: nodule (mass when larger than 30 mm) in the lung of the record's side
 //!   and the zone holding the nodule's centre; a JSRT non-nodule film is a negative for nodule
-//!   and mass only (it says nothing of other findings);
+//!   and mass only (it says nothing of other findings), in the image and in every lung and zone;
 //! - Brixia zone scores (two radiologists; the higher score is taken): a zone scored 1 or more is
 //!   opacity in that lung zone (A-C the patient's right upper/mid/lower, D-F the left), a zone
 //!   scored 0 a negative there; the film's opacity is positive when any zone is, negative when
