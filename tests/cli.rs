@@ -217,6 +217,53 @@ fn without_a_model_the_embedded_default_bundle_analyses_regions_and_checks_the_r
                 "{b:?}"
             );
         }
+        // The anatomy head's structures are outlined, each outline's extent that of the box
+        // read off the same mask (within a mask cell: the box comes from the logits upsampled
+        // to the input, the outline from marching squares over the cells).
+        let outlines = a["anatomy"].as_array().unwrap();
+        let names: Vec<&str> = outlines
+            .iter()
+            .map(|o| o["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "right lung",
+                "left lung",
+                "cardiac silhouette",
+                "right clavicle",
+                "left clavicle",
+                "mediastinum"
+            ]
+        );
+        // A cell of a 40-cell mask (the default's masks have at least 40 a side).
+        let cell = w.max(h) / 40.0;
+        for name in ["right lung", "left lung", "cardiac silhouette"] {
+            let o = outlines.iter().find(|o| o["name"] == name).unwrap();
+            let points: Vec<(f64, f64)> = o["rings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|r| r.as_array().unwrap().iter())
+                .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
+                .collect();
+            assert!(points.len() >= 8, "{name}: {points:?}");
+            let extent = [
+                points.iter().map(|p| p.0).fold(f64::MAX, f64::min),
+                points.iter().map(|p| p.1).fold(f64::MAX, f64::min),
+                points.iter().map(|p| p.0).fold(f64::MIN, f64::max),
+                points.iter().map(|p| p.1).fold(f64::MIN, f64::max),
+            ];
+            let r = regions.iter().find(|r| r["name"] == name).unwrap();
+            for (k, b) in r["bbox"].as_array().unwrap().iter().enumerate() {
+                let b = b.as_f64().unwrap();
+                assert!(
+                    (extent[k] - b).abs() <= 1.5 * cell,
+                    "{name}: outline extent {extent:?}, box {}",
+                    r["bbox"]
+                );
+            }
+        }
         // Each finding has a heatmap; the report was found beside the study and checked.
         assert!(
             a["findings"][0]["heatmap"]["values"]

@@ -203,6 +203,23 @@ function drawOverlay() {
       ctx.fillRect(x, y, cell * sx, cell * sy);
     });
   }
+  // The outlines of the anatomy the model segments (lungs, heart, clavicles, mediastinum).
+  const outlined = [];
+  if (document.getElementById("show-outlines").checked) {
+    ctx.strokeStyle = "rgba(0, 200, 220, 0.9)";
+    ctx.lineWidth = 1.5 * scale;
+    for (const o of analysis.anatomy || []) {
+      if (!o.rings.length) continue;
+      ctx.beginPath();
+      for (const ring of o.rings) {
+        ring.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+        ctx.closePath();
+      }
+      ctx.stroke();
+      outlined.push(o.name);
+    }
+  }
+  overlay.dataset.outlines = JSON.stringify(outlined);
   const placed = [];
   if (document.getElementById("show-boxes").checked) {
     ctx.font = `${12 * scale}px sans-serif`;
@@ -236,7 +253,8 @@ function drawOverlay() {
       }
     }
     const orientation = analysis.regions.filter((r) => ORIENTATION.includes(r.name));
-    for (const r of orientation) box(r, "rgb(0, 200, 220)", 1);
+    // An outlined structure needs no box as well (its label stays).
+    for (const r of orientation) if (!outlined.includes(r.name)) box(r, "rgb(0, 200, 220)", 1);
     for (const { r, p } of grounded) box(r, probabilityColour(p), 2);
     for (const { r, f, p } of grounded) label(`${r.name}: ${f.name} ${p.toFixed(2)}`, r.bbox, probabilityColour(p));
     for (const r of orientation) label(r.name, r.bbox, "rgb(0, 220, 240)");
@@ -523,6 +541,7 @@ document.addEventListener("keydown", (e) => {
     f: fit,
     r: () => { preset("default"); fit(); },
     b: () => toggle("show-boxes"),
+    o: () => toggle("show-outlines"),
     h: () => toggle("show-heatmap"),
     "1": () => preset("default"),
     "2": () => preset("wide"),
@@ -545,6 +564,7 @@ document.addEventListener("keydown", (e) => {
   }
 });
 document.getElementById("show-boxes").addEventListener("change", drawOverlay);
+document.getElementById("show-outlines").addEventListener("change", drawOverlay);
 document.getElementById("show-heatmap").addEventListener("change", drawOverlay);
 document.getElementById("check").addEventListener("click", async () => {
   if (!current) return;

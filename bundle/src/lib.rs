@@ -62,6 +62,11 @@ pub struct Manifest {
     /// `findings` (bundles made before this field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assessed: Option<Vec<String>>,
+    /// The region names of the `anatomy_masks` output's channels, in order, when the image
+    /// model has one (probabilities over the model input square, at the side of its last two
+    /// dimensions). None: no masks (bundles made before this field, or without an anatomy head).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anatomy: Option<Vec<String>>,
 }
 
 /// Per finding name, probabilities from the validation split: `confident` is the lowest
@@ -251,6 +256,26 @@ impl Manifest {
                 ));
             }
         }
+        if let Some(names) = &self.anatomy {
+            let Some(masks) = self.outputs.iter().find(|o| o.name == "anatomy_masks") else {
+                return bad("anatomy structures are named but no anatomy_masks output".into());
+            };
+            let square = masks.shape.len() == 4 && masks.shape[2] == masks.shape[3];
+            if !square || masks.shape[0] != 1 || masks.shape[1] != names.len() {
+                return bad(format!(
+                    "anatomy_masks has shape {:?} but {} structures are named (want [1, {}, side, side])",
+                    masks.shape,
+                    names.len(),
+                    names.len()
+                ));
+            }
+            if masks.shape[2] == 0 || masks.shape[2] > 1024 {
+                return bad(format!(
+                    "anatomy_masks side {} is not in 1..=1024",
+                    masks.shape[2]
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -337,6 +362,7 @@ mod tests {
                 metrics: BTreeMap::new(),
             },
             regions: Vec::new(),
+            anatomy: None,
             grid: None,
             text_model: None,
             region_thresholds: BTreeMap::new(),
@@ -395,5 +421,19 @@ mod tests {
             Manifest::from_json("{"),
             Err(ManifestError::Syntax(_))
         ));
+        // Anatomy structures need a square masks output with one channel each.
+        let mut m = manifest();
+        m.anatomy = Some(vec!["right lung".into(), "left lung".into()]);
+        let e = Manifest::from_json(&m.to_json()).unwrap_err().to_string();
+        assert!(e.contains("no anatomy_masks output"), "{e}");
+        m.outputs.push(OutputSpec {
+            name: "anatomy_masks".into(),
+            shape: vec![1, 3, 40, 40],
+            description: String::new(),
+        });
+        let e = Manifest::from_json(&m.to_json()).unwrap_err().to_string();
+        assert!(e.contains("[1, 3, 40, 40] but 2 structures"), "{e}");
+        m.outputs[1].shape = vec![1, 2, 40, 40];
+        assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
     }
 }

@@ -124,6 +124,10 @@ pub struct Analysis {
     /// Anatomical regions (bundles with a box head; empty otherwise).
     #[serde(default)]
     pub regions: Vec<RegionResult>,
+    /// Outlines of the anatomy the model segments (lungs, heart, clavicles, mediastinum), in
+    /// image pixels; bundles without an `anatomy_masks` output give none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anatomy: Vec<crate::outline::AnatomyOutline>,
     /// The model's raw outputs (attention maps, finding maps, embeddings: ~150 KB of numbers).
     /// Always filled by [`ModelBundle::analyze`] (the report check reads `region_embeddings`);
     /// left out of the JSON the CLI and the Python package write unless asked for
@@ -144,6 +148,7 @@ impl Analysis {
             letterbox: self.letterbox,
             findings: self.findings.clone(),
             regions: self.regions.clone(),
+            anatomy: self.anatomy.clone(),
             outputs: Vec::new(),
             timings: self.timings.clone(),
         }
@@ -313,6 +318,28 @@ impl ModelBundle {
         Ok(regions)
     }
 
+    /// The anatomy outlines in image pixels, when the bundle names anatomy structures and its
+    /// model gives their masks.
+    fn anatomy(
+        &self,
+        outputs: &[NamedOutput],
+        letterbox: &Letterbox,
+        image: &Image,
+    ) -> Result<Vec<crate::outline::AnatomyOutline>, PluginError> {
+        let (Some(names), Some(masks)) = (&self.manifest.anatomy, output(outputs, "anatomy_masks"))
+        else {
+            return Ok(Vec::new());
+        };
+        let side = masks.shape.last().copied().unwrap_or(0);
+        let (w, h) = (image.width as f64, image.height as f64);
+        let to_image = |x: f64, y: f64| {
+            let (ix, iy) = letterbox.to_image(x, y);
+            (ix.clamp(0.0, w) as f32, iy.clamp(0.0, h) as f32)
+        };
+        crate::outline::outlines(&masks.values, names, side, letterbox.size as f64, &to_image)
+            .map_err(|reason| self.bad_output(reason))
+    }
+
     /// Decodes a DICOM file held in memory and analyses it; `source_name` names it in errors.
     pub fn analyze_dicom(
         &self,
@@ -424,6 +451,7 @@ impl ModelBundle {
         };
         let mut findings = findings;
         let regions = self.regions(&outputs, &input.letterbox, image, &mut findings)?;
+        let anatomy = self.anatomy(&outputs, &input.letterbox, image)?;
         let postprocess_ms = ms_since(t2);
         Ok(Analysis {
             schema_version: ANALYSIS_SCHEMA_VERSION,
@@ -446,6 +474,7 @@ impl ModelBundle {
             letterbox: input.letterbox,
             findings,
             regions,
+            anatomy,
             outputs,
             timings: Timings {
                 decode_ms: 0.0,

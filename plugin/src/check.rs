@@ -533,6 +533,7 @@ mod tests {
             region_thresholds: Default::default(),
             check_thresholds: None,
             assessed: None,
+            anatomy: None,
         }
     }
 
@@ -603,6 +604,7 @@ mod tests {
                 })
                 .collect(),
             regions,
+            anatomy: vec![],
             outputs: vec![],
             timings: Timings::default(),
         }

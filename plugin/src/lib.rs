@@ -10,6 +10,7 @@ mod check;
 #[cfg(feature = "embedded")]
 mod embedded;
 mod error;
+mod outline;
 #[cfg(feature = "overlay")]
 pub mod overlay;
 pub mod results;
@@ -28,4 +29,5 @@ pub use check::{
 #[cfg(feature = "embedded")]
 pub use embedded::{EMBEDDED_BUNDLE, EMBEDDED_SOURCE};
 pub use error::PluginError;
+pub use outline::AnatomyOutline;
 pub use runtime::{ModelBundle, OnnxModel, TextEmbeddings, TextModel};

@@ -1,4 +1,4 @@
-//! The overlay PNG: the image (display window applied) with the anatomy boxes, the grounded
+//! The overlay PNG: the image (display window applied) with the anatomy outlines and boxes, the grounded
 //! findings coloured by probability, one finding's heatmap blended in, and a legend. Labels are
 //! white on a dark band so they read on dark and light images alike. Drawn by hand on an
 //! `image::RgbImage` (boxes, an 8x8 bitmap font from font8x8, scaled): no drawing library needed
@@ -134,6 +134,26 @@ impl Canvas {
             for y in y1..=y2 {
                 self.blend(x1 + t, y, c, 1.0);
                 self.blend(x2 - t, y, c, 1.0);
+            }
+        }
+    }
+
+    /// A closed ring's segments, `thickness` pixels wide (a square pen stepped a pixel at a
+    /// time along each segment).
+    fn ring(&mut self, points: &[[f32; 2]], c: [u8; 3], thickness: u32) {
+        let t = thickness.max(1) as i64;
+        for pair in points.windows(2) {
+            let ([x0, y0], [x1, y1]) = (pair[0], pair[1]);
+            let steps = (x1 - x0).abs().max((y1 - y0).abs()).ceil().clamp(1.0, 1e5) as i64;
+            for k in 0..=steps {
+                let f = k as f32 / steps as f32;
+                let (x, y) = (x0 + f * (x1 - x0), y0 + f * (y1 - y0));
+                let (x, y) = (x.round() as i64 - t / 2, y.round() as i64 - t / 2);
+                for dy in 0..t {
+                    for dx in 0..t {
+                        self.blend(x + dx, y + dy, c, 1.0);
+                    }
+                }
             }
         }
     }
@@ -309,8 +329,19 @@ pub fn render_overlay_labelled(
             grounded.push((r, format!("{}: {} {:.2}", r.name, finding.name, p), p));
         }
     }
+    // The segmented anatomy is outlined; an outlined structure needs no box as well (its label
+    // stays).
+    let mut outlined = Vec::new();
+    for o in analysis.anatomy.iter().filter(|o| !o.rings.is_empty()) {
+        for ring in &o.rings {
+            c.ring(ring, [0, 200, 220], scale);
+        }
+        outlined.push(o.name.as_str());
+    }
     for r in &orientation {
-        c.rect(r.bbox, [0, 200, 220], scale);
+        if !outlined.contains(&r.name.as_str()) {
+            c.rect(r.bbox, [0, 200, 220], scale);
+        }
     }
     for (r, _, p) in &grounded {
         c.rect(r.bbox, probability_colour(*p), 2 * scale);
@@ -359,6 +390,27 @@ mod tests {
 
     fn overlaps(a: [i64; 4], b: [i64; 4]) -> bool {
         a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3]
+    }
+
+    #[test]
+    fn a_ring_colours_its_border_and_leaves_its_inside() {
+        let mut c = Canvas {
+            img: RgbImage::new(20, 20),
+            scale: 1,
+        };
+        let square = [
+            [4.0, 4.0],
+            [14.0, 4.0],
+            [14.0, 14.0],
+            [4.0, 14.0],
+            [4.0, 4.0],
+        ];
+        c.ring(&square, [0, 200, 220], 1);
+        let lit = |x, y| c.img.get_pixel(x, y).0 == [0, 200, 220];
+        for k in 4..=14 {
+            assert!(lit(k, 4) && lit(k, 14) && lit(4, k) && lit(14, k), "{k}");
+        }
+        assert!(!lit(9, 9) && !lit(2, 2) && !lit(16, 9));
     }
 
     #[test]

@@ -186,6 +186,18 @@ test("the viewer analyses a DICOM file in the browser exactly as the native CLI 
     const before = await overlaySum();
     assert.deepEqual([before.width, before.height], [native.image.width, native.image.height]);
     assert.ok(before.drawn > 100, `overlay looks empty (${before.drawn} pixels drawn)`);
+    // The anatomy outlines are the native ones, drawn, and the 'o' key hides them.
+    assert.deepEqual(shown.anatomy.map((o) => [o.name, o.rings.map((r) => r.length)]), native.anatomy.map((o) => [o.name, o.rings.map((r) => r.length)]));
+    assertClose("outlines", shown.anatomy.flatMap((o) => o.rings.flat(2)), native.anatomy.flatMap((o) => o.rings.flat(2)));
+    const outlinedNames = () => page.$eval("#overlay", (c) => JSON.parse(c.dataset.outlines));
+    assert.deepEqual(await outlinedNames(), native.anatomy.filter((o) => o.rings.length).map((o) => o.name));
+    assert.ok((await outlinedNames()).includes("right lung"));
+    await page.focus("#viewport");
+    await page.keyboard.press("o");
+    assert.deepEqual(await outlinedNames(), []);
+    assert.ok((await overlaySum()).drawn < before.drawn, "hiding the outlines did not change the overlay");
+    await page.keyboard.press("o");
+    assert.deepEqual((await overlaySum()).drawn, before.drawn);
     // The most probable of the findings the viewer lists (those not assessed have no row).
     const top = assessed.reduce((a, b) => (b.probability > a.probability ? b : a));
     await page.click(`#findings tbody tr[data-finding="${top.name}"]`);

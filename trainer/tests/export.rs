@@ -5,7 +5,8 @@
 use asg_trainer::config::Config;
 use asg_trainer::data;
 use asg_trainer::export::{
-    image_onnx, image_outputs, text_inputs, text_onnx, text_outputs, IMAGE_OUTPUTS, TEXT_OUTPUTS,
+    image_onnx, image_outputs, text_inputs, text_onnx, text_outputs, ANATOMY_OUTPUT, IMAGE_OUTPUTS,
+    TEXT_OUTPUTS,
 };
 use asg_trainer::model::{asg, init};
 use candle_core::{Device, Tensor};
@@ -81,7 +82,7 @@ fn run_image_model(onnx: &[u8], x: &Tensor) -> Vec<(Vec<usize>, Vec<f32>)> {
         .unwrap()
         .into_tensor();
     let got = plan.run(tvec!(input.into())).unwrap();
-    assert_eq!(got.len(), IMAGE_OUTPUTS.len());
+    assert!(got.len() >= IMAGE_OUTPUTS.len());
     got.iter()
         .map(|g| {
             let values = g
@@ -98,7 +99,12 @@ fn run_image_model(onnx: &[u8], x: &Tensor) -> Vec<(Vec<usize>, Vec<f32>)> {
 fn check_image(model: &asg::AsgModel, x: &Tensor) {
     let got = run_image_model(&image_onnx(model).unwrap(), x);
     let want = image_outputs(model, x).unwrap();
-    for ((name, _), ((shape, g), w)) in IMAGE_OUTPUTS.iter().zip(got.iter().zip(&want)) {
+    let mut names: Vec<&str> = IMAGE_OUTPUTS.iter().map(|(n, _)| *n).collect();
+    if model.config.anatomy_head {
+        names.push(ANATOMY_OUTPUT.0);
+    }
+    assert_eq!((got.len(), want.len()), (names.len(), names.len()));
+    for (name, ((shape, g), w)) in names.iter().zip(got.iter().zip(&want)) {
         assert_eq!(shape.as_slice(), w.dims(), "{name}: shapes differ");
         assert_close(name, &flat(w), g);
     }

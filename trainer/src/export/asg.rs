@@ -17,6 +17,7 @@
 //! Supported: the `cnn` image encoder and our text encoder. ResNet, ViT and BERT are refused with
 //! a clear error (not written yet).
 
+use crate::export::io::ANATOMY_OUTPUT;
 use crate::export::onnx::{Attr, Dim, ExportError, GraphBuilder};
 use crate::model::anatomy::{
     derived_regions, linear_matrix, nearest_matrix, scatter_matrix, AnatomyHead, STEEP,
@@ -893,13 +894,15 @@ pub fn image_onnx(model: &AsgModel) -> Result<Vec<u8>, ExportError> {
         "boxes",
     )?;
 
-    let boxes = match &model.anatomy {
+    let (boxes, anatomy) = match &model.anatomy {
         Some(head) => {
             let logits = e.anatomy_head(&stage_maps, head)?;
             let side = e.stage_sides.get(head.from_stage).copied().unwrap_or(s);
-            e.replace_boxes(&boxes, &logits, side, s, cfg.anatomy_zones)?
+            let boxes = e.replace_boxes(&boxes, &logits, side, s, cfg.anatomy_zones)?;
+            let masks = e.op("Sigmoid", &[&logits], &[], "anatomy.masks")?;
+            (boxes, Some((masks, side)))
         }
-        None => boxes,
+        None => (boxes, None),
     };
     let weights = e.box_cell_weights(&boxes, g)?;
     let feats = e.binary("MatMul", &weights, &grid, "regions.features")?;
@@ -947,8 +950,20 @@ pub fn image_onnx(model: &AsgModel) -> Result<Vec<u8>, ExportError> {
     e.output(
         &finding_maps,
         "finding_maps",
-        &[batch, Dim::Fixed(FINDINGS), Dim::Fixed(g * g)],
+        &[batch.clone(), Dim::Fixed(FINDINGS), Dim::Fixed(g * g)],
     )?;
+    if let Some((masks, side)) = anatomy {
+        e.output(
+            &masks,
+            ANATOMY_OUTPUT.0,
+            &[
+                batch,
+                Dim::Fixed(crate::vocab::ANATOMY.len()),
+                Dim::Fixed(side),
+                Dim::Fixed(side),
+            ],
+        )?;
+    }
     e.g.finish(
         "asg_image",
         "ASG image model: embedding, tags, heatmaps, anatomy boxes, regions",

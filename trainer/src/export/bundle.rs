@@ -1,10 +1,11 @@
 //! Writing a model bundle: the ONNX files and `manifest.json` with their digests.
 
 use crate::export::asg::{image_onnx, text_onnx};
-use crate::export::io::{IMAGE_OUTPUTS, TEXT_OUTPUTS};
+use crate::export::io::{ANATOMY_OUTPUT, IMAGE_OUTPUTS, TEXT_OUTPUTS};
 use crate::export::runtime::OnnxBundle;
 use crate::export::thin::{new_seeded, ThinConfig, ThinNet};
 use crate::model::AsgModel;
+use crate::vocab::ANATOMY;
 use crate::vocab::{FINDINGS, REGIONS};
 use anyhow::Context;
 use asg_bundle::{
@@ -71,6 +72,7 @@ pub fn write_thin_bundle(
         region_thresholds: BTreeMap::new(),
         check_thresholds: None,
         assessed: None,
+        anatomy: None,
     };
     write_atomically(out, "image.onnx", &onnx)?;
     write_atomically(out, MANIFEST_FILE, manifest.to_json().as_bytes())?;
@@ -212,7 +214,15 @@ pub fn write_asg_bundle(
             .iter()
             .zip(shapes)
             .map(|(o, s)| spec(o, s))
+            .chain(model.anatomy.as_ref().map(|_| {
+                let side = crate::vocab::anatomy_side(cfg.input_size, cfg.anatomy_from_stage);
+                spec(&ANATOMY_OUTPUT, vec![1, ANATOMY.len(), side, side])
+            }))
             .collect(),
+        anatomy: model
+            .anatomy
+            .as_ref()
+            .map(|_| ANATOMY.iter().map(|(name, _)| name.to_string()).collect()),
         thresholds: thresholds.image,
         region_thresholds: thresholds.region,
         check_thresholds: thresholds.check,

@@ -39,6 +39,13 @@ pub const IMAGE_OUTPUTS: [(&str, &str); 8] = [
     ),
 ];
 
+/// The image model's last output, only when the model has an anatomy head (after
+/// [`IMAGE_OUTPUTS`]; the manifest's `anatomy` names its channels).
+pub const ANATOMY_OUTPUT: (&str, &str) = (
+    "anatomy_masks",
+    "[b, structures, side, side] each anatomy structure's mask as probabilities over the model input square (the manifest's `anatomy` names the structures)",
+);
+
 /// The text model's outputs.
 pub const TEXT_OUTPUTS: [(&str, &str); 2] = [
     (
@@ -68,8 +75,9 @@ pub struct ImagePrediction {
     pub finding_maps: Vec<f32>,
 }
 
-/// The Candle model's image outputs in [`IMAGE_OUTPUTS`] order, for parity checks: exactly what
-/// `image.onnx` computes (regions pooled over the predicted boxes).
+/// The Candle model's image outputs in [`IMAGE_OUTPUTS`] order (then [`ANATOMY_OUTPUT`] with an
+/// anatomy head), for parity checks: exactly what `image.onnx` computes (regions pooled over the
+/// predicted boxes).
 pub fn image_outputs(model: &AsgModel, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
     let out = model.image(x, false)?;
     let (emb, logits) = model.regions(&out.grid, &out.boxes)?;
@@ -78,7 +86,7 @@ pub fn image_outputs(model: &AsgModel, x: &Tensor) -> candle_core::Result<Vec<Te
         .forward(&out.grid)?
         .transpose(1, 2)?
         .contiguous()?;
-    Ok(vec![
+    let mut outputs = vec![
         out.global,
         out.pooled,
         out.tag_logits,
@@ -87,7 +95,11 @@ pub fn image_outputs(model: &AsgModel, x: &Tensor) -> candle_core::Result<Vec<Te
         emb,
         logits,
         maps,
-    ])
+    ];
+    if let Some(anatomy) = out.anatomy {
+        outputs.push(crate::model::layers::sigmoid(&anatomy)?);
+    }
+    Ok(outputs)
 }
 
 /// The Candle model's text outputs in [`TEXT_OUTPUTS`] order.

@@ -17,8 +17,8 @@ pub mod thin;
 pub use asg::{image_onnx, text_onnx};
 pub use bundle::{write_asg_bundle, write_atomically, Thresholds};
 pub use io::{
-    image_outputs, text_inputs, text_outputs, ImagePrediction, TextInputs, IMAGE_OUTPUTS,
-    TEXT_OUTPUTS,
+    image_outputs, text_inputs, text_outputs, ImagePrediction, TextInputs, ANATOMY_OUTPUT,
+    IMAGE_OUTPUTS, TEXT_OUTPUTS,
 };
 pub use onnx::ExportError;
 pub use runtime::{BundleError, OnnxBundle};
