@@ -187,6 +187,21 @@ fn image_and_text_models_match_candle_on_random_inputs() {
     }
 }
 
+/// Standard normal values from a seeded generator (Box-Muller), so a test's inputs are the same
+/// on every run: Candle's own `randn` is unseeded on the CPU.
+fn seeded_randn(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let n = shape.0 * shape.1 * shape.2 * shape.3;
+    let values: Vec<f32> = (0..n)
+        .map(|_| {
+            let (u, v): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+        })
+        .collect();
+    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+}
+
 #[test]
 fn an_image_model_with_an_anatomy_head_matches_candle() {
     // From stage 1 (masks a quarter of the input a side) and from stage 0 (a half); with and
@@ -211,11 +226,14 @@ fn an_image_model_with_an_anatomy_head_matches_candle() {
         varmap.data().lock().unwrap()["anatomy.out.bias"]
             .set(&Tensor::new(&bias, &Device::Cpu).unwrap())
             .unwrap();
-        for _ in 0..3 {
-            let x = Tensor::randn(0f32, 1.0, (4, 1, s, s), &Device::Cpu).unwrap();
+        // Seeded inputs: a box read off a mask moves with the logits through a steep ramp
+        // (1e3 per logit), so on about one draw in twenty of unseeded inputs the two runtimes'
+        // float orderings put a box edge 4e-5 of the side apart, past the tolerance.
+        for k in 0..3 {
+            let x = seeded_randn((4, 1, s, s), 100 + k);
             m.image(&x, true).unwrap();
         }
-        let x = Tensor::randn(0f32, 1.0, (2, 1, s, s), &Device::Cpu).unwrap();
+        let x = seeded_randn((2, 1, s, s), 200);
         // The masks are neither empty nor full, so the graph reads boxes off them.
         let logits = m.image(&x, false).unwrap().anatomy.unwrap();
         let (_, valid) = asg_trainer::model::anatomy::mask_boxes(&logits, s).unwrap();
