@@ -137,12 +137,25 @@ test("OHIF lists the SR that asg stored over DICOMweb and draws its findings as 
     // The study browser lists the image's series and our SR's.
     await page.waitForSelector('[data-cy="study-browser-thumbnail"]', { timeout: 120_000 });
     await page.getByText("SR", { exact: true }).first().waitFor({ timeout: 60_000 });
-    for (const t of ["Skip all", "Confirm and hide"]) {
-      const b = page.getByText(t, { exact: true });
-      if (await b.count()) await b.first().click();
+    // OHIF's onboarding tour (a Shepherd modal over the page) can open late on a loaded
+    // machine, after a first look for it: dismiss it whenever it is there, and retry opening
+    // the SR while it blocks the click.
+    const dismissTour = async () => {
+      for (const t of ["Skip all", "Confirm and hide"]) {
+        const b = page.getByText(t, { exact: true });
+        if (await b.count()) await b.first().click({ timeout: 5_000 }).catch(() => {});
+      }
+    };
+    for (let attempt = 1; ; attempt++) {
+      await dismissTour();
+      try {
+        // Opened, it asks to track its measurements; yes: they are drawn over the image.
+        await page.getByText("SR", { exact: true }).first().dblclick({ timeout: 10_000 });
+        break;
+      } catch (e) {
+        if (attempt >= 6) throw e;
+      }
     }
-    // Opened, it asks to track its measurements; yes: they are drawn over the image.
-    await page.getByText("SR", { exact: true }).first().dblclick();
     await page.getByText("Yes", { exact: true }).first().click({ timeout: 60_000 });
     await page.waitForFunction(
       (n) => document.querySelectorAll("svg [data-annotation-uid]").length >= n,
