@@ -13,7 +13,7 @@
 //!   its mask lies in;
 //! - JSRT nodule records: nodule (mass when larger than 30 mm) in the lung of the record's side
 //!   and the zone holding the nodule's centre; a JSRT non-nodule film is a negative for nodule
-//!   and mass only (it says nothing of other findings), in the image and in every lung and zone;
+//!   and mass only (it says nothing of other findings), in the image and so in every region;
 //! - Brixia zone scores (two radiologists; the higher score is taken): a zone scored 1 or more is
 //!   opacity in that lung zone (A-C the patient's right upper/mid/lower, D-F the left), a zone
 //!   scored 0 a negative there; the film's opacity is positive when any zone is, negative when
@@ -287,15 +287,14 @@ pub fn targets(root: &Path, r: &RealRecord) -> Result<RealTargets, DataError> {
     // JSRT nodules.
     if r.source == "jsrt" {
         let nodules = r.nodules.clone().unwrap_or_default();
-        let non_nodule = r.finding.as_deref() == Some("normal") && nodules.is_empty();
-        if non_nodule {
+        // A film of the non-nodule class: no nodule or mass in the image, so none in any region
+        // either (`given_labels` carries an image-level negative to every region).
+        if r.finding.as_deref() == Some("normal") && nodules.is_empty() {
             t.findings.insert("nodule".into(), false);
             t.findings.insert("mass".into(), false);
         }
-        // A JSRT film holds at most one nodule: where it is not, there is none; and a film of
-        // the non-nodule class has none in any lung or zone (the region head's negatives: without
-        // them it only learns where on a nodule film the nodule is, not whether there is one).
-        if nodules.len() == 1 || non_nodule {
+        // A JSRT film holds at most one nodule: where it is not, there is none.
+        if nodules.len() == 1 {
             for s in ["right", "left"] {
                 for zone in [
                     "lung",
@@ -677,7 +676,8 @@ mod tests {
         );
         assert_eq!(a.text, "FINDINGS: Nodule in the right upper lung zone.");
         assert!(!a.normal, "a nodule film");
-        // A non-nodule JSRT film: no nodule in the image, nor in any lung or zone.
+        // A non-nodule JSRT film: no nodule in the image, nor in any lung or zone (the image's
+        // negative carried to every region).
         let d = set.records[3].given.as_ref().unwrap();
         assert!(d.normal);
         assert_eq!(d.tags[nod], Some(0.0));
