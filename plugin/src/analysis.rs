@@ -155,6 +155,16 @@ impl Analysis {
     }
 }
 
+/// A model-input pixel mapped back through the letterbox to the image's pixels, clipped to
+/// the image.
+fn image_pixel(letterbox: &Letterbox, image: &Image, x: f64, y: f64) -> (f32, f32) {
+    let (ix, iy) = letterbox.to_image(x, y);
+    (
+        ix.clamp(0.0, image.width as f64) as f32,
+        iy.clamp(0.0, image.height as f64) as f32,
+    )
+}
+
 fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
@@ -217,11 +227,7 @@ impl ModelBundle {
             )));
         }
         let size = letterbox.size as f64;
-        let (w, h) = (image.width as f64, image.height as f64);
-        let to_image = |x: f64, y: f64| {
-            let (ix, iy) = letterbox.to_image(x * size, y * size);
-            (ix.clamp(0.0, w) as f32, iy.clamp(0.0, h) as f32)
-        };
+        let to_image = |x: f64, y: f64| image_pixel(letterbox, image, x * size, y * size);
         let mut regions = Vec::with_capacity(nr);
         for (r, name) in m.regions.iter().enumerate() {
             let b = &boxes.values[r * 4..r * 4 + 4];
@@ -331,11 +337,7 @@ impl ModelBundle {
             return Ok(Vec::new());
         };
         let side = masks.shape.last().copied().unwrap_or(0);
-        let (w, h) = (image.width as f64, image.height as f64);
-        let to_image = |x: f64, y: f64| {
-            let (ix, iy) = letterbox.to_image(x, y);
-            (ix.clamp(0.0, w) as f32, iy.clamp(0.0, h) as f32)
-        };
+        let to_image = |x: f64, y: f64| image_pixel(letterbox, image, x, y);
         crate::outline::outlines(&masks.values, names, side, letterbox.size as f64, &to_image)
             .map_err(|reason| self.bad_output(reason))
     }

@@ -490,8 +490,8 @@ impl Exporter {
         let one = self.scalar("anatomy.one", 1.0)?;
         let full = self.binary("Mul", &full, &steep, hint)?;
         let inside = self.op("Clip", &[&full, &zero, &one], &[], hint)?;
-        let cols = self.reduce_max(&inside, 2, false)?; // [b, c, size]
-        let rows = self.reduce_max(&inside, 3, false)?;
+        let cols = self.reduce_max(&inside, 2, false, "anatomy.max")?; // [b, c, size]
+        let rows = self.reduce_max(&inside, 3, false, "anatomy.max")?;
         let at = |offset: f32| -> Vec<f32> {
             (0..size)
                 .map(|i| (i as f32 + offset) / size as f32)
@@ -506,12 +506,12 @@ impl Exporter {
         let centre = self.g.floats(&centre_name, &[size], &at(0.5))?;
         let first = |e: &mut Self, occupied: &str| -> Result<String, ExportError> {
             let m = e.binary("Mul", occupied, &lo, hint)?;
-            let m = e.reduce_max(&m, -1, true)?;
+            let m = e.reduce_max(&m, -1, true, "anatomy.max")?;
             e.binary("Sub", &one, &m, hint)
         };
         let last = |e: &mut Self, occupied: &str| -> Result<String, ExportError> {
             let m = e.binary("Mul", occupied, &hi, hint)?;
-            e.reduce_max(&m, -1, true)
+            e.reduce_max(&m, -1, true, "anatomy.max")
         };
         let x1 = first(self, &cols)?;
         let y1 = first(self, &rows)?;
@@ -523,7 +523,7 @@ impl Exporter {
             &[("axis", Attr::Int(2))],
             hint,
         )?;
-        let valid = self.reduce_max(&cols, -1, true)?;
+        let valid = self.reduce_max(&cols, -1, true, "anatomy.max")?;
         let (read, ok, regions) = if zones {
             let mut all = vec![mask_box.clone()];
             let mut oks = vec![valid.clone()];
@@ -565,9 +565,9 @@ impl Exporter {
                 let lateral = toward_lateral(self, &mid)?;
                 let lung = self.slice(&inside, 1, k, k + 1, hint)?;
                 let low = self.binary("Mul", &lung, &centre_y, hint)?;
-                let low = self.reduce_max(&low, 2, false)?; // [b, 1, s]
+                let low = self.reduce_max(&low, 2, false, "anatomy.max")?; // [b, 1, s]
                 let lowest = self.binary("Mul", &low, &lateral, hint)?;
-                let lowest = self.reduce_max(&lowest, 2, true)?; // [b, 1, 1]
+                let lowest = self.reduce_max(&lowest, 2, true, "anatomy.max")?; // [b, 1, 1]
                 let at_lowest = self.binary("Sub", &low, &lowest, hint)?;
                 let at_lowest = self.binary("Add", &at_lowest, &half_px, hint)?;
                 let at_lowest = self.binary("Mul", &at_lowest, &two_size, hint)?;
@@ -575,11 +575,11 @@ impl Exporter {
                 let at_lowest = self.binary("Mul", &at_lowest, &lateral, hint)?;
                 let point_x = if lateral_is_left {
                     let m = self.binary("Mul", &at_lowest, &one_minus_centre, hint)?;
-                    let m = self.reduce_max(&m, 2, true)?;
+                    let m = self.reduce_max(&m, 2, true, "anatomy.max")?;
                     self.binary("Sub", &one, &m, hint)?
                 } else {
                     let m = self.binary("Mul", &at_lowest, &centre, hint)?;
-                    self.reduce_max(&m, 2, true)?
+                    self.reduce_max(&m, 2, true, "anatomy.max")?
                 };
                 let floor = self.binary("Add", &y1, &three_px, hint)?;
                 let bottom = self.binary("Max", &lowest, &floor, hint)?;
@@ -638,7 +638,7 @@ impl Exporter {
                 let span = self.binary("Mul", &span, &occupied, hint)?;
                 let high = self.binary("Sub", &one, &low, hint)?;
                 let high = self.binary("Mul", &high, &span, hint)?;
-                let high = self.reduce_max(&high, 2, true)?;
+                let high = self.reduce_max(&high, 2, true, "anatomy.max")?;
                 let dome = self.binary("Sub", &one, &high, hint)?;
                 let dome = self.binary("Sub", &dome, &half_px, hint)?;
                 let a = self.binary("Min", &medial_end, &point_x, hint)?;
@@ -702,7 +702,13 @@ impl Exporter {
     }
 
     /// ReduceMax over one axis.
-    fn reduce_max(&mut self, x: &str, axis: i64, keep: bool) -> Result<String, ExportError> {
+    fn reduce_max(
+        &mut self,
+        x: &str,
+        axis: i64,
+        keep: bool,
+        hint: &str,
+    ) -> Result<String, ExportError> {
         self.op(
             "ReduceMax",
             &[x],
@@ -710,7 +716,7 @@ impl Exporter {
                 ("axes", Attr::Ints(vec![axis])),
                 ("keepdims", Attr::Int(keep as i64)),
             ],
-            "anatomy.max",
+            hint,
         )
     }
 
@@ -776,12 +782,7 @@ impl Exporter {
         let outside = self.binary("Mul", &outside, &big, hint)?;
         let outside = self.op("Unsqueeze", &[&outside, &ax3], &[], hint)?; // [b, r, cells, 1]
         let masked = self.binary("Add", &cells, &outside, hint)?;
-        let peak = self.op(
-            "ReduceMax",
-            &[&masked],
-            &[("axes", Attr::Ints(vec![2])), ("keepdims", Attr::Int(1))],
-            hint,
-        )?; // [b, r, 1, f]
+        let peak = self.reduce_max(&masked, 2, true, hint)?; // [b, r, 1, f]
         let shifted = self.binary("Sub", &cells, &peak, hint)?;
         let r = self.scalar("regions.sharpness", sharpness)?;
         let shifted = self.binary("Mul", &shifted, &r, hint)?;

@@ -222,17 +222,11 @@ impl AsgModel {
         })
     }
 
-    /// Region features `[b, regions, channels]`: the grid averaged over each box, each cell
-    /// weighted by the area it shares with the box (RoIAlign with a 1x1 output, sampled
-    /// exactly). `boxes` `[b, regions, 4]` in 0..1.
-    pub fn pool_regions(&self, grid: &Tensor, boxes: &Tensor) -> Result<Tensor> {
-        let g = Self::grid_side(&self.config);
-        let weights = box_cell_weights(boxes, g)?; // [b, r, cells]
-        weights.matmul(grid)
-    }
-
-    /// Region embeddings `[b, regions, embed]` (unit norm) and region-finding logits
-    /// `[b, regions, findings]`.
+    /// Region embeddings `[b, regions, embed]` (unit norm) of the region features (the grid
+    /// averaged over each box, each cell weighted by the area it shares with the box: RoIAlign
+    /// with a 1x1 output, sampled exactly), and region-finding logits `[b, regions, findings]`
+    /// (the head over those features, or with `region_lse` its per-cell logits pooled over the
+    /// same weights). `boxes` `[b, regions, 4]` in 0..1.
     pub fn regions(&self, grid: &Tensor, boxes: &Tensor) -> Result<(Tensor, Tensor)> {
         let g = Self::grid_side(&self.config);
         let weights = box_cell_weights(boxes, g)?; // [b, r, cells]
