@@ -1,8 +1,17 @@
 //! Anatomy outlines: the anatomy head's masks (probabilities over the model input square) traced
 //! at 0.5 by marching squares (the `contour` crate, linear interpolation between cell centres)
-//! and mapped back to the original image's pixels, for a viewer to draw instead of boxes.
+//! and mapped back to the original image's pixels, for a viewer to draw instead of boxes. Each
+//! structure is one piece of anatomy, so specks of the mask are left out: a part smaller than
+//! [`MIN_PART_SHARE`] of the structure's largest part, and a hole smaller than
+//! [`MIN_HOLE_SHARE`] of its part.
 
 use serde::{Deserialize, Serialize};
+
+/// Parts of a structure's mask smaller than this share of its largest part (by area) are specks,
+/// not drawn; a structure broken in two by a weak stretch keeps both halves.
+pub const MIN_PART_SHARE: f64 = 0.25;
+/// Holes smaller than this share of their part's area are specks, not drawn.
+pub const MIN_HOLE_SHARE: f64 = 0.1;
 
 /// One anatomical structure's outline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -10,7 +19,8 @@ pub struct AnatomyOutline {
     /// Chest ImaGenome region name of the structure (e.g. `right lung`).
     pub name: String,
     /// Closed rings (first point repeated last) in the original image's pixels: each part's
-    /// border, then the borders of holes in it. Empty when the mask has no pixel at 0.5.
+    /// border, then the borders of holes in it (specks left out, see [`MIN_PART_SHARE`]). Empty
+    /// when the mask has no pixel at 0.5.
     pub rings: Vec<Vec<[f32; 2]>>,
 }
 
@@ -47,8 +57,24 @@ pub fn outlines(
             let contours = builder
                 .contours(&values, &[0.5])
                 .map_err(|e| format!("tracing the {name} mask: {e}"))?;
-            for polygon in contours.iter().flat_map(|c| c.geometry().0.iter()) {
-                for ring in std::iter::once(polygon.exterior()).chain(polygon.interiors()) {
+            let parts: Vec<&geo_types::Polygon<f64>> = contours
+                .iter()
+                .flat_map(|c| c.geometry().0.iter())
+                .collect();
+            let area_of = |p: &geo_types::Polygon<f64>| {
+                ring_area(p.exterior()) - p.interiors().iter().map(ring_area).sum::<f64>()
+            };
+            let largest = parts.iter().map(|p| area_of(p)).fold(0.0, f64::max);
+            for polygon in parts
+                .into_iter()
+                .filter(|p| area_of(p) >= MIN_PART_SHARE * largest)
+            {
+                let outer = ring_area(polygon.exterior());
+                let holes = polygon
+                    .interiors()
+                    .iter()
+                    .filter(|h| ring_area(h) >= MIN_HOLE_SHARE * outer);
+                for ring in std::iter::once(polygon.exterior()).chain(holes) {
                     let points: Vec<[f32; 2]> = ring
                         .0
                         .iter()
@@ -69,6 +95,16 @@ pub fn outlines(
         });
     }
     Ok(out)
+}
+
+/// The area a closed ring encloses (the shoelace formula), whatever its winding.
+fn ring_area(ring: &geo_types::LineString<f64>) -> f64 {
+    let twice: f64 = ring
+        .0
+        .windows(2)
+        .map(|w| w[0].x * w[1].y - w[1].x * w[0].y)
+        .sum();
+    twice.abs() / 2.0
 }
 
 #[cfg(test)]
@@ -101,6 +137,61 @@ mod tests {
         // their border, then doubled by `to_image`.
         assert_eq!((min(&xs), max(&xs)), (8.0, 24.0));
         assert_eq!((min(&ys), max(&ys)), (12.0, 20.0));
+    }
+
+    #[test]
+    fn specks_of_the_mask_are_left_out_and_a_structure_in_two_halves_kept() {
+        // 20 x 20 cells, 1 px each: a 10 x 10 part with a 1-cell hole and a 4 x 4 hole, a
+        // 1-cell speck, and a 5 x 6 part (30% of the largest part's 84 cells).
+        let side = 20;
+        let mut mask = vec![0.0f32; side * side];
+        for i in 2..12 {
+            for j in 2..12 {
+                mask[i * side + j] = 1.0;
+            }
+        }
+        mask[4 * side + 4] = 0.0;
+        for i in 6..10 {
+            for j in 6..10 {
+                mask[i * side + j] = 0.0;
+            }
+        }
+        mask[16 * side + 2] = 1.0;
+        for i in 14..19 {
+            for j in 10..16 {
+                mask[i * side + j] = 1.0;
+            }
+        }
+        let names = vec!["left clavicle".to_string()];
+        let id = |x: f64, y: f64| (x as f32, y as f32);
+        let got = outlines(&mask, &names, side, side as f64, &id).unwrap();
+        let mut areas: Vec<f64> = got[0]
+            .rings
+            .iter()
+            .map(|r| {
+                let line = geo_types::LineString::from(
+                    r.iter()
+                        .map(|p| (p[0] as f64, p[1] as f64))
+                        .collect::<Vec<_>>(),
+                );
+                ring_area(&line)
+            })
+            .collect();
+        areas.sort_by(f64::total_cmp);
+        // The 0.5 level lies on the cells' borders, each corner cut by a triangle of 1/8: the
+        // big part's border (100 - 0.5), its 4 x 4 hole (16 - 0.5) and the second part
+        // (30 - 0.5); the speck and the 1-cell hole (0.5 each) are gone.
+        assert_eq!(areas, vec![15.5, 29.5, 99.5]);
+    }
+
+    #[test]
+    fn the_area_of_a_ring_whatever_its_winding() {
+        let square = [(0.0, 0.0), (2.0, 0.0), (2.0, 3.0), (0.0, 3.0), (0.0, 0.0)];
+        let forward = geo_types::LineString::from(square.to_vec());
+        let backward =
+            geo_types::LineString::from(square.iter().rev().copied().collect::<Vec<_>>());
+        assert_eq!(ring_area(&forward), 6.0);
+        assert_eq!(ring_area(&backward), 6.0);
     }
 
     #[test]

@@ -660,27 +660,29 @@ fn real_film_report(
         .filter(|(_, t)| t.given && t.source == "jsrt" && t.tag_mask[nodule] > 0.5)
         .map(|(p, t)| (p.finding_logits[nodule], t.tags[nodule] > 0.5))
         .unzip();
-    let (thresholds, assessed, from) = match model.operating_point() {
-        Some(op) => (op.thresholds, op.assessed, "the bundle's manifest"),
-        None => (BTreeMap::new(), None, "0.5 for every finding"),
+    let (thresholds, region_thresholds, assessed, from) = match model.operating_point() {
+        Some(op) => (
+            op.thresholds,
+            op.region_thresholds,
+            op.assessed,
+            "the bundle's manifest",
+        ),
+        None => (
+            BTreeMap::new(),
+            BTreeMap::new(),
+            None,
+            "0.5 for every finding",
+        ),
     };
-    let flagged = |p: &ImagePrediction| {
-        asg_report::FINDINGS.iter().enumerate().any(|(f, name)| {
-            let assessed = assessed
-                .as_ref()
-                .is_none_or(|a| a.iter().any(|x| x == name));
-            let t = thresholds.get(*name).copied().unwrap_or(0.5);
-            assessed && 1.0 / (1.0 + (-p.finding_logits[f]).exp()) >= t
-        })
-    };
-    let normals: Vec<&ImagePrediction> = preds
-        .iter()
-        .zip(truths)
-        .filter(|(_, t)| t.normal)
-        .map(|(p, _)| p)
-        .collect();
-    // Abnormal against normal: how far the most suspicious assessed finding is above its bar.
+    // How far (in logits) the most suspicious assessed finding is above its bar, on the image
+    // or in any region: what the plugin flags (a finding present on the image or in a region),
+    // so a normal film is clean when this is below 0.
     let suspicion = |p: &ImagePrediction| {
+        let logit = |t: f32| {
+            let t = t.clamp(1e-6, 1.0 - 1e-6);
+            (t / (1.0 - t)).ln()
+        };
+        let regions = p.region_logits.len() / FINDINGS;
         asg_report::FINDINGS
             .iter()
             .enumerate()
@@ -690,15 +692,23 @@ fn real_film_report(
                     .is_none_or(|a| a.iter().any(|x| x == *name))
             })
             .map(|(f, name)| {
-                let t = thresholds
-                    .get(*name)
-                    .copied()
-                    .unwrap_or(0.5)
-                    .clamp(1e-6, 1.0 - 1e-6);
-                p.finding_logits[f] - (t / (1.0 - t)).ln()
+                let t = thresholds.get(*name).copied().unwrap_or(0.5);
+                let rt = region_thresholds.get(*name).copied().unwrap_or(t);
+                let in_regions = (0..regions)
+                    .map(|r| p.region_logits[r * FINDINGS + f])
+                    .fold(f32::NEG_INFINITY, f32::max);
+                (p.finding_logits[f] - logit(t)).max(in_regions - logit(rt))
             })
             .fold(f32::NEG_INFINITY, f32::max)
     };
+    let flagged = |p: &ImagePrediction| suspicion(p) >= 0.0;
+    let normals: Vec<&ImagePrediction> = preds
+        .iter()
+        .zip(truths)
+        .filter(|(_, t)| t.normal)
+        .map(|(p, _)| p)
+        .collect();
+    // Abnormal against normal: by that suspicion.
     let (mut ab_scores, mut ab_labels) = (Vec::new(), Vec::new());
     for (p, t) in preds.iter().zip(truths) {
         let abnormal = t.given && (0..FINDINGS).any(|f| t.tag_mask[f] > 0.5 && t.tags[f] > 0.5);
@@ -921,7 +931,7 @@ impl EvalReport {
         if let Some(r) = &self.real_films {
             s += "\nReal films with expert labels:\n\n| measure | value | over |\n|---|---|---|\n";
             s += &format!(
-                "| normal films with nothing flagged (thresholds: {}) | {}{} | {} of {} normal films |\n",
+                "| normal films with nothing flagged on the image or in a region (thresholds: {}) | {}{} | {} of {} normal films |\n",
                 r.thresholds,
                 fmt((r.normal_films > 0).then(|| r.normal_clean as f64 / r.normal_films as f64)),
                 fmt_ci(r.normal_clean_ci),
@@ -954,7 +964,7 @@ impl EvalReport {
                 fmt_ci(r.nodule_ci)
             );
             s += &format!(
-                "| abnormal vs normal films AUROC (the assessed finding furthest above its threshold) | {}{} | {} abnormal, {} normal films |\n",
+                "| abnormal vs normal films AUROC (the assessed finding furthest above its threshold, on the image or in a region) | {}{} | {} abnormal, {} normal films |\n",
                 fmt(r.abnormal_auroc),
                 fmt_ci(r.abnormal_ci),
                 r.abnormal_films,
@@ -1182,8 +1192,9 @@ mod tests {
         // With effusion not assessed and the nodule threshold at 0.8 it is clean.
         let th = BTreeMap::from([("nodule".to_string(), 0.8f32)]);
         let model = Thresholded(crate::eval::models::OperatingPoint {
-            thresholds: th,
+            thresholds: th.clone(),
             assessed: Some(vec!["nodule".into()]),
+            region_thresholds: BTreeMap::new(),
         });
         // Two stressed copies of the normal film: one at nodule logit 2 (p 0.88) is flagged.
         let stressed = vec![pred(2.0, 5.0), pred(0.5, 5.0)];
@@ -1193,6 +1204,28 @@ mod tests {
         // Of the nodule films only the one at p 0.88 reaches 0.8.
         assert_eq!((r.abnormal_films, r.abnormal_flagged), (2, 1));
         assert_eq!(r.thresholds, "the bundle's manifest");
+        // A region's nodule logit 1 (p 0.73) flags the normal film only under a region
+        // threshold below it (the image-level 0.8 where the manifest sets none), and then
+        // ranks it above the nodule film at logit 0.
+        let mut preds = preds;
+        let zone = asg_report::REGIONS
+            .iter()
+            .position(|r| r.name == "right upper lung zone")
+            .unwrap();
+        preds[2].region_logits[zone * FINDINGS + asg_report::finding_index("nodule").unwrap()] =
+            1.0;
+        let r = real_film_report(&model, &preds, &truths, &[], &names);
+        assert_eq!((r.normal_films, r.normal_clean), (1, 1));
+        let model = Thresholded(crate::eval::models::OperatingPoint {
+            thresholds: th,
+            assessed: Some(vec!["nodule".into()]),
+            region_thresholds: BTreeMap::from([("nodule".to_string(), 0.5f32)]),
+        });
+        let r = real_film_report(&model, &preds, &truths, &[], &names);
+        assert_eq!((r.normal_films, r.normal_clean), (1, 0));
+        // Suspicions: 2 - logit(0.8) (0.61) and 0 - logit(0.8) against the region's 1 - 0:
+        // the normal film is now the most suspicious (on the image alone it ranked between).
+        assert_eq!(r.abnormal_auroc, Some(0.0));
     }
 
     #[test]

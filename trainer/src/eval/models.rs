@@ -18,6 +18,9 @@ pub struct OperatingPoint {
     pub thresholds: BTreeMap<String, f32>,
     /// The assessed findings (None: all).
     pub assessed: Option<Vec<String>>,
+    /// Region-level thresholds per finding (the image-level one where absent), as the plugin
+    /// flags a finding in a region.
+    pub region_thresholds: BTreeMap<String, f32>,
 }
 
 pub trait EvalModel: Sync {
@@ -139,6 +142,7 @@ impl EvalModel for OnnxBundle {
         Some(OperatingPoint {
             thresholds: self.manifest.thresholds.clone(),
             assessed: self.manifest.assessed.clone(),
+            region_thresholds: self.manifest.region_thresholds.clone(),
         })
     }
 }

@@ -198,16 +198,19 @@ pub fn choose_thresholds(
                 .collect()
         })
         .collect();
-    enforce_normal_specificity(&mut out.image, &image_probs, MAX_FLAGGED_NORMALS);
-    enforce_normal_specificity(&mut out.region, &region_probs, MAX_FLAGGED_NORMALS);
+    // The image and the regions together: a normal film flagged in a region is flagged.
     enforce_normal_specificity(
-        &mut check.image_confident,
-        &image_probs,
+        &mut [
+            (&mut out.image, &image_probs),
+            (&mut out.region, &region_probs),
+        ],
         MAX_FLAGGED_NORMALS,
     );
     enforce_normal_specificity(
-        &mut check.region_confident,
-        &region_probs,
+        &mut [
+            (&mut check.image_confident, &image_probs),
+            (&mut check.region_confident, &region_probs),
+        ],
         MAX_FLAGGED_NORMALS,
     );
     out.check = Some(check);
@@ -252,46 +255,52 @@ pub const MAX_FLAGGED_NORMALS: f64 = 0.05;
 /// the tail of the normal films a user has.
 pub const NORMAL_MARGIN_LOGIT: f32 = 0.5;
 
-/// Raises thresholds (greedily, the finding that flags the most normal films first, to
-/// [`NORMAL_MARGIN_LOGIT`] above its highest probability on them) until at most `max_share` of the normal films
-/// have any finding at or above its threshold. `normal_probs[film][finding]` in the order of
-/// `asg_report::FINDINGS`; a finding without a threshold is not flagged.
-pub fn enforce_normal_specificity(
-    thresholds: &mut BTreeMap<String, f32>,
-    normal_probs: &[Vec<f32>],
-    max_share: f64,
-) {
-    let n = normal_probs.len();
+/// One level of flags (the image, or the regions) for [`enforce_normal_specificity`]: its
+/// thresholds per finding, and each normal film's probabilities in the order of
+/// `asg_report::FINDINGS` (for the regions, the highest over the regions).
+pub type FlagLevel<'a> = (&'a mut BTreeMap<String, f32>, &'a [Vec<f32>]);
+
+/// Raises thresholds (greedily, the level and finding that flag the most normal films first, to
+/// [`NORMAL_MARGIN_LOGIT`] above its highest probability on them) until at most `max_share` of
+/// the normal films have any finding at or above its threshold at any level: a film flagged at
+/// the image or in a region is one film flagged. A finding without a threshold is not flagged;
+/// every level holds the same films.
+pub fn enforce_normal_specificity(levels: &mut [FlagLevel<'_>], max_share: f64) {
+    let n = levels.iter().map(|(_, p)| p.len()).max().unwrap_or(0);
     if n == 0 {
         return;
     }
     let names = asg_report::FINDINGS;
-    for _ in 0..names.len() {
-        let flags = |f: usize, p: &[f32], th: &BTreeMap<String, f32>| {
-            th.get(names[f])
-                .is_some_and(|&t| p.get(f).is_some_and(|&v| v >= t))
-        };
-        let flagged = normal_probs
-            .iter()
-            .filter(|p| (0..names.len()).any(|f| flags(f, p, thresholds)))
+    let flags = |f: usize, p: Option<&Vec<f32>>, th: &BTreeMap<String, f32>| {
+        th.get(names[f])
+            .is_some_and(|&t| p.and_then(|p| p.get(f)).is_some_and(|&v| v >= t))
+    };
+    for _ in 0..names.len() * levels.len() {
+        let flagged = (0..n)
+            .filter(|&i| {
+                levels
+                    .iter()
+                    .any(|(th, probs)| (0..names.len()).any(|f| flags(f, probs.get(i), th)))
+            })
             .count();
         if flagged as f64 <= max_share * n as f64 {
             return;
         }
-        let worst = (0..names.len()).max_by_key(|&f| {
-            normal_probs
-                .iter()
-                .filter(|p| flags(f, p, thresholds))
-                .count()
-        });
-        let Some(f) = worst else { return };
-        let top = normal_probs
+        let worst = (0..levels.len())
+            .flat_map(|l| (0..names.len()).map(move |f| (l, f)))
+            .max_by_key(|&(l, f)| {
+                let (th, probs) = &levels[l];
+                probs.iter().filter(|p| flags(f, Some(p), th)).count()
+            });
+        let Some((l, f)) = worst else { return };
+        let (th, probs) = &mut levels[l];
+        let top = probs
             .iter()
             .filter_map(|p| p.get(f).copied())
             .fold(0.0f32, f32::max);
         let top = top.clamp(1e-6, 1.0 - 1e-6);
         let raised = 1.0 / (1.0 + (-((top / (1.0 - top)).ln() + NORMAL_MARGIN_LOGIT)).exp());
-        thresholds.insert(names[f].to_string(), raised.max(top + 1e-4).min(1.0));
+        th.insert(names[f].to_string(), raised.max(top + 1e-4).min(1.0));
     }
 }
 
@@ -313,21 +322,46 @@ mod tests {
             p[0] = 0.6;
         }
         probs[9][1] = 0.7;
-        enforce_normal_specificity(&mut th, &probs, 0.1);
+        enforce_normal_specificity(&mut [(&mut th, &probs)], 0.1);
         // Finding 0 had to go above 0.6, to 0.5 logits above it (1 / (1 + e^-(ln 1.5 + 0.5))
         // = 0.7121); one film flagged by finding 1 is within 10%.
         assert!((th[names[0]] - 0.7121).abs() < 1e-3, "{}", th[names[0]]);
         assert_eq!(th[names[1]], 0.5);
-        enforce_normal_specificity(&mut th, &probs, 0.0);
+        enforce_normal_specificity(&mut [(&mut th, &probs)], 0.0);
         assert!(th[names[1]] > 0.7);
         // A probability near 1 is still exceeded, within the cap.
         probs[0][2] = 0.9999;
-        enforce_normal_specificity(&mut th, &probs, 0.0);
+        enforce_normal_specificity(&mut [(&mut th, &probs)], 0.0);
         assert!(th[names[2]] > 0.9999 && th[names[2]] <= 1.0);
         // Nothing to do without normal films.
         let before = th.clone();
-        enforce_normal_specificity(&mut th, &[], 0.0);
+        enforce_normal_specificity(&mut [(&mut th, &[])], 0.0);
         assert_eq!(th, before);
+    }
+
+    #[test]
+    fn a_film_flagged_at_the_image_or_in_a_region_counts_once_against_the_share() {
+        let names = asg_report::FINDINGS;
+        let mut image: BTreeMap<String, f32> = names.iter().map(|n| (n.to_string(), 0.5)).collect();
+        let mut region = image.clone();
+        // 20 normal films: film 0 flagged at the image (finding 0 at 0.6), film 1 in a region
+        // (finding 1 at 0.8): 5% each, 10% together.
+        let mut image_probs = vec![vec![0.1f32; names.len()]; 20];
+        let mut region_probs = image_probs.clone();
+        image_probs[0][0] = 0.6;
+        region_probs[1][1] = 0.8;
+        enforce_normal_specificity(
+            &mut [(&mut image, &image_probs), (&mut region, &region_probs)],
+            0.05,
+        );
+        // One of the two had to go (both flag one film); the other film alone is within 5%.
+        let raised = [image[names[0]] > 0.6, region[names[1]] > 0.8];
+        assert_eq!(raised.iter().filter(|&&r| r).count(), 1, "{raised:?}");
+        assert!([image[names[0]], region[names[1]]].contains(&0.5));
+        // Each level alone was within 5%: nothing raised.
+        let mut image: BTreeMap<String, f32> = names.iter().map(|n| (n.to_string(), 0.5)).collect();
+        enforce_normal_specificity(&mut [(&mut image, &image_probs)], 0.05);
+        assert_eq!(image[names[0]], 0.5);
     }
 
     #[test]
