@@ -63,7 +63,8 @@ export interface Analysis {
   findings: Finding[];
   regions: Region[];
   /** Outlines of the segmented anatomy (lungs, heart, clavicles, mediastinum): closed rings in
-   * image pixels. Absent for bundles without an anatomy_masks output. */
+   * image pixels, each part's border then its holes', specks of the mask left out. Absent for
+   * bundles without an anatomy_masks output. */
   anatomy?: { name: string; rings: [number, number][][] }[];
   /** The raw model outputs (always here in the browser: checkReport reads region_embeddings). */
   outputs?: { name: string; shape: number[]; values: number[] }[];
