@@ -138,6 +138,25 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// The findings flagged present on the image or in any region (as the viewer shows them),
+    /// sorted, each once: empty for a film that comes back clean.
+    pub fn flagged(&self) -> Vec<&str> {
+        let mut present: Vec<&str> = self
+            .findings
+            .iter()
+            .filter(|f| f.present)
+            .map(|f| f.name.as_str())
+            .chain(
+                self.regions
+                    .iter()
+                    .flat_map(|r| r.findings.iter().map(String::as_str)),
+            )
+            .collect();
+        present.sort_unstable();
+        present.dedup();
+        present
+    }
+
     /// The analysis without its raw outputs (what a JSON result holds by default).
     pub fn without_outputs(&self) -> Analysis {
         Analysis {

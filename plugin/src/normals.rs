@@ -103,13 +103,8 @@ pub fn check_normals(
             s.failed += 1;
             continue;
         };
-        let present: Vec<&str> = o
-            .analysis
-            .findings
-            .iter()
-            .filter(|f| f.present)
-            .map(|f| f.name.as_str())
-            .collect();
+        // Flagged on the image or in a region (the viewer shows both).
+        let present = o.analysis.flagged();
         if present.is_empty() {
             s.clean += 1;
         }
