@@ -336,12 +336,18 @@ fn has(item: &Item, kind: CueKind) -> bool {
 }
 
 /// The existence of the finding at `i`.
+/// How many items away a negation or uncertainty cue still reaches a finding, either way: far
+/// more than a sentence holds ("no pleural effusion, pneumothorax, ... or consolidation" lists a
+/// dozen), and it keeps a sentence of thousands of coordinated findings (a text without full
+/// stops) linear instead of quadratic.
+const MAX_CUE_REACH: usize = 64;
+
 fn existence(items: &[Item], i: usize) -> Existence {
     let mut negative = false;
     let mut uncertain = false;
     // Cues before it, back to a scope end, or to a comma that opens a new phrase with a side
     // ("no definite effusion seen, left hilar calcifications").
-    for (j, it) in items[..i].iter().enumerate().rev() {
+    for (j, it) in items[..i].iter().enumerate().rev().take(MAX_CUE_REACH) {
         if is_scope_end(it) {
             break;
         }
@@ -368,7 +374,7 @@ fn existence(items: &[Item], i: usize) -> Existence {
     // Cues after it, over a coordinated list of findings, up to a scope end.
     let mut since_finding_plain = true;
     let mut passed_finding = false;
-    for it in &items[i + 1..] {
+    for it in items[i + 1..].iter().take(MAX_CUE_REACH) {
         if is_scope_end(it) || has(it, CueKind::NegationBefore) || has(it, CueKind::UncertainBefore)
         {
             break;
@@ -455,6 +461,72 @@ fn normal_denies(place: Option<Place>) -> Option<&'static str> {
     }
 }
 
+/// Attaches each place to the nearest finding within its scope (no scope end between them),
+/// nearness counted in items with a comma or a cue in between counting 3 more (it starts a new
+/// phrase); ties go to the finding after. Keyed by the finding's item index.
+///
+/// Linear in the items: the cost grows with the distance on each side, so only the nearest
+/// finding before and the nearest after a place can win, and the scope ends and breaks between
+/// are counted from prefix sums (a sentence of thousands of words, which a report without full
+/// stops makes, took seconds when every pair was scanned).
+fn attach_places(items: &[Item]) -> BTreeMap<usize, Vec<PlaceRef>> {
+    let is_break =
+        |it: &Item| matches!(it, Item::Cue { .. }) || matches!(it, Item::Word(w) if w == ",");
+    // prefix[i]: how many of items[..i] are scope ends / breaks.
+    let prefix = |pred: &dyn Fn(&Item) -> bool| {
+        let mut v = Vec::with_capacity(items.len() + 1);
+        v.push(0usize);
+        for it in items {
+            v.push(v[v.len() - 1] + pred(it) as usize);
+        }
+        v
+    };
+    let barriers = prefix(&is_place_barrier);
+    let breaks = prefix(&is_break);
+    let is_finding = |i: usize| matches!(items[i], Item::Finding { .. });
+    let mut before: Vec<Option<usize>> = Vec::with_capacity(items.len());
+    let mut last = None;
+    for i in 0..items.len() {
+        before.push(last);
+        if is_finding(i) {
+            last = Some(i);
+        }
+    }
+    let mut after: Vec<Option<usize>> = vec![None; items.len()];
+    let mut next = None;
+    for i in (0..items.len()).rev() {
+        after[i] = next;
+        if is_finding(i) {
+            next = Some(i);
+        }
+    }
+    let mut places: BTreeMap<usize, Vec<PlaceRef>> = BTreeMap::new();
+    for (p, it) in items.iter().enumerate() {
+        let Item::Place { side, place, .. } = it else {
+            continue;
+        };
+        // A finding is reachable with no scope end in items[a..b] (a, b the two in order).
+        let span = |f: usize| if f < p { (f, p) } else { (p, f) };
+        let reachable = |f: usize| {
+            let (a, b) = span(f);
+            barriers[b] == barriers[a]
+        };
+        let cost = |f: usize| {
+            let (a, b) = span(f);
+            (b - a) + 3 * (breaks[b] - breaks[a + 1])
+        };
+        let best = [before[p], after[p]]
+            .into_iter()
+            .flatten()
+            .filter(|&f| reachable(f))
+            .min_by_key(|&f| (cost(f), f < p));
+        if let Some(f) = best {
+            places.entry(f).or_default().push((*side, *place));
+        }
+    }
+    places
+}
+
 fn parse_sentence(text: &str, start: usize, end: usize) -> Vec<Triplet> {
     let lex = lexicon();
     let toks = tokens(&text[start..end], start);
@@ -465,36 +537,7 @@ fn parse_sentence(text: &str, start: usize, end: usize) -> Vec<Triplet> {
         .filter(|(_, it)| matches!(it, Item::Finding { .. }))
         .map(|(i, _)| i)
         .collect();
-    // Attach each place to the nearest finding within its scope (ties go to the finding after).
-    let mut places: BTreeMap<usize, Vec<PlaceRef>> = BTreeMap::new();
-    for (p, it) in items.iter().enumerate() {
-        let Item::Place { side, place, .. } = it else {
-            continue;
-        };
-        let reachable = |f: usize| {
-            let (a, b) = if f < p { (f, p) } else { (p, f) };
-            !items[a..b].iter().any(is_place_barrier)
-        };
-        // Distance in items; a comma or a cue in between counts as more (it starts a new phrase).
-        let cost = |f: usize| {
-            let (a, b) = if f < p { (f, p) } else { (p, f) };
-            let breaks = items[a + 1..b]
-                .iter()
-                .filter(|it| {
-                    matches!(it, Item::Cue { .. }) || matches!(it, Item::Word(w) if w == ",")
-                })
-                .count();
-            (b - a) + 3 * breaks
-        };
-        let best = findings
-            .iter()
-            .copied()
-            .filter(|&f| reachable(f))
-            .min_by_key(|&f| (cost(f), f < p));
-        if let Some(f) = best {
-            places.entry(f).or_default().push((*side, *place));
-        }
-    }
+    let places = attach_places(&items);
     let mut out = Vec::new();
     // Each finding's places once inherited, so that a place carries along a list.
     let mut resolved: Vec<Vec<PlaceRef>> = Vec::with_capacity(findings.len());
@@ -727,5 +770,131 @@ impl ParsedReport {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every place against every finding, as the parser did before [`attach_places`].
+    fn attach_places_by_every_pair(items: &[Item]) -> BTreeMap<usize, Vec<PlaceRef>> {
+        let findings: Vec<usize> = (0..items.len())
+            .filter(|&i| matches!(items[i], Item::Finding { .. }))
+            .collect();
+        let mut places: BTreeMap<usize, Vec<PlaceRef>> = BTreeMap::new();
+        for (p, it) in items.iter().enumerate() {
+            let Item::Place { side, place, .. } = it else {
+                continue;
+            };
+            let span = |f: usize| if f < p { (f, p) } else { (p, f) };
+            let reachable = |f: usize| {
+                let (a, b) = span(f);
+                !items[a..b].iter().any(is_place_barrier)
+            };
+            let cost = |f: usize| {
+                let (a, b) = span(f);
+                let breaks = items[a + 1..b]
+                    .iter()
+                    .filter(|it| {
+                        matches!(it, Item::Cue { .. }) || matches!(it, Item::Word(w) if w == ",")
+                    })
+                    .count();
+                (b - a) + 3 * breaks
+            };
+            let best = findings
+                .iter()
+                .copied()
+                .filter(|&f| reachable(f))
+                .min_by_key(|&f| (cost(f), f < p));
+            if let Some(f) = best {
+                places.entry(f).or_default().push((*side, *place));
+            }
+        }
+        places
+    }
+
+    #[test]
+    fn places_attach_as_when_every_pair_was_scanned() {
+        let words = [
+            "right",
+            "left",
+            "bilateral",
+            "lower lobe",
+            "upper lobe",
+            "base",
+            "apex",
+            "hilar",
+            "effusion",
+            "pneumothorax",
+            "opacity",
+            "atelectasis",
+            "nodule",
+            "no",
+            "without",
+            "possible",
+            "may represent",
+            "but",
+            "which",
+            ",",
+            "and",
+            "with",
+            "heart",
+            "lungs",
+            "clear",
+            "is",
+            "the",
+            "of",
+            "normal",
+            "versus",
+        ];
+        // xorshift64: a fixed sequence of sentences of 1-60 words.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut compared = 0;
+        for _ in 0..500 {
+            let n = 1 + (next() % 60) as usize;
+            let text: Vec<&str> = (0..n)
+                .map(|_| words[(next() % words.len() as u64) as usize])
+                .collect();
+            let text = text.join(" ");
+            let items = items(&tokens(&text, 0));
+            let fast = attach_places(&items);
+            assert_eq!(
+                format!("{fast:?}"),
+                format!("{:?}", attach_places_by_every_pair(&items)),
+                "{text}"
+            );
+            compared += fast.values().map(Vec::len).sum::<usize>();
+        }
+        assert!(compared > 1000, "only {compared} places attached");
+    }
+
+    #[test]
+    fn a_cue_reaches_a_long_list_but_not_past_its_reach() {
+        // "no effusion, opacity, ..." negates every finding of the list within the reach.
+        let list = vec!["effusion"; 40].join(" and ");
+        let parsed = crate::parse(&format!("No {list}"));
+        let existences: Vec<Existence> = parsed.sentences[0]
+            .triplets
+            .iter()
+            .map(|t| t.existence)
+            .collect();
+        assert_eq!(existences.len(), 40);
+        // Items: the cue, then finding, "and", finding ...: finding k is 2k + 1 items after it,
+        // reached while 2k + 1 <= MAX_CUE_REACH.
+        for (k, e) in existences.iter().enumerate() {
+            let want = if 2 * k < MAX_CUE_REACH {
+                Existence::Negative
+            } else {
+                Existence::Positive
+            };
+            assert_eq!(*e, want, "finding {k}");
+        }
     }
 }
