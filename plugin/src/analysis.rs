@@ -138,9 +138,11 @@ pub struct Analysis {
 }
 
 impl Analysis {
-    /// The findings flagged present on the image or in any region (as the viewer shows them),
-    /// sorted, each once: empty for a film that comes back clean.
-    pub fn flagged(&self) -> Vec<&str> {
+    /// The findings present on the image or at or above their region threshold in any region,
+    /// sorted, each once. The viewer, the overlay, the SR and FHIR show only the findings
+    /// present on the image (with the regions that carry them); the region lists of the JSON
+    /// hold the others too.
+    pub fn flagged_in_regions_too(&self) -> Vec<&str> {
         let mut present: Vec<&str> = self
             .findings
             .iter()

@@ -611,22 +611,25 @@ mod tests {
     }
 
     #[test]
-    fn flagged_lists_the_image_and_region_findings_once_each() {
+    fn flagged_in_regions_too_lists_the_image_and_region_findings_once_each() {
         let m = manifest();
         let mut a = analysis(&m);
         assert_eq!(
-            a.flagged(),
+            a.flagged_in_regions_too(),
             vec!["consolidation", "pleural effusion", "pneumothorax"]
         );
         // Nothing present on the image: the regions still flag effusion and pneumothorax.
         for f in &mut a.findings {
             f.present = false;
         }
-        assert_eq!(a.flagged(), vec!["pleural effusion", "pneumothorax"]);
+        assert_eq!(
+            a.flagged_in_regions_too(),
+            vec!["pleural effusion", "pneumothorax"]
+        );
         for r in &mut a.regions {
             r.findings.clear();
         }
-        assert!(a.flagged().is_empty());
+        assert!(a.flagged_in_regions_too().is_empty());
     }
 
     fn verdict_of(check: &ReportCheck, finding: &str) -> Verdict {

@@ -25,8 +25,11 @@ const MAX_INDEX_BYTES: u64 = 64 << 20;
 pub struct NormalsScore {
     pub films: usize,
     pub failed: usize,
-    /// Films with no finding present.
+    /// Films with no finding present (what the viewer, the overlay, the SR, FHIR and the study
+    /// summary would flag).
     pub clean: usize,
+    /// Films with no finding present in any region either (the JSON's region lists).
+    pub clean_in_every_region: usize,
     /// Films whose normal report drew no accusation.
     pub unaccused: usize,
     /// Findings present on normal films, and how often.
@@ -103,10 +106,18 @@ pub fn check_normals(
             s.failed += 1;
             continue;
         };
-        // Flagged on the image or in a region (the viewer shows both).
-        let present = o.analysis.flagged();
+        let present: Vec<&str> = o
+            .analysis
+            .findings
+            .iter()
+            .filter(|f| f.present)
+            .map(|f| f.name.as_str())
+            .collect();
         if present.is_empty() {
             s.clean += 1;
+        }
+        if o.analysis.flagged_in_regions_too().is_empty() {
+            s.clean_in_every_region += 1;
         }
         for f in present {
             *s.flagged_findings.entry(f.to_string()).or_default() += 1;
@@ -176,6 +187,13 @@ impl std::fmt::Display for NormalsScore {
             "| nothing flagged | {} | {} of {} |",
             share(self.clean, self.films),
             self.clean,
+            self.films
+        )?;
+        writeln!(
+            f,
+            "| nothing flagged in any region either | {} | {} of {} |",
+            share(self.clean_in_every_region, self.films),
+            self.clean_in_every_region,
             self.films
         )?;
         writeln!(

@@ -137,18 +137,26 @@ pub struct RealFilmReport {
     pub nodule_ci: Option<(f64, f64)>,
     pub abnormal_ci: Option<(f64, f64)>,
     pub normal_clean_ci: Option<(f64, f64)>,
-    /// Films read as normal, and those with no assessed finding at or above its threshold.
+    /// Films read as normal, and those with no assessed finding at or above its image-level
+    /// threshold (what the viewer, the overlay, the SR, FHIR and the study summaries flag).
     pub normal_films: usize,
     pub normal_clean: usize,
+    /// Normal films clean in every region too (the JSON's per-region finding lists).
+    pub normal_clean_with_regions: usize,
     /// Copies of the normal films under [`acquisition_stress`], and those left clean: how the
-    /// operating point holds on films acquired unlike ours.
+    /// operating point holds on films acquired unlike ours (image level; and in every region).
     pub stressed_normal_films: usize,
     pub stressed_normal_clean: usize,
+    pub stressed_normal_clean_with_regions: usize,
     /// Abnormal films with an assessed finding flagged (what the operating point still finds).
     pub abnormal_flagged: usize,
     /// Abnormal (a finding labelled present) against normal films, scored by the assessed
-    /// finding furthest above its threshold (in logits): the AUROC, and the two counts.
+    /// finding furthest above its image-level threshold (in logits): the AUROC, and the two
+    /// counts.
     pub abnormal_auroc: Option<f64>,
+    /// The same scored by the finding furthest above its threshold on the image or in any
+    /// region.
+    pub abnormal_auroc_with_regions: Option<f64>,
     pub abnormal_films: usize,
     /// Mask-based pointing game per finding: (hits, cases), a hit when the heatmap's peak cell
     /// overlaps the expert's lesion mask on the film (JSRT nodules: a disc of the nodule's
@@ -674,10 +682,10 @@ fn real_film_report(
             "0.5 for every finding",
         ),
     };
-    // How far (in logits) the most suspicious assessed finding is above its bar, on the image
-    // or in any region: what the plugin flags (a finding present on the image or in a region),
-    // so a normal film is clean when this is below 0.
-    let suspicion = |p: &ImagePrediction| {
+    // How far (in logits) the most suspicious assessed finding is above its bar on the image
+    // (what the viewer, the SR and FHIR flag), and with the regions (where the JSON's region
+    // lists flag it too): a normal film is clean when this is below 0.
+    let suspicion = |p: &ImagePrediction, with_regions: bool| {
         let logit = |t: f32| {
             let t = t.clamp(1e-6, 1.0 - 1e-6);
             (t / (1.0 - t)).ln()
@@ -695,13 +703,15 @@ fn real_film_report(
                 let t = thresholds.get(*name).copied().unwrap_or(0.5);
                 let rt = region_thresholds.get(*name).copied().unwrap_or(t);
                 let in_regions = (0..regions)
+                    .filter(|_| with_regions)
                     .map(|r| p.region_logits[r * FINDINGS + f])
                     .fold(f32::NEG_INFINITY, f32::max);
                 (p.finding_logits[f] - logit(t)).max(in_regions - logit(rt))
             })
             .fold(f32::NEG_INFINITY, f32::max)
     };
-    let flagged = |p: &ImagePrediction| suspicion(p) >= 0.0;
+    let flagged = |p: &ImagePrediction| suspicion(p, false) >= 0.0;
+    let flagged_with_regions = |p: &ImagePrediction| suspicion(p, true) >= 0.0;
     let normals: Vec<&ImagePrediction> = preds
         .iter()
         .zip(truths)
@@ -709,11 +719,13 @@ fn real_film_report(
         .map(|(p, _)| p)
         .collect();
     // Abnormal against normal: by that suspicion.
-    let (mut ab_scores, mut ab_labels) = (Vec::new(), Vec::new());
+    let (mut ab_scores, mut ab_scores_with_regions, mut ab_labels) =
+        (Vec::new(), Vec::new(), Vec::new());
     for (p, t) in preds.iter().zip(truths) {
         let abnormal = t.given && (0..FINDINGS).any(|f| t.tag_mask[f] > 0.5 && t.tags[f] > 0.5);
         if t.normal || abnormal {
-            ab_scores.push(suspicion(p));
+            ab_scores.push(suspicion(p, false));
+            ab_scores_with_regions.push(suspicion(p, true));
             ab_labels.push(abnormal && !t.normal);
         }
     }
@@ -748,6 +760,7 @@ fn real_film_report(
         mask_pointing_attention: mask_pointing(&|p| &p.tag_attention),
         mask_pointing_maps: mask_pointing(&|p| &p.finding_maps),
         abnormal_auroc: auroc(&ab_scores, &ab_labels),
+        abnormal_auroc_with_regions: auroc(&ab_scores_with_regions, &ab_labels),
         abnormal_films,
         box_iou_by_source: by_source,
         zone_opacity_auroc,
@@ -755,8 +768,13 @@ fn real_film_report(
         nodule_auroc: auroc(&ns, &nl),
         normal_films: normals.len(),
         normal_clean,
+        normal_clean_with_regions: normals.iter().filter(|p| !flagged_with_regions(p)).count(),
         stressed_normal_films: stressed_normals.len(),
         stressed_normal_clean: stressed_normals.iter().filter(|p| !flagged(p)).count(),
+        stressed_normal_clean_with_regions: stressed_normals
+            .iter()
+            .filter(|p| !flagged_with_regions(p))
+            .count(),
         abnormal_flagged,
         thresholds: from.to_string(),
     }
@@ -931,19 +949,21 @@ impl EvalReport {
         if let Some(r) = &self.real_films {
             s += "\nReal films with expert labels:\n\n| measure | value | over |\n|---|---|---|\n";
             s += &format!(
-                "| normal films with nothing flagged on the image or in a region (thresholds: {}) | {}{} | {} of {} normal films |\n",
+                "| normal films with nothing flagged (thresholds: {}) | {}{} | {} of {} normal films ({} clean in every region too) |\n",
                 r.thresholds,
                 fmt((r.normal_films > 0).then(|| r.normal_clean as f64 / r.normal_films as f64)),
                 fmt_ci(r.normal_clean_ci),
                 r.normal_clean,
-                r.normal_films
+                r.normal_films,
+                r.normal_clean_with_regions
             );
             s += &format!(
-                "| normal films under acquisition stress with nothing flagged | {} | {} of {} copies |\n",
+                "| normal films under acquisition stress with nothing flagged | {} | {} of {} copies ({} clean in every region too) |\n",
                 fmt((r.stressed_normal_films > 0)
                     .then(|| r.stressed_normal_clean as f64 / r.stressed_normal_films as f64)),
                 r.stressed_normal_clean,
-                r.stressed_normal_films
+                r.stressed_normal_films,
+                r.stressed_normal_clean_with_regions
             );
             s += &format!(
                 "| abnormal films with an assessed finding flagged | {} | {} of {} abnormal films |\n",
@@ -964,11 +984,15 @@ impl EvalReport {
                 fmt_ci(r.nodule_ci)
             );
             s += &format!(
-                "| abnormal vs normal films AUROC (the assessed finding furthest above its threshold, on the image or in a region) | {}{} | {} abnormal, {} normal films |\n",
+                "| abnormal vs normal films AUROC (the assessed finding furthest above its threshold) | {}{} | {} abnormal, {} normal films |\n",
                 fmt(r.abnormal_auroc),
                 fmt_ci(r.abnormal_ci),
                 r.abnormal_films,
                 r.normal_films
+            );
+            s += &format!(
+                "| abnormal vs normal films AUROC, the regions' thresholds too | {} | |\n",
+                fmt(r.abnormal_auroc_with_regions),
             );
             let pointing = |m: &BTreeMap<String, (usize, usize)>| {
                 let (_, c, share) = pointing_share(m);
@@ -1028,6 +1052,11 @@ impl EvalReport {
                 (r.normal_films > 0).then(|| r.normal_clean as f64 / r.normal_films as f64),
             );
             put(
+                "real_normal_clean_share_with_regions",
+                (r.normal_films > 0)
+                    .then(|| r.normal_clean_with_regions as f64 / r.normal_films as f64),
+            );
+            put(
                 "real_stressed_normal_clean_share",
                 (r.stressed_normal_films > 0)
                     .then(|| r.stressed_normal_clean as f64 / r.stressed_normal_films as f64),
@@ -1039,6 +1068,10 @@ impl EvalReport {
             put("real_zone_opacity_auroc", r.zone_opacity_auroc);
             put("real_nodule_auroc", r.nodule_auroc);
             put("real_abnormal_auroc", r.abnormal_auroc);
+            put(
+                "real_abnormal_auroc_with_regions",
+                r.abnormal_auroc_with_regions,
+            );
             put(
                 "real_mask_pointing_attention",
                 pointing_share(&r.mask_pointing_attention).2,
@@ -1215,17 +1248,25 @@ mod tests {
         preds[2].region_logits[zone * FINDINGS + asg_report::finding_index("nodule").unwrap()] =
             1.0;
         let r = real_film_report(&model, &preds, &truths, &[], &names);
-        assert_eq!((r.normal_films, r.normal_clean), (1, 1));
+        assert_eq!(
+            (r.normal_films, r.normal_clean, r.normal_clean_with_regions),
+            (1, 1, 1)
+        );
         let model = Thresholded(crate::eval::models::OperatingPoint {
             thresholds: th,
             assessed: Some(vec!["nodule".into()]),
             region_thresholds: BTreeMap::from([("nodule".to_string(), 0.5f32)]),
         });
         let r = real_film_report(&model, &preds, &truths, &[], &names);
-        assert_eq!((r.normal_films, r.normal_clean), (1, 0));
+        assert_eq!(
+            (r.normal_films, r.normal_clean, r.normal_clean_with_regions),
+            (1, 1, 0)
+        );
         // Suspicions: 2 - logit(0.8) (0.61) and 0 - logit(0.8) against the region's 1 - 0:
-        // the normal film is now the most suspicious (on the image alone it ranked between).
-        assert_eq!(r.abnormal_auroc, Some(0.0));
+        // with the regions the normal film is the most suspicious; on the image alone
+        // (1 - logit(0.8)) it ranks between.
+        assert_eq!(r.abnormal_auroc_with_regions, Some(0.0));
+        assert_eq!(r.abnormal_auroc, Some(0.5));
     }
 
     #[test]
