@@ -1080,3 +1080,81 @@ fn a_12_bit_lossy_jpeg_written_by_dcmtk_decodes_as_dcmtk_decodes_it() {
     eprintln!("12-bit JPEG at quality 85: mean error {mean_error:.1} of 4095");
     assert!(differs && mean_error < 8.0, "mean error {mean_error}");
 }
+
+#[test]
+fn images_of_other_modalities_are_skipped_with_the_reason_and_alone_refused() {
+    // A phantom radiograph and an MR slice in one folder (an archive holds both).
+    let fx = Fixture::new(64, 1, 128);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fx.dicom(0), dir.path().join("chest.dcm")).unwrap();
+    let (rows, columns) = (64u32, 64u32);
+    let mr = dir.path().join("brain.dcm");
+    asg_dicom::write_file(
+        &mr,
+        &asg_dicom::NewImage {
+            rows,
+            columns,
+            pixels: (0..rows * columns).map(|i| (i % 4096) as u16).collect(),
+            bits_stored: 12,
+            photometric_interpretation: "MONOCHROME2".into(),
+            rescale_slope: 1.0,
+            rescale_intercept: 0.0,
+            window: None,
+            pixel_spacing_mm: None,
+            view_position: None,
+            modality: "MR".into(),
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.4".into(),
+            study_instance_uid: asg_dicom::uid_from_u128(21),
+            series_instance_uid: asg_dicom::uid_from_u128(22),
+            sop_instance_uid: asg_dicom::uid_from_u128(23),
+            patient_name: "PHANTOM^MR".into(),
+            patient_id: "PH0021".into(),
+            study_description: None,
+            transfer_syntax: asg_dicom::TransferSyntax::ExplicitVrLittleEndian,
+        },
+    )
+    .unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(asg_binary())
+        .arg("analyze")
+        .arg(dir.path())
+        .arg("--model")
+        .arg(fx.bundle())
+        .arg("--json")
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("analysed 1 of 2 images"), "{stderr}");
+    assert!(
+        stderr.contains("brain.dcm: modality MR is not a projection radiograph"),
+        "{stderr}"
+    );
+    assert!(out_dir.path().join("chest.json").is_file());
+    assert!(!out_dir.path().join("brain.json").exists());
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.path().join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["failed"].as_array().unwrap().len(), 0);
+    let skipped = summary["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert!(skipped[0]["file"].as_str().unwrap().ends_with("brain.dcm"));
+    // Alone, it is an error with the reason, and nothing on standard output.
+    let alone = Command::new(asg_binary())
+        .arg("analyze")
+        .arg(&mr)
+        .arg("--model")
+        .arg(fx.bundle())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&alone.stderr);
+    assert!(!alone.status.success());
+    assert!(stderr.contains("modality MR"), "{stderr}");
+    assert!(
+        stderr.contains("none of the 1 inputs is a radiograph"),
+        "{stderr}"
+    );
+    assert!(alone.stdout.is_empty());
+}

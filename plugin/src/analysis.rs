@@ -198,6 +198,17 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// The DICOM modalities of projection radiographs: computed and digital radiography (DR is
+/// retired), radiographic imaging, and OT, which film digitisers and picture converters
+/// (dcmtk's img2dcm) write.
+pub const RADIOGRAPH_MODALITIES: [&str; 5] = ["CR", "DX", "DR", "RG", "OT"];
+
+/// Whether a Modality (0008,0060) value is one the model reads (case and padding ignored).
+pub fn is_radiograph_modality(modality: &str) -> bool {
+    let m = modality.trim().to_ascii_uppercase();
+    m.is_empty() || RADIOGRAPH_MODALITIES.contains(&m.as_str())
+}
+
 /// Warnings about views the model was not made for.
 fn view_warnings(image: &Image) -> Vec<String> {
     match image.meta.view_position.as_deref().map(str::to_ascii_uppercase).as_deref() {
@@ -385,6 +396,14 @@ impl ModelBundle {
         let start = Instant::now();
         let image = read_bytes(bytes, source_name, options)?;
         let decode_ms = ms_since(start);
+        if let Some(m) = image.meta.modality.as_deref() {
+            if !is_radiograph_modality(m) {
+                return Err(PluginError::NotARadiograph {
+                    source_name: source_name.to_string(),
+                    modality: m.to_string(),
+                });
+            }
+        }
         let mut analysis = self.analyze(&image)?;
         analysis.timings.decode_ms = decode_ms;
         analysis.timings.total_ms += decode_ms;

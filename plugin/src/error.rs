@@ -24,6 +24,17 @@ pub enum PluginError {
          outputs (asg analyze --raw-outputs, raw_outputs=True in Python)"
     )]
     NoRawOutputs { bundle: String },
+    /// The DICOM image is of a modality the chest X-ray model does not read (CT, MR,
+    /// ultrasound...): analysing it would give findings that mean nothing.
+    #[error(
+        "{source_name}: modality {modality} is not a projection radiograph; the model reads chest \
+         X-rays (modality {}, or none recorded): not analysed",
+        crate::RADIOGRAPH_MODALITIES.join(", ")
+    )]
+    NotARadiograph {
+        source_name: String,
+        modality: String,
+    },
     /// A bundle file could not be read.
     #[error("{path}: {source}")]
     Io {

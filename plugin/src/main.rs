@@ -34,6 +34,8 @@ enum Command {
     /// region and per image with heatmaps, and with a report, the report checked sentence by
     /// sentence. Without --json, prints JSON to standard output (one object for one file, an array
     /// for several). Bad files are reported and skipped; the exit code is non-zero if any failed.
+    /// Images of other modalities (CT, MR, ultrasound...) are skipped with a note, and refused
+    /// when nothing else is left.
     #[command(after_help = "Examples:
   asg analyze study.dcm                                  (embedded default model)
   asg analyze study.dcm --report report.txt --overlay out/
@@ -546,10 +548,17 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     let inputs = results.len();
     let mut ok = Vec::new();
     let mut failed = Vec::new();
+    // Images that are no radiograph (a CT or MR series in an archive) are skipped, not failed.
+    let mut skipped = Vec::new();
     for (file, r) in results {
         match r {
             Ok(o) => ok.push(o),
-            Err(e) => failed.push((file, format!("{e:#}"))),
+            Err(e) => match e.downcast_ref::<asg_plugin::PluginError>() {
+                Some(asg_plugin::PluginError::NotARadiograph { .. }) => {
+                    skipped.push((file, e.to_string()))
+                }
+                _ => failed.push((file, format!("{e:#}"))),
+            },
         }
     }
     let single = inputs == 1 && args.dicomweb.is_none();
@@ -589,6 +598,7 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
             std::fs::write(&path, serde_json::to_string_pretty(&serde_json::json!({
                 "studies": summary,
                 "failed": failed.iter().map(|(f, e)| serde_json::json!({"file": f, "error": e})).collect::<Vec<_>>(),
+                "skipped": skipped.iter().map(|(f, e)| serde_json::json!({"file": f, "reason": e})).collect::<Vec<_>>(),
             }))?)
             .with_context(|| format!("writing {}", path.display()))?;
         }
@@ -596,11 +606,13 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         None => {
             let values: Vec<serde_json::Value> =
                 ok.iter().map(outcome_json).collect::<anyhow::Result<_>>()?;
-            let text = match values.as_slice() {
-                [one] if single => serde_json::to_string_pretty(one)?,
-                _ => serde_json::to_string_pretty(&values)?,
-            };
-            println!("{text}");
+            match values.as_slice() {
+                // One input that did not come through: nothing on standard output, the reason
+                // on standard error.
+                [] if single => {}
+                [one] if single => println!("{}", serde_json::to_string_pretty(one)?),
+                _ => println!("{}", serde_json::to_string_pretty(&values)?),
+            }
         }
     }
     if args.json.is_some() && args.human {
@@ -618,12 +630,19 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         let stored = ok.iter().filter(|o| o.stored_sr.is_some()).count();
         eprintln!("stored {stored} DICOM SR in the PACS");
     }
+    for (_, reason) in &skipped {
+        eprintln!("skipped: {reason}");
+    }
     for (file, e) in &failed {
         eprintln!("failed: {}: {e}", file.display());
     }
     if !failed.is_empty() {
         anyhow::bail!("{} of {} inputs failed", failed.len(), inputs);
     }
+    anyhow::ensure!(
+        !ok.is_empty() || skipped.is_empty(),
+        "none of the {inputs} inputs is a radiograph"
+    );
     Ok(())
 }
 

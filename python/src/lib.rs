@@ -81,7 +81,9 @@ fn plugin_error(py: Python<'_>, e: PluginError) -> PyErr {
         PluginError::Manifest { .. } | PluginError::Model { .. } => {
             BundleError::new_err(e.to_string())
         }
-        PluginError::NoRawOutputs { .. } => AnalysisError::new_err(e.to_string()),
+        PluginError::NoRawOutputs { .. } | PluginError::NotARadiograph { .. } => {
+            AnalysisError::new_err(e.to_string())
+        }
     }
 }
 
