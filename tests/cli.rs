@@ -1158,3 +1158,71 @@ fn images_of_other_modalities_are_skipped_with_the_reason_and_alone_refused() {
     );
     assert!(alone.stdout.is_empty());
 }
+
+#[test]
+fn a_lateral_view_gets_no_findings_regions_or_outlines_and_says_why() {
+    // The embedded default model (it has region and anatomy outputs).
+    let fx = Fixture::new(64, 1, 128);
+    let dir = tempfile::tempdir().unwrap();
+    let lateral = dir.path().join("lateral.dcm");
+    std::fs::copy(fx.dicom(0), &lateral).unwrap();
+    let made = Command::new("dcmodify")
+        .args(["-nb", "-m", "(0018,5101)=LL"])
+        .arg(&lateral)
+        .output()
+        .unwrap_or_else(|e| panic!("dcmodify (dcmtk, installed by scripts/setup.sh): {e}"));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let report = dir.path().join("lateral.txt");
+    std::fs::write(
+        &report,
+        "Large right pleural effusion. The heart is enlarged.",
+    )
+    .unwrap();
+    for (file, lateral_view) in [(fx.dicom(0), false), (lateral, true)] {
+        let out = Command::new(asg_binary())
+            .arg("analyze")
+            .arg(&file)
+            .arg("--report")
+            .arg(&report)
+            .arg("--threshold")
+            .arg("0")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let findings = a["findings"].as_array().unwrap();
+        let present = findings.iter().filter(|f| f["present"] == true).count();
+        let warned = a["warnings"].as_array().unwrap().iter().any(|w| {
+            w.as_str()
+                .unwrap()
+                .contains("view position LL is not frontal")
+        });
+        if lateral_view {
+            // Even at threshold 0 nothing is flagged, no box drawn, and the warning says why.
+            assert_eq!(present, 0);
+            assert!(findings.iter().all(|f| f["assessed"] == false));
+            assert!(a["regions"].as_array().unwrap().is_empty());
+            assert!(a
+                .get("anatomy")
+                .is_none_or(|o| o.as_array().unwrap().is_empty()));
+            assert!(warned, "{:?}", a["warnings"]);
+        } else {
+            // The frontal film, at threshold 0, flags every assessed finding.
+            assert!(present > 0);
+            assert!(!a["regions"].as_array().unwrap().is_empty());
+            assert!(!warned);
+        }
+        assert!(
+            a["report_check"]["sentences"].as_array().unwrap().len() == 2,
+            "the report is still checked"
+        );
+    }
+}

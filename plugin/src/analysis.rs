@@ -209,12 +209,23 @@ pub fn is_radiograph_modality(modality: &str) -> bool {
     m.is_empty() || RADIOGRAPH_MODALITIES.contains(&m.as_str())
 }
 
+/// Whether the image's View Position is a lateral (or decubitus, or left oblique) one: "LL",
+/// "RL", "LATERAL", "LLD"...; PA and AP are frontal, a missing one is taken for frontal.
+fn is_lateral(image: &Image) -> bool {
+    image
+        .meta
+        .view_position
+        .as_deref()
+        .map(|v| v.trim().to_ascii_uppercase())
+        .is_some_and(|v| v != "PA" && v != "AP" && v.contains('L'))
+}
+
 /// Warnings about views the model was not made for.
 fn view_warnings(image: &Image) -> Vec<String> {
     match image.meta.view_position.as_deref().map(str::to_ascii_uppercase).as_deref() {
         Some("PA") | Some("AP") => vec![],
-        Some(v) if v.contains('L') => vec![format!(
-            "view position {v} is not frontal: the model was trained on PA/AP views; results are unreliable"
+        Some(v) if is_lateral(image) => vec![format!(
+            "view position {v} is not frontal: the model reads PA/AP films, so it gives no findings, regions or outlines for this image"
         )],
         Some(v) => vec![format!("view position {v} is not PA or AP: results may be unreliable")],
         None => vec!["view position not recorded: assumed frontal".to_string()],
@@ -492,8 +503,20 @@ impl ModelBundle {
             None => vec![],
         };
         let mut findings = findings;
-        let regions = self.regions(&outputs, &input.letterbox, image, &mut findings)?;
-        let anatomy = self.anatomy(&outputs, &input.letterbox, image)?;
+        let mut regions = self.regions(&outputs, &input.letterbox, image, &mut findings)?;
+        let mut anatomy = self.anatomy(&outputs, &input.letterbox, image)?;
+        if is_lateral(image) {
+            // The model reads frontal films: on a lateral its findings would be false alarms and
+            // its boxes nonsense, so it says nothing (the warning says why).
+            for f in &mut findings {
+                f.present = false;
+                f.assessed = false;
+                f.regions.clear();
+                f.heatmap = None;
+            }
+            regions.clear();
+            anatomy.clear();
+        }
         let postprocess_ms = ms_since(t2);
         Ok(Analysis {
             schema_version: ANALYSIS_SCHEMA_VERSION,
