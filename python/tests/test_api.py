@@ -178,3 +178,22 @@ def test_one_model_serves_several_threads(phantoms, model):
     for t in threads:
         t.join()
     assert results == serial
+
+
+def test_an_mr_image_is_refused_and_a_lateral_view_says_nothing(phantoms, model, tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    dcm = dicoms(phantoms)[0]
+    ds = pydicom.dcmread(dcm)
+    ds.Modality = "MR"
+    mr = tmp_path / "mr.dcm"
+    ds.save_as(mr)
+    with pytest.raises(asg_cxr.AnalysisError, match="modality MR is not a projection radiograph"):
+        model.analyze(mr.read_bytes(), name="mr.dcm")
+    ds = pydicom.dcmread(dcm)
+    ds.ViewPosition = "LL"
+    lateral = tmp_path / "lateral.dcm"
+    ds.save_as(lateral)
+    a = model.analyze(lateral.read_bytes(), name="lateral.dcm")
+    assert not any(f["present"] or f["assessed"] for f in a["findings"])
+    assert a["regions"] == []
+    assert any("is not frontal" in w for w in a["warnings"])
