@@ -43,6 +43,15 @@ class BundleError(AsgError):
 class AnalysisError(AsgError):
     """An analysis dict that is not one asg_cxr made."""
 
+class NotARadiographError(AsgError):
+    """An image of a modality the model does not read (CT, MR, ultrasound...: anything but CR,
+    DX, DR, RG, OT or none recorded); an archive's other series are skipped on it."""
+
+    source: str
+    """The file or name the image came from."""
+    modality: str
+    """Its Modality (0008,0060)."""
+
 class Model:
     """A model bundle loaded once, to analyse many images; thread-safe (analyses release the GIL).
 

@@ -9,8 +9,8 @@ others (read_binary_files) and analyses them in a pool of actors that each load 
 (the embedded default, or --model BUNDLE). Each actor writes its results' JSON into OUT_DIR and
 sends the driver only a digest (a few hundred bytes: study, present findings, warnings, report
 counts) or the error. The driver then gives the files their final names (<stem>.json, <stem>-2.json
-for repeated stems, in input order, as the CLI does) and writes summary.json with the studies and
-the failures.
+for repeated stems, in input order, as the CLI does) and writes summary.json with the studies, the
+failures and the images of other modalities skipped (asg_cxr.NotARadiographError).
 
 Without --address a local Ray cluster is started on this machine; with --address (e.g.
 ray://head:10001 or auto) the same script runs on a real cluster unchanged. IN_DIR and OUT_DIR
@@ -43,7 +43,7 @@ class Analyzer:
         self.names = names
 
     def __call__(self, batch: dict) -> dict:
-        index, ok, error, digest = [], [], [], []
+        index, ok, skipped, error, digest = [], [], [], [], []
         for path, data in zip(batch["path"], batch["bytes"]):
             i, name = self.names[_key(path)]
             index.append(i)
@@ -51,6 +51,9 @@ class Analyzer:
                 result = self.model.analyze(bytes(data), name=name)
             except (asg_cxr.AsgError, OSError, ValueError) as e:
                 ok.append(False)
+                # Another modality's image (a CT or MR series in the archive) is skipped, not
+                # failed, as the CLI does.
+                skipped.append(isinstance(e, asg_cxr.NotARadiographError))
                 error.append(str(e))
                 digest.append("")
                 continue
@@ -59,9 +62,10 @@ class Analyzer:
             tmp.write_text(json.dumps(result, indent=2))
             tmp.replace(part)
             ok.append(True)
+            skipped.append(False)
             error.append("")
             digest.append(json.dumps(asg_cxr.digest(result)))
-        return {"index": index, "ok": ok, "error": error, "digest": digest}
+        return {"index": index, "ok": ok, "skipped": skipped, "error": error, "digest": digest}
 
 
 def _key(path: str) -> str:
@@ -88,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no DICOM files found in {args.in_dir}", file=sys.stderr)
         return 1
     failures: dict[int, str] = {}
+    skips: dict[int, str] = {}
     readable: dict[str, tuple[int, str]] = {}
     for i, f in enumerate(files):
         try:
@@ -124,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             i = int(row["index"])
             if row["ok"]:
                 digests[i] = json.loads(row["digest"])
+            elif row["skipped"]:
+                skips[i] = str(row["error"])
             else:
                 failures[i] = str(row["error"])
         ray.shutdown()
@@ -139,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "studies": asg_cxr.summarise([digests[i] for i in done]),
         "failed": [{"file": files[i], "error": failures[i]} for i in sorted(failures)],
+        "skipped": [{"file": files[i], "reason": skips[i]} for i in sorted(skips)],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     seconds = time.perf_counter() - start
@@ -147,8 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         f"({len(done) / seconds:.2f} images/s, {args.actors} actors)",
         file=sys.stderr,
     )
+    for i in sorted(skips):
+        print(f"skipped: {skips[i]}", file=sys.stderr)
     for i in sorted(failures):
         print(f"failed: {failures[i]}", file=sys.stderr)
+    if not done and skips and not failures:
+        print(f"none of the {len(files)} inputs is a radiograph", file=sys.stderr)
+        return 1
     return 1 if failures else 0
 
 

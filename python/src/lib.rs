@@ -30,6 +30,12 @@ pyo3::create_exception!(
 );
 pyo3::create_exception!(
     asg_cxr,
+    NotARadiographError,
+    AsgError,
+    "An image of a modality the chest X-ray model does not read (CT, MR, ultrasound...: anything but CR, DX, DR, RG, OT or none): `source` names it, `modality` says which. An archive's other series are skipped on it."
+);
+pyo3::create_exception!(
+    asg_cxr,
     AnalysisError,
     AsgError,
     "An analysis dict that is not one asg_cxr made (check_report, summarise)."
@@ -81,8 +87,16 @@ fn plugin_error(py: Python<'_>, e: PluginError) -> PyErr {
         PluginError::Manifest { .. } | PluginError::Model { .. } => {
             BundleError::new_err(e.to_string())
         }
-        PluginError::NoRawOutputs { .. } | PluginError::NotARadiograph { .. } => {
-            AnalysisError::new_err(e.to_string())
+        PluginError::NoRawOutputs { .. } => AnalysisError::new_err(e.to_string()),
+        PluginError::NotARadiograph {
+            ref source_name,
+            ref modality,
+        } => {
+            let err = NotARadiographError::new_err(e.to_string());
+            let value = err.value(py);
+            let _ = value.setattr("source", source_name.as_str());
+            let _ = value.setattr("modality", modality.as_str());
+            err
         }
     }
 }
@@ -524,5 +538,6 @@ fn asg_cxr(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DicomError", py.get_type::<DicomError>())?;
     m.add("BundleError", py.get_type::<BundleError>())?;
     m.add("AnalysisError", py.get_type::<AnalysisError>())?;
+    m.add("NotARadiographError", py.get_type::<NotARadiographError>())?;
     Ok(())
 }

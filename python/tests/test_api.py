@@ -187,8 +187,10 @@ def test_an_mr_image_is_refused_and_a_lateral_view_says_nothing(phantoms, model,
     ds.Modality = "MR"
     mr = tmp_path / "mr.dcm"
     ds.save_as(mr)
-    with pytest.raises(asg_cxr.AnalysisError, match="modality MR is not a projection radiograph"):
+    with pytest.raises(asg_cxr.NotARadiographError, match="modality MR is not a projection radiograph") as e:
         model.analyze(mr.read_bytes(), name="mr.dcm")
+    assert (e.value.source, e.value.modality) == ("mr.dcm", "MR")
+    assert isinstance(e.value, asg_cxr.AsgError)
     ds = pydicom.dcmread(dcm)
     ds.ViewPosition = "LL"
     lateral = tmp_path / "lateral.dcm"
