@@ -551,3 +551,18 @@ impl ModelBundle {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_radiograph_modality;
+
+    #[test]
+    fn radiograph_modalities_whatever_their_case_and_padding() {
+        for m in ["CR", "DX", "dx", " DR ", "RG", "OT", "", "  "] {
+            assert!(is_radiograph_modality(m), "{m:?}");
+        }
+        for m in ["MR", "CT", "US", "MG", "XA", "NM", "PT", "SR", "DXX"] {
+            assert!(!is_radiograph_modality(m), "{m:?}");
+        }
+    }
+}
