@@ -503,20 +503,20 @@ impl ModelBundle {
             None => vec![],
         };
         let mut findings = findings;
-        let mut regions = self.regions(&outputs, &input.letterbox, image, &mut findings)?;
-        let mut anatomy = self.anatomy(&outputs, &input.letterbox, image)?;
-        if is_lateral(image) {
+        let (regions, anatomy) = if is_lateral(image) {
             // The model reads frontal films: on a lateral its findings would be false alarms and
             // its boxes nonsense, so it says nothing (the warning says why).
             for f in &mut findings {
                 f.present = false;
                 f.assessed = false;
-                f.regions.clear();
-                f.heatmap = None;
             }
-            regions.clear();
-            anatomy.clear();
-        }
+            (Vec::new(), Vec::new())
+        } else {
+            (
+                self.regions(&outputs, &input.letterbox, image, &mut findings)?,
+                self.anatomy(&outputs, &input.letterbox, image)?,
+            )
+        };
         let postprocess_ms = ms_since(t2);
         Ok(Analysis {
             schema_version: ANALYSIS_SCHEMA_VERSION,

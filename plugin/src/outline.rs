@@ -61,13 +61,15 @@ pub fn outlines(
                 .iter()
                 .flat_map(|c| c.geometry().0.iter())
                 .collect();
-            let area_of = |p: &geo_types::Polygon<f64>| {
-                ring_area(p.exterior()) - p.interiors().iter().map(ring_area).sum::<f64>()
-            };
-            let largest = parts.iter().map(|p| area_of(p)).fold(0.0, f64::max);
-            for polygon in parts
+            let areas: Vec<f64> = parts
+                .iter()
+                .map(|p| ring_area(p.exterior()) - p.interiors().iter().map(ring_area).sum::<f64>())
+                .collect();
+            let largest = areas.iter().copied().fold(0.0, f64::max);
+            for (polygon, _) in parts
                 .into_iter()
-                .filter(|p| area_of(p) >= MIN_PART_SHARE * largest)
+                .zip(&areas)
+                .filter(|(_, &a)| a >= MIN_PART_SHARE * largest)
             {
                 let outer = ring_area(polygon.exterior());
                 let holes = polygon

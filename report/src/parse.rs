@@ -461,6 +461,11 @@ fn normal_denies(place: Option<Place>) -> Option<&'static str> {
     }
 }
 
+/// A comma or a cue: between a place and a finding it starts a new phrase.
+fn is_phrase_break(item: &Item) -> bool {
+    matches!(item, Item::Cue { .. }) || matches!(item, Item::Word(w) if w == ",")
+}
+
 /// Attaches each place to the nearest finding within its scope (no scope end between them),
 /// nearness counted in items with a comma or a cue in between counting 3 more (it starts a new
 /// phrase); ties go to the finding after. Keyed by the finding's item index.
@@ -470,8 +475,6 @@ fn normal_denies(place: Option<Place>) -> Option<&'static str> {
 /// are counted from prefix sums (a sentence of thousands of words, which a report without full
 /// stops makes, took seconds when every pair was scanned).
 fn attach_places(items: &[Item]) -> BTreeMap<usize, Vec<PlaceRef>> {
-    let is_break =
-        |it: &Item| matches!(it, Item::Cue { .. }) || matches!(it, Item::Word(w) if w == ",");
     // prefix[i]: how many of items[..i] are scope ends / breaks.
     let prefix = |pred: &dyn Fn(&Item) -> bool| {
         let mut v = Vec::with_capacity(items.len() + 1);
@@ -482,7 +485,7 @@ fn attach_places(items: &[Item]) -> BTreeMap<usize, Vec<PlaceRef>> {
         v
     };
     let barriers = prefix(&is_place_barrier);
-    let breaks = prefix(&is_break);
+    let breaks = prefix(&is_phrase_break);
     let is_finding = |i: usize| matches!(items[i], Item::Finding { .. });
     let mut before: Vec<Option<usize>> = Vec::with_capacity(items.len());
     let mut last = None;
@@ -796,9 +799,7 @@ mod tests {
                 let (a, b) = span(f);
                 let breaks = items[a + 1..b]
                     .iter()
-                    .filter(|it| {
-                        matches!(it, Item::Cue { .. }) || matches!(it, Item::Word(w) if w == ",")
-                    })
+                    .filter(|it| is_phrase_break(it))
                     .count();
                 (b - a) + 3 * breaks
             };

@@ -685,7 +685,8 @@ fn real_film_report(
     // How far (in logits) the most suspicious assessed finding is above its bar on the image
     // (what the viewer, the SR and FHIR flag), and with the regions (where the JSON's region
     // lists flag it too): a normal film is clean when this is below 0.
-    let suspicion = |p: &ImagePrediction, with_regions: bool| {
+    // Both in one pass: (the image's, the image's and the regions').
+    let suspicion = |p: &ImagePrediction| -> (f32, f32) {
         let logit = |t: f32| {
             let t = t.clamp(1e-6, 1.0 - 1e-6);
             (t / (1.0 - t)).ln()
@@ -703,15 +704,17 @@ fn real_film_report(
                 let t = thresholds.get(*name).copied().unwrap_or(0.5);
                 let rt = region_thresholds.get(*name).copied().unwrap_or(t);
                 let in_regions = (0..regions)
-                    .filter(|_| with_regions)
                     .map(|r| p.region_logits[r * FINDINGS + f])
                     .fold(f32::NEG_INFINITY, f32::max);
-                (p.finding_logits[f] - logit(t)).max(in_regions - logit(rt))
+                let image = p.finding_logits[f] - logit(t);
+                (image, image.max(in_regions - logit(rt)))
             })
-            .fold(f32::NEG_INFINITY, f32::max)
+            .fold((f32::NEG_INFINITY, f32::NEG_INFINITY), |(a, b), (x, y)| {
+                (a.max(x), b.max(y))
+            })
     };
-    let flagged = |p: &ImagePrediction| suspicion(p, false) >= 0.0;
-    let flagged_with_regions = |p: &ImagePrediction| suspicion(p, true) >= 0.0;
+    let flagged = |p: &ImagePrediction| suspicion(p).0 >= 0.0;
+    let flagged_with_regions = |p: &ImagePrediction| suspicion(p).1 >= 0.0;
     let normals: Vec<&ImagePrediction> = preds
         .iter()
         .zip(truths)
@@ -724,8 +727,9 @@ fn real_film_report(
     for (p, t) in preds.iter().zip(truths) {
         let abnormal = t.given && (0..FINDINGS).any(|f| t.tag_mask[f] > 0.5 && t.tags[f] > 0.5);
         if t.normal || abnormal {
-            ab_scores.push(suspicion(p, false));
-            ab_scores_with_regions.push(suspicion(p, true));
+            let (image, with_regions) = suspicion(p);
+            ab_scores.push(image);
+            ab_scores_with_regions.push(with_regions);
             ab_labels.push(abnormal && !t.normal);
         }
     }
