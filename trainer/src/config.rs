@@ -74,6 +74,17 @@ pub struct ModelConfig {
     pub region_lse: f64,
 }
 
+impl ModelConfig {
+    /// Side of the image encoder's local feature grid.
+    pub fn grid_side(&self) -> usize {
+        match self.encoder.as_str() {
+            "resnet" => self.input_size / 32,
+            "vit" => self.input_size / self.vit_patch.max(1),
+            _ => self.input_size >> self.channels.len(),
+        }
+    }
+}
+
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
@@ -123,6 +134,13 @@ pub struct LossWeights {
     pub region: f64,
     /// The anatomy masks (binary cross-entropy plus soft Dice), when the model has the head.
     pub anatomy: f64,
+    /// Lesion cells: the region head's per-cell logits against where the experts' lesion masks
+    /// lie on the feature grid (binary cross-entropy over the cells of the findings a film's
+    /// lesion maps, or its known absences, say everything about; `data::lesions`). 0: off.
+    pub lesion: f64,
+    /// Lesion attention: minus the log of the tag decoder's attention share on a finding's
+    /// lesion cells, for each finding outlined on a film. 0: off.
+    pub lesion_attention: f64,
     /// Temperature of the contrastive terms.
     pub temperature: f64,
 }
@@ -138,6 +156,8 @@ impl Default for LossWeights {
             box_giou: 2.0,
             region: 1.0,
             anatomy: 5.0,
+            lesion: 0.0,
+            lesion_attention: 0.0,
             temperature: 0.07,
         }
     }

@@ -128,6 +128,8 @@ pub struct Example {
     /// `[ANATOMY.len()]` (both empty when the model has no anatomy head).
     pub anatomy: Vec<f32>,
     pub anatomy_known: Vec<f32>,
+    /// Lesion-cell targets on the feature grid (empty unless a lesion loss is on).
+    pub lesions: crate::data::lesions::LesionCells,
 }
 
 /// Prepares a record: `rng` drives the augmentation (None: no augmentation).
@@ -207,6 +209,18 @@ pub fn prepare_cached(
         }
     } else {
         (Vec::new(), Vec::new())
+    };
+    let lesions = if config.loss.lesion > 0.0 || config.loss.lesion_attention > 0.0 {
+        crate::data::lesions::cell_targets(
+            record.given.as_ref(),
+            &lb,
+            geometry.as_ref(),
+            size,
+            config.model.grid_side(),
+            FINDINGS,
+        )
+    } else {
+        Default::default()
     };
     let text = record.report_text()?;
     let parsed = asg_report::parse(&text);
@@ -292,6 +306,7 @@ pub fn prepare_cached(
         boxes_outside: outside,
         anatomy,
         anatomy_known,
+        lesions,
     })
 }
 

@@ -241,6 +241,12 @@ impl AsgModel {
         Ok((embeddings, logits))
     }
 
+    /// The region head over every cell of the grid `[b, cells, c]`: per-cell finding logits
+    /// `[b, cells, findings]` (the `finding_maps` the export gives, transposed).
+    pub fn cell_logits(&self, grid: &Tensor) -> Result<Tensor> {
+        self.region_head.forward(grid)
+    }
+
     /// Token ids `[b, t]` (u32) and mask `[b, t]` (1 for tokens, 0 for padding) -> text outputs.
     pub fn text(&self, ids: &Tensor, mask: &Tensor) -> Result<TextOutput> {
         let (_, t) = ids.dims2()?;

@@ -302,11 +302,7 @@ impl ImageEncoder {
 
     /// Side of the grid for an input of `config.input_size`.
     pub fn grid_side(config: &ModelConfig) -> usize {
-        match config.encoder.as_str() {
-            "resnet" => config.input_size / 32,
-            "vit" => config.input_size / config.vit_patch.max(1),
-            _ => config.input_size >> config.channels.len(),
-        }
+        config.grid_side()
     }
 
     /// `[b, 1, s, s]` -> (grid `[b, cells, c]`, pooled `[b, c]`).

@@ -72,6 +72,16 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Resu
     (per * mask)?.sum_all()?.div(&count)
 }
 
+/// Minus the log of the attention share `attention` `[b, findings, cells]` (each row summing to
+/// 1) on the cells where `cells` `[b, findings, cells]` is 1, averaged over the (image, finding)
+/// pairs where `outlined` `[b, findings]` is 1.
+pub fn attention_on(attention: &Tensor, cells: &Tensor, outlined: &Tensor) -> Result<Tensor> {
+    let share = (attention * cells)?.sum(2)?; // [b, findings]
+    let per = ((share + 1e-4)?.log()? * -1.0)?;
+    let count = (outlined.sum_all()? + 1e-6)?;
+    (per * outlined)?.sum_all()?.div(&count)
+}
+
 /// The anatomy masks' loss: binary cross-entropy over the pixels plus a soft Dice term
 /// (1 - (2 sum(p t) + 1) / (sum(p) + sum(t) + 1)), each averaged over the (image, channel) pairs
 /// where `known` `[b, c]` is 1; logits and targets `[b, c, h, w]`.

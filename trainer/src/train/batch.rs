@@ -26,6 +26,10 @@ pub struct Batch {
     /// Anatomy mask targets `[b, c, side, side]` and which are known `[b, c]`, when the examples
     /// carry them.
     pub anatomy: Option<(Tensor, Tensor)>,
+    /// Lesion-cell targets `[b, cells, findings]`, which findings' cells are known `[b, 1,
+    /// findings]` and which are outlined `[b, findings]` (`data::lesions`), when the examples
+    /// carry them.
+    pub lesions: Option<(Tensor, Tensor, Tensor)>,
 }
 
 /// Stacks examples into a batch.
@@ -48,7 +52,17 @@ pub fn collate(examples: &[Example], size: usize, device: &Device) -> candle_cor
         .all(|e| e.anatomy_known.len() == channels && !e.anatomy.is_empty());
     let mut anatomy = Vec::new();
     let mut anatomy_known = Vec::new();
+    let with_lesions = examples
+        .iter()
+        .all(|e| e.lesions.known.len() == FINDINGS && !e.lesions.targets.is_empty());
+    let (mut lesion_targets, mut lesion_known, mut lesion_outlined) =
+        (Vec::new(), Vec::new(), Vec::new());
     for e in examples {
+        if with_lesions {
+            lesion_targets.extend_from_slice(&e.lesions.targets);
+            lesion_known.extend_from_slice(&e.lesions.known);
+            lesion_outlined.extend_from_slice(&e.lesions.outlined);
+        }
         if with_anatomy {
             anatomy.extend_from_slice(&e.anatomy);
             anatomy_known.extend_from_slice(&e.anatomy_known);
@@ -93,8 +107,25 @@ pub fn collate(examples: &[Example], size: usize, device: &Device) -> candle_cor
     } else {
         None
     };
+    let lesions = if with_lesions && b > 0 {
+        let cells = examples[0].lesions.targets.len() / FINDINGS;
+        if lesion_targets.len() != b * cells * FINDINGS {
+            candle_core::bail!(
+                "lesion targets of {} values for {b} images of {cells} cells",
+                lesion_targets.len()
+            );
+        }
+        Some((
+            Tensor::from_vec(lesion_targets, (b, cells, FINDINGS), device)?,
+            Tensor::from_vec(lesion_known, (b, 1, FINDINGS), device)?,
+            Tensor::from_vec(lesion_outlined, (b, FINDINGS), device)?,
+        ))
+    } else {
+        None
+    };
     Ok(Batch {
         anatomy,
+        lesions,
         images: Tensor::from_vec(images, (b, 1, size, size), device)?,
         boxes: Tensor::from_vec(boxes, (b, REGIONS, 4), device)?,
         box_mask: Tensor::from_vec(box_mask, (b, REGIONS), device)?,
@@ -174,6 +205,24 @@ pub fn compute_losses(
     if let (Some(logits), Some((targets, known))) = (&img.anatomy, &batch.anatomy) {
         terms.push(("anatomy", losses::anatomy(logits, targets, known)?));
         weights.push(w.anatomy);
+    }
+    if let Some((targets, known, outlined)) = &batch.lesions {
+        if w.lesion != 0.0 {
+            let cells = model.cell_logits(&img.grid)?; // [b, cells, findings]
+            let mask = known.broadcast_as(cells.shape())?.contiguous()?;
+            terms.push((
+                "lesion",
+                losses::bce_with_logits(&cells, targets, &mask)?,
+            ));
+            weights.push(w.lesion);
+        }
+        if w.lesion_attention != 0.0 {
+            terms.push((
+                "lesion_attention",
+                losses::attention_on(&img.tag_attention, &targets.transpose(1, 2)?, outlined)?,
+            ));
+            weights.push(w.lesion_attention);
+        }
     }
     let mut total = Tensor::zeros((), DType::F32, img.global.device())?;
     for ((_, t), wt) in terms.iter().zip(weights) {
