@@ -50,8 +50,8 @@ fn every_trainable_parameter_receives_a_gradient() {
     let dir = tempfile::tempdir().unwrap();
     phantoms(dir.path(), 24);
     every_parameter_learns(dir.path(), false);
-    // With the anatomy head, its targets drawn by hand (phantoms carry no masks), and regions
-    // pooled by log-sum-exp.
+    // With the anatomy head, its targets drawn by hand (phantoms carry no masks), regions
+    // pooled by log-sum-exp, and the lesion losses on hand-drawn lesion cells.
     every_parameter_learns(dir.path(), true);
 }
 
@@ -62,6 +62,10 @@ fn every_parameter_learns(dir: &Path, anatomy: bool) {
     config.model.anatomy_head = anatomy;
     // The second pass also pools regions by log-sum-exp (gradients through it, not the mean).
     config.model.region_lse = if anatomy { 3.0 } else { 0.0 };
+    if anatomy {
+        config.loss.lesion = 1.0;
+        config.loss.lesion_attention = 1.0;
+    }
     let set = data::scan(dir).unwrap();
     let tokenizer = asg_report::TextTokenizer::Word(
         data::train_tokenizer(&set, config.model.vocab_size).unwrap(),
@@ -88,6 +92,15 @@ fn every_parameter_learns(dir: &Path, anatomy: bool) {
                 *v = ((x + i) % side < side / 2 && y > side / 4) as u8 as f32;
             }
             e.anatomy_known.fill(1.0);
+            // Phantoms carry no lesion maps (no target): draw finding i's lesion in cell 2i
+            // and make every finding known.
+            let l = &mut e.lesions;
+            let findings = l.known.len();
+            assert_eq!(l.targets.len() % findings, 0);
+            l.known.fill(1.0);
+            let cells = l.targets.len() / findings;
+            l.targets[(2 * i % cells) * findings + i % findings] = 1.0;
+            l.outlined[i % findings] = 1.0;
         }
     }
     assert!(
@@ -123,7 +136,9 @@ fn every_parameter_learns(dir: &Path, anatomy: bool) {
         }
     }
     assert!(dead.is_empty(), "no gradient reaches: {dead:?}");
-    assert_eq!(losses.terms.iter().any(|(n, _)| *n == "anatomy"), anatomy);
+    for term in ["anatomy", "lesion", "lesion_attention"] {
+        assert_eq!(losses.terms.iter().any(|(n, _)| *n == term), anatomy, "{term}");
+    }
     for (name, t) in &losses.terms {
         let v = t.to_scalar::<f32>().unwrap();
         assert!(v.is_finite() && v > 0.0, "{name} = {v}");

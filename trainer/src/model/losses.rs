@@ -161,6 +161,23 @@ mod tests {
     }
 
     #[test]
+    fn attention_on_takes_the_share_on_the_lesion_cells_of_outlined_findings_only() {
+        // One image, two findings, three cells. Finding 0: attention 0.5, 0.3, 0.2 with the
+        // lesion on cells 1 and 2 (share 0.5); finding 1 not outlined (its row ignored).
+        let attention = t(&[0.5, 0.3, 0.2, 0.1, 0.1, 0.8], &[1, 2, 3]);
+        let cells = t(&[0.0, 1.0, 1.0, 1.0, 0.0, 0.0], &[1, 2, 3]);
+        let outlined = t(&[1.0, 0.0], &[1, 2]);
+        let got = scalar(attention_on(&attention, &cells, &outlined).unwrap());
+        let want = -(0.5f64 + 1e-4).ln();
+        assert!((got - want).abs() < 1e-5, "{got} against {want}");
+        // Both outlined: the mean of the two.
+        let both = t(&[1.0, 1.0], &[1, 2]);
+        let got = scalar(attention_on(&attention, &cells, &both).unwrap());
+        let want = (want - (0.1f64 + 1e-4).ln()) / 2.0;
+        assert!((got - want).abs() < 1e-5, "{got} against {want}");
+    }
+
+    #[test]
     fn arsa_needs_two_regions() {
         let one = t(&[1.0, 0.0], &[1, 2]);
         assert_eq!(scalar(arsa(&one, &one, 0.1).unwrap()), 0.0);
