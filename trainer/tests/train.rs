@@ -137,7 +137,11 @@ fn every_parameter_learns(dir: &Path, anatomy: bool) {
     }
     assert!(dead.is_empty(), "no gradient reaches: {dead:?}");
     for term in ["anatomy", "lesion", "lesion_attention"] {
-        assert_eq!(losses.terms.iter().any(|(n, _)| *n == term), anatomy, "{term}");
+        assert_eq!(
+            losses.terms.iter().any(|(n, _)| *n == term),
+            anatomy,
+            "{term}"
+        );
     }
     for (name, t) in &losses.terms {
         let v = t.to_scalar::<f32>().unwrap();

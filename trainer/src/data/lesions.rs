@@ -111,9 +111,8 @@ mod tests {
         let t = cell_targets(Some(&g), &square_letterbox(), None, 40, 4, 3);
         assert_eq!(t.known, vec![1.0, 1.0, 0.0]);
         assert_eq!(t.outlined, vec![0.0, 1.0, 0.0]);
-        let cells_of = |f: usize| -> Vec<usize> {
-            (0..16).filter(|&c| t.targets[c * 3 + f] == 1.0).collect()
-        };
+        let cells_of =
+            |f: usize| -> Vec<usize> { (0..16).filter(|&c| t.targets[c * 3 + f] == 1.0).collect() };
         assert_eq!(cells_of(1), vec![5]);
         assert!(cells_of(0).is_empty() && cells_of(2).is_empty());
         // A disc across the line between columns 1 and 2 (film x = 50) reaches both.

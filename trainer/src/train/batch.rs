@@ -210,10 +210,7 @@ pub fn compute_losses(
         if w.lesion != 0.0 {
             let cells = model.cell_logits(&img.grid)?; // [b, cells, findings]
             let mask = known.broadcast_as(cells.shape())?.contiguous()?;
-            terms.push((
-                "lesion",
-                losses::bce_with_logits(&cells, targets, &mask)?,
-            ));
+            terms.push(("lesion", losses::bce_with_logits(&cells, targets, &mask)?));
             weights.push(w.lesion);
         }
         if w.lesion_attention != 0.0 {
