@@ -72,9 +72,10 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Resu
     (per * mask)?.sum_all()?.div(&count)
 }
 
-/// Minus the log of the attention share `attention` `[b, findings, cells]` (each row summing to
-/// 1) on the cells where `cells` `[b, findings, cells]` is 1, averaged over the (image, finding)
-/// pairs where `outlined` `[b, findings]` is 1.
+/// Minus the log of the attention share on a finding's lesion cells: `attention`
+/// `[b, findings, cells]` (each row a distribution over the cells) summed where `cells`
+/// `[b, findings, cells]` is 1, averaged over the (image, finding) pairs where `outlined`
+/// `[b, findings]` is 1.
 pub fn attention_on(attention: &Tensor, cells: &Tensor, outlined: &Tensor) -> Result<Tensor> {
     let share = (attention * cells)?.sum(2)?; // [b, findings]
     let per = ((share + 1e-4)?.log()? * -1.0)?;
