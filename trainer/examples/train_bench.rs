@@ -82,6 +82,7 @@ fn batch(config: &Config, rng: &mut rand_chacha::ChaCha8Rng) -> candle_core::Res
     };
     Ok(Batch {
         anatomy,
+        lesions: None,
         images: Tensor::from_vec(images, (b, 1, s, s), &dev)?,
         boxes: Tensor::from_vec(boxes, (b, REGIONS, 4), &dev)?,
         box_mask: Tensor::ones((b, REGIONS), candle_core::DType::F32, &dev)?,
