@@ -204,7 +204,9 @@ fn analyze_over_dicomweb_matches_files_and_stores_the_sr_back() {
     assert!(stderr.contains("analysed 2 of 3 images"), "{stderr}");
     assert!(stderr.contains("stored 2 DICOM SR in the PACS"), "{stderr}");
     assert!(
-        stderr.contains("studies/1.2.3.999: the study holds no CR or DX instances"),
+        stderr.contains(
+            "studies/1.2.3.999: the study holds no radiographs (no series of modality CR, DX, DR, RG)"
+        ),
         "{stderr}"
     );
     let from_pacs = by_sop(&results);

@@ -1,4 +1,4 @@
-//! `asg analyze --dicomweb URL` (binary only): the radiographs (CR, DX) of the studies a user
+//! `asg analyze --dicomweb URL` (binary only): the radiographs (CR, DX, DR, RG) of the studies a user
 //! names, found with QIDO-RS and retrieved with WADO-RS from a PACS, analysed as files are, and
 //! with `--store-sr` the DICOM SR of each stored back into its study with STOW-RS. A study that
 //! cannot be listed, an instance that cannot be retrieved or an SR that is refused is a named
@@ -9,8 +9,11 @@ use asg_dicomweb::{Client, InstanceRef, Limits};
 use asg_plugin::ModelBundle;
 use std::path::PathBuf;
 
-/// The modalities analysed: computed and digital radiography.
-pub const RADIOGRAPHY: [&str; 2] = ["CR", "DX"];
+/// The series modalities fetched: computed and digital radiography (DX, and the retired DR
+/// some older modalities still write) and radiographic imaging (RG, digitised film). Files of
+/// modality OT are analysed too ([`asg_plugin::RADIOGRAPH_MODALITIES`]), but a PACS's OT series
+/// are mostly screenshots and reports, so they are not fetched from one.
+pub const RADIOGRAPHY: [&str; 4] = ["CR", "DX", "DR", "RG"];
 
 /// What to fetch and what to send back.
 pub struct PacsJob<'a> {
@@ -64,8 +67,8 @@ pub fn analyze_dicomweb(
                 results.push((
                     study_url,
                     Err(anyhow::anyhow!(
-                        "the study holds no {} instances",
-                        RADIOGRAPHY.join(" or ")
+                        "the study holds no radiographs (no series of modality {})",
+                        RADIOGRAPHY.join(", ")
                     )),
                 ));
                 continue;
