@@ -24,13 +24,30 @@ impl std::fmt::Debug for OnnxModel {
     }
 }
 
+/// Parses ONNX bytes and fixes its inputs to `facts`, after checking it has exactly that many
+/// (tract indexes the graph's inputs unchecked: a graph without inputs would panic it).
+fn read_with_inputs(bytes: &[u8], facts: Vec<InferenceFact>) -> TractResult<InferenceModel> {
+    let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..])?;
+    let found = model.input_outlets()?.len();
+    if found != facts.len() {
+        tract_onnx::tract_core::internal::bail!(
+            "the ONNX graph takes {found} input{}, where {} {} expected",
+            if found == 1 { "" } else { "s" },
+            facts.len(),
+            if facts.len() == 1 { "is" } else { "are" }
+        );
+    }
+    for (i, fact) in facts.into_iter().enumerate() {
+        model = model.with_input_fact(i, fact)?;
+    }
+    Ok(model)
+}
+
 impl OnnxModel {
     /// Parses ONNX bytes, fixes the single f32 input to `input_shape` and optimises the graph.
     pub fn from_bytes(bytes: &[u8], input_shape: &[usize]) -> TractResult<Self> {
-        let model = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])?
-            .with_input_fact(0, f32::fact(input_shape).into())?
-            .into_optimized()?;
+        let model =
+            read_with_inputs(bytes, vec![f32::fact(input_shape).into()])?.into_optimized()?;
         let mut output_names = Vec::new();
         let mut output_shapes = Vec::new();
         for outlet in model.output_outlets()? {
@@ -117,13 +134,16 @@ impl TextModel {
         max_tokens: usize,
     ) -> TractResult<Self> {
         let t = max_tokens;
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut &onnx[..])?
-            .with_input_fact(0, i64::fact([1, t]).into())?
-            .with_input_fact(1, f32::fact([1, t]).into())?
-            .with_input_fact(2, f32::fact([1, 1, t]).into())?
-            .into_optimized()?
-            .into_runnable()?;
+        let plan = read_with_inputs(
+            onnx,
+            vec![
+                i64::fact([1, t]).into(),
+                f32::fact([1, t]).into(),
+                f32::fact([1, 1, t]).into(),
+            ],
+        )?
+        .into_optimized()?
+        .into_runnable()?;
         Ok(Self {
             plan,
             tokenizer,
@@ -425,5 +445,43 @@ impl ModelBundle {
             image_sha256,
             text_model: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_model(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models/default")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn a_graph_with_the_wrong_number_of_inputs_is_an_error_not_a_panic() {
+        // The bundle_loader fuzz campaign's crash: two bytes that parse as an ONNX model whose
+        // graph has no inputs (tract indexed its inputs unchecked and panicked).
+        let err = OnnxModel::from_bytes(b":\0", &[1, 1, 32, 32]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("takes 0 inputs, where 1 is expected"),
+            "{err}"
+        );
+        // The text model (3 inputs) given as the image model, and the other way round.
+        let err = OnnxModel::from_bytes(&default_model("text.onnx"), &[1, 1, 32, 32]).unwrap_err();
+        assert!(err.to_string().contains("takes 3 inputs"), "{err}");
+        let tokenizer = asg_report::TextTokenizer::Word(asg_report::Tokenizer::train(
+            ["the lungs are clear"],
+            50,
+            1,
+        ));
+        let err = TextModel::from_bytes(&default_model("image.onnx"), tokenizer, 8).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("takes 1 input, where 3 are expected"),
+            "{err}"
+        );
     }
 }
