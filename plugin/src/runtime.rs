@@ -24,10 +24,31 @@ impl std::fmt::Debug for OnnxModel {
     }
 }
 
+/// Runs a tract step over an untrusted graph with its panics turned into errors. tract panics
+/// on some malformed ONNX graphs instead of refusing them (fuzzing found a value name missing
+/// from its map in `tract-onnx`'s graph reader, `model.rs:187`); where panics unwind (every
+/// native build) such a bundle is then an error like any other bad bundle. Under
+/// `panic = "abort"` (WebAssembly) it stays a trap.
+fn guarded<T>(step: &str, f: impl FnOnce() -> TractResult<T>) -> TractResult<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let why = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            tract_onnx::tract_core::internal::bail!("tract failed while {step}: {why}")
+        }
+    }
+}
+
 /// Parses ONNX bytes and fixes its inputs to `facts`, after checking it has exactly that many
 /// (tract indexes the graph's inputs unchecked: a graph without inputs would panic it).
 fn read_with_inputs(bytes: &[u8], facts: Vec<InferenceFact>) -> TractResult<InferenceModel> {
-    let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..])?;
+    let mut model = guarded("reading the ONNX graph", || {
+        tract_onnx::onnx().model_for_read(&mut &bytes[..])
+    })?;
     let found = model.input_outlets()?.len();
     if found != facts.len() {
         tract_onnx::tract_core::internal::bail!(
@@ -46,8 +67,8 @@ fn read_with_inputs(bytes: &[u8], facts: Vec<InferenceFact>) -> TractResult<Infe
 impl OnnxModel {
     /// Parses ONNX bytes, fixes the single f32 input to `input_shape` and optimises the graph.
     pub fn from_bytes(bytes: &[u8], input_shape: &[usize]) -> TractResult<Self> {
-        let model =
-            read_with_inputs(bytes, vec![f32::fact(input_shape).into()])?.into_optimized()?;
+        let model = read_with_inputs(bytes, vec![f32::fact(input_shape).into()])?;
+        let model = guarded("optimising the ONNX graph", || model.into_optimized())?;
         let mut output_names = Vec::new();
         let mut output_shapes = Vec::new();
         for outlet in model.output_outlets()? {
@@ -69,7 +90,7 @@ impl OnnxModel {
             output_names.push(name);
             output_shapes.push(shape);
         }
-        let plan = model.into_runnable()?;
+        let plan = guarded("planning the ONNX graph", || model.into_runnable())?;
         Ok(Self {
             plan,
             input_shape: input_shape.to_vec(),
@@ -134,16 +155,17 @@ impl TextModel {
         max_tokens: usize,
     ) -> TractResult<Self> {
         let t = max_tokens;
-        let plan = read_with_inputs(
+        let model = read_with_inputs(
             onnx,
             vec![
                 i64::fact([1, t]).into(),
                 f32::fact([1, t]).into(),
                 f32::fact([1, 1, t]).into(),
             ],
-        )?
-        .into_optimized()?
-        .into_runnable()?;
+        )?;
+        let plan = guarded("optimising the ONNX graph", || {
+            model.into_optimized()?.into_runnable()
+        })?;
         Ok(Self {
             plan,
             tokenizer,
@@ -481,6 +503,19 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("takes 1 input, where 3 are expected"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_graph_that_panics_tract_is_an_error() {
+        // The second crash of that campaign: a graph naming an output no value is recorded for
+        // (tract-onnx 0.23.9 panics looking it up).
+        let bytes = b":\x08r\0b\0r\0\n\0";
+        let err = OnnxModel::from_bytes(bytes, &[1, 1, 32, 32]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("tract failed while reading the ONNX graph"),
             "{err}"
         );
     }
