@@ -2,11 +2,11 @@
 //! lung and heart masks, resampled into the model input with and without augmentation, have the
 //! boxes the loader gives those regions (which move by the augmentation's own rule).
 
-use asg_trainer::config::Config;
+mod common;
+
 use asg_trainer::data::{prepare, realcxr, Split};
 use asg_trainer::vocab::{anatomy_regions, anatomy_side, ANATOMY};
 use rand::SeedableRng;
-use std::path::Path;
 
 /// The box (0..1) of the cells above 0.5 in a `side` x `side` plane.
 fn plane_box(plane: &[f32], side: usize) -> Option<[f32; 4]> {
@@ -35,24 +35,13 @@ fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 
 #[test]
 fn real_masks_land_on_their_boxes_through_letterbox_and_augmentation() {
-    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/realcxr");
-    if !real.join("index.jsonl").is_file() {
-        eprintln!(
-            "skipped: {} not found (the real films are not on this machine)",
-            real.display()
-        );
+    let Some(real) = common::real_films() else {
         return;
-    }
+    };
     let set = realcxr::scan(&real).unwrap();
-    let mut config =
-        Config::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/real160a.toml"))
-            .unwrap();
+    let mut config = common::config("real160a.toml");
     config.augment.rotation_deg = 0.0; // boxes move exactly as masks only without rotation
-    let tokenizer = asg_report::TextTokenizer::Word(asg_report::Tokenizer::train(
-        ["the lungs are clear"],
-        50,
-        1,
-    ));
+    let tokenizer = common::tiny_tokenizer();
     let side = anatomy_side(config.model.input_size, config.model.anatomy_from_stage);
     let regions = anatomy_regions();
     let mut checked = 0;
@@ -200,14 +189,8 @@ fn phantom_masks_land_on_their_scene_graph_boxes() {
     };
     asg_phantom::set::write_set(dir.path(), &options, &|| {}).unwrap();
     let set = asg_trainer::data::scan(dir.path()).unwrap();
-    let config =
-        Config::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/real160a.toml"))
-            .unwrap();
-    let tokenizer = asg_report::TextTokenizer::Word(asg_report::Tokenizer::train(
-        ["the lungs are clear"],
-        50,
-        1,
-    ));
+    let config = common::config("real160a.toml");
+    let tokenizer = common::tiny_tokenizer();
     let side = anatomy_side(config.model.input_size, config.model.anatomy_from_stage);
     let regions = anatomy_regions();
     let mut checked = 0;

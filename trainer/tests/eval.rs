@@ -2,6 +2,8 @@
 //! bundle (run by tract) and the run (Candle) give the same measurements, and the ablation trains
 //! and tabulates each variant.
 
+mod common;
+
 use asg_trainer::config::Config;
 use asg_trainer::eval::{evaluate, CandleModel, EvalOptions, OnnxBundle};
 use asg_trainer::train::{fit, load_run, RunOptions, StepReport};
@@ -24,8 +26,7 @@ fn phantoms(dir: &Path, n: u64) {
 }
 
 fn tiny(steps: usize) -> Config {
-    let mut c = Config::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/tiny.toml"))
-        .unwrap();
+    let mut c = common::config("tiny.toml");
     c.train.steps = steps;
     c.train.checkpoint_every = steps;
     c
@@ -173,14 +174,9 @@ fn the_ablation_trains_each_variant_and_blanks_untrained_heads() {
 /// stressed copies within the 5% allowed; the evaluation counts the stressed copies.
 #[test]
 fn thresholds_on_real_films_vouch_only_for_what_they_saw_and_hold_under_stress() {
-    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/realcxr");
-    if !real.join("index.jsonl").is_file() {
-        eprintln!(
-            "skipped: {} not found (the real films are not on this machine)",
-            real.display()
-        );
+    let Some(real) = common::real_films() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     phantoms(&data, 24);

@@ -4,37 +4,26 @@
 //! JSRT film knows the nodule absent from every cell; an ieee8023 film outlined by the
 //! GeneralBlockchain radiologists marks its opacities.
 
-use asg_trainer::config::Config;
+mod common;
+
 use asg_trainer::data::{prepare, realcxr, Split};
 use asg_trainer::vocab::FINDINGS;
 use rand::SeedableRng;
 use std::collections::HashMap;
-use std::path::Path;
 
 #[test]
 fn real_lesions_mark_the_cells_they_lie_in() {
-    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/realcxr");
-    if !real.join("index.jsonl").is_file() {
-        eprintln!(
-            "skipped: {} not found (the real films are not on this machine)",
-            real.display()
-        );
+    let Some(real) = common::real_films() else {
         return;
-    }
+    };
     let set = realcxr::scan(&real).unwrap();
     let index: HashMap<String, realcxr::RealRecord> = realcxr::read_index(&real)
         .unwrap()
         .into_iter()
         .map(|r| (r.id.clone(), r))
         .collect();
-    let config =
-        Config::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/real160d.toml"))
-            .unwrap();
-    let tokenizer = asg_report::TextTokenizer::Word(asg_report::Tokenizer::train(
-        ["the lungs are clear"],
-        50,
-        1,
-    ));
+    let config = common::config("real160d.toml");
+    let tokenizer = common::tiny_tokenizer();
     let grid = config.model.grid_side();
     let nodule = asg_report::finding_index("nodule").unwrap();
     let opacity = asg_report::finding_index("opacity").unwrap();
@@ -90,7 +79,7 @@ fn real_lesions_mark_the_cells_they_lie_in() {
             assert_eq!(cells.known[nodule], 1.0, "{}", r.image_id);
             assert!(marked(nodule).is_empty(), "{}", r.image_id);
             normals += 1;
-        } else if cells.outlined[opacity] == 1.0 {
+        } else if cells.outlined()[opacity] == 1.0 {
             assert!(!marked(opacity).is_empty());
             opacities += 1;
         }

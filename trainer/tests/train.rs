@@ -100,7 +100,6 @@ fn every_parameter_learns(dir: &Path, anatomy: bool) {
             l.known.fill(1.0);
             let cells = l.targets.len() / findings;
             l.targets[(2 * i % cells) * findings + i % findings] = 1.0;
-            l.outlined[i % findings] = 1.0;
         }
     }
     assert!(

@@ -12,7 +12,6 @@
 
 use crate::data::augment::Geometry;
 use crate::data::imagenome::GivenLabels;
-use crate::data::masks::LesionMap;
 use asg_dicom::Letterbox;
 
 /// Points read per cell along each axis.
@@ -26,8 +25,18 @@ pub struct LesionCells {
     pub targets: Vec<f32>,
     /// `[findings]`: 1 where the finding's cells are known.
     pub known: Vec<f32>,
-    /// `[findings]`: 1 where the finding is known and lies in at least one cell.
-    pub outlined: Vec<f32>,
+}
+
+impl LesionCells {
+    /// `[findings]`: 1 where the finding lies in at least one cell (so is known and outlined).
+    pub fn outlined(&self) -> Vec<f32> {
+        let findings = self.known.len();
+        let mut out = vec![0.0f32; findings];
+        for (i, &t) in self.targets.iter().enumerate() {
+            out[i % findings] = out[i % findings].max(t);
+        }
+        out
+    }
 }
 
 /// The targets of a film with `given` labels (None: nothing known) on a `grid` x `grid` feature
@@ -44,38 +53,39 @@ pub fn cell_targets(
     let mut out = LesionCells {
         targets: vec![0.0; cells * findings],
         known: vec![0.0; findings],
-        outlined: vec![0.0; findings],
     };
     let Some(given) = given else {
         return out;
     };
+    for (f, known) in out.known.iter_mut().enumerate() {
+        *known = if given.lesions.iter().any(|l| l.finding == f)
+            || given.tags.get(f).copied().flatten() == Some(0.0)
+        {
+            1.0
+        } else {
+            0.0
+        };
+    }
+    if given.lesions.is_empty() {
+        return out;
+    }
+    // Each cell's sample points in film pixels, computed once for every outlined finding.
     let step = size as f64 / grid as f64;
-    for f in 0..findings {
-        let maps: Vec<&LesionMap> = given.lesions.iter().filter(|l| l.finding == f).collect();
-        if maps.is_empty() {
-            if given.tags.get(f).copied().flatten() == Some(0.0) {
-                out.known[f] = 1.0;
-            }
-            continue;
-        }
-        out.known[f] = 1.0;
-        for c in 0..cells {
-            let (i, j) = (c / grid, c % grid);
-            let hit = (0..SAMPLES * SAMPLES).any(|s| {
-                let u = (j as f64 + (s % SAMPLES) as f64 / SAMPLES as f64 + 0.5 / SAMPLES as f64)
-                    * step;
-                let v = (i as f64 + (s / SAMPLES) as f64 / SAMPLES as f64 + 0.5 / SAMPLES as f64)
-                    * step;
-                let (u, v) = match geometry {
-                    Some(g) => g.source(u, v, size),
-                    None => (u, v),
-                };
-                let (x, y) = letterbox.to_image(u, v);
-                maps.iter().any(|m| m.contains(x as f32, y as f32))
-            });
-            if hit {
-                out.targets[c * findings + f] = 1.0;
-                out.outlined[f] = 1.0;
+    let offset = |k: usize| (k as f64 + 0.5) / SAMPLES as f64;
+    let points: Vec<(f32, f32)> = (0..cells * SAMPLES * SAMPLES)
+        .map(|n| {
+            let (c, s) = (n / (SAMPLES * SAMPLES), n % (SAMPLES * SAMPLES));
+            let u = ((c % grid) as f64 + offset(s % SAMPLES)) * step;
+            let v = ((c / grid) as f64 + offset(s / SAMPLES)) * step;
+            let (u, v) = geometry.map_or((u, v), |g| g.source(u, v, size));
+            let (x, y) = letterbox.to_image(u, v);
+            (x as f32, y as f32)
+        })
+        .collect();
+    for l in &given.lesions {
+        for (c, cell) in points.chunks(SAMPLES * SAMPLES).enumerate() {
+            if cell.iter().any(|&(x, y)| l.contains(x, y)) {
+                out.targets[c * findings + l.finding] = 1.0;
             }
         }
     }
@@ -85,6 +95,7 @@ pub fn cell_targets(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::masks::LesionMap;
 
     fn given(tags: Vec<Option<f32>>, lesions: Vec<LesionMap>) -> GivenLabels {
         GivenLabels {
@@ -110,7 +121,7 @@ mod tests {
         let g = given(vec![Some(0.0), Some(1.0), None], vec![disc]);
         let t = cell_targets(Some(&g), &square_letterbox(), None, 40, 4, 3);
         assert_eq!(t.known, vec![1.0, 1.0, 0.0]);
-        assert_eq!(t.outlined, vec![0.0, 1.0, 0.0]);
+        assert_eq!(t.outlined(), vec![0.0, 1.0, 0.0]);
         let cells_of =
             |f: usize| -> Vec<usize> { (0..16).filter(|&c| t.targets[c * 3 + f] == 1.0).collect() };
         assert_eq!(cells_of(1), vec![5]);
@@ -142,7 +153,7 @@ mod tests {
     fn a_positive_without_an_outline_and_a_film_without_labels_give_no_target() {
         let g = given(vec![Some(1.0)], vec![]);
         let t = cell_targets(Some(&g), &square_letterbox(), None, 40, 4, 1);
-        assert_eq!((t.known[0], t.outlined[0]), (0.0, 0.0));
+        assert_eq!((t.known[0], t.outlined()[0]), (0.0, 0.0));
         let t = cell_targets(None, &square_letterbox(), None, 40, 4, 1);
         assert_eq!(t.known, vec![0.0]);
         assert_eq!(t.targets.len(), 16);

@@ -26,10 +26,9 @@ pub struct Batch {
     /// Anatomy mask targets `[b, c, side, side]` and which are known `[b, c]`, when the examples
     /// carry them.
     pub anatomy: Option<(Tensor, Tensor)>,
-    /// Lesion-cell targets `[b, cells, findings]`, which findings' cells are known `[b, 1,
-    /// findings]` and which are outlined `[b, findings]` (`data::lesions`), when the examples
-    /// carry them.
-    pub lesions: Option<(Tensor, Tensor, Tensor)>,
+    /// Lesion-cell targets `[b, cells, findings]` and which findings' cells are known `[b, 1,
+    /// findings]` (`data::lesions`), when the examples carry them.
+    pub lesions: Option<(Tensor, Tensor)>,
 }
 
 /// Stacks examples into a batch.
@@ -55,13 +54,11 @@ pub fn collate(examples: &[Example], size: usize, device: &Device) -> candle_cor
     let with_lesions = examples
         .iter()
         .all(|e| e.lesions.known.len() == FINDINGS && !e.lesions.targets.is_empty());
-    let (mut lesion_targets, mut lesion_known, mut lesion_outlined) =
-        (Vec::new(), Vec::new(), Vec::new());
+    let (mut lesion_targets, mut lesion_known) = (Vec::new(), Vec::new());
     for e in examples {
         if with_lesions {
             lesion_targets.extend_from_slice(&e.lesions.targets);
             lesion_known.extend_from_slice(&e.lesions.known);
-            lesion_outlined.extend_from_slice(&e.lesions.outlined);
         }
         if with_anatomy {
             anatomy.extend_from_slice(&e.anatomy);
@@ -118,7 +115,6 @@ pub fn collate(examples: &[Example], size: usize, device: &Device) -> candle_cor
         Some((
             Tensor::from_vec(lesion_targets, (b, cells, FINDINGS), device)?,
             Tensor::from_vec(lesion_known, (b, 1, FINDINGS), device)?,
-            Tensor::from_vec(lesion_outlined, (b, FINDINGS), device)?,
         ))
     } else {
         None
@@ -206,7 +202,7 @@ pub fn compute_losses(
         terms.push(("anatomy", losses::anatomy(logits, targets, known)?));
         weights.push(w.anatomy);
     }
-    if let Some((targets, known, outlined)) = &batch.lesions {
+    if let Some((targets, known)) = &batch.lesions {
         if w.lesion != 0.0 {
             let cells = model.cell_logits(&img.grid)?; // [b, cells, findings]
             let mask = known.broadcast_as(cells.shape())?.contiguous()?;
@@ -214,9 +210,11 @@ pub fn compute_losses(
             weights.push(w.lesion);
         }
         if w.lesion_attention != 0.0 {
+            // A finding is outlined on a film where any of its cells is marked.
+            let outlined = targets.max(1)?; // [b, findings]
             terms.push((
                 "lesion_attention",
-                losses::attention_on(&img.tag_attention, &targets.transpose(1, 2)?, outlined)?,
+                losses::attention_on(&img.tag_attention, &targets.transpose(1, 2)?, &outlined)?,
             ));
             weights.push(w.lesion_attention);
         }
