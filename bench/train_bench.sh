@@ -9,6 +9,9 @@ python="${1:?usage: bench/train_bench.sh PYTHON_WITH_TORCH [STEPS]}"
 steps="${2:-5}"
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 cargo build --release -q -p asg-trainer --example train_bench
+# As scripts/train-real.sh: mimalloc keeps freed memory mapped instead of returning it to the
+# kernel each step (the kernel's page zeroing was a fifth of the step before the fused ops).
+export MIMALLOC_PURGE_DELAY=-1
 echo "| config | batch | input | parameters | Candle s/step | PyTorch s/step | Candle img/s | PyTorch img/s | Candle / PyTorch time |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for c in tiny small default real160p; do

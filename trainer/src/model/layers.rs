@@ -223,24 +223,16 @@ impl QueryDecoder {
     }
 }
 
-/// A k x k convolution (no bias) written as im2col + one matrix product: Candle's CPU
-/// convolution backward runs a naive transposed convolution; this form's backward is matrix
-/// products and copies. Same result as `Tensor::conv2d` (tested), weight layout `[out, in, k, k]`.
-/// On the CPU the columns come from one op with its own backward ([`crate::model::im2col`]);
-/// elsewhere (CUDA) from composed Candle operations ([`conv2d_composed`]).
+/// A k x k convolution (no bias) written as im2col + matrix products: Candle's CPU convolution
+/// backward runs a naive transposed convolution; this form's backward is matrix products and
+/// copies. Same result as `Tensor::conv2d` (tested), weight layout `[out, in, k, k]`. On the CPU
+/// it is one op with its own backward ([`crate::model::conv`]); elsewhere (CUDA) it is composed
+/// of Candle operations ([`conv2d_composed`]).
 pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
     if !x.device().is_cpu() || x.dtype() != DType::F32 {
         return conv2d_composed(x, weight, stride, pad);
     }
-    let (b, _, h, w) = x.dims4()?;
-    let (cout, cin, k, _) = weight.dims4()?;
-    let cols = crate::model::im2col::im2col(x, k, stride, pad)?;
-    let (oh, ow) = (
-        (h + 2 * pad - k) / stride + 1,
-        (w + 2 * pad - k) / stride + 1,
-    );
-    let wm = weight.reshape((cout, cin * k * k))?;
-    wm.broadcast_matmul(&cols)?.reshape((b, cout, oh, ow))
+    crate::model::conv::conv2d(x, weight, stride, pad)
 }
 
 /// [`conv2d`] from composed Candle operations (a narrow and a subsample per kernel tap, then a
@@ -494,11 +486,10 @@ mod fused_test_support {
     }
 }
 
-/// The fused im2col ([`crate::model::im2col`]) against the composed form it replaces.
+/// The fused convolution ([`crate::model::conv`]) against the composed form it replaces.
 #[cfg(test)]
-mod im2col_tests {
+mod conv_tests {
     use super::{conv2d, conv2d_composed};
-    use crate::model::im2col::im2col;
     use candle_core::Tensor;
     use candle_core::{Device, Var};
     use rand::SeedableRng;
@@ -554,8 +545,13 @@ mod im2col_tests {
     #[test]
     fn a_window_larger_than_the_padded_input_is_an_error() {
         let x = Tensor::zeros((1, 1, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
-        assert!(im2col(&x, 5, 1, 1).is_err());
-        assert!(im2col(&x, 3, 0, 1).is_err());
+        let k5 = Tensor::zeros((1, 1, 5, 5), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let k3 = Tensor::zeros((1, 1, 3, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(conv2d(&x, &k5, 1, 1).is_err());
+        assert!(conv2d(&x, &k3, 0, 1).is_err());
+        // A kernel over the wrong number of channels.
+        let k2c = Tensor::zeros((1, 2, 3, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(conv2d(&x, &k2c, 1, 1).is_err());
     }
 }
 

@@ -1,7 +1,8 @@
 //! The model wing: the ASG model in Candle ([`asg`]) with its anatomy mask head ([`anatomy`]),
 //! its image encoders ([`backbones`]), the
-//! BERT text encoder ([`bert`]), the layers they share ([`layers`]) with the CPU convolution's
-//! fused im2col ([`im2col`]) and batch norm + ReLU ([`bn_relu`]), the losses with their names
+//! BERT text encoder ([`bert`]), the layers they share ([`layers`]) with the fused CPU
+//! convolution ([`conv`]) and batch norm + ReLU ([`bn_relu`]) and what those two share
+//! ([`cpu_ops`]: Candle's worker pool, a checked matrix product), the losses with their names
 //! ([`losses`]) and the seeded parameter initialisation ([`init`]).
 //!
 //! May use: [`crate::config`] and [`crate::vocab`]. Nothing here reads data, trains or exports.
@@ -11,7 +12,8 @@ pub mod asg;
 pub mod backbones;
 pub mod bert;
 pub mod bn_relu;
-pub mod im2col;
+pub mod conv;
+pub(crate) mod cpu_ops;
 pub mod init;
 pub mod layers;
 pub mod losses;
