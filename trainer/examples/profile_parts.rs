@@ -26,6 +26,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let x = Tensor::randn(0f32, 1.0, (b, 1, s, s), &Device::Cpu)?;
     let ids = Tensor::zeros((b, 96), candle_core::DType::U32, &Device::Cpu)?;
     let mask = Tensor::ones((b, 96), candle_core::DType::F32, &Device::Cpu)?;
+    if std::env::var_os("PROFILE_TEXT_ONLY").is_some() {
+        // For a profiler: the text side alone, many times.
+        for _ in 0..40 {
+            let o = model.text(&ids, &mask)?;
+            o.report.sum_all()?.backward()?;
+        }
+        return Ok(());
+    }
     t("image forward", || model.image(&x, true).map(|_| ()))?;
     t("image forward+backward (global)", || {
         let o = model.image(&x, true)?;

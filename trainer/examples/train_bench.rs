@@ -14,6 +14,8 @@ use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 
 fn main() {
+    // As `asg-train` does (Candle's matrix products and element-wise ops on one pool).
+    asg_trainer::model::one_cpu_pool();
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(1);

@@ -226,6 +226,7 @@ fn parse_split_name(text: &str) -> anyhow::Result<asg_trainer::data::Split> {
 
 /// Errors are printed as one line of causes (no backtrace, whatever RUST_BACKTRACE says).
 fn main() -> std::process::ExitCode {
+    asg_trainer::model::one_cpu_pool();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

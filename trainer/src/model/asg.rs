@@ -10,6 +10,7 @@
 
 use crate::config::ModelConfig;
 use crate::model::layers::{l2_normalize, sigmoid, EncoderLayer, LayerNorm, QueryDecoder};
+use crate::model::transformer_ops::linear;
 pub use crate::vocab::{FINDINGS, REGIONS};
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
@@ -181,18 +182,15 @@ impl AsgModel {
     /// `[b, 1, size, size]` -> image outputs; `train` uses batch statistics in batch norm.
     pub fn image(&self, x: &Tensor, train: bool) -> Result<ImageOutput> {
         let (grid, pooled, stages) = self.encoder.forward_stages(x, train)?; // [b, cells, c], [b, c]
-        let global = l2_normalize(&self.image_global.forward(&pooled)?)?;
-        let memory = self
-            .memory
-            .forward(&grid)?
-            .broadcast_add(&self.memory_pos.unsqueeze(0)?)?;
+        let global = l2_normalize(&linear(&pooled, &self.image_global)?)?;
+        let memory = linear(&grid, &self.memory)?.broadcast_add(&self.memory_pos.unsqueeze(0)?)?;
         let (tags, tag_attention) = self.tag_decoder.forward(&memory)?;
         let tag_logits = tags
             .broadcast_mul(&self.tag_weight.unsqueeze(0)?)?
             .sum(D::Minus1)?
             .broadcast_add(&self.tag_bias.unsqueeze(0)?)?;
         let (regions, _) = self.box_decoder.forward(&memory)?;
-        let raw = sigmoid(&self.box_head.forward(&regions)?)?; // [b, r, 4] cx, cy, w, h
+        let raw = sigmoid(&linear(&regions, &self.box_head)?)?; // [b, r, 4] cx, cy, w, h
         let cx = raw.narrow(2, 0, 1)?;
         let cy = raw.narrow(2, 1, 1)?;
         let w = (raw.narrow(2, 2, 1)? * 0.5)?;
@@ -231,12 +229,12 @@ impl AsgModel {
         let g = Self::grid_side(&self.config);
         let weights = box_cell_weights(boxes, g)?; // [b, r, cells]
         let feats = weights.matmul(grid)?;
-        let embeddings = l2_normalize(&self.image_local.forward(&feats)?)?;
+        let embeddings = l2_normalize(&linear(&feats, &self.image_local)?)?;
         let logits = if self.config.region_lse > 0.0 {
-            let cells = self.region_head.forward(grid)?; // [b, cells, findings]
+            let cells = linear(grid, &self.region_head)?; // [b, cells, findings]
             region_log_sum_exp(&cells, &weights, self.config.region_lse)?
         } else {
-            self.region_head.forward(&feats)?
+            linear(&feats, &self.region_head)?
         };
         Ok((embeddings, logits))
     }
@@ -244,7 +242,7 @@ impl AsgModel {
     /// The region head over every cell of the grid `[b, cells, c]`: per-cell finding logits
     /// `[b, cells, findings]` (the `finding_maps` the export gives, transposed).
     pub fn cell_logits(&self, grid: &Tensor) -> Result<Tensor> {
-        self.region_head.forward(grid)
+        linear(grid, &self.region_head)
     }
 
     /// Token ids `[b, t]` (u32) and mask `[b, t]` (1 for tokens, 0 for padding) -> text outputs.
@@ -274,14 +272,14 @@ impl AsgModel {
         };
         let cls = tokens.narrow(1, 0, 1)?.squeeze(1)?;
         Ok(TextOutput {
-            report: l2_normalize(&self.text_global.forward(&cls)?)?,
+            report: l2_normalize(&linear(&cls, &self.text_global)?)?,
             tokens,
         })
     }
 
     /// Sentence embeddings (unit norm): `averaging` `[b, k, t]` rows average a sentence's tokens.
     pub fn sentences(&self, tokens: &Tensor, averaging: &Tensor) -> Result<Tensor> {
-        l2_normalize(&self.text_local.forward(&averaging.matmul(tokens)?)?)
+        l2_normalize(&linear(&averaging.matmul(tokens)?, &self.text_local)?)
     }
 }
 

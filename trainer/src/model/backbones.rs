@@ -6,7 +6,7 @@
 
 use crate::config::ModelConfig;
 use crate::model::layers::{conv2d, subsample, Bn, ConvBn, LayerNorm};
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 /// A 1x1 convolution (a matrix product over channels), optionally strided.
@@ -177,7 +177,7 @@ impl VitBlock {
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
         let scores = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? / (dh as f64).sqrt())?;
-        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let attn = crate::model::transformer_ops::softmax_last_dim(&scores)?;
         let out = attn
             .matmul(&v)?
             .transpose(1, 2)?

@@ -6,9 +6,10 @@
 
 use crate::config::bert_invalid as invalid;
 use crate::model::layers::LayerNorm;
+use crate::model::transformer_ops::linear;
 
 pub use crate::config::{BertConfig, BertError};
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use std::path::Path;
 
@@ -58,21 +59,21 @@ impl Layer {
         let split = |y: Tensor| -> Result<Tensor> {
             y.reshape((b, t, h, dh))?.transpose(1, 2)?.contiguous()
         };
-        let q = split(self.query.forward(x)?)?;
-        let k = split(self.key.forward(x)?)?;
-        let v = split(self.value.forward(x)?)?;
+        let q = split(linear(x, &self.query)?)?;
+        let k = split(linear(x, &self.key)?)?;
+        let v = split(linear(x, &self.value)?)?;
         let scores = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? / (dh as f64).sqrt())?
             .broadcast_add(mask)?;
-        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let attn = crate::model::transformer_ops::softmax_last_dim(&scores)?;
         let ctx = attn
             .matmul(&v)?
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b, t, d))?;
-        let x = self.attn_ln.forward(&(x + self.attn_out.forward(&ctx)?)?)?;
-        let ff = self
-            .output
-            .forward(&self.intermediate.forward(&x)?.gelu_erf()?)?;
+        let x = self
+            .attn_ln
+            .forward(&(x + linear(&ctx, &self.attn_out)?)?)?;
+        let ff = linear(&linear(&x, &self.intermediate)?.gelu_erf()?, &self.output)?;
         self.out_ln.forward(&(x + ff)?)
     }
 }

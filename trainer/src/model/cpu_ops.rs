@@ -55,6 +55,25 @@ impl<T: Clone> Slot<T> {
     }
 }
 
+/// Points Candle's two CPU thread settings at one pool, for a training process: its matrix
+/// products (rayon's pool, `RAYON_NUM_THREADS`) run on the calling thread, and its element-wise
+/// ops and the trainer's fused ops (Candle's own pool, `CANDLE_NUM_THREADS`) on every core. The
+/// large products, the convolutions', are already split over Candle's pool by
+/// [`crate::model::conv`]; two pools on the same cores wait for each other's spinning workers
+/// (BENCHMARKS.md: the `small` step 0.19 s with both, 0.16 s with one). Leaves both settings
+/// alone when either is set. Call it first thing in `main`, before any thread starts (it sets
+/// environment variables, which Candle reads once).
+pub fn one_cpu_pool() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some()
+        || std::env::var_os("CANDLE_NUM_THREADS").is_some()
+    {
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    std::env::set_var("CANDLE_NUM_THREADS", cores.to_string());
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+}
+
 /// How many threads Candle's CPU pool runs work on (its workers and the calling thread).
 pub(crate) fn threads() -> usize {
     candle_core::utils::barrier_pool().n_workers() + 1

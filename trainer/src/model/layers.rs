@@ -1,9 +1,12 @@
-//! The layers the image encoders, the BERT and the ASG model share, each written with composed
-//! Candle operations so that it trains (Candle's fused layer norm and softmax have no backward
-//! pass): layer norm, attention, feed-forward, transformer encoder and query-decoder layers, an
-//! im2col convolution and a batch norm without copies (both tested equal to Candle's).
+//! The layers the image encoders, the BERT and the ASG model share: layer norm, attention,
+//! feed-forward, transformer encoder and query-decoder layers, an im2col convolution and a batch
+//! norm. On the CPU the convolution, batch norm + ReLU, layer norm and softmax run as ops with
+//! their own backward ([`crate::model::conv`], [`crate::model::bn_relu`],
+//! [`crate::model::transformer_ops`]; Candle's fused layer norm and softmax have none); elsewhere as
+//! composed Candle operations, which those ops are tested equal to.
 
-use candle_core::{DType, Module, Result, Tensor, D};
+use crate::model::transformer_ops::{gelu, linear};
+use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
 const LN_EPS: f32 = 1e-5;
@@ -42,7 +45,7 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps)
+        crate::model::transformer_ops::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 }
 
@@ -80,20 +83,20 @@ impl Attention {
         let split = |x: Tensor, t: usize| -> Result<Tensor> {
             x.reshape((b, t, h, dh))?.transpose(1, 2)?.contiguous()
         };
-        let q = split(self.q.forward(query)?, tq)?;
-        let k = split(self.k.forward(memory)?, tk)?;
-        let v = split(self.v.forward(memory)?, tk)?;
+        let q = split(linear(query, &self.q)?, tq)?;
+        let k = split(linear(memory, &self.k)?, tk)?;
+        let v = split(linear(memory, &self.v)?, tk)?;
         let mut scores = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? / (dh as f64).sqrt())?;
         if let Some(m) = mask {
             scores = scores.broadcast_add(m)?;
         }
-        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let attn = crate::model::transformer_ops::softmax_last_dim(&scores)?;
         let out = attn
             .matmul(&v)?
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b, tq, d))?;
-        Ok((self.o.forward(&out)?, attn))
+        Ok((linear(&out, &self.o)?, attn))
     }
 }
 
@@ -112,7 +115,7 @@ impl FeedForward {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.b.forward(&self.a.forward(x)?.gelu()?)
+        linear(&gelu(&linear(x, &self.a)?)?, &self.b)
     }
 }
 

@@ -1,8 +1,9 @@
 //! The model wing: the ASG model in Candle ([`asg`]) with its anatomy mask head ([`anatomy`]),
 //! its image encoders ([`backbones`]), the
 //! BERT text encoder ([`bert`]), the layers they share ([`layers`]) with the fused CPU
-//! convolution ([`conv`]) and batch norm + ReLU ([`bn_relu`]) and what those two share
-//! ([`cpu_ops`]: Candle's worker pool, a checked matrix product), the losses with their names
+//! convolution ([`conv`]), batch norm + ReLU ([`bn_relu`]), layer norm and softmax ([`transformer_ops`])
+//! and what those share ([`cpu_ops`]: Candle's worker pool, a checked matrix product), the losses
+//! with their names
 //! ([`losses`]) and the seeded parameter initialisation ([`init`]).
 //!
 //! May use: [`crate::config`] and [`crate::vocab`]. Nothing here reads data, trains or exports.
@@ -17,6 +18,8 @@ pub(crate) mod cpu_ops;
 pub mod init;
 pub mod layers;
 pub mod losses;
+pub mod transformer_ops;
 
 pub use crate::vocab::{FINDINGS, REGIONS};
 pub use asg::{new_model, parameter_count, AsgModel, ImageOutput, TextOutput};
+pub use cpu_ops::one_cpu_pool;
