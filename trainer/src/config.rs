@@ -186,6 +186,10 @@ pub struct TrainConfig {
     pub image_cache_mb: usize,
     /// Uncertain findings count as this in the tag and region targets.
     pub uncertain_as: f32,
+    /// Decay of the weights' exponential moving average (0: none; e.g. 0.998, an average over
+    /// about the last 500 steps). When set, the run folder's average (`ema.safetensors`) is what
+    /// the export and the evaluation use.
+    pub ema: f64,
 }
 
 impl Default for TrainConfig {
@@ -204,6 +208,7 @@ impl Default for TrainConfig {
             prefetch: 4,
             image_cache_mb: 2048,
             uncertain_as: 1.0,
+            ema: 0.0,
         }
     }
 }
@@ -367,6 +372,12 @@ impl Config {
                     "model.{name}_dim {dim} must be a positive multiple of model.{name}_heads {heads}"
                 ));
             }
+        }
+        if !(0.0..1.0).contains(&self.train.ema) {
+            return Err(format!(
+                "train.ema {} must be in [0, 1) (0: no moving average)",
+                self.train.ema
+            ));
         }
         if m.max_tokens < 8 || m.vocab_size < 16 || m.embed_dim == 0 || m.text_ff == 0 {
             return Err(

@@ -155,6 +155,8 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
     let mut config = tiny(6);
     config.train.batch_size = 4;
     config.train.checkpoint_every = 100;
+    // With the weights' moving average, which must resume exactly too.
+    config.train.ema = 0.9;
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     run(&config, data.path(), a.path(), false, None);
     run(&config, data.path(), b.path(), false, Some(3));
@@ -165,6 +167,7 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
     for f in [
         "model.safetensors",
         "optimizer.safetensors",
+        "ema.safetensors",
         "tokenizer.json",
     ] {
         assert!(
@@ -172,6 +175,37 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
             "{f} differs after resuming"
         );
     }
+    // A run folder with a moving average gives the average, not the last weights.
+    let loaded = asg_trainer::train::load_run(a.path(), &candle_core::Device::Cpu).unwrap();
+    let averaged =
+        candle_core::safetensors::load(a.path().join("ema.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    let last = candle_core::safetensors::load(
+        a.path().join("model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let vars = loaded.varmap.data().lock().unwrap();
+    let name = "proj.image_global.weight";
+    let value = vars[name]
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(
+        value,
+        averaged[name]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    );
+    assert_ne!(
+        value,
+        last[name].flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
+    drop(vars);
     // Resuming with another configuration is refused with the reason.
     config.train.lr *= 2.0;
     let mut quiet = |_: &StepReport| {};

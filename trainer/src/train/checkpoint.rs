@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::model::{new_model, AsgModel};
+use crate::train::ema::Ema;
 use crate::train::error::{io, TrainError};
 use crate::train::optim::AdamW;
 use asg_report::TextTokenizer as Tokenizer;
@@ -38,13 +39,18 @@ pub(crate) fn varmap_tensors(
         .collect())
 }
 
-/// Saves the model, the optimizer and the step under `out`.
+/// Saves the model, the optimizer, the weights' moving average if there is one, and the step
+/// under `out`.
 pub(crate) fn checkpoint(
     out: &Path,
     varmap: &candle_nn::VarMap,
     opt: &AdamW,
+    ema: Option<&Ema>,
 ) -> Result<(), TrainError> {
     save_tensors(&out.join("model.safetensors"), &varmap_tensors(varmap)?)?;
+    if let Some(e) = ema {
+        save_tensors(&out.join("ema.safetensors"), &e.tensors())?;
+    }
     save_tensors(&out.join("optimizer.safetensors"), &opt.state()?)?;
     write_atomic(
         &out.join("state.json"),
@@ -61,6 +67,7 @@ pub fn run_files(out: &Path) -> Vec<PathBuf> {
         "tokenizer.json",
         "model.safetensors",
         "optimizer.safetensors",
+        "ema.safetensors",
         "state.json",
         "log.jsonl",
         "summary.json",
@@ -81,7 +88,8 @@ pub struct LoadedRun {
     pub varmap: candle_nn::VarMap,
 }
 
-/// Loads `config.toml`, `tokenizer.json` and `model.safetensors` from a run folder.
+/// Loads `config.toml`, `tokenizer.json` and the weights from a run folder: the moving average
+/// (`ema.safetensors`) when the run kept one (`train.ema`), `model.safetensors` otherwise.
 pub fn load_run(out: &Path, device: &Device) -> Result<LoadedRun, TrainError> {
     let config_path = out.join("config.toml");
     let text = std::fs::read_to_string(&config_path).map_err(io(&config_path))?;
@@ -108,7 +116,12 @@ pub fn load_run(out: &Path, device: &Device) -> Result<LoadedRun, TrainError> {
             out.display()
         )));
     }
-    varmap.load(&weights)?;
+    let averaged = out.join("ema.safetensors");
+    if config.train.ema > 0.0 && averaged.is_file() {
+        varmap.load(&averaged)?;
+    } else {
+        varmap.load(&weights)?;
+    }
     Ok(LoadedRun {
         config,
         tokenizer,

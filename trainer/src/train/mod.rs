@@ -3,13 +3,14 @@
 //! loss-curve PNG.
 //!
 //! [`batch`] collates examples and computes the weighted losses, [`optim`] holds AdamW and the
-//! schedule, [`checkpoint`] saves and loads runs, [`prefetch`] prepares batches on worker threads,
+//! schedule, [`ema`] the weights' moving average, [`checkpoint`] saves and loads runs, [`prefetch`] prepares batches on worker threads,
 //! [`run`] is the loop, [`plot`] draws the loss curve.
 //!
 //! May use: [`crate::config`], [`crate::vocab`], [`crate::model`] and [`crate::data`].
 
 pub mod batch;
 pub mod checkpoint;
+pub mod ema;
 pub mod error;
 pub mod optim;
 pub mod plot;

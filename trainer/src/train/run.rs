@@ -6,6 +6,7 @@ use crate::data::{self, Dataset, Split};
 use crate::model::{new_model, AsgModel};
 use crate::train::batch::{collate, compute_losses};
 use crate::train::checkpoint::{checkpoint, write_atomic};
+use crate::train::ema::Ema;
 use crate::train::error::{io, TrainError};
 use crate::train::optim::{learning_rate, AdamW};
 use crate::train::prefetch::Prefetcher;
@@ -232,6 +233,17 @@ fn run_loop(
         .append(true)
         .open(log_path)
         .map_err(io(log_path))?;
+    // The weights' moving average (train.ema), resumed from its file when the run resumes.
+    let mut ema = if config.train.ema > 0.0 {
+        let mut e = Ema::new(varmap, config.train.ema)?;
+        let saved = out.join("ema.safetensors");
+        if first_step > 0 && saved.is_file() {
+            e.load(&candle_core::safetensors::load(&saved, &device)?)?;
+        }
+        Some(e)
+    } else {
+        None
+    };
     let mut first = BTreeMap::new();
     let mut last = BTreeMap::new();
     let started = std::time::Instant::now();
@@ -255,6 +267,9 @@ fn run_loop(
             total_steps,
         );
         opt.update(&grads, lr, scale)?;
+        if let Some(e) = ema.as_mut() {
+            e.update(step)?;
+        }
         let mut terms: Vec<(String, f64)> = Vec::new();
         for (name, t) in &losses.terms {
             terms.push((
@@ -298,7 +313,7 @@ fn run_loop(
         }
         let ck = config.train.checkpoint_every.max(1) as u64;
         if (step + 1) % ck == 0 || step + 1 == end {
-            checkpoint(out, varmap, opt)?;
+            checkpoint(out, varmap, opt, ema.as_ref())?;
         }
     }
     drop(prefetch);
