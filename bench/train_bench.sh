@@ -14,7 +14,7 @@ cargo build --release -q -p asg-trainer --example train_bench
 export MIMALLOC_PURGE_DELAY=-1
 echo "| config | batch | input | parameters | Candle s/step | PyTorch s/step | Candle img/s | PyTorch img/s | Candle / PyTorch time |"
 echo "|---|---|---|---|---|---|---|---|---|"
-for c in tiny small default real160p; do
+for c in tiny small default real160p real160a; do
   cfg="trainer/configs/$c.toml"
   ours="$("$target_dir/release/examples/train_bench" "$cfg" "$steps")"
   theirs="$("$python" bench/train_torch.py "$cfg" "$steps")"

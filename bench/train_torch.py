@@ -1,4 +1,4 @@
-"""The ASG model of asg-trainer (trainer/src/asg.rs, losses.rs) written again in PyTorch, to time a
+"""The ASG model of asg-trainer (trainer/src/model/asg.rs, anatomy.rs, losses.rs) written again in PyTorch, to time a
 training step against Candle on the same machine: same layers, sizes, losses, batch and input;
 synthetic batches (data loading excluded on both sides), AdamW.
 
@@ -93,14 +93,51 @@ def conv_bn(cin, cout, stride):
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
 
+ANATOMY = 6
+
+
+class AnatomyHead(nn.Module):
+    """trainer/src/model/anatomy.rs: a 3x3 conv + BN + ReLU on each CNN stage from `from_stage`,
+    the deeper ones upsampled (nearest) to the first's size and summed, a fuse conv, a 1x1 out."""
+
+    def __init__(self, channels, from_stage, width):
+        super().__init__()
+        self.from_stage = from_stage
+        self.laterals = nn.ModuleList(conv_bn(c, width, 1) for c in channels[from_stage:])
+        self.fuse = conv_bn(width, width, 1)
+        self.out = nn.Conv2d(width, ANATOMY, 1)
+
+    def forward(self, maps):
+        total = None
+        for lateral, x in zip(self.laterals, maps[self.from_stage:]):
+            h = lateral(x)
+            if total is not None:
+                h = F.interpolate(h, size=total.shape[-2:], mode="nearest")
+            total = h if total is None else total + h
+        return self.out(self.fuse(total))
+
+
+def anatomy_loss(logits, targets):
+    """trainer/src/model/losses.rs `anatomy`: BCE + soft Dice per (image, channel), all known."""
+    x, y = logits.flatten(2), targets.flatten(2)
+    per = (x.relu() - x * y + torch.log1p(torch.exp(-x.abs()))).mean(2)
+    p = torch.sigmoid(x)
+    dice = 1 - (2 * (p * y).sum(2) + 1) / (p.sum(2) + y.sum(2) + 1)
+    return (per + dice).mean()
+
+
 class Asg(nn.Module):
     def __init__(self, m):
         super().__init__()
-        stages, cin = [], 1
+        self.stages, cin = nn.ModuleList(), 1
         for c in m["channels"]:
-            stages += [conv_bn(cin, c, 2), conv_bn(c, c, 1)]
+            self.stages.append(nn.Sequential(conv_bn(cin, c, 2), conv_bn(c, c, 1)))
             cin = c
-        self.image = nn.Sequential(*stages)
+        self.anatomy = (
+            AnatomyHead(m["channels"], m.get("anatomy_from_stage", 1), m.get("anatomy_dim", 32))
+            if m.get("anatomy_head", False)
+            else None
+        )
         g = m["input_size"] >> len(m["channels"])
         self.g = g
         dd, td, e = m["decoder_dim"], m["text_dim"], m["embed_dim"]
@@ -175,10 +212,13 @@ def giou(p, t, m):
     return ((1 - g) * m).sum() / (m.sum() + 1e-6)
 
 
-def step(model, batch, tau):
-    images, boxes, ids, tags, regions, avg = batch
+def step(model, batch, tau, weights):
+    images, boxes, ids, tags, regions, avg, masks = batch
     b = images.shape[0]
-    h = model.image(images)
+    maps, h = [], images
+    for stage in model.stages:
+        h = stage(h)
+        maps.append(h)
     grid = h.flatten(2).transpose(1, 2)
     v = norm(model.image_global(grid.mean(1)))
     mem = model.memory(grid) + model.memory_pos
@@ -201,6 +241,8 @@ def step(model, batch, tau):
     loss = ira(v, t, tau) + 5 * bce(tag_logits, tags, torch.ones_like(tags)) + soft(v, t, tags, tau)
     loss = loss + 5 * (pred.reshape(-1, 4) - boxes.reshape(-1, 4)).abs().mean(1).mean() + 2 * giou(pred.reshape(-1, 4), boxes.reshape(-1, 4), ones_r)
     loss = loss + bce(rlog, regions, torch.ones_like(regions))
+    if model.anatomy is not None:
+        loss = loss + weights.get("anatomy", 0.0) * anatomy_loss(model.anatomy(maps), masks)
     arsa = []
     for i in range(b):
         s = norm(model.text_local(avg[i] @ tokens[i]))
@@ -229,6 +271,12 @@ def main():
         avg = torch.zeros(b, 4, t)
         for row in range(4):
             avg[:, row, 1 + row * 8 : 9 + row * 8] = 1 / 8
+        side = s >> (m.get("anatomy_from_stage", 1) + 1)
+        masks = torch.zeros(b, ANATOMY, side, side)
+        for i in range(b):
+            for c in range(ANATOMY):
+                x0, y0 = torch.randint(0, side // 2, (2,)).tolist()
+                masks[i, c, y0 : y0 + side // 3, x0 : x0 + side // 3] = 1
         return (
             torch.rand(b, 1, s, s) * 4 - 2,
             torch.cat([x, y, x + 0.3, y + 0.3], -1),
@@ -236,13 +284,14 @@ def main():
             (torch.rand(b, FINDINGS) < 0.1).float(),
             (torch.rand(b, REGIONS, FINDINGS) < 0.05).float(),
             avg,
+            masks,
         )
 
     batches = [batch() for _ in range(3)]
 
     def one(i):
         opt.zero_grad()
-        loss = step(model, batches[i % 3], 0.07)
+        loss = step(model, batches[i % 3], 0.07, cfg.get("loss", {}))
         loss.backward()
         opt.step()
         return loss.item()
