@@ -7,7 +7,9 @@
 //! of megabytes per layer and ran its reduction on one core. Tested equal, values and gradients,
 //! to that form (`layers::conv2d_composed`, kept for devices other than the CPU).
 
-use crate::model::cpu_ops::{contiguous_f32, matmul_into, run_parts, split, threads, MatRef, Slot};
+use crate::model::cpu_ops::{
+    contiguous_f32, matmul_into, pieces, run_parts, split, sum_blocks, threads, MatRef, Slot,
+};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 /// The geometry of a k x k window sliding with `stride` over a zero-padded input.
@@ -199,14 +201,7 @@ impl CustomOp2 for Conv2d {
         let g = Geometry::new(l1, l2, self.stride, self.pad)?;
         let wm = MatRef::row_major(weight, g.cout, g.rows());
         let mut y = vec![0f32; g.b * g.output()];
-        let ranges = split(g.b, threads());
-        let mut parts = Vec::with_capacity(ranges.len());
-        let mut rest = y.as_mut_slice();
-        for r in ranges {
-            let (mine, tail) = rest.split_at_mut(r.len() * g.output());
-            parts.push((r, mine));
-            rest = tail;
-        }
+        let parts = pieces(&mut y, split(g.b, threads()), g.output());
         run_parts(parts, |(entries, out)| {
             let mut cols = vec![0f32; g.rows() * g.plane()];
             for (bi, yb) in entries.zip(out.chunks_mut(g.output())) {
@@ -287,14 +282,11 @@ impl CustomOp3 for Conv2dBackward {
         // One weight-gradient sum per part, added together at the end.
         let mut dweights = vec![0f32; ranges.len() * wsize];
         let mut dx = vec![0f32; g.b * g.image()];
-        let mut parts = Vec::with_capacity(ranges.len());
-        let (mut rest, mut wrest) = (dx.as_mut_slice(), dweights.as_mut_slice());
-        for r in ranges {
-            let (mine, tail) = rest.split_at_mut(r.len() * g.image());
-            let (wmine, wtail) = wrest.split_at_mut(wsize);
-            parts.push((r, mine, wmine));
-            (rest, wrest) = (tail, wtail);
-        }
+        let parts: Vec<_> = pieces(&mut dx, ranges, g.image())
+            .into_iter()
+            .zip(dweights.chunks_mut(wsize))
+            .map(|((r, mine), dw)| (r, mine, dw))
+            .collect();
         run_parts(parts, |(entries, dx_part, dw)| {
             let mut cols = vec![0f32; g.rows() * g.plane()];
             let mut dcols = vec![0f32; g.rows() * g.plane()];
@@ -314,11 +306,7 @@ impl CustomOp3 for Conv2dBackward {
             }
             Ok(())
         })?;
-        let mut parts = dweights.chunks(wsize);
-        let mut total = parts.next().map(<[f32]>::to_vec).unwrap_or_default();
-        for p in parts {
-            total.iter_mut().zip(p).for_each(|(t, v)| *t += v);
-        }
+        let total = sum_blocks(&dweights, wsize);
         self.dweight.put(total)?;
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }

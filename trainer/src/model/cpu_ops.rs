@@ -95,6 +95,32 @@ pub(crate) fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
+/// `out` cut into consecutive pieces of `range.len() * width` values, one per range, each paired
+/// with its range (the ranges from [`split`], so that each part writes only its own piece).
+pub(crate) fn pieces<T>(
+    out: &mut [T],
+    ranges: Vec<std::ops::Range<usize>>,
+    width: usize,
+) -> Vec<(std::ops::Range<usize>, &mut [T])> {
+    let mut rest = out;
+    let mut parts = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        let (mine, tail) = std::mem::take(&mut rest).split_at_mut(r.len() * width);
+        parts.push((r, mine));
+        rest = tail;
+    }
+    parts
+}
+
+/// The element-wise sum of the consecutive `size`-long blocks of `blocks` (per-part partial sums).
+pub(crate) fn sum_blocks(blocks: &[f32], size: usize) -> Vec<f32> {
+    let mut total = vec![0f32; size];
+    for block in blocks.chunks(size.max(1)) {
+        total.iter_mut().zip(block).for_each(|(t, v)| *t += v);
+    }
+    total
+}
+
 /// Runs `work` on each part, the parts spread over Candle's CPU pool; the first error wins.
 pub(crate) fn run_parts<T: Send>(
     parts: Vec<T>,

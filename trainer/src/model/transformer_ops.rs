@@ -8,7 +8,7 @@
 //! back, rows split over Candle's pool. Tested equal, values and gradients, to the composed forms
 //! (kept for other devices).
 
-use crate::model::cpu_ops::{contiguous_f32, run_parts, split, threads, Slot};
+use crate::model::cpu_ops::{contiguous_f32, pieces, run_parts, split, sum_blocks, threads, Slot};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
 
 /// Below this many values an op runs on the calling thread alone (waking the pool costs more).
@@ -22,22 +22,6 @@ fn row_parts(rows: usize, width: usize) -> Vec<std::ops::Range<usize>> {
         1
     };
     split(rows, parts)
-}
-
-/// `out` cut into the row ranges' pieces, each paired with its range.
-fn pieces(
-    out: &mut [f32],
-    ranges: Vec<std::ops::Range<usize>>,
-    width: usize,
-) -> Vec<(std::ops::Range<usize>, &mut [f32])> {
-    let mut rest = out;
-    let mut parts = Vec::with_capacity(ranges.len());
-    for r in ranges {
-        let (mine, tail) = rest.split_at_mut(r.len() * width);
-        parts.push((r, mine));
-        rest = tail;
-    }
-    parts
 }
 
 /// Per-row statistics a layer-norm forward pass leaves for its backward: (mean, 1 / std).
@@ -77,17 +61,10 @@ impl CustomOp3 for LayerNormOp {
         let mut y = vec![0f32; x.len()];
         let mut stats = vec![(0f32, 0f32); rows];
         let ranges = row_parts(rows, d);
-        let stat_parts: Vec<_> = {
-            let mut rest = stats.as_mut_slice();
-            ranges
-                .iter()
-                .map(|r| {
-                    let (mine, tail) = std::mem::take(&mut rest).split_at_mut(r.len());
-                    rest = tail;
-                    mine
-                })
-                .collect()
-        };
+        let stat_parts: Vec<_> = pieces(&mut stats, ranges.clone(), 1)
+            .into_iter()
+            .map(|(_, piece)| piece)
+            .collect();
         let parts: Vec<_> = pieces(&mut y, ranges, d)
             .into_iter()
             .zip(stat_parts)
@@ -204,12 +181,9 @@ impl CustomOp3 for LayerNormBackward {
             }
             Ok(())
         })?;
-        let (mut dweight, mut dbias) = (vec![0f32; d], vec![0f32; d]);
-        for part in sums.chunks(2 * d) {
-            let (dw, db) = part.split_at(d);
-            dweight.iter_mut().zip(dw).for_each(|(t, v)| *t += v);
-            dbias.iter_mut().zip(db).for_each(|(t, v)| *t += v);
-        }
+        let total = sum_blocks(&sums, 2 * d);
+        let (dweight, dbias) = total.split_at(d);
+        let (dweight, dbias) = (dweight.to_vec(), dbias.to_vec());
         self.params.put((dweight, dbias))?;
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
