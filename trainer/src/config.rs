@@ -190,6 +190,10 @@ pub struct TrainConfig {
     /// about the last 500 steps). When set, the run folder's average (`ema.safetensors`) is what
     /// the export and the evaluation use.
     pub ema: f64,
+    /// The number type of the convolutions and linear layers in a step: `"f32"` (default) or
+    /// `"bf16"` (mixed precision, for CUDA; emulated and slower on the CPU). The weights, the
+    /// optimizer and the checkpoints stay `f32` either way.
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -209,8 +213,21 @@ impl Default for TrainConfig {
             image_cache_mb: 2048,
             uncertain_as: 1.0,
             ema: 0.0,
+            precision: Precision::F32,
         }
     }
+}
+
+/// The number type of a training step's heavy products (`train.precision`; see
+/// [`crate::model::precision`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in `f32` (the default; what the CPU fused ops run).
+    #[default]
+    F32,
+    /// Convolutions and linear layers in `bfloat16`, the rest in `f32`.
+    Bf16,
 }
 
 /// Augmentation: moves the boxes with the image.

@@ -322,6 +322,12 @@ fn run() -> anyhow::Result<()> {
             } else {
                 candle_core::Device::Cpu
             };
+            if device.is_cpu() && cfg.train.precision != asg_trainer::config::Precision::F32 {
+                eprintln!(
+                    "note: train.precision = {:?} on the CPU is emulated and slower than f32 (the fused CPU ops are f32); it is meant for --cuda",
+                    cfg.train.precision
+                );
+            }
             let bar = indicatif::ProgressBar::new(cfg.train.steps as u64);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(

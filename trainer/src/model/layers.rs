@@ -230,8 +230,12 @@ impl QueryDecoder {
 /// backward runs a naive transposed convolution; this form's backward is matrix products and
 /// copies. Same result as `Tensor::conv2d` (tested), weight layout `[out, in, k, k]`. On the CPU
 /// it is one op with its own backward ([`crate::model::conv`]); elsewhere (CUDA) it is composed
-/// of Candle operations ([`conv2d_composed`]).
+/// of Candle operations ([`conv2d_composed`]). Inside a mixed-precision scope
+/// ([`crate::model::precision`]) it multiplies in the scope's type and returns `f32`.
 pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+    if let Some((x, weight)) = crate::model::precision::cast_operands(x, weight)? {
+        return conv2d_composed(&x, &weight, stride, pad)?.to_dtype(DType::F32);
+    }
     if !x.device().is_cpu() || x.dtype() != DType::F32 {
         return conv2d_composed(x, weight, stride, pad);
     }
@@ -466,7 +470,7 @@ mod tests {
 
 /// What the fused-op tests share: seeded random tensors and the largest difference.
 #[cfg(test)]
-mod fused_test_support {
+pub(crate) mod fused_test_support {
     use candle_core::{Device, Tensor};
     use rand::Rng;
 
@@ -637,6 +641,68 @@ mod bn_relu_tests {
             );
             assert!(max_diff(&a.4, &b.4) < 1e-6, "running mean, {case}");
             assert!(max_diff(&a.5, &b.5) < 1e-5, "running variance, {case}");
+        }
+    }
+}
+
+/// Mixed precision ([`crate::model::precision`]) in the convolution and the linear layer.
+#[cfg(test)]
+mod precision_tests {
+    use super::fused_test_support::{max_diff, random};
+    use crate::model::precision::{autocast, Precision};
+    use candle_core::{DType, Tensor, Var};
+    use rand::SeedableRng;
+
+    /// A convolution and a linear layer under `bf16` against `f32`: values within bf16's
+    /// rounding (8 bits of mantissa over sums of a few hundred products), gradients in `f32` and
+    /// close.
+    #[test]
+    fn bf16_products_match_f32_within_rounding_and_give_f32_gradients() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let x = random(&[2, 8, 12, 12], -1.0, 1.0, &mut rng);
+        let w = Var::from_tensor(&random(&[16, 8, 3, 3], -0.2, 0.2, &mut rng)).unwrap();
+        let lw = Var::from_tensor(&random(&[5, 16], -0.3, 0.3, &mut rng)).unwrap();
+        let lb = Var::from_tensor(&random(&[5], -0.1, 0.1, &mut rng)).unwrap();
+        let run = |p: Precision| {
+            let _scope = autocast(p);
+            let y = super::conv2d(&x, w.as_tensor(), 1, 1).unwrap();
+            assert_eq!(y.dtype(), DType::F32);
+            let pooled = y.mean(3).unwrap().mean(2).unwrap();
+            let layer =
+                candle_nn::Linear::new(lw.as_tensor().clone(), Some(lb.as_tensor().clone()));
+            let z = crate::model::transformer_ops::linear(&pooled, &layer).unwrap();
+            assert_eq!(z.dtype(), DType::F32);
+            let loss = z.sqr().unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            let gw = grads.get(w.as_tensor()).unwrap().clone();
+            let glw = grads.get(lw.as_tensor()).unwrap().clone();
+            (y, z, gw, glw)
+        };
+        let (y32, z32, gw32, glw32) = run(Precision::F32);
+        let (y16, z16, gw16, glw16) = run(Precision::Bf16);
+        assert_eq!(gw16.dtype(), DType::F32);
+        assert_eq!(glw16.dtype(), DType::F32);
+        let scale = |t: &Tensor| {
+            t.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        for (a, b, what) in [
+            (&y32, &y16, "convolution"),
+            (&z32, &z16, "linear"),
+            (&gw32, &gw16, "convolution weight gradient"),
+            (&glw32, &glw16, "linear weight gradient"),
+        ] {
+            let d = max_diff(a, b);
+            let s = scale(a);
+            assert!(d <= 0.02 * s, "{what}: differs by {d} at scale {s}");
+            assert!(
+                d > 0.0,
+                "{what}: bf16 changed nothing: the cast did not happen"
+            );
         }
     }
 }

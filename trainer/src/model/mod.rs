@@ -4,7 +4,7 @@
 //! convolution ([`conv`]), batch norm + ReLU ([`bn_relu`]), layer norm and softmax ([`transformer_ops`])
 //! and what those share ([`cpu_ops`]: Candle's worker pool, a checked matrix product), the losses
 //! with their names
-//! ([`losses`]) and the seeded parameter initialisation ([`init`]).
+//! ([`losses`]), mixed precision ([`precision`]) and the seeded parameter initialisation ([`init`]).
 //!
 //! May use: [`crate::config`] and [`crate::vocab`]. Nothing here reads data, trains or exports.
 
@@ -18,6 +18,7 @@ pub(crate) mod cpu_ops;
 pub mod init;
 pub mod layers;
 pub mod losses;
+pub mod precision;
 pub mod transformer_ops;
 
 pub use crate::vocab::{FINDINGS, REGIONS};

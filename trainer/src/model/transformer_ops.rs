@@ -367,7 +367,8 @@ pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
 /// A linear layer over the last dimension of `x` (`[..., in]` -> `[..., out]`): one matrix
 /// product of the rows against the weight (no weight broadcast over the batch, whose gradient
 /// Candle sums back afterwards) and [`add_bias`]. Same parameters and result as
-/// `candle_nn::Linear::forward`.
+/// `candle_nn::Linear::forward`. Inside a mixed-precision scope ([`crate::model::precision`])
+/// the product runs in the scope's type.
 pub fn linear(x: &Tensor, layer: &candle_nn::Linear) -> Result<Tensor> {
     let w = layer.weight();
     let (out, inp) = w.dims2()?;
@@ -376,7 +377,13 @@ pub fn linear(x: &Tensor, layer: &candle_nn::Linear) -> Result<Tensor> {
         candle_core::bail!("linear: {:?} into a layer taking {inp} values", x.shape());
     }
     let rows = x.elem_count() / inp.max(1);
-    let y = x.reshape((rows, inp))?.matmul(&w.t()?)?;
+    let x = x.reshape((rows, inp))?;
+    // Inside a mixed-precision scope the product runs in its type; the bias and what follows
+    // stay `f32`.
+    let y = match crate::model::precision::cast_operands(&x, w)? {
+        Some((x, w)) => x.matmul(&w.t()?)?.to_dtype(candle_core::DType::F32)?,
+        None => x.matmul(&w.t()?)?,
+    };
     let y = match layer.bias() {
         Some(b) => add_bias(&y, b)?,
         None => y,

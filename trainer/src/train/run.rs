@@ -251,7 +251,11 @@ fn run_loop(
         let t0 = std::time::Instant::now();
         let examples = prefetch.next(step)?;
         let batch = collate(&examples, config.model.input_size, &device)?;
-        let losses = compute_losses(model, &batch, config, true)?;
+        // The forward pass in `train.precision` (the backward follows the types it recorded).
+        let losses = {
+            let _precision = crate::model::precision::autocast(config.train.precision);
+            compute_losses(model, &batch, config, true)?
+        };
         let grads = losses.total.backward()?;
         let norm = opt.grad_norm(&grads)?;
         let clip = config.train.grad_clip;
