@@ -63,6 +63,13 @@ def measures(report: dict) -> dict:
     m["lungs"] = mean_of(jsrt.get("right lung"), jsrt.get("left lung"))
     m["heart"] = jsrt.get("cardiac silhouette")
     m["clavicles"] = mean_of(jsrt.get("right clavicle"), jsrt.get("left clavicle"))
+    pooled = (report.get("box_iou") or {}).get("values") or {}
+    m["cp angles"] = mean_of(
+        pooled.get("right costophrenic angle"), pooled.get("left costophrenic angle")
+    )
+    m["hemidiaphragms"] = mean_of(
+        pooled.get("right hemidiaphragm"), pooled.get("left hemidiaphragm")
+    )
     return m
 
 
@@ -92,7 +99,10 @@ def table(paths):
     if not runs:
         print("seed_table: no evaluation read", file=sys.stderr)
         return 1
-    cols = ["zones", "nodules", "abnormal", "mean3", "lungs", "heart", "clavicles"]
+    cols = [
+        "zones", "nodules", "abnormal", "mean3", "lungs", "heart", "clavicles", "cp angles",
+        "hemidiaphragms",
+    ]
     head = "| run | normals clean | stressed clean | " + " | ".join(cols) + " |"
     print(head)
     print("|" + "---|" * (3 + len(cols)))
@@ -144,6 +154,9 @@ def self_test():
     m = measures(report)
     assert abs(m["mean3"] - 0.7) < 1e-12, m
     assert abs(m["lungs"] - 0.85) < 1e-12 and m["clavicles"] == 0.7 and m["heart"] == 0.85, m
+    report["box_iou"] = {"values": {"right costophrenic angle": 0.4, "left costophrenic angle": 0.6}}
+    m = measures(report)
+    assert abs(m["cp angles"] - 0.5) < 1e-12 and m["hemidiaphragms"] is None, m
     assert measures({})["mean3"] is None
     assert recipe_of(Path("target/seeds/real160l-s12/eval.json")) == "real160l"
     print("seed_table: self-test passed")
