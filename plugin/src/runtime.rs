@@ -46,8 +46,13 @@ fn guarded<T>(step: &str, f: impl FnOnce() -> TractResult<T>) -> TractResult<T> 
 /// Parses ONNX bytes and fixes its inputs to `facts`, after checking it has exactly that many
 /// (tract indexes the graph's inputs unchecked: a graph without inputs would panic it).
 fn read_with_inputs(bytes: &[u8], facts: Vec<InferenceFact>) -> TractResult<InferenceModel> {
+    let onnx = tract_onnx::onnx();
+    let proto = guarded("reading the ONNX graph", || {
+        onnx.proto_model_for_read(&mut &bytes[..])
+    })?;
+    check_graph_outputs(&proto)?;
     let mut model = guarded("reading the ONNX graph", || {
-        tract_onnx::onnx().model_for_read(&mut &bytes[..])
+        onnx.model_for_proto_model(&proto)
     })?;
     let found = model.input_outlets()?.len();
     if found != facts.len() {
@@ -62,6 +67,40 @@ fn read_with_inputs(bytes: &[u8], facts: Vec<InferenceFact>) -> TractResult<Infe
         model = model.with_input_fact(i, fact)?;
     }
     Ok(model)
+}
+
+/// Refuses a graph whose outputs name a value nothing in it gives (no input, initializer or node
+/// output of that name): tract-onnx 0.23.9's reader looks such a name up unchecked and panics
+/// (`model.rs:187`), which unwinds to [`guarded`] natively but is a trap in WebAssembly.
+fn check_graph_outputs(proto: &tract_onnx::pb::ModelProto) -> TractResult<()> {
+    let Some(graph) = proto.graph.as_ref() else {
+        tract_onnx::tract_core::internal::bail!("the ONNX model has no graph");
+    };
+    let known: std::collections::HashSet<&str> = graph
+        .input
+        .iter()
+        .map(|i| i.name.as_str())
+        .chain(graph.initializer.iter().map(|t| t.name.as_str()))
+        .chain(
+            graph
+                .node
+                .iter()
+                .flat_map(|n| n.output.iter().chain(&n.input))
+                .map(String::as_str)
+                .filter(|n| !n.is_empty()),
+        )
+        .collect();
+    if let Some(missing) = graph
+        .output
+        .iter()
+        .find(|o| !known.contains(o.name.as_str()))
+    {
+        tract_onnx::tract_core::internal::bail!(
+            "the ONNX graph's output {:?} is given by none of its inputs, initializers or nodes",
+            missing.name
+        );
+    }
+    Ok(())
 }
 
 impl OnnxModel {
@@ -508,15 +547,30 @@ mod tests {
     }
 
     #[test]
-    fn a_graph_that_panics_tract_is_an_error() {
+    fn a_graph_that_panics_tract_is_refused_before_tract_reads_it() {
         // The second crash of that campaign: a graph naming an output no value is recorded for
-        // (tract-onnx 0.23.9 panics looking it up).
+        // (tract-onnx 0.23.9 panics looking it up). Refused by our own check first, so it is an
+        // error in WebAssembly too, where a panic cannot be caught.
         let bytes = b":\x08r\0b\0r\0\n\0";
         let err = OnnxModel::from_bytes(bytes, &[1, 1, 32, 32]).unwrap_err();
         assert!(
             err.to_string()
-                .contains("tract failed while reading the ONNX graph"),
+                .contains("is given by none of its inputs, initializers or nodes"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_panic_inside_a_guarded_step_is_an_error_naming_the_step() {
+        let err = guarded::<()>("optimising the ONNX graph", || {
+            panic!("index out of bounds")
+        })
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("tract failed while optimising the ONNX graph")
+                && text.contains("index out of bounds"),
+            "{text}"
         );
     }
 }
