@@ -117,8 +117,17 @@ export interface DisplayImage {
   monochrome1: boolean;
 }
 
+/**
+ * The analyzer in a Web Worker. If the WebAssembly module crashes (a panic aborts it), the request
+ * that crashed it rejects with the panic's message, the others in flight reject too, and a fresh
+ * worker takes over, loading the model again before the next request when it had been loaded.
+ */
 export class AsgAnalyzer {
   constructor();
+  /** How many times a crashed worker has been replaced. */
+  readonly restarts: number;
+  /** Sends one raw request to the worker (the viewer's own plumbing; prefer the methods below). */
+  call(type: string, payload?: Record<string, unknown>, transfer?: Transferable[], onProgress?: ((p: unknown) => void) | null): Promise<any>;
   load(onProgress?: ((p: { file: string; loaded: number; total: number }) => void) | null): Promise<Record<string, unknown>>;
   analyze(bytes: ArrayBuffer, name?: string): Promise<{ analysis: Analysis; image: DisplayImage }>;
   checkReport(analysis: Analysis, report: string): Promise<ReportCheck>;

@@ -1,7 +1,14 @@
 // Runs the WebAssembly analyzer off the main thread so the page never freezes.
-import init, { Analyzer, readMeta, thumbnail } from "./pkg/asg_wasm.js";
+import init, { Analyzer, panicForTesting, readMeta, thumbnail } from "./pkg/asg_wasm.js";
 
 let analyzer = null;
+
+// A panic inside the WebAssembly module aborts it (a WebAssembly.RuntimeError, "unreachable");
+// its panic hook (asg-wasm's `start`) hands the message here first.
+let lastPanic = null;
+self.asgPanic = (message) => {
+  lastPanic = String(message);
+};
 
 // Fetches one file of the bundle, reporting the bytes received so far through `progress`.
 async function fetchBytes(name, progress) {
@@ -92,8 +99,27 @@ self.onmessage = async (event) => {
       if (!analyzer) throw new Error("the model is not loaded");
       const check = JSON.parse(analyzer.checkReport(JSON.stringify(event.data.analysis), event.data.report));
       self.postMessage({ id, ok: true, check });
+    } else if (type === "crash-for-testing") {
+      // The crash-recovery test's way to make the module panic.
+      panicForTesting();
+    } else {
+      throw new Error(`unknown request ${JSON.stringify(type)}`);
     }
   } catch (e) {
+    if (e instanceof WebAssembly.RuntimeError) {
+      // The instance trapped and its state is gone: say why, then end this worker; asg.js starts
+      // a fresh one (and loads the model again) for the next request.
+      const file = event.data.name ? `${event.data.name}: ` : "";
+      const cause = lastPanic ?? e.message;
+      self.postMessage({
+        id,
+        ok: false,
+        fatal: true,
+        error: `${file}the analyzer crashed (${cause}) and was restarted; other files are not affected`,
+      });
+      self.close();
+      return;
+    }
     self.postMessage({ id, ok: false, error: String(e && e.message ? e.message : e) });
   }
 };

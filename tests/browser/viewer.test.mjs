@@ -408,6 +408,48 @@ test("the embedding module (asg.js) gives other viewers the same analysis and re
   }
 });
 
+test("a crash inside the WebAssembly analyzer names the file and the panic, and a fresh worker carries on", async () => {
+  const webDir = path.resolve(env("ASG_WEB_DIR"));
+  const dicom = fs.readFileSync(path.resolve(env("ASG_DICOM"))).toString("base64");
+  const server = await serve(webDir);
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+  });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${origin}/`);
+    const got = await page.evaluate(async ({ dicom }) => {
+      const { AsgAnalyzer } = await import("./asg.js");
+      const asg = new AsgAnalyzer();
+      await asg.load();
+      const bytes = () => Uint8Array.from(atob(dicom), (c) => c.charCodeAt(0)).buffer;
+      const probabilities = (r) => r.analysis.findings.map((f) => f.probability);
+      const before = probabilities(await asg.analyze(bytes(), "before.dcm"));
+      // The module panics (a trap in WebAssembly); a request sent behind it is lost with the worker.
+      const crash = asg.call("crash-for-testing", { name: "crash.dcm" }).then(() => "answered", (e) => e.message);
+      const queued = asg.analyze(bytes(), "queued.dcm").then(() => "answered", (e) => e.message);
+      const messages = { crash: await crash, queued: await queued };
+      // The next request waits for the replacement worker to load the model again.
+      const after = probabilities(await asg.analyze(bytes(), "after.dcm"));
+      const restarts = asg.restarts;
+      asg.terminate();
+      return { ...messages, before, after, restarts };
+    }, { dicom });
+    assert.match(
+      got.crash,
+      /^crash\.dcm: the analyzer crashed \(asg-wasm: a panic asked for by panicForTesting \(at wasm\/src\/lib\.rs:\d+\)\) and was restarted/,
+    );
+    assert.match(got.queued, /the analyzer restarted after a crash/);
+    assert.equal(got.restarts, 1);
+    assert.deepEqual(got.after, got.before);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+});
+
 test("asg serve shows the viewer with the embedded default model", async () => {
   const asg = path.resolve(env("ASG_BIN"));
   const child = spawn(asg, ["serve", "--port", "0", "--web", path.resolve(env("ASG_WEB_DIR"))], { stdio: ["ignore", "ignore", "pipe"] });

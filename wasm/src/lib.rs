@@ -298,3 +298,75 @@ fn render(image: &dicom::Image) -> DisplayImage {
         monochrome1: image.meta.photometric_interpretation == "MONOCHROME1",
     }
 }
+
+// A panic aborts a WebAssembly instance (an `unreachable` trap) and its message would be lost;
+// the hook hands it to `globalThis.asgPanic(message)` first, where the page (web/worker.js)
+// defines it, so the user is told what failed. Nothing leaves the machine.
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(catch, js_namespace = globalThis, js_name = asgPanic)]
+    fn report_panic(message: &str) -> Result<(), JsValue>;
+}
+
+/// Installs the panic hook when the module is instantiated.
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen(start)]
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!(" (at {}:{})", short_source_path(l.file()), l.line()))
+            .unwrap_or_default();
+        let payload = info.payload();
+        let what = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("a panic without a message");
+        // Nothing more can be done from inside a panic when the page has no `asgPanic`.
+        let _ = report_panic(&format!("{what}{at}"));
+    }));
+}
+
+/// A source path without the build machine's folders: from the crate's folder on
+/// (`/root/.cargo/registry/src/index.../tract-onnx-0.23.9/src/model.rs` ->
+/// `tract-onnx-0.23.9/src/model.rs`).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+fn short_source_path(file: &str) -> &str {
+    match file.rfind("/src/") {
+        Some(src) => match file[..src].rfind('/') {
+            Some(crate_start) => &file[crate_start + 1..],
+            None => file,
+        },
+        None => file,
+    }
+}
+
+/// Panics on purpose: the viewer's crash-recovery test calls it (through the worker's
+/// `crash-for-testing` message) to prove that a crashed analyzer is restarted and says why.
+#[wasm_bindgen(js_name = panicForTesting)]
+pub fn panic_for_testing() {
+    panic!("asg-wasm: a panic asked for by panicForTesting");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_source_path;
+
+    #[test]
+    fn source_paths_lose_the_build_machines_folders() {
+        assert_eq!(
+            short_source_path(
+                "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tract-onnx-0.23.9/src/model.rs"
+            ),
+            "tract-onnx-0.23.9/src/model.rs"
+        );
+        assert_eq!(
+            short_source_path("plugin/src/runtime.rs"),
+            "plugin/src/runtime.rs"
+        );
+        assert_eq!(short_source_path("src/lib.rs"), "src/lib.rs");
+        assert_eq!(short_source_path("lib.rs"), "lib.rs");
+    }
+}
