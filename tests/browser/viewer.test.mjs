@@ -51,6 +51,33 @@ function serve(root, hold = null) {
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
 }
 
+// Headless Chromium (CHROMIUM, or Debian's), with its own background traffic off: the tests
+// check that the page requests nothing outside its origin.
+function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+}
+
+// Opens the viewer page (ASG_WEB_DIR served on loopback) in a fresh browser, runs `use(page)`
+// and closes both whatever happens.
+async function withViewerPage(use) {
+  const server = await serve(path.resolve(env("ASG_WEB_DIR")));
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${server.address().port}/`);
+    return await use(page);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+}
+
 function assertClose(what, browser, native) {
   assert.equal(browser.length, native.length, `${what}: lengths differ`);
   browser.forEach((b, i) => {
@@ -66,13 +93,7 @@ test("the viewer analyses a DICOM file in the browser exactly as the native CLI 
   const native = JSON.parse(fs.readFileSync(env("ASG_NATIVE_JSON"), "utf8"));
   const server = await serve(webDir);
   const origin = `http://127.0.0.1:${server.address().port}`;
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage();
     const requests = [];
@@ -263,10 +284,7 @@ test("a file that is not DICOM gets a clear error on the page, not a crash", asy
   const webDir = path.resolve(env("ASG_WEB_DIR"));
   const server = await serve(webDir);
   const origin = `http://127.0.0.1:${server.address().port}`;
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage();
     await page.goto(`${origin}/`);
@@ -287,10 +305,7 @@ test("a 300 MB file, a 20,000 x 20,000 image and a deflate bomb get clear messag
   const hostile = path.resolve(env("ASG_HOSTILE"));
   const server = await serve(webDir);
   const origin = `http://127.0.0.1:${server.address().port}`;
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage();
     let crashed = false;
@@ -327,10 +342,7 @@ test("several files are grouped into studies with thumbnails, and a bad one is n
   assert.equal(files.length, 4);
   const server = await serve(webDir);
   const origin = `http://127.0.0.1:${server.address().port}`;
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage();
     const problems = [];
@@ -363,19 +375,10 @@ test("several files are grouped into studies with thumbnails, and a bad one is n
 });
 
 test("the embedding module (asg.js) gives other viewers the same analysis and report check", async () => {
-  const webDir = path.resolve(env("ASG_WEB_DIR"));
   const native = JSON.parse(fs.readFileSync(env("ASG_NATIVE_JSON"), "utf8"));
   const dicom = fs.readFileSync(path.resolve(env("ASG_DICOM"))).toString("base64");
   const report = fs.readFileSync(path.resolve(env("ASG_REPORT")), "utf8");
-  const server = await serve(webDir);
-  const origin = `http://127.0.0.1:${server.address().port}`;
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-  });
-  try {
-    const page = await browser.newPage();
-    await page.goto(`${origin}/`);
+  await withViewerPage(async (page) => {
     const got = await page.evaluate(async ({ dicom, report }) => {
       const { AsgAnalyzer } = await import("./asg.js");
       const asg = new AsgAnalyzer();
@@ -402,24 +405,12 @@ test("the embedding module (asg.js) gives other viewers the same analysis and re
     assertClose("probabilities", got.probabilities, native.findings.map((f) => f.probability));
     assertClose("boxes", got.boxes.flat(), native.regions.map((r) => r.bbox).flat());
     assert.deepEqual(got.verdicts, native.report_check.sentences.map((s) => s.verdict));
-  } finally {
-    await browser.close();
-    server.close();
-  }
+  });
 });
 
 test("a crash inside the WebAssembly analyzer names the file and the panic, and a fresh worker carries on", async () => {
-  const webDir = path.resolve(env("ASG_WEB_DIR"));
   const dicom = fs.readFileSync(path.resolve(env("ASG_DICOM"))).toString("base64");
-  const server = await serve(webDir);
-  const origin = `http://127.0.0.1:${server.address().port}`;
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-  });
-  try {
-    const page = await browser.newPage();
-    await page.goto(`${origin}/`);
+  await withViewerPage(async (page) => {
     const got = await page.evaluate(async ({ dicom }) => {
       const { AsgAnalyzer } = await import("./asg.js");
       const asg = new AsgAnalyzer();
@@ -444,10 +435,7 @@ test("a crash inside the WebAssembly analyzer names the file and the panic, and 
     assert.match(got.queued, /the analyzer restarted after a crash/);
     assert.equal(got.restarts, 1);
     assert.deepEqual(got.after, got.before);
-  } finally {
-    await browser.close();
-    server.close();
-  }
+  });
 });
 
 test("asg serve shows the viewer with the embedded default model", async () => {
@@ -463,10 +451,7 @@ test("asg serve shows the viewer with the embedded default model", async () => {
       });
       child.on("exit", (code) => reject(new Error(`asg serve exited (${code}): ${text}`)));
     });
-    const browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-    });
+    const browser = await launch();
     try {
       const page = await browser.newPage();
       const requests = [];
@@ -496,10 +481,7 @@ test("as a radiologist expects: a file chosen during model load waits, the image
   const hold = { path: "/model/image.onnx", until: new Promise((ok) => (release = ok)) };
   const server = await serve(webDir, hold);
   const origin = `http://127.0.0.1:${server.address().port}`;
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     const problems = [];

@@ -225,6 +225,15 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
     assert!(err.to_string().contains("another configuration"), "{err}");
 }
 
+/// The rows of a run's `log.jsonl`, one a step.
+fn log_rows(run: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[test]
 fn every_loss_falls_on_a_tiny_configuration() {
     let data = tempfile::tempdir().unwrap();
@@ -232,11 +241,7 @@ fn every_loss_falls_on_a_tiny_configuration() {
     let out = tempfile::tempdir().unwrap();
     let config = tiny(160);
     run(&config, data.path(), out.path(), false, None);
-    let rows: Vec<serde_json::Value> = std::fs::read_to_string(out.path().join("log.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = log_rows(out.path());
     assert_eq!(rows.len(), 160);
     let mean = |rs: &[serde_json::Value], k: &str| {
         rs.iter().map(|r| r[k].as_f64().unwrap()).sum::<f64>() / rs.len() as f64
@@ -309,11 +314,7 @@ fn a_bf16_run_follows_the_f32_run_and_saves_f32_weights() {
         let mut config = tiny(12);
         config.train.precision = precision;
         run(&config, data.path(), out.path(), false, None);
-        let rows: Vec<serde_json::Value> = std::fs::read_to_string(out.path().join("log.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let rows = log_rows(out.path());
         let weights = candle_core::safetensors::load(
             out.path().join("model.safetensors"),
             &candle_core::Device::Cpu,

@@ -480,6 +480,16 @@ pub(crate) mod fused_test_support {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
+    /// The largest absolute value of `t`.
+    pub fn max_abs(t: &Tensor) -> f32 {
+        t.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         assert_eq!(a.dims(), b.dims());
         (a - b)
@@ -622,15 +632,7 @@ mod bn_relu_tests {
             assert!(max_diff(&a.1, &b.1) < 1e-4, "input gradient, {case}");
             // The weight and bias gradients are sums over b * h * w values: the composed form
             // adds them in f32, the fused op in f64, so they are compared relative to their size.
-            let scale = |t: &Tensor| {
-                t.abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap()
-                    .max(1.0)
-            };
+            let scale = |t: &Tensor| super::fused_test_support::max_abs(t).max(1.0);
             assert!(
                 max_diff(&a.2, &b.2) < 1e-5 * scale(&b.2) + 1e-4,
                 "weight gradient, {case}"
@@ -648,7 +650,7 @@ mod bn_relu_tests {
 /// Mixed precision ([`crate::model::precision`]) in the convolution and the linear layer.
 #[cfg(test)]
 mod precision_tests {
-    use super::fused_test_support::{max_diff, random};
+    use super::fused_test_support::{max_abs, max_diff, random};
     use crate::model::precision::{autocast, Precision};
     use candle_core::{DType, Tensor, Var};
     use rand::SeedableRng;
@@ -682,14 +684,7 @@ mod precision_tests {
         let (y16, z16, gw16, glw16) = run(Precision::Bf16);
         assert_eq!(gw16.dtype(), DType::F32);
         assert_eq!(glw16.dtype(), DType::F32);
-        let scale = |t: &Tensor| {
-            t.abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
+        let scale = max_abs;
         for (a, b, what) in [
             (&y32, &y16, "convolution"),
             (&z32, &z16, "linear"),
