@@ -652,7 +652,7 @@ mod bn_relu_tests {
 mod precision_tests {
     use super::fused_test_support::{max_abs, max_diff, random};
     use crate::model::precision::{autocast, Precision};
-    use candle_core::{DType, Tensor, Var};
+    use candle_core::{DType, Var};
     use rand::SeedableRng;
 
     /// A convolution and a linear layer under `bf16` against `f32`: values within bf16's
