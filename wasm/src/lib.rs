@@ -318,12 +318,7 @@ pub fn start() {
             .location()
             .map(|l| format!(" (at {}:{})", short_source_path(l.file()), l.line()))
             .unwrap_or_default();
-        let payload = info.payload();
-        let what = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("a panic without a message");
+        let what = info.payload_as_str().unwrap_or("a panic without a message");
         // Nothing more can be done from inside a panic when the page has no `asgPanic`.
         let _ = report_panic(&format!("{what}{at}"));
     }));
