@@ -260,6 +260,10 @@ pub struct AugmentConfig {
     /// percentile): what the plugin shows of a DICOM film without a VOI window, e.g. a picture
     /// turned into DICOM by img2dcm, while the same picture as PNG is read as it is.
     pub rewindow: f64,
+    /// Chance of a synthetic nodule drawn into a real film's lung (`data::nodules`): films with
+    /// given labels and a lung mask, none with a nodule or mass already; the nodule is then
+    /// labelled present on the film, in its lung and its lung zone, and named in the text.
+    pub nodules: f64,
 }
 
 impl Default for AugmentConfig {
@@ -276,6 +280,7 @@ impl Default for AugmentConfig {
             collimation: 0.0,
             sharpen: 0.0,
             rewindow: 0.0,
+            nodules: 0.0,
         }
     }
 }

@@ -172,6 +172,8 @@ pub fn prepare_cached(
         boxes[r] = [x1, y1, x2, y2].map(|v| (v / size as f64) as f32);
         present[r] = true;
     }
+    let mut rng = rng;
+    let drawn = draw_nodule(record, config, &mut image, &lb, (w, h), rng.as_deref_mut());
     let geometry = rng.map(|rng| {
         augment(
             &mut image,
@@ -210,9 +212,28 @@ pub fn prepare_cached(
     } else {
         (Vec::new(), Vec::new())
     };
+    let nodule = asg_report::finding_index("nodule");
+    // The drawn nodule's lesion disc, beside the film's own lesions.
+    let with_drawn = match (&drawn, nodule, &record.given) {
+        (Some(d), Some(fi), Some(g))
+            if config.loss.lesion > 0.0 || config.loss.lesion_attention > 0.0 =>
+        {
+            let mut g = g.clone();
+            g.lesions.extend(crate::data::masks::LesionMap::disc(
+                fi,
+                w,
+                h,
+                d.drawn.centre_image.0 as f32,
+                d.drawn.centre_image.1 as f32,
+                d.drawn.radius_image as f32,
+            ));
+            Some(g)
+        }
+        _ => None,
+    };
     let lesions = if config.loss.lesion > 0.0 || config.loss.lesion_attention > 0.0 {
         crate::data::lesions::cell_targets(
-            record.given.as_ref(),
+            with_drawn.as_ref().or(record.given.as_ref()),
             &lb,
             geometry.as_ref(),
             size,
@@ -222,7 +243,10 @@ pub fn prepare_cached(
     } else {
         Default::default()
     };
-    let text = record.report_text()?;
+    let mut text = record.report_text()?;
+    if let Some(d) = &drawn {
+        text = crate::data::nodules::with_nodule(&text, &d.place);
+    }
     let parsed = asg_report::parse(&text);
     let mut tags = parsed.tag_vector(config.train.uncertain_as);
     let mut tag_mask = vec![1.0f32; FINDINGS];
@@ -263,6 +287,15 @@ pub fn prepare_cached(
         for (i, v) in g.regions.iter().enumerate().take(REGIONS * FINDINGS) {
             region_targets[i] = v.unwrap_or(0.0);
             region_mask[i] = if v.is_some() { 1.0 } else { 0.0 };
+        }
+    }
+    // The drawn nodule: on the film, in its lung and in its zone.
+    if let (Some(d), Some(fi)) = (&drawn, nodule) {
+        tags[fi] = 1.0;
+        tag_mask[fi] = 1.0;
+        for region in &d.regions {
+            region_targets[region * FINDINGS + fi] = 1.0;
+            region_mask[region * FINDINGS + fi] = 1.0;
         }
     }
     let encoding = tokenizer.encode(&text, config.model.max_tokens);
@@ -307,6 +340,80 @@ pub fn prepare_cached(
         anatomy,
         anatomy_known,
         lesions,
+    })
+}
+
+/// A synthetic nodule drawn into a film, and where its labels go.
+#[derive(Debug, Clone)]
+struct DrawnNodule {
+    drawn: crate::data::nodules::Drawn,
+    /// The most specific region holding it (its lung zone, else its lung), for the text.
+    place: String,
+    /// Region indices labelled with it: its lung and its lung zone.
+    regions: Vec<usize>,
+}
+
+/// Draws a synthetic nodule into a real training film at the chance `augment.nodules`
+/// (`data::nodules`): only films with given labels and a lung mask of the film's size, and none
+/// that holds a nodule or a mass already. Draws nothing from `rng` when the chance is 0, so
+/// recipes without it train exactly as before.
+fn draw_nodule(
+    record: &Record,
+    config: &Config,
+    image: &mut [f32],
+    lb: &Letterbox,
+    (w, h): (u32, u32),
+    rng: Option<&mut ChaCha8Rng>,
+) -> Option<DrawnNodule> {
+    use rand::Rng;
+    let chance = config.augment.nodules;
+    let rng = rng.filter(|_| chance > 0.0)?;
+    let given = record.given.as_ref()?;
+    let masks = record.anatomy.as_ref()?;
+    let has = |f: &str| {
+        asg_report::finding_index(f)
+            .and_then(|i| given.tags.get(i).copied().flatten())
+            .is_some_and(|v| v > 0.5)
+    };
+    if has("nodule") || has("mass") {
+        return None;
+    }
+    let lung = |i: usize| {
+        masks
+            .get(i)
+            .and_then(|m| m.as_ref())
+            .filter(|m| (m.image_width, m.image_height) == (w as usize, h as usize))
+    };
+    if lung(0).is_none() && lung(1).is_none() {
+        return None;
+    }
+    if !rng.random_bool(chance.min(1.0)) {
+        return None;
+    }
+    let size = config.model.input_size;
+    let drawn = crate::data::nodules::draw(image, size, [lung(0), lung(1)], lb, rng)?;
+    let side = if drawn.lung == 0 { "right" } else { "left" };
+    let (x, y) = drawn.centre_image;
+    let mut place = format!("{side} lung");
+    let mut regions: Vec<usize> = region_index(&place).into_iter().collect();
+    for zone in ["upper", "mid", "lower"] {
+        let name = format!("{side} {zone} lung zone");
+        let Some(r) = region_index(&name) else {
+            continue;
+        };
+        let inside = record.boxes.get(r).copied().flatten().is_some_and(|b| {
+            x >= b[0] as f64 && x < b[2] as f64 && y >= b[1] as f64 && y < b[3] as f64
+        });
+        if inside {
+            regions.push(r);
+            place = name;
+            break;
+        }
+    }
+    Some(DrawnNodule {
+        drawn,
+        place,
+        regions,
     })
 }
 

@@ -2,7 +2,7 @@
 //! [`imagenome`] scans the Chest ImaGenome + MIMIC-CXR layout (the phantoms are written the same
 //! way); [`example`] prepares one study for the model (decode, letterbox, targets, tokens);
 //! [`augment`] moves images and boxes together; [`anatomy`] turns expert masks into the anatomy
-//! head's targets; [`lesions`] turns lesion masks into per-cell finding targets; [`sampling`] orders the batches reproducibly.
+//! head's targets; [`lesions`] turns lesion masks into per-cell finding targets; [`nodules`] draws synthetic nodules into real films' lungs; [`sampling`] orders the batches reproducibly.
 //!
 //! May use: [`crate::config`] and [`crate::vocab`] (not the model).
 
@@ -13,6 +13,7 @@ pub mod example;
 pub mod imagenome;
 pub mod lesions;
 pub mod masks;
+pub mod nodules;
 pub mod realcxr;
 pub mod sampling;
 pub mod sources;

@@ -654,6 +654,89 @@ mod tests {
     }
 
     #[test]
+    fn a_drawn_nodule_is_labelled_in_its_lung_and_zone_and_named_in_the_text() {
+        use crate::config::{AugmentConfig, Config};
+        use crate::data::example::prepare;
+        use asg_report::{TextTokenizer, Tokenizer};
+        use rand::SeedableRng;
+        let dir = tiny();
+        let set = scan(dir.path()).unwrap();
+        let tok = TextTokenizer::Word(Tokenizer::train(["nodule opacity wire"], 100, 1));
+        let nod = asg_report::finding_index("nodule").unwrap();
+        let zones: Vec<usize> = ["right", "left"]
+            .iter()
+            .flat_map(|s| {
+                ["upper", "mid", "lower"].map(|z| region_index(&format!("{s} {z} lung zone")))
+            })
+            .map(Option::unwrap)
+            .collect();
+        let mut config = Config::default();
+        config.model.input_size = 64;
+        // No geometry, curve or noise: what changes is the nodule alone.
+        config.augment = AugmentConfig {
+            scale: [1.0, 1.0],
+            shift: 0.0,
+            contrast: 0.0,
+            noise: 0.0,
+            ..AugmentConfig::default()
+        };
+        let rng = |seed| rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let b = &set.records[1];
+        let plain = prepare(b, &tok, &config, Some(&mut rng(3))).unwrap();
+        assert_eq!(
+            plain.tag_mask[nod], 0.0,
+            "an ieee8023 film says nothing of nodules"
+        );
+        config.augment.nodules = 1.0;
+        for seed in 0..8 {
+            let e = prepare(b, &tok, &config, Some(&mut rng(seed))).unwrap();
+            assert_eq!((e.tags[nod], e.tag_mask[nod]), (1.0, 1.0));
+            // Brighter in one lung (x 8..28 or 36..56, y 8..56 of the 64 px film), nowhere else.
+            let mut xs = Vec::new();
+            for (i, (a, p)) in e.image.iter().zip(&plain.image).enumerate() {
+                assert!(a >= p, "a nodule only adds");
+                if a > p {
+                    let (x, y) = (i % 64, i / 64);
+                    assert!((8..56).contains(&y) && !(28..36).contains(&x), "{x} {y}");
+                    assert!((8..56).contains(&x));
+                    xs.push(x);
+                }
+            }
+            assert!(!xs.is_empty());
+            let right = xs.iter().all(|&x| x < 32);
+            assert!(right || xs.iter().all(|&x| x >= 32), "in one lung");
+            let lung = region_index(if right { "right lung" } else { "left lung" }).unwrap();
+            let other = region_index(if right { "left lung" } else { "right lung" }).unwrap();
+            assert_eq!(e.region_targets[lung * FINDINGS + nod], 1.0);
+            assert_eq!(e.region_mask[lung * FINDINGS + nod], 1.0);
+            assert_eq!(
+                e.region_mask[other * FINDINGS + nod],
+                0.0,
+                "still unknown there"
+            );
+            let in_zones: Vec<usize> = zones
+                .iter()
+                .copied()
+                .filter(|z| e.region_targets[z * FINDINGS + nod] == 1.0)
+                .collect();
+            assert_eq!(in_zones.len(), 1, "in one zone of the lung's three");
+        }
+        // The films holding a nodule already get none drawn, nor do those without lung masks,
+        // and neither draws from the rng.
+        for r in [&set.records[0], &set.records[2]] {
+            let drawn = prepare(r, &tok, &config, Some(&mut rng(5))).unwrap();
+            config.augment.nodules = 0.0;
+            let not = prepare(r, &tok, &config, Some(&mut rng(5))).unwrap();
+            config.augment.nodules = 1.0;
+            assert_eq!(drawn.image, not.image);
+            assert_eq!(drawn.ids, not.ids);
+        }
+        // Evaluation (no rng) never draws.
+        let e = prepare(b, &tok, &config, None).unwrap();
+        assert_eq!(e.tag_mask[nod], 0.0);
+    }
+
+    #[test]
     fn the_scan_gives_partial_labels_and_text_and_splits_by_group() {
         let dir = tiny();
         let set = scan(dir.path()).unwrap();

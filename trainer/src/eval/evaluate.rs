@@ -296,6 +296,7 @@ pub fn acquisition_stress() -> crate::config::AugmentConfig {
         collimation: 0.3,
         sharpen: 0.5,
         rewindow: 0.5,
+        nodules: 0.0,
     }
 }
 
