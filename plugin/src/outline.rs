@@ -22,6 +22,27 @@ pub struct AnatomyOutline {
     /// border, then the borders of holes in it (specks left out, see [`MIN_PART_SHARE`]). Empty
     /// when the mask has no pixel at 0.5.
     pub rings: Vec<Vec<[f32; 2]>>,
+    /// Parts of the mask left out as specks (not in the JSON: the rings show what is kept).
+    #[serde(skip)]
+    pub specks_left_out: usize,
+}
+
+impl AnatomyOutline {
+    /// The extent of the kept parts in image pixels `[x1, y1, x2, y2]`; None without rings.
+    pub fn extent(&self) -> Option<[f32; 4]> {
+        let mut points = self.rings.iter().flatten();
+        let first = points.next()?;
+        Some(
+            points.fold([first[0], first[1], first[0], first[1]], |b, p| {
+                [
+                    b[0].min(p[0]),
+                    b[1].min(p[1]),
+                    b[2].max(p[0]),
+                    b[3].max(p[1]),
+                ]
+            }),
+        )
+    }
 }
 
 /// Traces `masks` (`names.len()` channels of `side * side` probabilities, row-major, over the
@@ -52,6 +73,7 @@ pub fn outlines(
     let mut out = Vec::with_capacity(names.len());
     for (name, mask) in names.iter().zip(masks.chunks(cells)) {
         let mut rings = Vec::new();
+        let mut specks_left_out = 0;
         if mask.iter().all(|v| v.is_finite()) {
             let values: Vec<f64> = mask.iter().map(|&v| v as f64).collect();
             let contours = builder
@@ -66,6 +88,10 @@ pub fn outlines(
                 .map(|p| ring_area(p.exterior()) - p.interiors().iter().map(ring_area).sum::<f64>())
                 .collect();
             let largest = areas.iter().copied().fold(0.0, f64::max);
+            specks_left_out = areas
+                .iter()
+                .filter(|&&a| a < MIN_PART_SHARE * largest)
+                .count();
             for (polygon, _) in parts
                 .into_iter()
                 .zip(&areas)
@@ -94,6 +120,7 @@ pub fn outlines(
         out.push(AnatomyOutline {
             name: name.clone(),
             rings,
+            specks_left_out,
         });
     }
     Ok(out)
@@ -184,6 +211,10 @@ mod tests {
         // big part's border (100 - 0.5), its 4 x 4 hole (16 - 0.5) and the second part
         // (30 - 0.5); the speck and the 1-cell hole (0.5 each) are gone.
         assert_eq!(areas, vec![15.5, 29.5, 99.5]);
+        // One speck left out; the extent is the two kept parts': x 2..16, y 2..19 (the
+        // corners cut halfway along each border cell's side).
+        assert_eq!(got[0].specks_left_out, 1);
+        assert_eq!(got[0].extent(), Some([2.0, 2.0, 16.0, 19.0]));
     }
 
     #[test]
