@@ -264,6 +264,9 @@ pub struct AugmentConfig {
     /// given labels and a lung mask, none with a nodule or mass already; the nodule is then
     /// labelled present on the film, in its lung and its lung zone, and named in the text.
     pub nodules: f64,
+    /// The range of a drawn nodule's peak contrast, in display units (0..1; JSRT's nodules: the
+    /// core 0.00-0.10 above the ring around it).
+    pub nodule_contrast: [f64; 2],
 }
 
 impl Default for AugmentConfig {
@@ -281,6 +284,7 @@ impl Default for AugmentConfig {
             sharpen: 0.0,
             rewindow: 0.0,
             nodules: 0.0,
+            nodule_contrast: crate::data::nodules::CONTRAST,
         }
     }
 }

@@ -391,7 +391,14 @@ fn draw_nodule(
         return None;
     }
     let size = config.model.input_size;
-    let drawn = crate::data::nodules::draw(image, size, [lung(0), lung(1)], lb, rng)?;
+    let drawn = crate::data::nodules::draw(
+        image,
+        size,
+        [lung(0), lung(1)],
+        lb,
+        config.augment.nodule_contrast,
+        rng,
+    )?;
     let side = if drawn.lung == 0 { "right" } else { "left" };
     let (x, y) = drawn.centre_image;
     let mut place = format!("{side} lung");

@@ -21,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 pub const LUNG_WIDTH_MM: f64 = 122.0;
 /// Diameters drawn, in mm (log-uniform; 30 mm is the nodule/mass boundary).
 pub const DIAMETER_MM: [f64; 2] = [8.0, 30.0];
-/// Peak contrasts drawn, in display units (0..1).
+/// Peak contrasts drawn by default, in display units (0..1) (`augment.nodule_contrast`).
 pub const CONTRAST: [f64; 2] = [0.02, 0.11];
 /// Sub-samples per pixel along each axis (the profile averaged over the pixel's area, as the
 /// letterbox's area resampling averages a real nodule).
@@ -70,14 +70,19 @@ fn lung_plane(c: &Coverage, lb: &Letterbox, size: usize) -> (Vec<f32>, f64) {
 
 /// Draws one nodule into `image` (`size` x `size`, normalised by [`NORMALISATION`]) inside the
 /// right or left lung of `lungs` (ANATOMY's channels 0 and 1; None where the film has no such
-/// mask). None (and the image untouched) when neither lung has a place for it.
+/// mask), its peak contrast drawn from `contrast` (display units). None (and the image
+/// untouched) when neither lung has a place for it.
 pub fn draw(
     image: &mut [f32],
     size: usize,
     lungs: [Option<&Coverage>; 2],
     letterbox: &Letterbox,
+    contrast: [f64; 2],
     rng: &mut ChaCha8Rng,
 ) -> Option<Drawn> {
+    if !(contrast[0] >= 0.0 && contrast[0] < contrast[1]) {
+        return None;
+    }
     if image.len() != size * size || size == 0 {
         return None;
     }
@@ -93,7 +98,7 @@ pub fn draw(
     }
     let diameter_mm = (rng.random_range(DIAMETER_MM[0].ln()..DIAMETER_MM[1].ln())).exp();
     let radius = diameter_mm / LUNG_WIDTH_MM * width / 2.0;
-    let contrast = rng.random_range(CONTRAST[0]..CONTRAST[1]);
+    let contrast = rng.random_range(contrast[0]..contrast[1]);
     let ratio = rng.random_range(0.8..1.0);
     let tilt = rng.random_range(0.0..std::f64::consts::PI);
     let lobes = rng.random_range(3..7) as f64;
@@ -236,7 +241,7 @@ mod tests {
         for seed in 0..20 {
             let mut img = vec![0.0f32; 100 * 100];
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            let d = draw(&mut img, 100, [Some(&right), None], &lb, &mut rng).unwrap();
+            let d = draw(&mut img, 100, [Some(&right), None], &lb, CONTRAST, &mut rng).unwrap();
             assert_eq!(d.lung, 0);
             // Diameter from 8/122 to 30/122 of the lung's 40 px.
             let dia = 2.0 * d.radius_model;
@@ -272,19 +277,37 @@ mod tests {
         let lb = Letterbox::new(400, 400, 100);
         let mut img = vec![0.5f32; 100 * 100];
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        assert_eq!(draw(&mut img, 100, [None, None], &lb, &mut rng), None);
+        assert_eq!(
+            draw(&mut img, 100, [None, None], &lb, CONTRAST, &mut rng),
+            None
+        );
         // A lung too small to hold a nodule.
         let tiny = rect(400, 400, 100, 100, 104, 104);
         assert_eq!(
-            draw(&mut img, 100, [None, Some(&tiny)], &lb, &mut rng),
+            draw(&mut img, 100, [None, Some(&tiny)], &lb, CONTRAST, &mut rng),
             None
         );
         assert!(img.iter().all(|v| *v == 0.5));
-        // An image of the wrong size is left alone.
+        // A contrast range that is empty or negative draws nothing.
         let right = rect(400, 400, 40, 60, 200, 360);
+        for bad in [[0.1, 0.05], [-0.1, 0.1], [f64::NAN, 0.1]] {
+            assert_eq!(
+                draw(&mut img, 100, [Some(&right), None], &lb, bad, &mut rng),
+                None
+            );
+        }
+        assert!(img.iter().all(|v| *v == 0.5));
+        // An image of the wrong size is left alone.
         let mut small = vec![0.0f32; 10];
         assert_eq!(
-            draw(&mut small, 100, [Some(&right), None], &lb, &mut rng),
+            draw(
+                &mut small,
+                100,
+                [Some(&right), None],
+                &lb,
+                CONTRAST,
+                &mut rng
+            ),
             None
         );
     }

@@ -297,6 +297,7 @@ pub fn acquisition_stress() -> crate::config::AugmentConfig {
         sharpen: 0.5,
         rewindow: 0.5,
         nodules: 0.0,
+        ..Default::default()
     }
 }
 
