@@ -130,6 +130,27 @@ enum Command {
         #[arg(long, default_value_t = asg_trainer::eval::STRESS_COPIES)]
         stress_copies: usize,
     },
+    /// Withhold findings from an exported bundle: they are no longer offered (the CLI, the
+    /// viewer and the report check say "not assessed"), with the reason kept in the manifest's
+    /// training notes; weights and thresholds untouched. For a finding a probe showed the model
+    /// does not see, though it passed the export's validation rule. With --data, the test split
+    /// is evaluated again into the manifest's metrics.
+    Withhold {
+        /// The bundle folder.
+        #[arg(long)]
+        model: PathBuf,
+        /// A finding to withhold (repeatable).
+        #[arg(long = "finding", required = true)]
+        findings: Vec<String>,
+        /// Why, in a sentence (kept in the manifest).
+        #[arg(long)]
+        why: String,
+        /// Where the bundle goes (a new folder, or the bundle's own).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Merge exported bundles into one: the first's image model on the bundle's input, the
     /// others' on it area-averaged to their sizes, finding and region logits averaged, the rest
     /// (boxes, heatmaps, embeddings, text model, manifest) the first's. The thresholds are the
@@ -433,6 +454,38 @@ fn run() -> anyhow::Result<()> {
             )?;
             evaluate_into_manifest(&out, &data, &mut manifest)?;
             eprintln!("wrote the retuned bundle to {}", out.display());
+        }
+        Command::Withhold {
+            model,
+            findings,
+            why,
+            out,
+            data,
+        } => {
+            let bundle = asg_trainer::eval::OnnxBundle::load(&model)?;
+            let mut manifest = bundle.manifest.clone();
+            asg_trainer::export::bundle::withhold(&mut manifest, &findings, &why)
+                .with_context(|| format!("withholding from {}", model.display()))?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            for name in manifest.files.keys() {
+                let bytes = std::fs::read(model.join(name))
+                    .with_context(|| format!("reading {}", model.join(name).display()))?;
+                asg_trainer::export::bundle::write_atomically(&out, name, &bytes)?;
+            }
+            asg_trainer::export::bundle::write_atomically(
+                &out,
+                asg_bundle::MANIFEST_FILE,
+                manifest.to_json().as_bytes(),
+            )?;
+            if let Some(d) = &data {
+                evaluate_into_manifest(&out, d, &mut manifest)?;
+            }
+            eprintln!(
+                "offering {} findings: {}; wrote {}",
+                manifest.assessed.as_ref().map_or(0, |a| a.len()),
+                manifest.assessed.as_deref().unwrap_or_default().join(", "),
+                out.display()
+            );
         }
         Command::Ensemble { model, with, out } => {
             let read = |dir: &std::path::Path| -> anyhow::Result<(asg_bundle::Manifest, Vec<u8>)> {

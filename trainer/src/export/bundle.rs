@@ -288,6 +288,39 @@ pub fn assessed_findings(
     )
 }
 
+/// Withholds `findings` from a bundle's manifest: they are no longer offered (the CLI, the
+/// viewer and the report check say "not assessed" instead of scoring them), with `why` recorded
+/// in `training.notes`. For a finding whose score was found not to measure it (a probe showed
+/// the model does not see it) though it passed the export's validation rule. The weights and
+/// thresholds are untouched. A name outside the vocabulary, or one not offered, is an error.
+pub fn withhold(manifest: &mut Manifest, findings: &[String], why: &str) -> anyhow::Result<()> {
+    if why.trim().is_empty() {
+        anyhow::bail!("say why the findings are withheld (--why)");
+    }
+    let mut offered: Vec<String> = match &manifest.assessed {
+        Some(a) => a.clone(),
+        None => manifest.findings.clone(),
+    };
+    for f in findings {
+        if !manifest.findings.contains(f) {
+            anyhow::bail!("{f:?} is not a finding of this bundle");
+        }
+        let Some(at) = offered.iter().position(|o| o == f) else {
+            anyhow::bail!("{f:?} is not offered by this bundle already");
+        };
+        offered.remove(at);
+    }
+    manifest.assessed = Some(offered);
+    manifest.training.notes = format!(
+        "{}; withheld by asg-train {} withhold: {} ({})",
+        manifest.training.notes,
+        env!("CARGO_PKG_VERSION"),
+        findings.join(", "),
+        why.trim()
+    );
+    Ok(())
+}
+
 /// Probability thresholds per finding name: image level (tag decoder) and region level.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Thresholds {
@@ -352,5 +385,32 @@ mod tests {
             )
         );
         assert_eq!(assessed_findings(None, None), None);
+    }
+
+    #[test]
+    fn a_withheld_finding_is_no_longer_offered_and_the_reason_is_kept() {
+        let text = std::fs::read_to_string("../models/default/manifest.json").unwrap();
+        let mut m: Manifest = serde_json::from_str(&text).unwrap();
+        m.assessed = Some(vec!["opacity".into(), "nodule".into()]);
+        let err = |m: &mut Manifest, f: &str, why: &str| {
+            withhold(m, &[f.to_string()], why).unwrap_err().to_string()
+        };
+        assert!(err(&mut m, "shoulder", "x").contains("not a finding of this bundle"));
+        assert!(err(&mut m, "tube", "x").contains("not offered"));
+        assert!(err(&mut m, "nodule", " ").contains("--why"));
+        assert_eq!(m.assessed, Some(vec!["opacity".into(), "nodule".into()]));
+        withhold(&mut m, &["nodule".to_string()], "the probe").unwrap();
+        assert_eq!(m.assessed, Some(vec!["opacity".to_string()]));
+        assert!(
+            m.training.notes.ends_with("withhold: nodule (the probe)"),
+            "{}",
+            m.training.notes
+        );
+        // A bundle that offered everything offers all but the withheld.
+        m.assessed = None;
+        withhold(&mut m, &["tube".to_string()], "why").unwrap();
+        let offered = m.assessed.unwrap();
+        assert_eq!(offered.len(), m.findings.len() - 1);
+        assert!(!offered.contains(&"tube".to_string()));
     }
 }
