@@ -230,6 +230,11 @@ pub enum Precision {
     Bf16,
 }
 
+/// The default range of a drawn nodule's peak contrast (`augment.nodule_contrast`), in display
+/// units: JSRT's nodules as measured on the realcxr films (the core 0.00-0.10 above the ring
+/// around it, median 0.04).
+pub const NODULE_CONTRAST: [f64; 2] = [0.02, 0.11];
+
 /// Augmentation: moves the boxes with the image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -284,7 +289,7 @@ impl Default for AugmentConfig {
             sharpen: 0.0,
             rewindow: 0.0,
             nodules: 0.0,
-            nodule_contrast: crate::data::nodules::CONTRAST,
+            nodule_contrast: NODULE_CONTRAST,
         }
     }
 }

@@ -22,7 +22,7 @@ pub const LUNG_WIDTH_MM: f64 = 122.0;
 /// Diameters drawn, in mm (log-uniform; 30 mm is the nodule/mass boundary).
 pub const DIAMETER_MM: [f64; 2] = [8.0, 30.0];
 /// Peak contrasts drawn by default, in display units (0..1) (`augment.nodule_contrast`).
-pub const CONTRAST: [f64; 2] = [0.02, 0.11];
+pub use crate::config::NODULE_CONTRAST as CONTRAST;
 /// Sub-samples per pixel along each axis (the profile averaged over the pixel's area, as the
 /// letterbox's area resampling averages a real nodule).
 const SUPERSAMPLE: usize = 4;
