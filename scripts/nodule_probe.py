@@ -26,14 +26,7 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-
-def split_of(group):
-    h = 0xCBF29CE484222325
-    for b in group.encode():
-        h ^= b
-        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    m = h % 100
-    return "train" if m < 70 else "validate" if m < 85 else "test"
+from realcxr_split import split_of
 
 
 def auroc(pos, neg):

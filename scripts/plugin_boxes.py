@@ -20,6 +20,8 @@ import tempfile
 import numpy as np
 from PIL import Image
 
+from realcxr_split import split_of
+
 STRUCTURES = {
     "right lung": "right_lung",
     "left lung": "left_lung",
@@ -28,15 +30,6 @@ STRUCTURES = {
     "left clavicle": "left_clavicle",
     "mediastinum": "cardiomediastinum",
 }
-
-
-def split_of(group):
-    h = 0xCBF29CE484222325
-    for b in group.encode():
-        h ^= b
-        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    m = h % 100
-    return "train" if m < 70 else "validate" if m < 85 else "test"
 
 
 def iou(a, b):

@@ -441,17 +441,7 @@ fn run() -> anyhow::Result<()> {
                 manifest.assessed.as_ref().map_or(0, |a| a.len()),
                 manifest.assessed.as_deref().unwrap_or_default().join(", ")
             );
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            for name in manifest.files.keys() {
-                let bytes = std::fs::read(model.join(name))
-                    .with_context(|| format!("reading {}", model.join(name).display()))?;
-                asg_trainer::export::bundle::write_atomically(&out, name, &bytes)?;
-            }
-            asg_trainer::export::bundle::write_atomically(
-                &out,
-                asg_bundle::MANIFEST_FILE,
-                manifest.to_json().as_bytes(),
-            )?;
+            write_bundle_as(&model, &out, &manifest)?;
             evaluate_into_manifest(&out, &data, &mut manifest)?;
             eprintln!("wrote the retuned bundle to {}", out.display());
         }
@@ -462,21 +452,14 @@ fn run() -> anyhow::Result<()> {
             out,
             data,
         } => {
-            let bundle = asg_trainer::eval::OnnxBundle::load(&model)?;
-            let mut manifest = bundle.manifest.clone();
+            let path = model.join(asg_bundle::MANIFEST_FILE);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let mut manifest = asg_bundle::Manifest::from_json(&text)
+                .with_context(|| format!("{}", path.display()))?;
             asg_trainer::export::bundle::withhold(&mut manifest, &findings, &why)
                 .with_context(|| format!("withholding from {}", model.display()))?;
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            for name in manifest.files.keys() {
-                let bytes = std::fs::read(model.join(name))
-                    .with_context(|| format!("reading {}", model.join(name).display()))?;
-                asg_trainer::export::bundle::write_atomically(&out, name, &bytes)?;
-            }
-            asg_trainer::export::bundle::write_atomically(
-                &out,
-                asg_bundle::MANIFEST_FILE,
-                manifest.to_json().as_bytes(),
-            )?;
+            write_bundle_as(&model, &out, &manifest)?;
             if let Some(d) = &data {
                 evaluate_into_manifest(&out, d, &mut manifest)?;
             }
@@ -713,6 +696,29 @@ fn run() -> anyhow::Result<()> {
 
 /// Evaluates the bundle in `out` on `data`'s test split through tract, prints the table, writes
 /// `evaluation.json` beside it and the summary into the manifest's metrics (rewritten).
+/// Writes the bundle at `model` to `out` (a new folder, or its own) with `manifest` in place of
+/// its own: each file the manifest lists copied after its digest is checked, then the manifest.
+fn write_bundle_as(
+    model: &std::path::Path,
+    out: &std::path::Path,
+    manifest: &asg_bundle::Manifest,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for name in manifest.files.keys() {
+        let bytes = std::fs::read(model.join(name))
+            .with_context(|| format!("reading {}", model.join(name).display()))?;
+        manifest
+            .verify_file(name, &bytes)
+            .with_context(|| format!("{}", model.display()))?;
+        asg_trainer::export::bundle::write_atomically(out, name, &bytes)?;
+    }
+    asg_trainer::export::bundle::write_atomically(
+        out,
+        asg_bundle::MANIFEST_FILE,
+        manifest.to_json().as_bytes(),
+    )
+}
+
 fn evaluate_into_manifest(
     out: &std::path::Path,
     data: &std::path::Path,

@@ -408,10 +408,8 @@ fn draw_nodule(
         let Some(r) = region_index(&name) else {
             continue;
         };
-        let inside = record.boxes.get(r).copied().flatten().is_some_and(|b| {
-            x >= b[0] as f64 && x < b[2] as f64 && y >= b[1] as f64 && y < b[3] as f64
-        });
-        if inside {
+        let holds = record.boxes.get(r).copied().flatten();
+        if holds.is_some_and(|b| crate::data::realcxr::inside(&b, x as f32, y as f32)) {
             regions.push(r);
             place = name;
             break;

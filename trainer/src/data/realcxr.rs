@@ -151,7 +151,8 @@ fn side_of_lobe(lobe: &str) -> Option<LungSide> {
     }
 }
 
-fn inside(b: &BoxPx, x: f32, y: f32) -> bool {
+/// Whether the point `(x, y)` (film pixels) lies in the box, its right and bottom edges out.
+pub(crate) fn inside(b: &BoxPx, x: f32, y: f32) -> bool {
     x >= b[0] && x < b[2] && y >= b[1] && y < b[3]
 }
 
