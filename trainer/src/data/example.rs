@@ -409,7 +409,7 @@ fn draw_nodule(
             continue;
         };
         let holds = record.boxes.get(r).copied().flatten();
-        if holds.is_some_and(|b| crate::data::realcxr::inside(&b, x as f32, y as f32)) {
+        if holds.is_some_and(|b| crate::data::masks::inside(&b, x as f32, y as f32)) {
             regions.push(r);
             place = name;
             break;

@@ -181,6 +181,11 @@ impl LungSide {
 /// A box `[x0, y0, x1, y1]`.
 pub type BoxPx = [f32; 4];
 
+/// Whether the point `(x, y)` (film pixels) lies in the box, its right and bottom edges out.
+pub fn inside(b: &BoxPx, x: f32, y: f32) -> bool {
+    x >= b[0] && x < b[2] && y >= b[1] && y < b[3]
+}
+
 impl Mask {
     /// A mask from 8-bit values: set where the value is at least 128.
     pub fn from_luma(width: usize, height: usize, values: &[u8]) -> Option<Self> {

@@ -24,7 +24,9 @@ use crate::data::anatomy::{Coverage, ANATOMY};
 use crate::data::error::{io, DataError};
 use crate::data::imagenome::{region_index, Dataset, GivenLabels, Record, ScanStats, Split};
 pub use crate::data::masks::load_mask;
-use crate::data::masks::{apical_zone, lung_regions, trachea, BoxPx, LesionMap, LungSide, Mask};
+use crate::data::masks::{
+    apical_zone, inside, lung_regions, trachea, BoxPx, LesionMap, LungSide, Mask,
+};
 use crate::vocab::{FINDINGS, REGIONS};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -149,11 +151,6 @@ fn side_of_lobe(lobe: &str) -> Option<LungSide> {
     } else {
         None
     }
-}
-
-/// Whether the point `(x, y)` (film pixels) lies in the box, its right and bottom edges out.
-pub(crate) fn inside(b: &BoxPx, x: f32, y: f32) -> bool {
-    x >= b[0] && x < b[2] && y >= b[1] && y < b[3]
 }
 
 /// The films's boxes and labels (see the module's rules). Masks are read from under `root`.
