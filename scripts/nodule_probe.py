@@ -17,23 +17,14 @@ test films (the split rule of trainer/src/data/realcxr.rs):
 Needs numpy and Pillow. The drawn films are JSRT pixels: they stay in a temporary folder.
 """
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 from PIL import Image
 
-from realcxr_split import split_of
-
-
-def auroc(pos, neg):
-    if not pos or not neg:
-        return float("nan")
-    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
+from probe_tools import analyze, auroc, held_out
 
 
 def draw(image, mask, contrast, rng):
@@ -55,9 +46,7 @@ def draw(image, mask, contrast, rng):
     return np.clip(image + bump, 0, 1)
 
 
-def scores(path):
-    with open(path) as f:
-        d = json.load(f)
+def scores(d):
     names = [x["name"] for x in d["findings"]]
     if "nodule" not in names:
         return None
@@ -81,42 +70,33 @@ def main():
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         films, kind = [], {}
-        with open(os.path.join(args.realcxr, "index.jsonl")) as f:
-            for line in f:
-                r = json.loads(line)
-                if r["source"] != "jsrt" or split_of(r["patient_group"]) == "train":
-                    continue
-                src = os.path.join(args.realcxr, r["image"])
-                stem = os.path.splitext(os.path.basename(src))[0]
-                if r.get("nodules"):
-                    films.append(src)
-                    kind[stem] = ("real", r["nodules"][0].get("subtlety"))
-                    continue
-                image = np.asarray(Image.open(src).convert("L"), dtype=np.float32) / 255
+        for r in held_out(args.realcxr, lambda r: r["source"] == "jsrt"):
+            src = os.path.join(args.realcxr, r["image"])
+            stem = os.path.splitext(os.path.basename(src))[0]
+            if r.get("nodules"):
                 films.append(src)
-                kind[stem] = ("normal", None)
-                for k in range(args.copies):
-                    side = ["right_lung", "left_lung"][rng.integers(2)]
-                    mask = np.asarray(Image.open(os.path.join(args.realcxr, r["masks"][side]))) > 0
-                    drawn = draw(image, mask, args.contrast, rng)
-                    if drawn is None:
-                        continue
-                    name = f"{stem}_drawn{k}"
-                    path = os.path.join(tmp, name + ".png")
-                    Image.fromarray((drawn * 255).round().astype(np.uint8)).save(path)
-                    films.append(path)
-                    kind[name] = ("drawn", None)
+                kind[stem] = ("real", r["nodules"][0].get("subtlety"))
+                continue
+            image = np.asarray(Image.open(src).convert("L"), dtype=np.float32) / 255
+            films.append(src)
+            kind[stem] = ("normal", None)
+            for k in range(args.copies):
+                side = ["right_lung", "left_lung"][rng.integers(2)]
+                mask = np.asarray(Image.open(os.path.join(args.realcxr, r["masks"][side]))) > 0
+                drawn = draw(image, mask, args.contrast, rng)
+                if drawn is None:
+                    continue
+                name = f"{stem}_drawn{k}"
+                path = os.path.join(tmp, name + ".png")
+                Image.fromarray((drawn * 255).round().astype(np.uint8)).save(path)
+                films.append(path)
+                kind[name] = ("drawn", None)
         out = os.path.join(tmp, "out")
         os.makedirs(out)
-        cmd = [args.asg, "analyze", "--jobs", "2", "--json", out] + films
-        if args.model:
-            cmd[2:2] = ["--model", args.model]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         got = {}
-        for name in os.listdir(out):
-            stem = name[: -len(".json")]
+        for stem, d in analyze(args.asg, args.model, films, out).items():
             if stem in kind:
-                s = scores(os.path.join(out, name))
+                s = scores(d)
                 if s is None:
                     print("the model does not offer nodule", file=sys.stderr)
                     return 1

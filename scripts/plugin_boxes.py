@@ -11,16 +11,14 @@ Needs numpy and Pillow. Prints, per source and structure, the mean IoU of the re
 of its outline's extent, and on how many films the two disagree (IoU below 0.97).
 """
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 from PIL import Image
 
-from realcxr_split import split_of
+from probe_tools import analyze, held_out
 
 STRUCTURES = {
     "right lung": "right_lung",
@@ -48,25 +46,16 @@ def main():
     args = ap.parse_args()
     records = {}
     files = []
-    with open(os.path.join(args.realcxr, "index.jsonl")) as f:
-        for line in f:
-            r = json.loads(line)
-            if split_of(r["patient_group"]) != "train" and r["masks"]:
-                path = os.path.join(args.realcxr, r["image"])
-                records[os.path.splitext(os.path.basename(path))[0]] = r
-                files.append(path)
+    for r in held_out(args.realcxr, lambda r: bool(r["masks"])):
+        path = os.path.join(args.realcxr, r["image"])
+        records[os.path.splitext(os.path.basename(path))[0]] = r
+        files.append(path)
     with tempfile.TemporaryDirectory() as out:
-        cmd = [args.asg, "analyze", "--jobs", "1", "--json", out] + files
-        if args.model:
-            cmd[2:2] = ["--model", args.model]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         stats = {}
-        for name in sorted(os.listdir(out)):
-            r = records.get(name[: -len(".json")])
+        for stem, d in sorted(analyze(args.asg, args.model, files, out, jobs=1).items()):
+            r = records.get(stem)
             if r is None:
                 continue
-            with open(os.path.join(out, name)) as f:
-                d = json.load(f)
             boxes = {x["name"]: x["bbox"] for x in d["regions"]}
             outlines = {a["name"]: a["rings"] for a in d["anatomy"]}
             for region, key in STRUCTURES.items():
