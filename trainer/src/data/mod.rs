@@ -12,6 +12,7 @@ pub mod error;
 pub mod example;
 pub mod imagenome;
 pub mod lesions;
+pub mod lung_crops;
 pub mod masks;
 pub mod nodules;
 pub mod realcxr;

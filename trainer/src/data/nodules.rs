@@ -93,11 +93,46 @@ pub fn draw(
     let lung = sides[rng.random_range(0..sides.len())];
     let coverage = lungs[lung]?;
     let (plane, width) = lung_plane(coverage, letterbox, size);
-    if width < 4.0 {
+    let gain = 1.0 / NORMALISATION.std as f64;
+    let (mx, my, radius, contrast) =
+        draw_in_plane(image, size, size, &plane, width, contrast, gain, rng)?;
+    let to_image = letterbox.image_width as f64 / letterbox.content_width.max(1) as f64;
+    Some(Drawn {
+        lung,
+        centre_image: letterbox.to_image(mx, my),
+        radius_image: radius * to_image,
+        centre_model: (mx, my),
+        radius_model: radius,
+        contrast,
+    })
+}
+
+/// A nodule drawn into one plane: `image` (`width` x `height`) gets `gain` times the profile of
+/// a nodule whose peak contrast is drawn from `contrast`, centred where its whole disc lies in
+/// `lung` (the lung's share of each pixel, same size), its diameter scaled by `lung_width` (the
+/// lung's width in these pixels: [`DIAMETER_MM`] of [`LUNG_WIDTH_MM`]). Returns the centre, the
+/// radius (both in these pixels) and the contrast drawn, or None (the image untouched) when the
+/// lung is too small or has no place for it. The random draws come in one fixed order.
+#[allow(clippy::too_many_arguments)]
+pub fn draw_in_plane(
+    image: &mut [f32],
+    width: usize,
+    height: usize,
+    lung: &[f32],
+    lung_width: f64,
+    contrast: [f64; 2],
+    gain: f64,
+    rng: &mut ChaCha8Rng,
+) -> Option<(f64, f64, f64, f64)> {
+    if !(contrast[0] >= 0.0 && contrast[0] < contrast[1]) {
         return None;
     }
+    if image.len() != width * height || lung.len() != width * height || lung_width < 4.0 {
+        return None;
+    }
+    let plane = lung;
     let diameter_mm = (rng.random_range(DIAMETER_MM[0].ln()..DIAMETER_MM[1].ln())).exp();
-    let radius = diameter_mm / LUNG_WIDTH_MM * width / 2.0;
+    let radius = diameter_mm / LUNG_WIDTH_MM * lung_width / 2.0;
     let contrast = rng.random_range(contrast[0]..contrast[1]);
     let ratio = rng.random_range(0.8..1.0);
     let tilt = rng.random_range(0.0..std::f64::consts::PI);
@@ -106,7 +141,7 @@ pub fn draw(
     let phase = rng.random_range(0.0..std::f64::consts::TAU);
     // 0.5: a sphere's sharp rim; up to 1.5: a blurred, ill-defined edge.
     let edge = rng.random_range(0.5..1.5);
-    let inside: Vec<usize> = (0..size * size).filter(|&i| plane[i] > 0.9).collect();
+    let inside: Vec<usize> = (0..width * height).filter(|&i| plane[i] > 0.9).collect();
     if inside.is_empty() {
         return None;
     }
@@ -116,7 +151,7 @@ pub fn draw(
     let mut centre = None;
     for _ in 0..TRIES {
         let i = inside[rng.random_range(0..inside.len())];
-        let (cx, cy) = ((i % size) as i64, (i / size) as i64);
+        let (cx, cy) = ((i % width) as i64, (i / width) as i64);
         let fits = (-reach..=reach).all(|dy| {
             (-reach..=reach).all(|dx| {
                 if ((dx * dx + dy * dy) as f64) > outer * outer {
@@ -125,9 +160,9 @@ pub fn draw(
                 let (x, y) = (cx + dx, cy + dy);
                 x >= 0
                     && y >= 0
-                    && (x as usize) < size
-                    && (y as usize) < size
-                    && plane[y as usize * size + x as usize] > 0.5
+                    && (x as usize) < width
+                    && (y as usize) < height
+                    && plane[y as usize * width + x as usize] > 0.5
             })
         });
         if fits {
@@ -149,15 +184,15 @@ pub fn draw(
         let rho2 = (u / r).powi(2) + (v / (r * ratio)).powi(2);
         (1.0 - rho2).max(0.0).powf(edge)
     };
-    let add = contrast / NORMALISATION.std as f64;
+    let add = contrast * gain;
     let span = radius * (1.0 + lobe_amp) + 1.0;
     let (x0, x1) = (
         ((mx - span).floor().max(0.0)) as usize,
-        ((mx + span).ceil() as usize).min(size),
+        ((mx + span).ceil() as usize).min(width),
     );
     let (y0, y1) = (
         ((my - span).floor().max(0.0)) as usize,
-        ((my + span).ceil() as usize).min(size),
+        ((my + span).ceil() as usize).min(height),
     );
     let step = 1.0 / SUPERSAMPLE as f64;
     for y in y0..y1 {
@@ -173,19 +208,11 @@ pub fn draw(
             }
             let p = sum / (SUPERSAMPLE * SUPERSAMPLE) as f64;
             if p > 0.0 {
-                image[y * size + x] += (add * p) as f32;
+                image[y * width + x] += (add * p) as f32;
             }
         }
     }
-    let to_image = letterbox.image_width as f64 / letterbox.content_width.max(1) as f64;
-    Some(Drawn {
-        lung,
-        centre_image: letterbox.to_image(mx, my),
-        radius_image: radius * to_image,
-        centre_model: (mx, my),
-        radius_model: radius,
-        contrast,
-    })
+    Some((mx, my, radius, contrast))
 }
 
 /// The report sentence list of `text` (written by `realcxr::write_text`) with the drawn nodule

@@ -71,6 +71,9 @@ pub struct Nodule {
     pub center: [f32; 2],
     pub size_mm: f32,
     pub lobe: String,
+    /// JSRT's degree of subtlety: 1 extremely subtle ... 5 obvious.
+    #[serde(default)]
+    pub subtlety: Option<u8>,
 }
 
 /// Brixia scores.
@@ -539,13 +542,13 @@ pub fn scan(root: &Path) -> Result<Dataset, DataError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A tiny realcxr folder: one JSRT-like film with lung, heart and clavicle masks and a
     /// nodule, one GeneralBlockchain-like film with a ground-glass mask in the left lung, one
     /// Brixia-scored film without masks.
-    fn tiny() -> tempfile::TempDir {
+    pub(crate) fn tiny() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("images")).unwrap();

@@ -29,6 +29,7 @@ pub mod error;
 pub mod evaluate;
 pub mod metrics;
 pub mod models;
+pub mod nodule_eval;
 pub mod thresholds;
 
 pub use crate::export::OnnxBundle;

@@ -18,6 +18,7 @@ pub(crate) mod cpu_ops;
 pub mod init;
 pub mod layers;
 pub mod losses;
+pub mod nodule_net;
 pub mod precision;
 pub mod transformer_ops;
 

@@ -12,6 +12,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod ema;
 pub mod error;
+pub mod nodule_fit;
 pub mod optim;
 pub mod plot;
 pub mod prefetch;
