@@ -177,6 +177,11 @@ enum Command {
         /// The drawn nodules' peak contrast range, display units.
         #[arg(long, num_args = 2, default_values_t = [0.03, 0.20])]
         contrast: Vec<f64>,
+        /// Also write 16 training views as the model sees them (PNG, with the cells the
+        /// nodule reaches marked at the right edge's ruler) into this folder, to look at. They
+        /// are JSRT pixels: keep them out of the repository.
+        #[arg(long)]
+        dump: Option<PathBuf>,
     },
     /// Merge exported bundles into one: the first's image model on the bundle's input, the
     /// others' on it area-averaged to their sizes, finding and region logits averaged, the rest
@@ -506,7 +511,18 @@ fn run() -> anyhow::Result<()> {
             seed,
             drawn,
             contrast,
-        } => nodules(&data, &out, steps, batch, lr, seed, drawn, &contrast)?,
+            dump,
+        } => nodules(
+            &data,
+            &out,
+            steps,
+            batch,
+            lr,
+            seed,
+            drawn,
+            &contrast,
+            dump.as_deref(),
+        )?,
         Command::Ensemble { model, with, out } => {
             let read = |dir: &std::path::Path| -> anyhow::Result<(asg_bundle::Manifest, Vec<u8>)> {
                 let text = std::fs::read_to_string(dir.join(asg_bundle::MANIFEST_FILE))
@@ -746,6 +762,7 @@ fn nodules(
     seed: u64,
     drawn: f64,
     contrast: &[f64],
+    dump: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     use asg_trainer::data::lung_crops::crops_of;
     use asg_trainer::train::nodule_fit::{fit_nodules, NoduleFitOptions};
@@ -791,6 +808,9 @@ fn nodules(
         contrast: [lo, hi],
         ..Default::default()
     };
+    if let Some(dir) = dump {
+        dump_views(&crops, &options, dir)?;
+    }
     let log_path = out.join("log.jsonl");
     let mut log = String::new();
     let t0 = std::time::Instant::now();
@@ -832,6 +852,51 @@ fn nodules(
         serde_json::to_string_pretty(&report)?,
     )
     .with_context(|| format!("writing {}", out.join("evaluation.json").display()))?;
+    Ok(())
+}
+
+/// Writes 16 training views of the nodule model as PNGs (display values; the cells a nodule
+/// reaches drawn white in a strip on the right).
+fn dump_views(
+    crops: &[asg_trainer::data::lung_crops::LungCrop],
+    options: &asg_trainer::train::nodule_fit::NoduleFitOptions,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    use asg_trainer::data::lung_crops::{CROP_H, CROP_W};
+    use asg_trainer::train::nodule_fit::{augment, GRID_W};
+    use rand::SeedableRng;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(options.seed);
+    let train: Vec<_> = crops
+        .iter()
+        .filter(|c| c.split == asg_trainer::data::Split::Train && c.label.is_some())
+        .collect();
+    let n = asg_trainer::config::NORMALISATION;
+    for (k, crop) in train
+        .iter()
+        .step_by((train.len() / 16).max(1))
+        .take(16)
+        .enumerate()
+    {
+        let Some(view) = augment(crop, options, &mut rng) else {
+            continue;
+        };
+        let width = CROP_W * 2;
+        let img = image::GrayImage::from_fn(width as u32, CROP_H as u32, |x, y| {
+            let (x, y) = (x as usize, y as usize);
+            let v = if x < CROP_W {
+                view.pixels[y * CROP_W + x] * n.std + n.mean
+            } else {
+                let (gx, gy) = ((x - CROP_W) / 8, y / 8);
+                view.cell_targets[gy * GRID_W + gx] * 0.8
+                    + view.cell_weights[gy * GRID_W + gx] * 0.2
+            };
+            image::Luma([(v.clamp(0.0, 1.0) * 255.0).round() as u8])
+        });
+        let path = dir.join(format!("view{k:02}_label{}.png", view.label));
+        img.save(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }
 
