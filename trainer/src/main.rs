@@ -177,6 +177,10 @@ enum Command {
         /// The drawn nodules' peak contrast range, display units.
         #[arg(long, num_args = 2, default_values_t = [0.03, 0.20])]
         contrast: Vec<f64>,
+        /// Evaluate and export the model in this file (a nodule.safetensors of an earlier run)
+        /// instead of training one.
+        #[arg(long)]
+        weights: Option<PathBuf>,
         /// Also write 16 training views as the model sees them (PNG, with the cells the
         /// nodule reaches marked at the right edge's ruler) into this folder, to look at. They
         /// are JSRT pixels: keep them out of the repository.
@@ -511,18 +515,23 @@ fn run() -> anyhow::Result<()> {
             seed,
             drawn,
             contrast,
+            weights,
             dump,
-        } => nodules(
-            &data,
-            &out,
-            steps,
-            batch,
-            lr,
-            seed,
-            drawn,
-            &contrast,
-            dump.as_deref(),
-        )?,
+        } => {
+            let options = asg_trainer::train::nodule_fit::NoduleFitOptions {
+                steps,
+                batch,
+                lr,
+                seed,
+                drawn,
+                contrast: match contrast.as_slice() {
+                    &[lo, hi] => [lo, hi],
+                    _ => anyhow::bail!("--contrast takes two values"),
+                },
+                ..Default::default()
+            };
+            nodules(&data, &out, &options, weights.as_deref(), dump.as_deref())?
+        }
         Command::Ensemble { model, with, out } => {
             let read = |dir: &std::path::Path| -> anyhow::Result<(asg_bundle::Manifest, Vec<u8>)> {
                 let text = std::fs::read_to_string(dir.join(asg_bundle::MANIFEST_FILE))
@@ -752,23 +761,16 @@ fn run() -> anyhow::Result<()> {
 /// Writes the bundle at `model` to `out` (a new folder, or its own) with `manifest` in place of
 /// its own: each file the manifest lists copied after its digest is checked, then the manifest.
 /// `asg-train nodules`: the lung crops, the training, the evaluation.
-#[allow(clippy::too_many_arguments)]
 fn nodules(
     data: &std::path::Path,
     out: &std::path::Path,
-    steps: u64,
-    batch: usize,
-    lr: f64,
-    seed: u64,
-    drawn: f64,
-    contrast: &[f64],
+    options: &asg_trainer::train::nodule_fit::NoduleFitOptions,
+    weights: Option<&std::path::Path>,
     dump: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    use asg_trainer::data::lung_crops::crops_of;
-    use asg_trainer::train::nodule_fit::{fit_nodules, NoduleFitOptions};
-    let &[lo, hi] = contrast else {
-        anyhow::bail!("--contrast takes two values");
-    };
+    use asg_trainer::data::lung_crops::{crops_of, CROP_H, CROP_W};
+    let [lo, hi] = options.contrast;
+    let (steps, batch, seed, drawn) = (options.steps, options.batch, options.seed, options.drawn);
     anyhow::ensure!(
         (0.0..1.0).contains(&lo) && lo < hi && hi <= 1.0,
         "--contrast {lo} {hi}: want 0 <= low < high <= 1"
@@ -792,44 +794,24 @@ fn nodules(
         crops.len() / 2,
         started.elapsed().as_secs_f64()
     );
-    let varmap = candle_nn::VarMap::new();
+    let mut varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(
         &varmap,
         candle_core::DType::F32,
         &candle_core::Device::Cpu,
     );
     let net = asg_trainer::model::nodule_net::NoduleNet::new(vb)?;
-    let options = NoduleFitOptions {
-        steps,
-        batch,
-        lr,
-        seed,
-        drawn,
-        contrast: [lo, hi],
-        ..Default::default()
-    };
     if let Some(dir) = dump {
-        dump_views(&crops, &options, dir)?;
+        dump_views(&crops, options, dir)?;
     }
-    let log_path = out.join("log.jsonl");
-    let mut log = String::new();
     let t0 = std::time::Instant::now();
-    fit_nodules(&crops, &net, &varmap, &options, &mut |step, lung, cells| {
-        let line = format!(
-            "{{\"step\":{step},\"lung\":{lung:.5},\"cells\":{cells:.5},\"elapsed_s\":{:.1}}}",
-            t0.elapsed().as_secs_f64()
-        );
-        if step % 100 == 0 || step == steps {
-            eprintln!("{line}");
-        }
-        log.push_str(&line);
-        log.push('\n');
-    })?;
-    std::fs::write(&log_path, &log).with_context(|| format!("writing {}", log_path.display()))?;
-    let weights = out.join("nodule.safetensors");
-    varmap
-        .save(&weights)
-        .with_context(|| format!("writing {}", weights.display()))?;
+    if let Some(file) = weights {
+        varmap
+            .load(file)
+            .with_context(|| format!("loading {}", file.display()))?;
+    } else {
+        train_nodules(&crops, &net, &varmap, options, out)?;
+    }
     let report = asg_trainer::eval::nodule_eval::evaluate_nodules(
         &net,
         &crops,
@@ -837,12 +819,47 @@ fn nodules(
         3,
         seed,
     )?;
+    // The ONNX export, checked against Candle on held-out crops through tract.
+    let onnx = asg_trainer::export::nodule::nodule_onnx(&net, CROP_H, CROP_W)?;
+    let onnx_path = out.join("nodule.onnx");
+    std::fs::write(&onnx_path, &onnx)
+        .with_context(|| format!("writing {}", onnx_path.display()))?;
+    let held: Vec<_> = crops
+        .iter()
+        .filter(|c| c.split != asg_trainer::data::Split::Train)
+        .take(16)
+        .map(|c| (c.pixels.clone(), c.mask.clone()))
+        .collect();
+    let candle = asg_trainer::eval::nodule_eval::score(&net, &held)?;
+    let flat: Vec<f32> = held
+        .iter()
+        .flat_map(|(p, _)| asg_trainer::train::nodule_fit::normalise(p))
+        .collect();
+    let cover: Vec<f32> = held
+        .iter()
+        .flat_map(|(_, m)| asg_trainer::train::nodule_fit::cell_coverage(m))
+        .collect();
+    let (tract_p, _) = asg_trainer::export::nodule::run_nodule_onnx(
+        &onnx,
+        &flat,
+        &cover,
+        held.len(),
+        CROP_H,
+        CROP_W,
+    )?;
+    let worst = candle
+        .iter()
+        .zip(&tract_p)
+        .map(|((p, _), q)| (p - q).abs())
+        .fold(0.0f32, f32::max);
     let md = format!(
         "Nodule model (lung crops), {steps} steps of {batch}, seed {seed}, drawn {drawn} at {lo}-{hi}; \
-         held-out JSRT films of {} ({:.0} s of training)\n\n{}",
+         held-out JSRT films of {} ({:.0} s)\n\n{}\nnodule.onnx through tract against Candle on {} \
+         held-out lungs: worst probability difference {worst:.2e}\n",
         data.display(),
         t0.elapsed().as_secs_f64(),
-        report.markdown()
+        report.markdown(),
+        held.len()
     );
     print!("{md}");
     std::fs::write(out.join("evaluation.md"), &md)
@@ -852,6 +869,43 @@ fn nodules(
         serde_json::to_string_pretty(&report)?,
     )
     .with_context(|| format!("writing {}", out.join("evaluation.json").display()))?;
+    Ok(())
+}
+
+/// Trains the nodule model, writing its log and weights into `out`.
+fn train_nodules(
+    crops: &[asg_trainer::data::lung_crops::LungCrop],
+    net: &asg_trainer::model::nodule_net::NoduleNet,
+    varmap: &candle_nn::VarMap,
+    options: &asg_trainer::train::nodule_fit::NoduleFitOptions,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let steps = options.steps;
+    let log_path = out.join("log.jsonl");
+    let mut log = String::new();
+    let t0 = std::time::Instant::now();
+    asg_trainer::train::nodule_fit::fit_nodules(
+        crops,
+        net,
+        varmap,
+        options,
+        &mut |step, lung, cells| {
+            let line = format!(
+                "{{\"step\":{step},\"lung\":{lung:.5},\"cells\":{cells:.5},\"elapsed_s\":{:.1}}}",
+                t0.elapsed().as_secs_f64()
+            );
+            if step % 100 == 0 || step == steps {
+                eprintln!("{line}");
+            }
+            log.push_str(&line);
+            log.push('\n');
+        },
+    )?;
+    std::fs::write(&log_path, &log).with_context(|| format!("writing {}", log_path.display()))?;
+    let weights = out.join("nodule.safetensors");
+    varmap
+        .save(&weights)
+        .with_context(|| format!("writing {}", weights.display()))?;
     Ok(())
 }
 

@@ -35,8 +35,8 @@ use candle_nn::{Linear, Module};
 const GELU_C: f64 = 0.797_884_560_802_865_4; // sqrt(2 / pi)
 
 /// A graph builder that names nodes itself.
-struct Exporter {
-    g: GraphBuilder,
+pub(crate) struct Exporter {
+    pub(crate) g: GraphBuilder,
     count: usize,
     /// The CNN stages' sides, stage 0 first.
     stage_sides: Vec<usize>,
@@ -49,7 +49,7 @@ fn values(t: &Tensor) -> Result<Vec<f32>, ExportError> {
 }
 
 impl Exporter {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             g: GraphBuilder::new(),
             count: 0,
@@ -57,12 +57,12 @@ impl Exporter {
         }
     }
 
-    fn name(&mut self, hint: &str) -> String {
+    pub(crate) fn name(&mut self, hint: &str) -> String {
         self.count += 1;
         format!("{hint}_{}", self.count)
     }
 
-    fn op(
+    pub(crate) fn op(
         &mut self,
         op: &str,
         inputs: &[&str],
@@ -73,26 +73,37 @@ impl Exporter {
         self.g.node(op, inputs, attrs, &name)
     }
 
-    fn tensor(&mut self, hint: &str, t: &Tensor) -> Result<String, ExportError> {
+    pub(crate) fn tensor(&mut self, hint: &str, t: &Tensor) -> Result<String, ExportError> {
         let name = self.name(hint);
         self.g.tensor(&name, t)
     }
 
-    fn scalar(&mut self, hint: &str, v: f32) -> Result<String, ExportError> {
+    pub(crate) fn scalar(&mut self, hint: &str, v: f32) -> Result<String, ExportError> {
         let name = self.name(hint);
         self.g.floats(&name, &[], &[v])
     }
 
-    fn ints(&mut self, hint: &str, v: &[i64]) -> Result<String, ExportError> {
+    pub(crate) fn ints(&mut self, hint: &str, v: &[i64]) -> Result<String, ExportError> {
         let name = self.name(hint);
         self.g.ints(&name, &[v.len()], v)
     }
 
-    fn binary(&mut self, op: &str, a: &str, b: &str, hint: &str) -> Result<String, ExportError> {
+    pub(crate) fn binary(
+        &mut self,
+        op: &str,
+        a: &str,
+        b: &str,
+        hint: &str,
+    ) -> Result<String, ExportError> {
         self.op(op, &[a, b], &[], hint)
     }
 
-    fn reshape(&mut self, x: &str, shape: &[i64], hint: &str) -> Result<String, ExportError> {
+    pub(crate) fn reshape(
+        &mut self,
+        x: &str,
+        shape: &[i64],
+        hint: &str,
+    ) -> Result<String, ExportError> {
         let s = self.ints(&format!("{hint}.shape"), shape)?;
         self.op("Reshape", &[x, &s], &[], hint)
     }
@@ -362,7 +373,12 @@ impl Exporter {
     }
 
     /// Convolution with its batch norm folded in (inference statistics), then ReLU.
-    fn conv_bn(&mut self, x: &str, layer: &ConvBn, hint: &str) -> Result<String, ExportError> {
+    pub(crate) fn conv_bn(
+        &mut self,
+        x: &str,
+        layer: &ConvBn,
+        hint: &str,
+    ) -> Result<String, ExportError> {
         let bn = &layer.bn;
         let scale = (&bn.weight / (bn.running_var.as_tensor() + BN_EPS)?.sqrt()?)?;
         let shift = (&bn.bias - (bn.running_mean.as_tensor() * &scale)?)?;
@@ -702,7 +718,7 @@ impl Exporter {
     }
 
     /// ReduceMax over one axis.
-    fn reduce_max(
+    pub(crate) fn reduce_max(
         &mut self,
         x: &str,
         axis: i64,
@@ -805,7 +821,12 @@ impl Exporter {
         self.binary("Add", &log, &peak, hint)
     }
 
-    fn output(&mut self, value: &str, name: &str, dims: &[Dim]) -> Result<(), ExportError> {
+    pub(crate) fn output(
+        &mut self,
+        value: &str,
+        name: &str,
+        dims: &[Dim],
+    ) -> Result<(), ExportError> {
         self.g.node("Identity", &[value], &[], name)?;
         self.g.output(name, dims);
         Ok(())

@@ -10,6 +10,7 @@ pub mod asg;
 pub mod bundle;
 pub mod ensemble;
 pub mod io;
+pub mod nodule;
 pub mod onnx;
 pub mod runtime;
 pub mod thin;

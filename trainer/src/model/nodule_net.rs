@@ -18,9 +18,9 @@ const PRIOR_LOGIT: f64 = -3.0;
 
 /// The nodule CNN.
 pub struct NoduleNet {
-    layers: Vec<ConvBn>,
-    head_weight: Tensor,
-    head_bias: Tensor,
+    pub(crate) layers: Vec<ConvBn>,
+    pub(crate) head_weight: Tensor,
+    pub(crate) head_bias: Tensor,
 }
 
 impl NoduleNet {
