@@ -2,7 +2,7 @@
 //! [`imagenome`] scans the Chest ImaGenome + MIMIC-CXR layout (the phantoms are written the same
 //! way); [`example`] prepares one study for the model (decode, letterbox, targets, tokens);
 //! [`augment`] moves images and boxes together; [`anatomy`] turns expert masks into the anatomy
-//! head's targets; [`lesions`] turns lesion masks into per-cell finding targets; [`nodules`] draws synthetic nodules into real films' lungs; [`sampling`] orders the batches reproducibly.
+//! head's targets; [`lesions`] turns lesion masks into per-cell finding targets; [`nodules`] draws synthetic nodules into real films' lungs; [`lung_crops`] cuts JSRT lungs out at about 1 mm a pixel for the nodule model; [`sampling`] orders the batches reproducibly.
 //!
 //! May use: [`crate::config`] and [`crate::vocab`] (not the model).
 

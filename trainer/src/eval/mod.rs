@@ -18,7 +18,7 @@
 //!
 //! [`models`] wraps a Candle run or an exported bundle behind one trait, [`evaluate`] measures,
 //! [`thresholds`] chooses the bundle's thresholds on a validation split, [`ablate`] runs the
-//! ablation table.
+//! ablation table, [`nodule_eval`] measures the lung-crop nodule model on held-out JSRT films.
 //!
 //! May use every wing below it: [`crate::config`], [`crate::vocab`], [`crate::model`],
 //! [`crate::data`], [`crate::train`] (to load runs and, for the ablation, to train) and

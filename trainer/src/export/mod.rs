@@ -1,7 +1,8 @@
 //! The export wing: our ONNX writer ([`onnx`]), the whole ASG model as `image.onnx` and
 //! `text.onnx` ([`asg`]), the contract of those files' inputs and outputs with the Candle reference
 //! outputs ([`io`]), the bundle folder with its manifest ([`bundle`]), an exported bundle run back
-//! by tract ([`runtime`]), and the thin-slice test model ([`thin`]).
+//! by tract ([`runtime`]), the lung-crop nodule model as `nodule.onnx` ([`nodule`]), and the
+//! thin-slice test model ([`thin`]).
 //!
 //! May use: [`crate::config`], [`crate::vocab`] and [`crate::model`] (not training or evaluation:
 //! the thresholds a bundle stores are chosen by [`crate::eval`] and handed in).

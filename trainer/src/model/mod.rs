@@ -4,7 +4,8 @@
 //! convolution ([`conv`]), batch norm + ReLU ([`bn_relu`]), layer norm and softmax ([`transformer_ops`])
 //! and what those share ([`cpu_ops`]: Candle's worker pool, a checked matrix product), the losses
 //! with their names
-//! ([`losses`]), mixed precision ([`precision`]) and the seeded parameter initialisation ([`init`]).
+//! ([`losses`]), mixed precision ([`precision`]) and the seeded parameter initialisation ([`init`]);
+//! beside it, the lung-crop nodule CNN ([`nodule_net`]).
 //!
 //! May use: [`crate::config`] and [`crate::vocab`]. Nothing here reads data, trains or exports.
 

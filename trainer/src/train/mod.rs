@@ -4,7 +4,8 @@
 //!
 //! [`batch`] collates examples and computes the weighted losses, [`optim`] holds AdamW and the
 //! schedule, [`ema`] the weights' moving average, [`checkpoint`] saves and loads runs, [`prefetch`] prepares batches on worker threads,
-//! [`run`] is the loop, [`plot`] draws the loss curve.
+//! [`run`] is the loop, [`plot`] draws the loss curve; [`nodule_fit`] trains the lung-crop nodule
+//! model (`asg-train nodules`).
 //!
 //! May use: [`crate::config`], [`crate::vocab`], [`crate::model`] and [`crate::data`].
 
