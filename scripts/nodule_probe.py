@@ -16,7 +16,6 @@ test films (the split rule of trainer/src/data/realcxr.rs):
 
 Needs numpy and Pillow. The drawn films are JSRT pixels: they stay in a temporary folder.
 """
-import argparse
 import os
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-from probe_tools import analyze, auroc, held_out
+from probe_tools import analyze, auroc, held_out, probe_args
 
 
 def draw(image, mask, contrast, rng):
@@ -59,14 +58,7 @@ def scores(d):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--realcxr", default="../shared/realcxr")
-    ap.add_argument("--asg", default="target/release/asg")
-    ap.add_argument("--model")
-    ap.add_argument("--contrast", type=float, nargs=2, default=[0.04, 0.10])
-    ap.add_argument("--copies", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = probe_args([0.04, 0.10])
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         films, kind = [], {}

@@ -17,7 +17,6 @@ its blurred mask, peak contrast drawn from --contrast in display units (0-1).
 
 Needs numpy and Pillow. The drawn films are JSRT pixels: they stay in a temporary folder.
 """
-import argparse
 import os
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import tempfile
 import numpy as np
 from PIL import Image, ImageFilter
 
-from probe_tools import analyze, auroc, held_out
+from probe_tools import analyze, auroc, held_out, probe_args
 
 ZONES = {"mid": (1 / 3, 2 / 3), "lower": (2 / 3, 1.0)}
 
@@ -68,14 +67,7 @@ def opacity(d, region):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--realcxr", default="../shared/realcxr")
-    ap.add_argument("--asg", default="target/release/asg")
-    ap.add_argument("--model")
-    ap.add_argument("--contrast", type=float, nargs=2, default=[0.05, 0.15])
-    ap.add_argument("--copies", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = probe_args([0.05, 0.15])
     rng = np.random.default_rng(args.seed)
     normal = lambda r: r["source"] == "jsrt" and not r.get("nodules") and "right_lung" in r["masks"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,11 +1,24 @@
 """Helpers the analysis scripts share (scripts/nodule_probe.py, scripts/opacity_probe.py,
 scripts/plugin_boxes.py): the held-out realcxr records, a run of `asg analyze` over files, and the
 AUROC as a Mann-Whitney count (ties count half)."""
+import argparse
 import json
 import os
 import subprocess
 
 from realcxr_split import split_of
+
+
+def probe_args(contrast):
+    """The probes' shared options, `--contrast` defaulting to `contrast` (display units)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--realcxr", default="../shared/realcxr")
+    ap.add_argument("--asg", default="target/release/asg")
+    ap.add_argument("--model")
+    ap.add_argument("--contrast", type=float, nargs=2, default=list(contrast))
+    ap.add_argument("--copies", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    return ap.parse_args()
 
 
 def auroc(pos, neg):

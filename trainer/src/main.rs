@@ -828,16 +828,16 @@ fn nodules(
         .iter()
         .filter(|c| c.split != asg_trainer::data::Split::Train)
         .take(16)
-        .map(|c| (c.pixels.clone(), c.mask.clone()))
+        .map(|c| (c.pixels.as_slice(), c.mask.as_slice()))
         .collect();
     let candle = asg_trainer::eval::nodule_eval::score(&net, &held)?;
     let flat: Vec<f32> = held
         .iter()
-        .flat_map(|(p, _)| asg_trainer::train::nodule_fit::normalise(p))
+        .flat_map(|&(p, _)| asg_trainer::train::nodule_fit::normalise(p))
         .collect();
     let cover: Vec<f32> = held
         .iter()
-        .flat_map(|(_, m)| asg_trainer::train::nodule_fit::cell_coverage(m))
+        .flat_map(|&(_, m)| asg_trainer::train::nodule_fit::cell_coverage(m))
         .collect();
     let (tract_p, _) = asg_trainer::export::nodule::run_nodule_onnx(
         &onnx,

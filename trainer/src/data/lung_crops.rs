@@ -11,8 +11,8 @@
 
 use crate::data::error::DataError;
 use crate::data::imagenome::Split;
-use crate::data::masks::{load_mask, Mask};
-use crate::data::realcxr::{image_path, split_of, RealRecord};
+use crate::data::masks::{load_mask, LungSide, Mask};
+use crate::data::realcxr::{image_path, side_of_lobe, split_of, RealRecord};
 use std::path::Path;
 
 /// The crop's width and height in pixels (a lung is about twice as tall as it is wide).
@@ -169,14 +169,10 @@ pub fn widest_span(plane: &[f32], width: usize) -> f64 {
 
 /// The lung (0 right, 1 left) a JSRT lobe names ("r.upper lobe(S2)", "left lung").
 fn lung_of_lobe(lobe: &str) -> Option<usize> {
-    let l = lobe.trim().to_ascii_lowercase();
-    if l.starts_with("r.") || l.starts_with("right") {
-        Some(0)
-    } else if l.starts_with("l.") || l.starts_with("left") {
-        Some(1)
-    } else {
-        None
-    }
+    side_of_lobe(lobe).map(|side| match side {
+        LungSide::Right => 0,
+        LungSide::Left => 1,
+    })
 }
 
 fn mask_box(m: &Mask) -> Option<[f64; 4]> {

@@ -145,7 +145,7 @@ pub fn read_index(root: &Path) -> Result<Vec<RealRecord>, DataError> {
     Ok(out)
 }
 
-fn side_of_lobe(lobe: &str) -> Option<LungSide> {
+pub fn side_of_lobe(lobe: &str) -> Option<LungSide> {
     let l = lobe.trim().to_ascii_lowercase();
     if l.starts_with("r.") || l.starts_with("right") {
         Some(LungSide::Right)

@@ -65,14 +65,14 @@ fn measure(pos: &[f32], neg: &[f32], seed: u64) -> Auroc {
 /// The lung probabilities and cell logits of crops given as (display pixels, mask), in batches.
 pub fn score(
     net: &NoduleNet,
-    crops: &[(Vec<f32>, Vec<f32>)],
+    crops: &[(&[f32], &[f32])],
 ) -> candle_core::Result<Vec<(f32, Vec<f32>)>> {
     let dev = Device::Cpu;
     let mut out = Vec::with_capacity(crops.len());
     for chunk in crops.chunks(16) {
         let b = chunk.len();
-        let pixels: Vec<f32> = chunk.iter().flat_map(|(p, _)| normalise(p)).collect();
-        let weights: Vec<f32> = chunk.iter().flat_map(|(_, m)| cell_coverage(m)).collect();
+        let pixels: Vec<f32> = chunk.iter().flat_map(|&(p, _)| normalise(p)).collect();
+        let weights: Vec<f32> = chunk.iter().flat_map(|&(_, m)| cell_coverage(m)).collect();
         let x = Tensor::from_vec(
             pixels,
             (b, 1, crate::data::lung_crops::CROP_H, CROP_W),
@@ -116,7 +116,7 @@ pub fn evaluate_nodules(
         net,
         &held
             .iter()
-            .map(|c| (c.pixels.clone(), c.mask.clone()))
+            .map(|c| (c.pixels.as_slice(), c.mask.as_slice()))
             .collect::<Vec<_>>(),
     )?;
     // Films: the more suspicious lung; a film is a nodule film when either lung holds one or
@@ -199,12 +199,14 @@ pub fn evaluate_nodules(
                 )
                 .is_some()
                 {
-                    inputs.push((pixels, c.mask.clone()));
+                    inputs.push((pixels, c.mask.as_slice()));
                     other.push(lungs[(k + 1) % 2].1);
                 }
             }
         }
-        let got = score(net, &inputs)?;
+        let borrowed: Vec<(&[f32], &[f32])> =
+            inputs.iter().map(|(p, m)| (p.as_slice(), *m)).collect();
+        let got = score(net, &borrowed)?;
         let copies_scores: Vec<f32> = got
             .iter()
             .zip(&other)
