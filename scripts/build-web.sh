@@ -10,8 +10,8 @@ cargo build --quiet -p asg-wasm --target wasm32-unknown-unknown --profile wasm
 wasm-bindgen --target web --out-dir web/pkg "$target_dir/wasm32-unknown-unknown/wasm/asg_wasm.wasm"
 rm -rf web/model
 mkdir -p web/model
-cp "$bundle/manifest.json" "$bundle/image.onnx" web/model/
-for f in text.onnx tokenizer.json; do
-  if [ -f "$bundle/$f" ]; then cp "$bundle/$f" web/model/; fi
-done
+# The manifest and every file it lists (image, text and crop models, tokenizer).
+cp "$bundle/manifest.json" web/model/
+python3 -c 'import json,sys; print("\n".join(json.load(open(sys.argv[1]))["files"]))' \
+  "$bundle/manifest.json" | while read -r f; do cp "$bundle/$f" web/model/; done
 echo "web/ built: $(du -sh web/pkg/asg_wasm_bg.wasm | cut -f1) of wasm, model from $bundle"

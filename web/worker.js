@@ -43,6 +43,11 @@ async function load(progress) {
   ]);
   analyzer = new Analyzer(manifest, onnx);
   const parsed = JSON.parse(analyzer.manifest());
+  // The lung-crop model (the nodule reader), when the bundle has one: the first result waits
+  // for it, since without it the finding it scores would come from the image model.
+  if (parsed.crop_model) {
+    analyzer.loadCropModel(await fetchBytes(parsed.crop_model.file, progress));
+  }
   // The text model (for the report check), when the bundle has one.
   if (parsed.text_model) {
     const [text, tokenizer] = await Promise.all([

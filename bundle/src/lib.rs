@@ -67,6 +67,43 @@ pub struct Manifest {
     /// dimensions). None: no masks (bundles made before this field, or without an anatomy head).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anatomy: Option<Vec<String>>,
+    /// A second model that reads each lung cut out of the film at about its own resolution and
+    /// scores one finding there (the lung-crop nodule model), when the bundle has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_model: Option<CropModelSpec>,
+}
+
+/// A lung-crop model: the plugin cuts each of `lungs` out of the film around the image model's
+/// box of it (grown by `margin` of its width and height on each side, aspect kept, centred,
+/// area-averaged display values), normalises it as the image model's input is normalised
+/// (`input.mean`, `input.std`) and gives it, with the lung's share of each `stride` x `stride`
+/// cell (from the image model's `anatomy_masks`), to `file`. Its probability replaces the image
+/// model's for `finding`, on the image (the most probable lung) and in the regions; the
+/// manifest's `thresholds` and `region_thresholds` for `finding` apply to it.
+///
+/// The ONNX graph takes `crop` `[n, 1, height, width]` and `coverage`
+/// `[n, height / stride, width / stride]`, and gives `cells` (per-cell logits, shaped as
+/// `coverage`: the heatmap) and the crops' probabilities `[n]` (output `probability_output`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CropModelSpec {
+    /// The ONNX file inside the bundle.
+    pub file: String,
+    /// The finding it scores (one of `findings`).
+    pub finding: String,
+    /// The regions it reads, each one crop: named in `regions` (their boxes frame the crops) and
+    /// in `anatomy` (their masks give the coverage).
+    pub lungs: Vec<String>,
+    /// The crop's size in pixels (multiples of `stride`).
+    pub width: u32,
+    pub height: u32,
+    /// The margin around a lung's box, as a share of its width and height on each side.
+    pub margin: f64,
+    /// The side of a cell, in crop pixels.
+    pub stride: u32,
+    /// The graph's output holding each crop's probability (`[n]`); `cells` holds the logits.
+    pub probability_output: String,
+    /// What it is and how it was measured, for people.
+    pub description: String,
 }
 
 /// Per finding name, probabilities from the validation split: `confident` is the lowest
@@ -276,6 +313,44 @@ impl Manifest {
                 ));
             }
         }
+        if let Some(c) = &self.crop_model {
+            self.check_crop_model(c)?;
+        }
+        Ok(())
+    }
+
+    fn check_crop_model(&self, c: &CropModelSpec) -> Result<(), ManifestError> {
+        let bad = |s: String| Err(ManifestError::Inconsistent(s));
+        if !self.files.contains_key(&c.file) {
+            return bad(format!("crop model file {:?} has no digest", c.file));
+        }
+        if !self.findings.contains(&c.finding) {
+            return bad(format!(
+                "crop model finding {:?} is not one of the findings",
+                c.finding
+            ));
+        }
+        if c.lungs.is_empty() || c.lungs.len() > 8 {
+            return bad(format!("crop model reads {} lungs (1..=8)", c.lungs.len()));
+        }
+        let anatomy = self.anatomy.as_deref().unwrap_or_default();
+        for lung in &c.lungs {
+            if !self.regions.contains(lung) || !anatomy.contains(lung) {
+                return bad(format!(
+                    "crop model lung {lung:?} is not both a region and an anatomy structure"
+                ));
+            }
+        }
+        let fits = |v: u32| v > 0 && v <= 2048 && c.stride > 0 && v.is_multiple_of(c.stride);
+        if !fits(c.width) || !fits(c.height) {
+            return bad(format!(
+                "crop model crop {} x {} is not in 1..=2048 in whole cells of {}",
+                c.width, c.height, c.stride
+            ));
+        }
+        if !(c.margin.is_finite() && (0.0..=1.0).contains(&c.margin)) {
+            return bad(format!("crop model margin {} is not in 0..=1", c.margin));
+        }
         Ok(())
     }
 
@@ -368,6 +443,7 @@ mod tests {
             region_thresholds: BTreeMap::new(),
             check_thresholds: None,
             assessed: None,
+            crop_model: None,
         }
     }
 
@@ -435,5 +511,57 @@ mod tests {
         assert!(e.contains("[1, 3, 40, 40] but 2 structures"), "{e}");
         m.outputs[1].shape = vec![1, 2, 40, 40];
         assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
+    }
+
+    #[test]
+    fn a_crop_model_needs_its_file_finding_and_lungs() {
+        let mut m = manifest();
+        m.regions = vec!["right lung".into()];
+        m.anatomy = Some(vec!["right lung".into()]);
+        m.outputs.push(OutputSpec {
+            name: "anatomy_masks".into(),
+            shape: vec![1, 1, 40, 40],
+            description: String::new(),
+        });
+        m.outputs.push(OutputSpec {
+            name: "region_boxes".into(),
+            shape: vec![1, 1, 4],
+            description: String::new(),
+        });
+        m.crop_model = Some(CropModelSpec {
+            file: "crop.onnx".into(),
+            finding: "b".into(),
+            lungs: vec!["right lung".into()],
+            width: 128,
+            height: 256,
+            margin: 0.06,
+            stride: 8,
+            probability_output: "nodule".into(),
+            description: String::new(),
+        });
+        let refused = |m: &Manifest| Manifest::from_json(&m.to_json()).unwrap_err().to_string();
+        assert!(
+            refused(&m).contains("\"crop.onnx\" has no digest"),
+            "{}",
+            refused(&m)
+        );
+        m.files.insert("crop.onnx".into(), FileDigest::of(b"x"));
+        assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
+        let mut bad = m.clone();
+        bad.crop_model.as_mut().unwrap().finding = "z".into();
+        assert!(refused(&bad).contains("finding \"z\""), "{}", refused(&bad));
+        let mut bad = m.clone();
+        bad.crop_model.as_mut().unwrap().lungs = vec!["left lung".into()];
+        assert!(
+            refused(&bad).contains("\"left lung\" is not both"),
+            "{}",
+            refused(&bad)
+        );
+        let mut bad = m.clone();
+        bad.crop_model.as_mut().unwrap().width = 100;
+        assert!(refused(&bad).contains("100 x 256"), "{}", refused(&bad));
+        let mut bad = m.clone();
+        bad.crop_model.as_mut().unwrap().margin = 2.0;
+        assert!(refused(&bad).contains("margin"), "{}", refused(&bad));
     }
 }

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod crop;
 mod error;
 pub mod index;
 mod lengths;
@@ -20,6 +21,7 @@ mod read;
 pub mod sr;
 mod write;
 
+pub use crop::{crop_area, crop_display, CropFrame};
 pub use error::{DicomError, DicomErrorKind};
 pub use preprocess::{
     area_resize, area_resize_map, preprocess, preprocess_image, Letterbox, ModelInput,

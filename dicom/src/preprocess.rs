@@ -249,7 +249,7 @@ pub fn preprocess_image(image: &Image, size: u32, norm: Normalisation) -> ModelI
 
 /// The range of `pixels` when every value is an integer and the range spans at most 2^17 values
 /// (a table of the display transform is then cheap).
-fn integer_range(pixels: &[f32]) -> Option<(i64, i64)> {
+pub(crate) fn integer_range(pixels: &[f32]) -> Option<(i64, i64)> {
     // (v + C) - C rounds v to an integer for |v| < 2^22 (C = 1.5 * 2^23), so v is an integer
     // exactly when it comes back unchanged; NaN never does. Eight independent lanes of adds and
     // compares vectorise, where `fract` is a libm call per pixel.

@@ -284,6 +284,21 @@ fn fused_preprocessing_equals_display_then_resize_exactly() {
 }
 
 #[test]
+fn a_crop_of_the_display_values_equals_cropping_the_display_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut img = sample(61, 47);
+    img.photometric_interpretation = "MONOCHROME1".into();
+    let path = write(dir.path(), &img);
+    let read = read_file(&path, &ReadOptions::default()).unwrap();
+    let frame = asg_dicom::CropFrame::around([5.0, 3.0, 40.0, 44.0], 0.06, 16, 32).unwrap();
+    let (w, h) = (read.width as usize, read.height as usize);
+    let a = asg_dicom::crop_area(&read.display(), w, h, &frame, 16, 32, |v| v);
+    let b = asg_dicom::crop_display(&read, &frame, 16, 32);
+    assert_eq!(a, b);
+    assert!(a.iter().any(|&v| v > 0.0));
+}
+
+#[test]
 fn every_written_transfer_syntax_and_bit_depth_reads_back_exactly() {
     let dir = tempfile::tempdir().unwrap();
     for ts in [

@@ -162,6 +162,9 @@ pub struct Timings {
     pub decode_ms: f64,
     pub preprocess_ms: f64,
     pub inference_ms: f64,
+    /// Of `postprocess_ms`: cutting the lung crops and running the crop model (bundles with one).
+    #[serde(default)]
+    pub crop_model_ms: f64,
     pub postprocess_ms: f64,
     pub total_ms: f64,
 }
@@ -443,6 +446,94 @@ impl ModelBundle {
             .map_err(|reason| self.bad_output(reason))
     }
 
+    /// Runs the lung-crop model on the lungs the image model found and puts its answer into the
+    /// findings and regions ([`crate::crops`]). A lung without a box is left out with a warning;
+    /// with neither, the finding is not assessed on this image.
+    #[allow(clippy::too_many_arguments)]
+    fn read_crops(
+        &self,
+        model: &crate::runtime::CropModel,
+        image: &Image,
+        letterbox: &Letterbox,
+        outputs: &[NamedOutput],
+        findings: &mut [FindingScore],
+        regions: &mut [RegionResult],
+        warnings: &mut Vec<String>,
+    ) -> Result<(), PluginError> {
+        let m = &self.manifest;
+        let spec = &model.spec;
+        let Some(f) = m.findings.iter().position(|n| *n == spec.finding) else {
+            return Err(self.bad_output(format!(
+                "the crop model's finding {:?} is not a finding",
+                spec.finding
+            )));
+        };
+        let (Some(names), Some(masks)) = (&m.anatomy, output(outputs, "anatomy_masks")) else {
+            return Err(
+                self.bad_output("the crop model needs the image model's anatomy_masks".into())
+            );
+        };
+        let inputs = crate::crops::crop_inputs(
+            model,
+            image,
+            letterbox,
+            regions,
+            names,
+            masks,
+            Normalisation {
+                mean: m.input.mean,
+                std: m.input.std,
+            },
+        )
+        .map_err(|reason| self.bad_output(reason))?;
+        let missing: Vec<&str> = spec
+            .lungs
+            .iter()
+            .zip(&inputs.frames)
+            .filter(|(_, frame)| frame.is_none())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if missing.len() == spec.lungs.len() {
+            if let Some(finding) = findings.get_mut(f) {
+                finding.assessed = false;
+                finding.present = false;
+                finding.regions.clear();
+                finding.heatmap = None;
+            }
+            warnings.push(format!(
+                "no lung was found, so {} is not assessed on this image",
+                spec.finding
+            ));
+            return Ok(());
+        }
+        if !missing.is_empty() {
+            warnings.push(format!(
+                "{} not found: {} is read in the other lung only",
+                missing.join(" and "),
+                spec.finding
+            ));
+        }
+        let scores = model
+            .run(inputs.crops.clone(), inputs.coverage.clone())
+            .map_err(|e| PluginError::Model {
+                bundle: self.source.clone(),
+                reason: format!("{} failed: {e:#}", spec.file),
+            })?;
+        crate::crops::apply_crop_scores(
+            model,
+            &inputs,
+            &scores,
+            f,
+            findings,
+            regions,
+            letterbox,
+            image,
+            m.threshold(&spec.finding),
+            m.region_threshold(&spec.finding),
+        );
+        Ok(())
+    }
+
     /// Decodes a DICOM file held in memory and analyses it; `source_name` names it in errors.
     pub fn analyze_dicom(
         &self,
@@ -561,6 +652,8 @@ impl ModelBundle {
             None => vec![],
         };
         let mut findings = findings;
+        let mut warnings = view_warnings(image);
+        let mut crop_model_ms = 0.0;
         let (regions, anatomy) = if is_lateral(image) {
             // The model reads frontal films: on a lateral its findings would be false alarms and
             // its boxes nonsense, so it says nothing (the warning says why).
@@ -571,10 +664,22 @@ impl ModelBundle {
             (Vec::new(), Vec::new())
         } else {
             let anatomy = self.anatomy(&outputs, &input.letterbox, image)?;
-            (
-                self.regions(&outputs, &input.letterbox, image, &mut findings, &anatomy)?,
-                anatomy,
-            )
+            let mut regions =
+                self.regions(&outputs, &input.letterbox, image, &mut findings, &anatomy)?;
+            if let Some(model) = &self.crop_model {
+                let t = Instant::now();
+                self.read_crops(
+                    model,
+                    image,
+                    &input.letterbox,
+                    &outputs,
+                    &mut findings,
+                    &mut regions,
+                    &mut warnings,
+                )?;
+                crop_model_ms = ms_since(t);
+            }
+            (regions, anatomy)
         };
         let postprocess_ms = ms_since(t2);
         Ok(Analysis {
@@ -594,7 +699,7 @@ impl ModelBundle {
                 photometric_interpretation: image.meta.photometric_interpretation.clone(),
                 pixel_spacing_mm: image.meta.pixel_spacing_mm,
             },
-            warnings: view_warnings(image),
+            warnings,
             letterbox: input.letterbox,
             findings,
             regions,
@@ -604,6 +709,7 @@ impl ModelBundle {
                 decode_ms: 0.0,
                 preprocess_ms,
                 inference_ms,
+                crop_model_ms,
                 postprocess_ms,
                 total_ms: preprocess_ms + inference_ms + postprocess_ms,
             },

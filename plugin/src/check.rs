@@ -534,6 +534,7 @@ mod tests {
             check_thresholds: None,
             assessed: None,
             anatomy: None,
+            crop_model: None,
         }
     }
 

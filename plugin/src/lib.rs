@@ -7,6 +7,7 @@
 mod analysis;
 pub mod batch;
 mod check;
+mod crops;
 #[cfg(feature = "embedded")]
 mod embedded;
 mod error;
@@ -30,4 +31,4 @@ pub use check::{
 pub use embedded::{EMBEDDED_BUNDLE, EMBEDDED_SOURCE};
 pub use error::PluginError;
 pub use outline::AnatomyOutline;
-pub use runtime::{ModelBundle, OnnxModel, TextEmbeddings, TextModel};
+pub use runtime::{CropModel, CropScores, ModelBundle, OnnxModel, TextEmbeddings, TextModel};

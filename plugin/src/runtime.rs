@@ -269,6 +269,115 @@ impl TextModel {
     }
 }
 
+/// The bundle's lung-crop model (the manifest's `crop_model`), planned for one crop per lung.
+#[derive(Clone)]
+pub struct CropModel {
+    plan: Arc<TypedRunnableModel>,
+    /// What the manifest says of it.
+    pub spec: asg_bundle::CropModelSpec,
+    cells_output: usize,
+    probability_output: usize,
+}
+
+impl std::fmt::Debug for CropModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CropModel")
+            .field("spec", &self.spec)
+            .finish()
+    }
+}
+
+/// What the crop model says of each lung.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CropScores {
+    /// Each crop's probability, in the order of the spec's lungs.
+    pub probabilities: Vec<f32>,
+    /// Each crop's cell logits, `(height / stride) * (width / stride)` row-major, one after the
+    /// other.
+    pub cells: Vec<f32>,
+}
+
+impl CropModel {
+    /// Parses the crop model's ONNX bytes for a batch of one crop per lung of `spec`, and checks
+    /// that it gives `cells` and the spec's probability output in the shapes the spec implies.
+    pub fn from_bytes(bytes: &[u8], spec: &asg_bundle::CropModelSpec) -> TractResult<Self> {
+        let n = spec.lungs.len();
+        let (h, w, s) = (
+            spec.height as usize,
+            spec.width as usize,
+            spec.stride.max(1) as usize,
+        );
+        let grid = [n, h / s, w / s];
+        let model = read_with_inputs(
+            bytes,
+            vec![f32::fact([n, 1, h, w]).into(), f32::fact(grid).into()],
+        )?;
+        let model = guarded("optimising the ONNX graph", || model.into_optimized())?;
+        let mut named = Vec::new();
+        for outlet in model.output_outlets()? {
+            let name = model
+                .outlet_label(*outlet)
+                .unwrap_or(&model.node(outlet.node).name)
+                .to_string();
+            let shape = model
+                .outlet_fact(*outlet)?
+                .shape
+                .as_concrete()
+                .map(|s| s.to_vec());
+            named.push((name, shape));
+        }
+        let find = |want: &str, shape: &[usize]| -> TractResult<usize> {
+            match named.iter().position(|(n, _)| n == want) {
+                Some(i) if named[i].1.as_deref() == Some(shape) => Ok(i),
+                Some(i) => tract_onnx::tract_core::internal::bail!(
+                    "output {want:?} has shape {:?}, where {shape:?} is expected",
+                    named[i].1
+                ),
+                None => tract_onnx::tract_core::internal::bail!(
+                    "no output {want:?} (it has {:?})",
+                    named.iter().map(|(n, _)| n).collect::<Vec<_>>()
+                ),
+            }
+        };
+        let cells_output = find("cells", &grid)?;
+        let probability_output = find(&spec.probability_output, &[n])?;
+        let plan = guarded("planning the ONNX graph", || model.into_runnable())?;
+        Ok(Self {
+            plan,
+            spec: spec.clone(),
+            cells_output,
+            probability_output,
+        })
+    }
+
+    /// Runs the model on the lungs' normalised crops and their cell coverage (row-major, one
+    /// lung after the other).
+    pub fn run(&self, crops: Vec<f32>, coverage: Vec<f32>) -> TractResult<CropScores> {
+        let n = self.spec.lungs.len();
+        let (h, w, s) = (
+            self.spec.height as usize,
+            self.spec.width as usize,
+            self.spec.stride.max(1) as usize,
+        );
+        let x = tract_ndarray::ArrayD::from_shape_vec(vec![n, 1, h, w], crops)?;
+        let c = tract_ndarray::ArrayD::from_shape_vec(vec![n, h / s, w / s], coverage)?;
+        let out = self
+            .plan
+            .run(tvec!(x.into_tensor().into(), c.into_tensor().into()))?;
+        let flat = |i: usize| -> TractResult<Vec<f32>> {
+            Ok(out[i]
+                .to_plain_array_view::<f32>()?
+                .iter()
+                .copied()
+                .collect())
+        };
+        Ok(CropScores {
+            probabilities: flat(self.probability_output)?,
+            cells: flat(self.cells_output)?,
+        })
+    }
+}
+
 /// A model bundle: its manifest and the image model, loaded and checked.
 #[derive(Debug, Clone)]
 pub struct ModelBundle {
@@ -281,6 +390,8 @@ pub struct ModelBundle {
     /// The text model, for bundles that have one (the report check's region-sentence
     /// similarity needs it).
     pub text_model: Option<TextModel>,
+    /// The lung-crop model, for bundles that have one (the manifest's `crop_model`).
+    pub crop_model: Option<CropModel>,
 }
 
 impl ModelBundle {
@@ -303,7 +414,10 @@ impl ModelBundle {
                 source: source_err,
             })?;
         let image = read(&manifest.image_model)?;
-        let bundle = Self::from_parts(&source, &manifest_text, &image)?;
+        let mut bundle = Self::from_parts(&source, &manifest_text, &image)?;
+        if let Some(spec) = &manifest.crop_model {
+            bundle = bundle.with_crop_model(&read(&spec.file)?)?;
+        }
         match &manifest.text_model {
             Some(spec) => {
                 let text = read(&spec.file)?;
@@ -396,7 +510,10 @@ impl ModelBundle {
             bundle: source.to_string(),
             source: e,
         })?;
-        let bundle = Self::from_parts(source, &manifest_text, get(&manifest.image_model)?)?;
+        let mut bundle = Self::from_parts(source, &manifest_text, get(&manifest.image_model)?)?;
+        if let Some(spec) = &manifest.crop_model {
+            bundle = bundle.with_crop_model(get(&spec.file)?)?;
+        }
         match &manifest.text_model {
             Some(spec) => bundle.with_text(get(&spec.file)?, get(&spec.tokenizer)?),
             None => Ok(bundle),
@@ -440,6 +557,29 @@ impl ModelBundle {
                 }
             })?;
         self.text_model = Some(model);
+        Ok(self)
+    }
+
+    /// Adds the lung-crop model (its ONNX bytes), checked against the manifest's digest and
+    /// loaded by tract for one crop per lung.
+    pub fn with_crop_model(mut self, onnx: &[u8]) -> Result<Self, PluginError> {
+        let Some(spec) = self.manifest.crop_model.clone() else {
+            return Err(PluginError::Model {
+                bundle: self.source.clone(),
+                reason: "the manifest names no crop model".into(),
+            });
+        };
+        self.manifest
+            .verify_file(&spec.file, onnx)
+            .map_err(|e| PluginError::Manifest {
+                bundle: self.source.clone(),
+                source: e,
+            })?;
+        let model = CropModel::from_bytes(onnx, &spec).map_err(|e| PluginError::Model {
+            bundle: self.source.clone(),
+            reason: format!("{} does not load in tract: {e:#}", spec.file),
+        })?;
+        self.crop_model = Some(model);
         Ok(self)
     }
 
@@ -505,6 +645,7 @@ impl ModelBundle {
             image_model,
             image_sha256,
             text_model: None,
+            crop_model: None,
         })
     }
 }

@@ -151,8 +151,32 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
-    /// Train and evaluate the lung-crop nodule model (a diagnostic, not yet exported to the
-    /// plugin): each lung of the realcxr layout's JSRT films cut out at about 1 mm a pixel
+    /// Add a lung-crop nodule model (the nodule.onnx of `asg-train nodules`) to an exported
+    /// bundle: the plugin then cuts each lung out of the film around the image model's lung box
+    /// and scores nodule with it. With --threshold, nodule is offered (assessed) at that
+    /// probability; without, the plugin shows its probability but nodule stays not assessed
+    /// (how its threshold is chosen through the plugin itself: scripts/nodule_product.py).
+    AttachNodule {
+        /// The bundle folder.
+        #[arg(long)]
+        model: PathBuf,
+        /// The nodule.onnx to add.
+        #[arg(long)]
+        nodule: PathBuf,
+        /// Where it was trained and how it was measured, in a sentence (kept in the manifest).
+        #[arg(long)]
+        about: String,
+        /// Offer nodule at this image-level probability.
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Its lung-level (region) threshold; the image-level one where absent.
+        #[arg(long, requires = "threshold")]
+        region_threshold: Option<f32>,
+        /// Where the bundle goes (a new folder, or the bundle's own).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Train and evaluate the lung-crop nodule model: each lung of the realcxr layout's JSRT films cut out at about 1 mm a pixel
     /// (2.2 times the whole-film model's resolution), a small CNN with a nodule logit per 8 x 8
     /// pixel cell pooled over the lung, trained on the training split's lungs (nodule-free ones
     /// given a drawn nodule by chance), evaluated on the validation and test films. Writes
@@ -186,6 +210,11 @@ enum Command {
         /// are JSRT pixels: keep them out of the repository.
         #[arg(long)]
         dump: Option<PathBuf>,
+        /// Also train on the ieee8023 films' lungs (those with both lung masks) as nodule-free:
+        /// half of each batch, so that pneumonia is not taken for nodules; their held-out films
+        /// are measured against JSRT's non-nodule films.
+        #[arg(long)]
+        other_lungs: bool,
     },
     /// Merge exported bundles into one: the first's image model on the bundle's input, the
     /// others' on it area-averaged to their sizes, finding and region logits averaged, the rest
@@ -506,6 +535,51 @@ fn run() -> anyhow::Result<()> {
                 out.display()
             );
         }
+        Command::AttachNodule {
+            model,
+            nodule,
+            about,
+            threshold,
+            region_threshold,
+            out,
+        } => {
+            let path = model.join(asg_bundle::MANIFEST_FILE);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let mut manifest = asg_bundle::Manifest::from_json(&text)
+                .with_context(|| format!("{}", path.display()))?;
+            let onnx =
+                std::fs::read(&nodule).with_context(|| format!("reading {}", nodule.display()))?;
+            // The bundle's files first (checked against their digests), then the nodule model
+            // and the manifest that lists it.
+            let mut original = manifest.clone();
+            original
+                .files
+                .remove(asg_trainer::export::bundle::NODULE_MODEL_FILE);
+            original.crop_model = None;
+            write_bundle_as(&model, &out, &original)?;
+            let offer = threshold.map(|t| (t, region_threshold.unwrap_or(t)));
+            asg_trainer::export::bundle::attach_nodule_model(&mut manifest, &onnx, &about, offer)
+                .with_context(|| format!("adding {} to {}", nodule.display(), model.display()))?;
+            asg_trainer::export::bundle::write_atomically(
+                &out,
+                asg_trainer::export::bundle::NODULE_MODEL_FILE,
+                &onnx,
+            )?;
+            asg_trainer::export::bundle::write_atomically(
+                &out,
+                asg_bundle::MANIFEST_FILE,
+                manifest.to_json().as_bytes(),
+            )?;
+            eprintln!(
+                "wrote {} with the nodule model ({})",
+                out.display(),
+                match offer {
+                    Some((t, r)) => format!("nodule offered at {t} / {r}"),
+                    None => "nodule not offered".into(),
+                }
+            );
+        }
         Command::Nodules {
             data,
             out,
@@ -517,6 +591,7 @@ fn run() -> anyhow::Result<()> {
             contrast,
             weights,
             dump,
+            other_lungs,
         } => {
             let options = asg_trainer::train::nodule_fit::NoduleFitOptions {
                 steps,
@@ -530,7 +605,14 @@ fn run() -> anyhow::Result<()> {
                 },
                 ..Default::default()
             };
-            nodules(&data, &out, &options, weights.as_deref(), dump.as_deref())?
+            nodules(
+                &data,
+                &out,
+                &options,
+                weights.as_deref(),
+                dump.as_deref(),
+                other_lungs,
+            )?
         }
         Command::Ensemble { model, with, out } => {
             let read = |dir: &std::path::Path| -> anyhow::Result<(asg_bundle::Manifest, Vec<u8>)> {
@@ -756,10 +838,6 @@ fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Evaluates the bundle in `out` on `data`'s test split through tract, prints the table, writes
-/// `evaluation.json` beside it and the summary into the manifest's metrics (rewritten).
-/// Writes the bundle at `model` to `out` (a new folder, or its own) with `manifest` in place of
-/// its own: each file the manifest lists copied after its digest is checked, then the manifest.
 /// `asg-train nodules`: the lung crops, the training, the evaluation.
 fn nodules(
     data: &std::path::Path,
@@ -767,6 +845,7 @@ fn nodules(
     options: &asg_trainer::train::nodule_fit::NoduleFitOptions,
     weights: Option<&std::path::Path>,
     dump: Option<&std::path::Path>,
+    other_lungs: bool,
 ) -> anyhow::Result<()> {
     use asg_trainer::data::lung_crops::{crops_of, CROP_H, CROP_W};
     let [lo, hi] = options.contrast;
@@ -782,16 +861,17 @@ fn nodules(
         .with_context(|| format!("reading {}", data.display()))?;
     let mut crops = Vec::new();
     for r in &records {
-        crops.extend(crops_of(data, r).with_context(|| format!("film {}", r.id))?);
+        crops.extend(crops_of(data, r, other_lungs).with_context(|| format!("film {}", r.id))?);
     }
     let train = crops
         .iter()
         .filter(|c| c.split == asg_trainer::data::Split::Train && c.label.is_some())
         .count();
+    let jsrt = crops.iter().filter(|c| c.source == "jsrt").count();
     eprintln!(
-        "{} lung crops of {} JSRT films ({train} labelled in the training split), {:.0} s",
+        "{} lung crops: {jsrt} of JSRT films, {} of other sources' ({train} labelled in the training split), {:.0} s",
         crops.len(),
-        crops.len() / 2,
+        crops.len() - jsrt,
         started.elapsed().as_secs_f64()
     );
     let mut varmap = candle_nn::VarMap::new();
@@ -954,6 +1034,8 @@ fn dump_views(
     Ok(())
 }
 
+/// Writes the bundle at `model` to `out` (a new folder, or its own) with `manifest` in place of
+/// its own: each file the manifest lists copied after its digest is checked, then the manifest.
 fn write_bundle_as(
     model: &std::path::Path,
     out: &std::path::Path,
@@ -975,6 +1057,8 @@ fn write_bundle_as(
     )
 }
 
+/// Evaluates the bundle in `out` on `data`'s test split through tract, prints the table, writes
+/// `evaluation.json` beside it and the summary into the manifest's metrics (rewritten).
 fn evaluate_into_manifest(
     out: &std::path::Path,
     data: &std::path::Path,

@@ -117,6 +117,19 @@ impl Analyzer {
         Ok(())
     }
 
+    /// Adds the bundle's lung-crop model (the bytes of the file the manifest's `crop_model`
+    /// names); throws if they do not match the manifest. Without it, a bundle that has one
+    /// scores its finding with the image model alone.
+    #[wasm_bindgen(js_name = loadCropModel)]
+    pub fn load_crop_model(&mut self, onnx: &[u8]) -> Result<(), JsError> {
+        self.bundle = self
+            .bundle
+            .clone()
+            .with_crop_model(onnx)
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(())
+    }
+
     /// Checks a report against an analysis (the JSON text `analyze` returned); returns the
     /// report check as JSON text (the `report_check` layout of `asg analyze --report`).
     #[wasm_bindgen(js_name = checkReport)]

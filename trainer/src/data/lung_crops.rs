@@ -7,7 +7,7 @@
 //!
 //! Labels: a JSRT film holds at most one nodule (or mass, above 30 mm), in the lung its lobe names;
 //! the other lung, and both lungs of a non-nodule film, have none. Films of other sources have no
-//! nodule labels and are not read.
+//! nodule labels: read only when asked, as nodule-free (see [`crops_of`]).
 
 use crate::data::error::DataError;
 use crate::data::imagenome::Split;
@@ -38,6 +38,8 @@ pub struct Disc {
 pub struct LungCrop {
     /// The record's id.
     pub film: String,
+    /// The record's source (`jsrt`, `ieee8023`).
+    pub source: String,
     /// 0: the right lung (image left), 1: the left.
     pub lung: usize,
     pub split: Split,
@@ -56,100 +58,20 @@ pub struct LungCrop {
     pub subtlety: Option<u8>,
 }
 
-/// Where a crop lies in its film: the film pixel at the crop's origin and the crop pixels per film
-/// pixel.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CropFrame {
-    pub x0: f64,
-    pub y0: f64,
-    pub scale: f64,
-}
+/// Where a crop lies in its film (`asg_dicom::CropFrame`: the plugin cuts its crops with the same
+/// code).
+pub use asg_dicom::CropFrame;
 
-impl CropFrame {
-    /// The frame that fits the box (x0, y0, x1, y1 in film pixels, end exclusive) plus
-    /// [`MARGIN`] into the crop, aspect kept, centred.
-    pub fn around(b: [f64; 4]) -> Option<Self> {
-        let (w, h) = (b[2] - b[0], b[3] - b[1]);
-        if !(w > 0.0 && h > 0.0) {
-            return None;
-        }
-        let (w, h) = (w * (1.0 + 2.0 * MARGIN), h * (1.0 + 2.0 * MARGIN));
-        let scale = (CROP_W as f64 / w).min(CROP_H as f64 / h);
-        let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
-        Some(Self {
-            x0: cx - CROP_W as f64 / 2.0 / scale,
-            y0: cy - CROP_H as f64 / 2.0 / scale,
-            scale,
-        })
-    }
-
-    /// A film point in crop pixels.
-    pub fn to_crop(&self, x: f64, y: f64) -> (f64, f64) {
-        ((x - self.x0) * self.scale, (y - self.y0) * self.scale)
-    }
-}
-
-/// A summed-area table of a plane, for area averages over any rectangle.
-struct Integral {
-    width: usize,
-    height: usize,
-    sums: Vec<f64>,
-}
-
-impl Integral {
-    fn new(values: &[f32], width: usize, height: usize) -> Self {
-        let mut sums = vec![0.0f64; (width + 1) * (height + 1)];
-        for y in 0..height {
-            let mut row = 0.0;
-            for x in 0..width {
-                row += values[y * width + x] as f64;
-                sums[(y + 1) * (width + 1) + x + 1] = sums[y * (width + 1) + x + 1] + row;
-            }
-        }
-        Self {
-            width,
-            height,
-            sums,
-        }
-    }
-
-    /// The sum over whole pixels [x0, x1) x [y0, y1), clipped to the plane.
-    fn sum(&self, x0: i64, y0: i64, x1: i64, y1: i64) -> f64 {
-        let cx = |v: i64| v.clamp(0, self.width as i64) as usize;
-        let cy = |v: i64| v.clamp(0, self.height as i64) as usize;
-        let (x0, x1, y0, y1) = (cx(x0), cx(x1), cy(y0), cy(y1));
-        if x1 <= x0 || y1 <= y0 {
-            return 0.0;
-        }
-        let w = self.width + 1;
-        self.sums[y1 * w + x1] - self.sums[y0 * w + x1] - self.sums[y1 * w + x0]
-            + self.sums[y0 * w + x0]
-    }
+/// The frame that fits a lung's box (x0, y0, x1, y1 in film pixels, end exclusive) plus
+/// [`MARGIN`] into a [`CROP_W`] x [`CROP_H`] crop, aspect kept, centred.
+pub fn frame_around(b: [f64; 4]) -> Option<CropFrame> {
+    CropFrame::around(b, MARGIN, CROP_W, CROP_H)
 }
 
 /// Resamples a film plane into the crop by area averaging: each crop pixel the mean of the film
 /// pixels under it (at least one), 0 where it falls outside the film.
 pub fn resample(values: &[f32], width: usize, height: usize, frame: &CropFrame) -> Vec<f32> {
-    let table = Integral::new(values, width, height);
-    let step = 1.0 / frame.scale;
-    let mut out = vec![0.0f32; CROP_W * CROP_H];
-    for v in 0..CROP_H {
-        let fy0 = frame.y0 + v as f64 * step;
-        let (y0, y1) = (
-            fy0.round() as i64,
-            ((fy0 + step).round() as i64).max(fy0.round() as i64 + 1),
-        );
-        for u in 0..CROP_W {
-            let fx0 = frame.x0 + u as f64 * step;
-            let (x0, x1) = (
-                fx0.round() as i64,
-                ((fx0 + step).round() as i64).max(fx0.round() as i64 + 1),
-            );
-            let area = ((x1 - x0) * (y1 - y0)) as f64;
-            out[v * CROP_W + u] = (table.sum(x0, y0, x1, y1) / area) as f32;
-        }
-    }
-    out
+    asg_dicom::crop_area(values, width, height, frame, CROP_W, CROP_H, |v| v)
 }
 
 /// The widest row span of a plane's pixels above one half.
@@ -180,10 +102,18 @@ fn mask_box(m: &Mask) -> Option<[f64; 4]> {
     Some([b[0] as f64, b[1] as f64, b[2] as f64, b[3] as f64])
 }
 
-/// The crops of one JSRT record's lungs (none for other sources or a film without both lung
-/// masks).
-pub fn crops_of(root: &Path, r: &RealRecord) -> Result<Vec<LungCrop>, DataError> {
-    if r.source != "jsrt" {
+/// The crops of one record's lungs: a JSRT film's, labelled from its nodule record; with
+/// `other_sources`, an ieee8023 film's too, both lungs taken for nodule-free (its records name
+/// no nodules: a weak label, right for nearly every film of a COVID-era collection, that teaches
+/// the model that pneumonia is not a nodule). None for other films or a film without both lung
+/// masks.
+pub fn crops_of(
+    root: &Path,
+    r: &RealRecord,
+    other_sources: bool,
+) -> Result<Vec<LungCrop>, DataError> {
+    let jsrt = r.source == "jsrt";
+    if !(jsrt || (other_sources && r.source == "ieee8023")) {
         return Ok(Vec::new());
     }
     let (Some(right), Some(left)) = (r.masks.get("right_lung"), r.masks.get("left_lung")) else {
@@ -214,7 +144,7 @@ pub fn crops_of(root: &Path, r: &RealRecord) -> Result<Vec<LungCrop>, DataError>
     }
     let values: Vec<f32> = film.as_raw().iter().map(|&v| v as f32 / 255.0).collect();
     let nodules = r.nodules.clone().unwrap_or_default();
-    let normal = r.finding.as_deref() == Some("normal") && nodules.is_empty();
+    let normal = (r.finding.as_deref() == Some("normal") || !jsrt) && nodules.is_empty();
     // One nodule per JSRT film: the lung its lobe names holds it, the other does not.
     let holder = match nodules.as_slice() {
         [n] => lung_of_lobe(&n.lobe),
@@ -226,7 +156,7 @@ pub fn crops_of(root: &Path, r: &RealRecord) -> Result<Vec<LungCrop>, DataError>
         let Some(b) = mask_box(&mask) else {
             continue;
         };
-        let Some(frame) = CropFrame::around(b) else {
+        let Some(frame) = frame_around(b) else {
             continue;
         };
         let plane: Vec<f32> = mask.data.iter().map(|&v| v as u8 as f32).collect();
@@ -248,6 +178,7 @@ pub fn crops_of(root: &Path, r: &RealRecord) -> Result<Vec<LungCrop>, DataError>
         };
         out.push(LungCrop {
             film: r.id.clone(),
+            source: r.source.clone(),
             lung,
             split: split_of(&r.patient_group),
             pixels: resample(&values, w, h, &frame),
@@ -266,40 +197,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_box_fits_the_crop_with_its_margin_and_aspect() {
-        // 100 x 400 film pixels: height-limited (400 * 1.12 = 448 -> 256 px).
-        let f = CropFrame::around([50.0, 100.0, 150.0, 500.0]).unwrap();
-        assert!((f.scale - 256.0 / 448.0).abs() < 1e-9);
-        let (x, y) = f.to_crop(100.0, 300.0);
-        assert!(
-            (x - 64.0).abs() < 1e-9 && (y - 128.0).abs() < 1e-9,
-            "{x} {y}"
-        );
-        let (_, top) = f.to_crop(100.0, 100.0);
-        assert!((top - 0.06 * 400.0 * f.scale).abs() < 1e-6);
-        assert!(CropFrame::around([5.0, 5.0, 5.0, 9.0]).is_none());
-    }
-
-    #[test]
-    fn resampling_averages_areas_and_leaves_the_outside_black() {
-        // A 40 x 40 film, its left half 1: the crop of the whole film averages 2 x 2 blocks or so.
-        let (w, h) = (40, 40);
-        let film: Vec<f32> = (0..w * h)
-            .map(|i| if i % w < 20 { 1.0 } else { 0.0 })
-            .collect();
-        let f = CropFrame::around([0.0, 0.0, 40.0, 40.0]).unwrap();
-        let crop = resample(&film, w, h, &f);
-        let mean: f32 = crop.iter().sum::<f32>() / crop.len() as f32;
-        // The film fills about 114 x 114 of the 128 x 256 crop, its left half lit: about a fifth.
-        assert!(mean > 0.15 && mean < 0.30, "{mean}");
-        assert_eq!(crop[0], 0.0, "outside the film is black");
-        let (cx, cy) = f.to_crop(10.0, 20.0);
-        assert_eq!(crop[cy as usize * CROP_W + cx as usize], 1.0);
-        let (cx, cy) = f.to_crop(30.0, 20.0);
-        assert_eq!(crop[cy as usize * CROP_W + cx as usize], 0.0);
-    }
-
-    #[test]
     fn the_widest_span_counts_pixels_above_one_half() {
         let plane = [0.0, 0.6, 0.9, 0.4, 0.0, 0.0, 1.0, 1.0, 1.0, 0.7];
         assert_eq!(widest_span(&plane, 5), 4.0);
@@ -314,7 +211,7 @@ mod tests {
         // (no nodule labels); c: no masks; d: JSRT without lung masks.
         let crops: Vec<LungCrop> = recs
             .iter()
-            .flat_map(|r| crops_of(dir.path(), r).unwrap())
+            .flat_map(|r| crops_of(dir.path(), r, false).unwrap())
             .collect();
         assert_eq!(crops.len(), 2);
         let (right, left) = (&crops[0], &crops[1]);
@@ -341,11 +238,32 @@ mod tests {
     }
 
     #[test]
+    fn other_sources_lungs_come_as_nodule_free_only_when_asked() {
+        let dir = crate::data::realcxr::tests::tiny();
+        let recs = crate::data::realcxr::read_index(dir.path()).unwrap();
+        let crops: Vec<LungCrop> = recs
+            .iter()
+            .flat_map(|r| crops_of(dir.path(), r, true).unwrap())
+            .collect();
+        // a (JSRT) and b (ieee8023, with both lung masks) give two lungs each.
+        assert_eq!(crops.len(), 4);
+        let b: Vec<&LungCrop> = crops.iter().filter(|c| c.film == "b").collect();
+        assert_eq!(b.len(), 2);
+        for c in b {
+            assert_eq!((c.source.as_str(), c.label), ("ieee8023", Some(false)));
+            assert!(c.nodule.is_none() && c.subtlety.is_none());
+        }
+        assert_eq!(crops[0].label, Some(true), "JSRT's labels are unchanged");
+    }
+
+    #[test]
     fn a_film_that_does_not_match_its_record_is_an_error_naming_it() {
         let dir = crate::data::realcxr::tests::tiny();
         let mut recs = crate::data::realcxr::read_index(dir.path()).unwrap();
         recs[0].width = 65;
-        let err = crops_of(dir.path(), &recs[0]).unwrap_err().to_string();
+        let err = crops_of(dir.path(), &recs[0], false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("a.png"), "{err}");
     }
 

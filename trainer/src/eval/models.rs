@@ -139,9 +139,18 @@ impl EvalModel for OnnxBundle {
         OnnxBundle::describe(self)
     }
     fn operating_point(&self) -> Option<OperatingPoint> {
+        let mut assessed = self.manifest.assessed.clone();
+        // The finding a crop model scores is the plugin's to measure (it cuts the crops from the
+        // image model's lungs; scripts/nodule_product.py runs it): this evaluation reads the
+        // image model alone, so that finding counts here as not assessed.
+        if let Some(crop) = &self.manifest.crop_model {
+            assessed
+                .get_or_insert_with(|| self.manifest.findings.clone())
+                .retain(|f| *f != crop.finding);
+        }
         Some(OperatingPoint {
             thresholds: self.manifest.thresholds.clone(),
-            assessed: self.manifest.assessed.clone(),
+            assessed,
             region_thresholds: self.manifest.region_thresholds.clone(),
         })
     }

@@ -235,9 +235,15 @@ pub fn retuned_manifest(
         .map(|a| a.iter().map(|f| (f.clone(), 1)).collect());
     manifest.assessed =
         crate::export::bundle::assessed_findings(offered.as_ref(), thresholds.validated.as_ref());
+    let before = manifest.clone();
     manifest.thresholds = thresholds.image;
     manifest.region_thresholds = thresholds.region;
     manifest.check_thresholds = thresholds.check;
+    // A crop model's finding keeps its operating point: it was chosen on the crop model's
+    // scores through the plugin, which this rule (the image model's scores) does not see.
+    if let Some(crop) = &before.crop_model {
+        keep_operating_point(&before, &mut manifest, &crop.finding);
+    }
     manifest.training.notes = format!(
         "{}; operating point chosen again on the validation split of {} ({stress_copies} stressed copies of each normal film) by asg-train {} retune",
         manifest.training.notes,
@@ -245,6 +251,32 @@ pub fn retuned_manifest(
         env!("CARGO_PKG_VERSION")
     );
     Ok(manifest)
+}
+
+/// Copies `finding`'s thresholds, report-check bars and assessed state from `from` into `to`.
+fn keep_operating_point(from: &asg_bundle::Manifest, to: &mut asg_bundle::Manifest, finding: &str) {
+    fn copy(from: &BTreeMap<String, f32>, to: &mut BTreeMap<String, f32>, key: &str) {
+        match from.get(key) {
+            Some(&v) => to.insert(key.to_string(), v),
+            None => to.remove(key),
+        };
+    }
+    copy(&from.thresholds, &mut to.thresholds, finding);
+    copy(&from.region_thresholds, &mut to.region_thresholds, finding);
+    let empty = asg_bundle::CheckThresholds::default();
+    let old = from.check_thresholds.as_ref().unwrap_or(&empty);
+    let new = to.check_thresholds.get_or_insert_with(Default::default);
+    copy(&old.image_confident, &mut new.image_confident, finding);
+    copy(&old.image_doubtful, &mut new.image_doubtful, finding);
+    copy(&old.region_confident, &mut new.region_confident, finding);
+    copy(&old.region_doubtful, &mut new.region_doubtful, finding);
+    let offered = from.is_assessed(finding);
+    let all = to.findings.clone();
+    let list = to.assessed.get_or_insert(all);
+    list.retain(|f| f != finding);
+    if offered {
+        list.push(finding.to_string());
+    }
 }
 
 /// The largest share of normal validation films allowed to have a finding flagged.
@@ -307,6 +339,41 @@ pub fn enforce_normal_specificity(levels: &mut [FlagLevel<'_>], max_share: f64) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_crop_models_finding_keeps_its_operating_point_through_a_retune() {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../models/default/manifest.json"),
+        )
+        .unwrap();
+        let mut from = asg_bundle::Manifest::from_json(&text).unwrap();
+        from.thresholds.insert("nodule".into(), 0.97);
+        from.region_thresholds.insert("nodule".into(), 0.96);
+        from.assessed.as_mut().unwrap().push("nodule".into());
+        let bars = from.check_thresholds.get_or_insert_with(Default::default);
+        bars.image_doubtful.insert("nodule".into(), 0.0);
+        let mut to = from.clone();
+        to.thresholds.insert("nodule".into(), 0.3);
+        to.region_thresholds.remove("nodule");
+        to.assessed = Some(vec!["opacity".into()]);
+        to.check_thresholds = None;
+        keep_operating_point(&from, &mut to, "nodule");
+        assert_eq!(to.thresholds["nodule"], 0.97);
+        assert_eq!(to.region_thresholds["nodule"], 0.96);
+        assert_eq!(
+            to.assessed.as_deref().unwrap(),
+            ["opacity".to_string(), "nodule".to_string()]
+        );
+        assert_eq!(
+            to.check_thresholds.as_ref().unwrap().image_doubtful["nodule"],
+            0.0
+        );
+        // Not offered before: not offered after.
+        from.assessed.as_mut().unwrap().retain(|f| f != "nodule");
+        keep_operating_point(&from, &mut to, "nodule");
+        assert!(!to.is_assessed("nodule"));
+    }
 
     fn logit(p: f32) -> f32 {
         (p / (1.0 - p)).ln()

@@ -72,6 +72,7 @@ pub fn write_thin_bundle(
         region_thresholds: BTreeMap::new(),
         check_thresholds: None,
         assessed: None,
+        crop_model: None,
         anatomy: None,
     };
     write_atomically(out, "image.onnx", &onnx)?;
@@ -227,6 +228,7 @@ pub fn write_asg_bundle(
         region_thresholds: thresholds.region,
         check_thresholds: thresholds.check,
         assessed,
+        crop_model: None,
         findings,
         files: BTreeMap::from([
             ("image.onnx".to_string(), FileDigest::of(&image)),
@@ -318,6 +320,85 @@ pub fn withhold(manifest: &mut Manifest, findings: &[String], why: &str) -> anyh
         findings.join(", "),
         why.trim()
     );
+    Ok(())
+}
+
+/// The file name of the lung-crop nodule model inside a bundle.
+pub const NODULE_MODEL_FILE: &str = "nodule.onnx";
+
+/// Adds the lung-crop nodule model (`nodule.onnx` bytes, as `asg-train nodules` writes them) to a
+/// bundle's manifest: its digest and its `crop_model` spec (the crop geometry of
+/// [`crate::data::lung_crops`]), with `provenance` kept in the training notes. With `offer`
+/// (image-level and lung-level thresholds) "nodule" becomes an assessed finding scored by it: the
+/// report check's bars for it are the threshold to accuse and 0 to doubt (the crop model misses
+/// many subtle nodules, so its silence is no reason to doubt a report that names one). Without,
+/// the plugin runs it and shows its probability, but nodule stays not assessed.
+pub fn attach_nodule_model(
+    manifest: &mut Manifest,
+    onnx: &[u8],
+    provenance: &str,
+    offer: Option<(f32, f32)>,
+) -> anyhow::Result<()> {
+    use crate::data::lung_crops::{CROP_H, CROP_W, MARGIN};
+    let finding = "nodule";
+    if !manifest.findings.iter().any(|f| f == finding) {
+        anyhow::bail!("the bundle has no finding {finding:?}");
+    }
+    if (manifest.input.mean, manifest.input.std) != (NORMALISATION.mean, NORMALISATION.std) {
+        anyhow::bail!(
+            "the bundle normalises its input with mean {} std {}, the nodule model was trained with {} / {}",
+            manifest.input.mean,
+            manifest.input.std,
+            NORMALISATION.mean,
+            NORMALISATION.std
+        );
+    }
+    manifest
+        .files
+        .insert(NODULE_MODEL_FILE.into(), FileDigest::of(onnx));
+    let first = manifest.crop_model.is_none();
+    manifest.crop_model = Some(asg_bundle::CropModelSpec {
+        file: NODULE_MODEL_FILE.into(),
+        finding: finding.into(),
+        lungs: vec!["right lung".into(), "left lung".into()],
+        width: CROP_W as u32,
+        height: CROP_H as u32,
+        margin: MARGIN,
+        stride: crate::model::nodule_net::STRIDE as u32,
+        probability_output: "nodule".into(),
+        description: format!(
+            "lung-crop nodule model (asg-train nodules): each lung cut out around the image model's lung box at about 1 mm a pixel, a CNN with a nodule logit per 8 x 8 cell pooled over the lung; {provenance}"
+        ),
+    });
+    if first {
+        manifest.training.notes = format!(
+            "{}; nodule scored by the lung-crop model ({provenance})",
+            manifest.training.notes
+        );
+    }
+    if let Some((image, region)) = offer {
+        for t in [image, region] {
+            if !(t.is_finite() && t > 0.0 && t <= 1.0) {
+                anyhow::bail!("threshold {t} is not in (0, 1]");
+            }
+        }
+        manifest.thresholds.insert(finding.into(), image);
+        manifest.region_thresholds.insert(finding.into(), region);
+        if let Some(list) = manifest.assessed.as_mut() {
+            if !list.iter().any(|f| f == finding) {
+                list.push(finding.into());
+            }
+        }
+        let bars = manifest
+            .check_thresholds
+            .get_or_insert_with(Default::default);
+        bars.image_confident.insert(finding.into(), image);
+        bars.region_confident.insert(finding.into(), region);
+        bars.image_doubtful.insert(finding.into(), 0.0);
+        bars.region_doubtful.insert(finding.into(), 0.0);
+    }
+    // The manifest's own checks (the lungs are regions and anatomy structures...).
+    *manifest = Manifest::from_json(&manifest.to_json())?;
     Ok(())
 }
 

@@ -32,6 +32,9 @@ pub struct NoduleFitOptions {
     pub positive_cell_weight: f64,
     /// Steps between reports.
     pub report_every: u64,
+    /// The share of each batch drawn from JSRT's lungs when other sources' (nodule-free) lungs
+    /// are among the crops; the rest from those.
+    pub jsrt_share: f64,
 }
 
 impl Default for NoduleFitOptions {
@@ -47,6 +50,7 @@ impl Default for NoduleFitOptions {
             dense_weight: 1.0,
             positive_cell_weight: 10.0,
             report_every: 25,
+            jsrt_share: 0.5,
         }
     }
 }
@@ -213,9 +217,16 @@ pub fn fit_nodules(
     o: &NoduleFitOptions,
     report: &mut dyn FnMut(u64, f64, f64),
 ) -> Result<(), TrainError> {
+    let labelled = |c: &&LungCrop| c.split == Split::Train && c.label.is_some();
     let train: Vec<&LungCrop> = crops
         .iter()
-        .filter(|c| c.split == Split::Train && c.label.is_some())
+        .filter(labelled)
+        .filter(|c| c.source == "jsrt")
+        .collect();
+    let others: Vec<&LungCrop> = crops
+        .iter()
+        .filter(labelled)
+        .filter(|c| c.source != "jsrt")
         .collect();
     if train.is_empty() {
         return Err(TrainError::Invalid(
@@ -233,7 +244,15 @@ pub fn fit_nodules(
     let (mut lung_sum, mut cell_sum, mut n) = (0.0, 0.0, 0u32);
     for step in 0..o.steps {
         let items: Vec<Prepared> = (0..o.batch)
-            .filter_map(|_| augment(train[rng.random_range(0..train.len())], o, &mut rng))
+            .filter_map(|_| {
+                // JSRT-only runs draw exactly as before other sources could be added.
+                let pool = if !others.is_empty() && rng.random::<f64>() >= o.jsrt_share {
+                    &others
+                } else {
+                    &train
+                };
+                augment(pool[rng.random_range(0..pool.len())], o, &mut rng)
+            })
             .collect();
         let batch = stack(&items, &dev)?;
         let (total, lung_loss, cell_loss) = loss(net, &batch, o, true)?;
@@ -265,6 +284,7 @@ mod tests {
             })
             .collect();
         LungCrop {
+            source: "jsrt".into(),
             film: "f".into(),
             lung: 0,
             split: Split::Train,
