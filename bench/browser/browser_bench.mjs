@@ -3,7 +3,8 @@
 //
 //   (cd bench/browser && npm ci) && node bench/browser/browser_bench.mjs WEB_DIR DICOM [RUNS]
 //
-// WEB_DIR is the built viewer (scripts/build-web.sh, with the default bundle in WEB_DIR/model).
+// WEB_DIR is the built viewer (scripts/build-web.sh, with the default bundle in WEB_DIR/model; a
+// bundle with a lung-crop model loads and runs it too, as the viewer does).
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
@@ -47,17 +48,25 @@ const r = await page.evaluate(async ({ dicom, runs }) => {
   await asgModule.default({ module_or_path: "/pkg/asg_wasm_bg.wasm" });
   const wasmMs = performance.now() - t;
   const manifestText = await fetch("/model/manifest.json").then((x) => x.text());
-  const imageOnnx = await get("/model/image.onnx");
+  const cropSpec = JSON.parse(manifestText).crop_model;
+  const [imageOnnx, cropOnnx] = await Promise.all([
+    get("/model/image.onnx"),
+    cropSpec ? get(`/model/${cropSpec.file}`) : null,
+  ]);
   const fetchedMs = performance.now() - t;
   const analyzer = new asgModule.Analyzer(manifestText, imageOnnx);
+  // The lung-crop model, when the bundle has one (as web/worker.js loads it).
+  if (cropOnnx) analyzer.loadCropModel(cropOnnx);
   const loadMs = performance.now() - t;
   const first = JSON.parse(analyzer.analyze(bytes, "bench.dcm"));
   const firstMs = performance.now() - t;
   const analyses = [];
+  const cropMs = [];
   for (let i = 0; i < runs; i++) {
     const s = performance.now();
-    analyzer.analyze(bytes, "bench.dcm");
+    const a = JSON.parse(analyzer.analyze(bytes, "bench.dcm"));
     analyses.push(performance.now() - s);
+    cropMs.push(a.timings.crop_model_ms ?? 0);
   }
   const manifest = JSON.parse(manifestText);
   const size = manifest.input.size;
@@ -95,6 +104,7 @@ const r = await page.evaluate(async ({ dicom, runs }) => {
   }
   return {
     ua: navigator.userAgent, runs, size, findings: first.findings.length,
+    cropModel: Boolean(cropSpec), cropMs: median(cropMs),
     wasmMs, modelFetchMs: fetchedMs - wasmMs, modelMs: loadMs - fetchedMs, loadMs, firstMs, analysisMs: median(analyses), asgInferMs: median(asgInfer),
     ortLoadMs, ortFirstMs, ortInferMs: median(ortInfer), worstRelative: worst,
     timings: first.timings,
@@ -116,5 +126,6 @@ console.log(`| of which: wasm fetch, compile and instantiate / bundle fetch / gr
 console.log(`| time to first result | ${r.firstMs.toFixed(0)} ms (decode + preprocess + inference + regions) | ${r.ortFirstMs.toFixed(0)} ms (first inference, no DICOM decode) |`);
 console.log(`| inference only, same tensor | ${r.asgInferMs.toFixed(2)} ms | ${r.ortInferMs.toFixed(2)} ms |`);
 console.log(`| whole analysis of the DICOM file | ${r.analysisMs.toFixed(1)} ms | — (no DICOM reader) |`);
+if (r.cropModel) console.log(`| of which: lung crops and the crop model (nodule) | ${r.cropMs.toFixed(1)} ms | — |`);
 console.log(`| wasm binary (raw / gzip -9) | ${mb(asgRaw)} / ${mb(asgGz)} | ${mb(ortRaw)} / ${mb(ortGz)} (ort-wasm-simd-threaded.wasm) |`);
 console.log(`\nfinding logits, asg vs onnxruntime-web on the same tensor: worst relative difference ${r.worstRelative.toExponential(2)}`);
