@@ -215,6 +215,9 @@ enum Command {
         /// are measured against JSRT's non-nodule films.
         #[arg(long)]
         other_lungs: bool,
+        /// With --other-lungs, the share of each batch drawn from JSRT's lungs.
+        #[arg(long, default_value_t = 0.5, requires = "other_lungs")]
+        jsrt_share: f64,
     },
     /// Merge exported bundles into one: the first's image model on the bundle's input, the
     /// others' on it area-averaged to their sizes, finding and region logits averaged, the rest
@@ -592,8 +595,14 @@ fn run() -> anyhow::Result<()> {
             weights,
             dump,
             other_lungs,
+            jsrt_share,
         } => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&jsrt_share),
+                "--jsrt-share {jsrt_share}: want 0..=1"
+            );
             let options = asg_trainer::train::nodule_fit::NoduleFitOptions {
+                jsrt_share,
                 steps,
                 batch,
                 lr,
@@ -933,9 +942,17 @@ fn nodules(
         .map(|((p, _), q)| (p - q).abs())
         .fold(0.0f32, f32::max);
     let md = format!(
-        "Nodule model (lung crops), {steps} steps of {batch}, seed {seed}, drawn {drawn} at {lo}-{hi}; \
+        "Nodule model (lung crops), {steps} steps of {batch}, seed {seed}, drawn {drawn} at {lo}-{hi}, {}; \
          held-out JSRT films of {} ({:.0} s)\n\n{}\nnodule.onnx through tract against Candle on {} \
          held-out lungs: worst probability difference {worst:.2e}\n",
+        if other_lungs {
+            format!(
+                "other sources' lungs as nodule-free (JSRT {} of each batch)",
+                options.jsrt_share
+            )
+        } else {
+            "JSRT lungs only".into()
+        },
         data.display(),
         t0.elapsed().as_secs_f64(),
         report.markdown(),
