@@ -81,6 +81,19 @@ bash examples/cornerstone/build.sh
   ASG_CORNERSTONE_DIST=../../examples/cornerstone/dist ASG_CORNERSTONE_SCREENSHOT="../../$e2e/cornerstone.png" \
     node --test
 )
+echo "== the viewer with a lung-crop model (random weights: the plumbing, not a model): the browser reads it as the native CLI does"
+"$target_dir/debug/asg-train" attach-nodule --model models/default --untrained --about "CI: plumbing only" \
+  --out "$e2e/crop-bundle" 2>/dev/null
+"$target_dir/debug/asg" analyze "$dicom" --model "$e2e/crop-bundle" --report "$report" --raw-outputs >"$e2e/native-crop.json"
+.venv/bin/python bench/schema_check.py docs/analysis.schema.json "$e2e/native-crop.json"
+bash scripts/build-web.sh "$e2e/crop-bundle"
+(
+  cd tests/browser
+  ASG_WEB_DIR=../../web ASG_DICOM="../../$dicom" ASG_REPORT="../../$report" ASG_NATIVE_JSON="../../$e2e/native-crop.json" \
+  ASG_SCREENSHOT="../../$e2e/viewer-crop.png" ASG_CROP_MODEL=nodule.onnx \
+    node --test --test-name-pattern "exactly as the native CLI" viewer.test.mjs
+)
+bash scripts/build-web.sh models/default
 echo "== the viewer's exported DICOM SR read by dcmtk and highdicom"
 dsrdump "$e2e/browser.sr.dcm" >/dev/null 2>"$e2e/dsrdump.err"
 if [ -s "$e2e/dsrdump.err" ]; then cat "$e2e/dsrdump.err"; exit 1; fi

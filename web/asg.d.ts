@@ -6,7 +6,8 @@ export type Box = [number, number, number, number];
 
 export interface Heatmap {
   grid: number;
-  source: "tag_attention" | "finding_maps";
+  /** tag_attention, finding_maps: the image model; crop_cells: the lung-crop model (a bundle's crop_model). */
+  source: "tag_attention" | "finding_maps" | "crop_cells";
   max: number;
   /** grid * grid values, row-major over the model input square (map through `letterbox`), largest = 1. */
   values: number[];

@@ -93,7 +93,8 @@ export class AsgAnalyzer {
   }
 
   /**
-   * Loads and checks the model bundle (manifest, image.onnx, text.onnx); resolves to the manifest.
+   * Loads and checks the model bundle (manifest, image.onnx, text.onnx, and the crop model when the
+   * manifest names one); resolves to the manifest.
    * `onProgress({ file, loaded, total })` is called as the files arrive (total 0 when unknown).
    */
   async load(onProgress = null) {

@@ -249,11 +249,36 @@ fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
+/// The smallest region whose box holds the image point (x, y).
+pub(crate) fn smallest_region_at(regions: &[RegionResult], x: f32, y: f32) -> Option<String> {
+    regions
+        .iter()
+        .filter(|r| x >= r.bbox[0] && x <= r.bbox[2] && y >= r.bbox[1] && y <= r.bbox[3])
+        .min_by(|a, b| area(a.bbox).total_cmp(&area(b.bbox)))
+        .map(|r| r.name.clone())
+}
+
+/// The regions that list finding `name` (index `f`), most probable first.
+pub(crate) fn regions_carrying(regions: &[RegionResult], f: usize, name: &str) -> Vec<String> {
+    let mut carrying: Vec<(f32, &str)> = regions
+        .iter()
+        .filter(|r| r.findings.iter().any(|n| n == name))
+        .map(|r| {
+            (
+                r.probabilities.get(f).copied().unwrap_or(0.0),
+                r.name.as_str(),
+            )
+        })
+        .collect();
+    carrying.sort_by(|a, b| b.0.total_cmp(&a.0));
+    carrying.into_iter().map(|(_, n)| n.to_string()).collect()
+}
+
 fn area(b: [f32; 4]) -> f32 {
     (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
 }
 
-fn sigmoid(x: f32) -> f32 {
+pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
@@ -356,18 +381,7 @@ impl ModelBundle {
         }
         snap_boxes_to_outlines(&mut regions, anatomy);
         for (f, finding) in findings.iter_mut().enumerate() {
-            let mut carrying: Vec<(f32, &str)> = regions
-                .iter()
-                .filter(|r| r.findings.contains(&finding.name))
-                .map(|r| {
-                    (
-                        r.probabilities.get(f).copied().unwrap_or(0.0),
-                        r.name.as_str(),
-                    )
-                })
-                .collect();
-            carrying.sort_by(|a, b| b.0.total_cmp(&a.0));
-            finding.regions = carrying.into_iter().map(|(_, n)| n.to_string()).collect();
+            finding.regions = regions_carrying(&regions, f, &finding.name);
         }
         // The heatmap: the tag decoder's attention (it points at findings better than the region
         // head's per-cell maps: pointing game 0.51 against 0.14 on the default model's test
@@ -408,13 +422,7 @@ impl ModelBundle {
                     ((peak / g) as f64 + 0.5) / g as f64,
                 );
                 let (ix, iy) = to_image(px, py);
-                let peak_region = regions
-                    .iter()
-                    .filter(|r| {
-                        ix >= r.bbox[0] && ix <= r.bbox[2] && iy >= r.bbox[1] && iy <= r.bbox[3]
-                    })
-                    .min_by(|a, b| area(a.bbox).total_cmp(&area(b.bbox)))
-                    .map(|r| r.name.clone());
+                let peak_region = smallest_region_at(&regions, ix, iy);
                 finding.heatmap = Some(Heatmap {
                     grid: g as u32,
                     source: source.to_string(),

@@ -2,7 +2,9 @@
 //! of it, its coverage from the image model's lung mask, and the crop model's answer put into the
 //! finding it scores (on the image, in the regions, and its heatmap).
 
-use crate::analysis::{FindingScore, Heatmap, NamedOutput, RegionResult};
+use crate::analysis::{
+    regions_carrying, sigmoid, smallest_region_at, FindingScore, Heatmap, NamedOutput, RegionResult,
+};
 use crate::runtime::{CropModel, CropScores};
 use asg_bundle::CropModelSpec;
 use asg_dicom::{crop_display, CropFrame, Image, Letterbox, Normalisation};
@@ -135,14 +137,6 @@ fn logit(p: f32) -> f32 {
     (p / (1.0 - p)).ln()
 }
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-fn area(b: [f32; 4]) -> f32 {
-    (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
-}
-
 /// The lung (its index in `lungs`) whose zone `region` is: "right upper lung zone" and "right
 /// apical zone" are zones of "right lung" (Chest ImaGenome's names: the side, then the zone).
 fn zone_of(lungs: &[String], region: &str) -> Option<usize> {
@@ -254,18 +248,7 @@ pub fn apply_crop_scores(
             region.findings.push(finding.name.clone());
         }
     }
-    let mut carrying: Vec<(f32, &str)> = regions
-        .iter()
-        .filter(|r| r.findings.contains(&finding.name))
-        .map(|r| {
-            (
-                r.probabilities.get(finding_index).copied().unwrap_or(0.0),
-                r.name.as_str(),
-            )
-        })
-        .collect();
-    carrying.sort_by(|a, b| b.0.total_cmp(&a.0));
-    finding.regions = carrying.into_iter().map(|(_, n)| n.to_string()).collect();
+    finding.regions = regions_carrying(regions, finding_index, &finding.name);
     finding.heatmap = heatmap(model, inputs, &cells, scores, regions, letterbox, image);
 }
 
@@ -321,11 +304,7 @@ fn heatmap(
         peak.x.clamp(0.0, image.width as f32),
         peak.y.clamp(0.0, image.height as f32),
     );
-    let peak_region = regions
-        .iter()
-        .filter(|r| px >= r.bbox[0] && px <= r.bbox[2] && py >= r.bbox[1] && py <= r.bbox[3])
-        .min_by(|a, b| area(a.bbox).total_cmp(&area(b.bbox)))
-        .map(|r| r.name.clone());
+    let peak_region = smallest_region_at(regions, px, py);
     Some(Heatmap {
         grid: g as u32,
         source: "crop_cells".into(),

@@ -122,6 +122,13 @@ test("the viewer analyses a DICOM file in the browser exactly as the native CLI 
     assert.equal(shown.schema_version, native.schema_version);
     assert.equal(shown.outputs, undefined, "raw outputs in the default JSON");
     assertClose("probabilities", shown.findings.map((f) => f.probability), native.findings.map((f) => f.probability));
+    // A bundle with a lung-crop model (scripts/test.sh runs this test again with one): the worker
+    // fetched it from the page's origin and the finding it scores is its own.
+    if (process.env.ASG_CROP_MODEL) {
+      assert.ok(requests.some((u) => u.endsWith(`/model/${process.env.ASG_CROP_MODEL}`)), "the crop model was loaded");
+      const scored = shown.findings.find((f) => f.name === "nodule");
+      assert.equal(scored.heatmap?.source, "crop_cells");
+    }
 
     // What a person sees: the image on the canvas at full size, and the findings table as text.
     const canvas = await page.evaluate(() => {

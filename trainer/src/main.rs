@@ -161,8 +161,12 @@ enum Command {
         #[arg(long)]
         model: PathBuf,
         /// The nodule.onnx to add.
-        #[arg(long)]
-        nodule: PathBuf,
+        #[arg(long, required_unless_present = "untrained")]
+        nodule: Option<PathBuf>,
+        /// Add a nodule model of random weights instead (for tests of the plumbing: it says
+        /// nothing of nodules).
+        #[arg(long, conflicts_with = "nodule")]
+        untrained: bool,
         /// Where it was trained and how it was measured, in a sentence (kept in the manifest).
         #[arg(long)]
         about: String,
@@ -176,8 +180,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Train and evaluate the lung-crop nodule model: each lung of the realcxr layout's JSRT films cut out at about 1 mm a pixel
-    /// (2.2 times the whole-film model's resolution), a small CNN with a nodule logit per 8 x 8
+    /// Train and evaluate the lung-crop nodule model: each lung of the realcxr layout's JSRT
+    /// films cut out at about 1 mm a pixel (2.2 times the whole-film model's resolution), a small CNN with a nodule logit per 8 x 8
     /// pixel cell pooled over the lung, trained on the training split's lungs (nodule-free ones
     /// given a drawn nodule by chance), evaluated on the validation and test films. Writes
     /// nodule.safetensors, evaluation.json and evaluation.md into --out.
@@ -520,11 +524,7 @@ fn run() -> anyhow::Result<()> {
             out,
             data,
         } => {
-            let path = model.join(asg_bundle::MANIFEST_FILE);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let mut manifest = asg_bundle::Manifest::from_json(&text)
-                .with_context(|| format!("{}", path.display()))?;
+            let mut manifest = read_manifest(&model)?;
             asg_trainer::export::bundle::withhold(&mut manifest, &findings, &why)
                 .with_context(|| format!("withholding from {}", model.display()))?;
             write_bundle_as(&model, &out, &manifest)?;
@@ -541,18 +541,34 @@ fn run() -> anyhow::Result<()> {
         Command::AttachNodule {
             model,
             nodule,
+            untrained,
             about,
             threshold,
             region_threshold,
             out,
         } => {
-            let path = model.join(asg_bundle::MANIFEST_FILE);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let mut manifest = asg_bundle::Manifest::from_json(&text)
-                .with_context(|| format!("{}", path.display()))?;
-            let onnx =
-                std::fs::read(&nodule).with_context(|| format!("reading {}", nodule.display()))?;
+            let mut manifest = read_manifest(&model)?;
+            let (onnx, nodule) = match (&nodule, untrained) {
+                (Some(path), _) => (
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+                    path.display().to_string(),
+                ),
+                (None, _) => {
+                    let varmap = candle_nn::VarMap::new();
+                    let vb = candle_nn::VarBuilder::from_varmap(
+                        &varmap,
+                        candle_core::DType::F32,
+                        &candle_core::Device::Cpu,
+                    );
+                    let net = asg_trainer::model::nodule_net::NoduleNet::new(vb)?;
+                    let onnx = asg_trainer::export::nodule::nodule_onnx(
+                        &net,
+                        asg_trainer::data::lung_crops::CROP_H,
+                        asg_trainer::data::lung_crops::CROP_W,
+                    )?;
+                    (onnx, "an untrained nodule model".to_string())
+                }
+            };
             // The bundle's files first (checked against their digests), then the nodule model
             // and the manifest that lists it.
             let mut original = manifest.clone();
@@ -563,7 +579,7 @@ fn run() -> anyhow::Result<()> {
             write_bundle_as(&model, &out, &original)?;
             let offer = threshold.map(|t| (t, region_threshold.unwrap_or(t)));
             asg_trainer::export::bundle::attach_nodule_model(&mut manifest, &onnx, &about, offer)
-                .with_context(|| format!("adding {} to {}", nodule.display(), model.display()))?;
+                .with_context(|| format!("adding {nodule} to {}", model.display()))?;
             asg_trainer::export::bundle::write_atomically(
                 &out,
                 asg_trainer::export::bundle::NODULE_MODEL_FILE,
@@ -1049,6 +1065,14 @@ fn dump_views(
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The manifest of the bundle folder `model`, checked.
+fn read_manifest(model: &std::path::Path) -> anyhow::Result<asg_bundle::Manifest> {
+    let path = model.join(asg_bundle::MANIFEST_FILE);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    asg_bundle::Manifest::from_json(&text).with_context(|| format!("{}", path.display()))
 }
 
 /// Writes the bundle at `model` to `out` (a new folder, or its own) with `manifest` in place of
