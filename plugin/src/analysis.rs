@@ -481,8 +481,8 @@ impl ModelBundle {
                 self.bad_output("the crop model needs the image model's anatomy_masks".into())
             );
         };
-        let inputs = crate::crops::crop_inputs(
-            model,
+        let mut inputs = crate::crops::crop_inputs(
+            spec,
             image,
             letterbox,
             regions,
@@ -521,14 +521,15 @@ impl ModelBundle {
                 spec.finding
             ));
         }
+        // The crops go to the model (not needed after); the coverage stays for the cells.
         let scores = model
-            .run(inputs.crops.clone(), inputs.coverage.clone())
+            .run(std::mem::take(&mut inputs.crops), inputs.coverage.clone())
             .map_err(|e| PluginError::Model {
                 bundle: self.source.clone(),
                 reason: format!("{} failed: {e:#}", spec.file),
             })?;
         crate::crops::apply_crop_scores(
-            model,
+            spec,
             &inputs,
             &scores,
             f,

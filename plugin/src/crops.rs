@@ -5,7 +5,7 @@
 use crate::analysis::{
     regions_carrying, sigmoid, smallest_region_at, FindingScore, Heatmap, NamedOutput, RegionResult,
 };
-use crate::runtime::{CropModel, CropScores};
+use crate::runtime::CropScores;
 use asg_bundle::CropModelSpec;
 use asg_dicom::{crop_display, CropFrame, Image, Letterbox, Normalisation};
 
@@ -42,7 +42,7 @@ fn bilinear(plane: &[f32], side: usize, x: f64, y: f64) -> f32 {
 /// with its coverage from the `anatomy_masks` channel of the same name (probabilities over the
 /// model input square; a crop pixel is lung where the mask reads above one half).
 pub fn crop_inputs(
-    model: &CropModel,
+    spec: &CropModelSpec,
     image: &Image,
     letterbox: &Letterbox,
     regions: &[RegionResult],
@@ -51,7 +51,6 @@ pub fn crop_inputs(
     norm: Normalisation,
 ) -> Result<CropInputs, String> {
     let mean = norm.mean;
-    let spec = &model.spec;
     let (w, h, s) = (
         spec.width as usize,
         spec.height as usize,
@@ -158,8 +157,7 @@ struct Cell {
 }
 
 /// The cells that lie in their lung (coverage above zero), with their centres in the film.
-fn lung_cells(model: &CropModel, inputs: &CropInputs, scores: &CropScores) -> Vec<Cell> {
-    let spec = &model.spec;
+fn lung_cells(spec: &CropModelSpec, inputs: &CropInputs, scores: &CropScores) -> Vec<Cell> {
     let s = spec.stride as usize;
     let (gw, gh) = (spec.width as usize / s, spec.height as usize / s);
     let mut out = Vec::new();
@@ -196,7 +194,7 @@ fn lung_cells(model: &CropModel, inputs: &CropInputs, scores: &CropScores) -> Ve
 /// are replaced everywhere). Region lists, the finding's regions and its heatmap follow.
 #[allow(clippy::too_many_arguments)]
 pub fn apply_crop_scores(
-    model: &CropModel,
+    spec: &CropModelSpec,
     inputs: &CropInputs,
     scores: &CropScores,
     finding_index: usize,
@@ -207,7 +205,6 @@ pub fn apply_crop_scores(
     threshold: f32,
     region_threshold: f32,
 ) {
-    let spec = &model.spec;
     let Some(finding) = findings.get_mut(finding_index) else {
         return;
     };
@@ -221,7 +218,7 @@ pub fn apply_crop_scores(
     finding.probability = best;
     finding.logit = logit(best);
     finding.present = finding.assessed && best >= threshold;
-    let cells = lung_cells(model, inputs, scores);
+    let cells = lung_cells(spec, inputs, scores);
     for region in regions.iter_mut() {
         let p = if let Some(lung) = spec.lungs.iter().position(|n| *n == region.name) {
             lung_probability[lung]
@@ -249,7 +246,7 @@ pub fn apply_crop_scores(
         }
     }
     finding.regions = regions_carrying(regions, finding_index, &finding.name);
-    finding.heatmap = heatmap(model, inputs, &cells, scores, regions, letterbox, image);
+    finding.heatmap = heatmap(spec, inputs, &cells, scores, regions, letterbox, image);
 }
 
 /// The crop model's cells drawn into a [`CROP_HEATMAP_GRID`] grid over the model input square
@@ -257,7 +254,7 @@ pub fn apply_crop_scores(
 /// crops overlap; 0 outside the lungs), scaled so that its largest value is 1; the peak is the
 /// most probable crop cell's centre.
 fn heatmap(
-    model: &CropModel,
+    spec: &CropModelSpec,
     inputs: &CropInputs,
     cells: &[Cell],
     scores: &CropScores,
@@ -268,7 +265,6 @@ fn heatmap(
     let peak = cells
         .iter()
         .max_by(|a, b| a.probability.total_cmp(&b.probability))?;
-    let spec = &model.spec;
     let s = spec.stride as usize;
     let (gw, gh) = (spec.width as usize / s, spec.height as usize / s);
     let g = CROP_HEATMAP_GRID;

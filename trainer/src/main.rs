@@ -585,11 +585,7 @@ fn run() -> anyhow::Result<()> {
                 asg_trainer::export::bundle::NODULE_MODEL_FILE,
                 &onnx,
             )?;
-            asg_trainer::export::bundle::write_atomically(
-                &out,
-                asg_bundle::MANIFEST_FILE,
-                manifest.to_json().as_bytes(),
-            )?;
+            asg_trainer::export::bundle::write_manifest(&out, &manifest)?;
             eprintln!(
                 "wrote {} with the nodule model ({})",
                 out.display(),
@@ -719,11 +715,7 @@ fn run() -> anyhow::Result<()> {
                     .join(", "),
                 manifest.training.notes
             );
-            asg_trainer::export::bundle::write_atomically(
-                &out,
-                asg_bundle::MANIFEST_FILE,
-                manifest.to_json().as_bytes(),
-            )?;
+            asg_trainer::export::bundle::write_manifest(&out, &manifest)?;
             eprintln!(
                 "wrote the ensemble to {}; its thresholds are still the first bundle's: run asg-train retune",
                 out.display()
@@ -1091,11 +1083,7 @@ fn write_bundle_as(
             .with_context(|| format!("{}", model.display()))?;
         asg_trainer::export::bundle::write_atomically(out, name, &bytes)?;
     }
-    asg_trainer::export::bundle::write_atomically(
-        out,
-        asg_bundle::MANIFEST_FILE,
-        manifest.to_json().as_bytes(),
-    )
+    asg_trainer::export::bundle::write_manifest(out, manifest)
 }
 
 /// Evaluates the bundle in `out` on `data`'s test split through tract, prints the table, writes
@@ -1118,10 +1106,6 @@ fn evaluate_into_manifest(
         serde_json::to_string_pretty(&report)?,
     )?;
     manifest.training.metrics = report.summary();
-    asg_trainer::export::bundle::write_atomically(
-        out,
-        asg_bundle::MANIFEST_FILE,
-        manifest.to_json().as_bytes(),
-    )?;
+    asg_trainer::export::bundle::write_manifest(out, manifest)?;
     Ok(())
 }

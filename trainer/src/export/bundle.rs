@@ -19,6 +19,11 @@ use std::path::Path;
 /// Normalisation of display values used by our models (the data loader's).
 pub use crate::data::NORMALISATION;
 
+/// Writes `manifest` as `dir/manifest.json` ([`write_atomically`]).
+pub fn write_manifest(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+    write_atomically(dir, MANIFEST_FILE, manifest.to_json().as_bytes())
+}
+
 /// Writes `bytes` to `dir/name` under a temporary name first, then renames.
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = dir.join(format!(".{name}.partial"));
@@ -76,7 +81,7 @@ pub fn write_thin_bundle(
         anatomy: None,
     };
     write_atomically(out, "image.onnx", &onnx)?;
-    write_atomically(out, MANIFEST_FILE, manifest.to_json().as_bytes())?;
+    write_manifest(out, &manifest)?;
     Ok(manifest)
 }
 
