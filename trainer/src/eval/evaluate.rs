@@ -128,8 +128,14 @@ pub struct RealFilmReport {
     /// Region-level opacity AUROC over the six lung zones (Brixia scores, radiologist masks).
     pub zone_opacity_auroc: Option<f64>,
     pub zone_opacity_cases: usize,
-    /// Image-level nodule AUROC (JSRT nodule films against JSRT non-nodule films).
+    /// Image-level nodule AUROC (JSRT nodule films against JSRT non-nodule films), of the
+    /// image model's nodule score.
     pub nodule_auroc: Option<f64>,
+    /// The bundle's lung-crop model file when it, not the image model, scores nodule in the
+    /// product: `nodule_auroc` is then not the product's figure (see
+    /// [`EvalModel::crop_scored`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodule_scored_by: Option<String>,
     /// 95% intervals of the three AUROCs (percentile bootstrap over films, a film's zones
     /// drawn together) and of the share of normal films left clean (Wilson): the test splits
     /// are small, and these say how small.
@@ -772,6 +778,10 @@ fn real_film_report(
         zone_opacity_auroc,
         zone_opacity_cases: s.len(),
         nodule_auroc: auroc(&ns, &nl),
+        nodule_scored_by: model
+            .crop_scored()
+            .filter(|(finding, _)| finding == "nodule")
+            .map(|(_, file)| file),
         normal_films: normals.len(),
         normal_clean,
         normal_clean_with_regions: normals.iter().filter(|p| !flagged_with_regions(p)).count(),
@@ -984,11 +994,22 @@ impl EvalReport {
                 fmt_ci(r.zone_opacity_ci),
                 r.zone_opacity_cases
             );
-            s += &format!(
-                "| nodule AUROC (JSRT) | {}{} | |\n",
-                fmt(r.nodule_auroc),
-                fmt_ci(r.nodule_ci)
-            );
+            match &r.nodule_scored_by {
+                None => {
+                    s += &format!(
+                        "| nodule AUROC (JSRT) | {}{} | |\n",
+                        fmt(r.nodule_auroc),
+                        fmt_ci(r.nodule_ci)
+                    )
+                }
+                Some(file) => {
+                    s += &format!(
+                        "| nodule AUROC (JSRT), the image model's score: in the product {file} scores nodule, not measured here (scripts/nodule_product.py) | {}{} | |\n",
+                        fmt(r.nodule_auroc),
+                        fmt_ci(r.nodule_ci)
+                    )
+                }
+            }
             s += &format!(
                 "| abnormal vs normal films AUROC (the assessed finding furthest above its threshold) | {}{} | {} abnormal, {} normal films |\n",
                 fmt(r.abnormal_auroc),
@@ -1072,7 +1093,13 @@ impl EvalReport {
                 (r.abnormal_films > 0).then(|| r.abnormal_flagged as f64 / r.abnormal_films as f64),
             );
             put("real_zone_opacity_auroc", r.zone_opacity_auroc);
-            put("real_nodule_auroc", r.nodule_auroc);
+            // With a crop model scoring nodule, the image model's figure is not the product's:
+            // it goes under its own name, and the product's is left out.
+            if r.nodule_scored_by.is_some() {
+                put("real_nodule_auroc_image_model", r.nodule_auroc);
+            } else {
+                put("real_nodule_auroc", r.nodule_auroc);
+            }
             put("real_abnormal_auroc", r.abnormal_auroc);
             put(
                 "real_abnormal_auroc_with_regions",
@@ -1101,8 +1128,13 @@ impl EvalReport {
 mod tests {
     use super::*;
 
-    /// A model that only answers `operating_point` (the real-film report asks nothing else).
-    struct Thresholded(crate::eval::models::OperatingPoint);
+    /// A model that only answers `operating_point` and `crop_scored` (the real-film report asks
+    /// nothing else).
+    #[derive(Default)]
+    struct Thresholded(
+        crate::eval::models::OperatingPoint,
+        Option<(String, String)>,
+    );
     impl EvalModel for Thresholded {
         fn input_size(&self) -> usize {
             1
@@ -1127,6 +1159,9 @@ mod tests {
         }
         fn operating_point(&self) -> Option<crate::eval::models::OperatingPoint> {
             Some(self.0.clone())
+        }
+        fn crop_scored(&self) -> Option<(String, String)> {
+            self.1.clone()
         }
     }
 
@@ -1219,7 +1254,7 @@ mod tests {
             .iter()
             .map(|r| r.name.to_string())
             .collect();
-        let model = Thresholded(Default::default());
+        let model = Thresholded::default();
         let r = real_film_report(&model, &preds, &truths, &[], &names);
         // Nodule scores 2 and 0 against 1: one of two pairs ordered right.
         assert_eq!(r.nodule_auroc, Some(0.5));
@@ -1230,11 +1265,14 @@ mod tests {
         assert_eq!((r.normal_films, r.normal_clean), (1, 0));
         // With effusion not assessed and the nodule threshold at 0.8 it is clean.
         let th = BTreeMap::from([("nodule".to_string(), 0.8f32)]);
-        let model = Thresholded(crate::eval::models::OperatingPoint {
-            thresholds: th.clone(),
-            assessed: Some(vec!["nodule".into()]),
-            region_thresholds: BTreeMap::new(),
-        });
+        let model = Thresholded(
+            crate::eval::models::OperatingPoint {
+                thresholds: th.clone(),
+                assessed: Some(vec!["nodule".into()]),
+                region_thresholds: BTreeMap::new(),
+            },
+            None,
+        );
         // Two stressed copies of the normal film: one at nodule logit 2 (p 0.88) is flagged.
         let stressed = vec![pred(2.0, 5.0), pred(0.5, 5.0)];
         let r = real_film_report(&model, &preds, &truths, &stressed, &names);
@@ -1258,11 +1296,14 @@ mod tests {
             (r.normal_films, r.normal_clean, r.normal_clean_with_regions),
             (1, 1, 1)
         );
-        let model = Thresholded(crate::eval::models::OperatingPoint {
-            thresholds: th,
-            assessed: Some(vec!["nodule".into()]),
-            region_thresholds: BTreeMap::from([("nodule".to_string(), 0.5f32)]),
-        });
+        let model = Thresholded(
+            crate::eval::models::OperatingPoint {
+                thresholds: th,
+                assessed: Some(vec!["nodule".into()]),
+                region_thresholds: BTreeMap::from([("nodule".to_string(), 0.5f32)]),
+            },
+            None,
+        );
         let r = real_film_report(&model, &preds, &truths, &[], &names);
         assert_eq!(
             (r.normal_films, r.normal_clean, r.normal_clean_with_regions),
@@ -1273,6 +1314,71 @@ mod tests {
         // (1 - logit(0.8)) it ranks between.
         assert_eq!(r.abnormal_auroc_with_regions, Some(0.0));
         assert_eq!(r.abnormal_auroc, Some(0.5));
+    }
+
+    #[test]
+    fn a_bundle_whose_crop_model_scores_nodule_does_not_report_the_image_models_as_its_own() {
+        let truths = vec![
+            film("jsrt", false, Some(true)),
+            film("jsrt", true, Some(false)),
+        ];
+        let preds = vec![pred(2.0, -9.0), pred(1.0, -9.0)];
+        let names: Vec<String> = asg_report::REGIONS
+            .iter()
+            .map(|r| r.name.to_string())
+            .collect();
+        let plain = real_film_report(&Thresholded::default(), &preds, &truths, &[], &names);
+        assert_eq!(
+            (plain.nodule_auroc, plain.nodule_scored_by.as_deref()),
+            (Some(1.0), None)
+        );
+        let crop = Thresholded(
+            Default::default(),
+            Some(("nodule".into(), "nodule.onnx".into())),
+        );
+        let r = real_film_report(&crop, &preds, &truths, &[], &names);
+        assert_eq!(r.nodule_auroc, Some(1.0));
+        assert_eq!(r.nodule_scored_by.as_deref(), Some("nodule.onnx"));
+        // A crop model of another finding leaves nodule the image model's.
+        let other = Thresholded(
+            Default::default(),
+            Some(("opacity".into(), "opacity.onnx".into())),
+        );
+        let o = real_film_report(&other, &preds, &truths, &[], &names);
+        assert_eq!(o.nodule_scored_by, None);
+        // The summary (the manifest's metrics) and the table say whose figure it is.
+        let report = |real: RealFilmReport| EvalReport {
+            model: String::new(),
+            data: String::new(),
+            split: "test".into(),
+            images: 2,
+            positives: BTreeMap::new(),
+            image_auroc: PerName::new(&[], vec![]),
+            region_auroc: PerName::new(&[], vec![]),
+            box_iou: PerName::new(&[], vec![]),
+            pointing_game: PerName::new(&[], vec![]),
+            pointing_overall: (0, 0),
+            pointing_game_cam: PerName::new(&[], vec![]),
+            pointing_overall_cam: (0, 0),
+            retrieval_image_to_report: BTreeMap::new(),
+            retrieval_report_to_image: BTreeMap::new(),
+            zero_shot_auroc: PerName::new(&[], vec![]),
+            linear_probe: vec![],
+            real_films: Some(real),
+            seconds: 0.0,
+        };
+        let (plain, crop) = (report(plain), report(r));
+        assert_eq!(plain.summary().get("real_nodule_auroc"), Some(&1.0));
+        assert_eq!(plain.summary().get("real_nodule_auroc_image_model"), None);
+        assert_eq!(crop.summary().get("real_nodule_auroc"), None);
+        assert_eq!(
+            crop.summary().get("real_nodule_auroc_image_model"),
+            Some(&1.0)
+        );
+        assert!(!plain.table().contains("nodule.onnx"));
+        assert!(crop
+            .table()
+            .contains("the image model's score: in the product nodule.onnx scores nodule"));
     }
 
     #[test]

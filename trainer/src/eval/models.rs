@@ -39,6 +39,13 @@ pub trait EvalModel: Sync {
     fn operating_point(&self) -> Option<OperatingPoint> {
         None
     }
+    /// The finding a bundle's lung-crop model scores, and that model's file: in the product
+    /// that finding's probabilities come from it, which this evaluation does not run (it needs
+    /// the full-resolution films; `scripts/nodule_product.py` measures it through `asg
+    /// analyze`). None: every finding is the image model's.
+    fn crop_scored(&self) -> Option<(String, String)> {
+        None
+    }
 }
 
 fn split_rows(t: &Tensor) -> Result<Vec<Vec<f32>>, EvalError> {
@@ -153,6 +160,12 @@ impl EvalModel for OnnxBundle {
             assessed,
             region_thresholds: self.manifest.region_thresholds.clone(),
         })
+    }
+    fn crop_scored(&self) -> Option<(String, String)> {
+        self.manifest
+            .crop_model
+            .as_ref()
+            .map(|c| (c.finding.clone(), c.file.clone()))
     }
 }
 
