@@ -52,6 +52,15 @@ class NotARadiographError(AsgError):
     modality: str
     """Its Modality (0008,0060)."""
 
+class NotAChestError(NotARadiographError):
+    """A radiograph whose Body Part Examined (0018,0015) is not the chest (HAND, KNEE,
+    ABDOMEN...); skipped in an archive as other modalities are."""
+
+    source: str
+    """The file or name the image came from."""
+    body_part: str
+    """Its Body Part Examined, as recorded."""
+
 class Model:
     """A model bundle loaded once, to analyse many images; thread-safe (analyses release the GIL).
 

@@ -1082,6 +1082,90 @@ fn a_12_bit_lossy_jpeg_written_by_dcmtk_decodes_as_dcmtk_decodes_it() {
 }
 
 #[test]
+fn radiographs_of_other_body_parts_are_skipped_and_unknown_ones_read_with_a_warning() {
+    // Three copies of a phantom film: one kept CHEST, one relabelled HAND, one PORTABLE (a
+    // value that names no part), as an archive's radiography series come.
+    let fx = Fixture::new(64, 1, 128);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, part) in [
+        ("chest", None),
+        ("hand", Some("HAND")),
+        ("odd", Some("PORTABLE")),
+    ] {
+        let file = dir.path().join(format!("{name}.dcm"));
+        std::fs::copy(fx.dicom(0), &file).unwrap();
+        if let Some(part) = part {
+            let made = Command::new("dcmodify")
+                .args(["-nb", "-m", &format!("(0018,0015)={part}")])
+                .arg(&file)
+                .output()
+                .unwrap_or_else(|e| panic!("dcmodify (dcmtk, installed by scripts/setup.sh): {e}"));
+            assert!(
+                made.status.success(),
+                "{}",
+                String::from_utf8_lossy(&made.stderr)
+            );
+        }
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(asg_binary())
+        .arg("analyze")
+        .arg(dir.path())
+        .arg("--model")
+        .arg(fx.bundle())
+        .arg("--json")
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("analysed 2 of 3 images"), "{stderr}");
+    assert!(
+        stderr.contains("hand.dcm: body part examined HAND is not the chest"),
+        "{stderr}"
+    );
+    assert!(!out_dir.path().join("hand.json").exists());
+    let warnings = |name: &str| -> Vec<String> {
+        let a: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out_dir.path().join(format!("{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        a["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        warnings("odd").iter().any(|w| {
+            w
+            == "body part examined PORTABLE is not one known to be the chest: read as a chest film"
+        }),
+        "{:?}",
+        warnings("odd")
+    );
+    assert!(!warnings("chest").iter().any(|w| w.contains("body part")));
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.path().join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["skipped"].as_array().unwrap().len(), 1, "{summary}");
+    // Alone, the hand film is refused.
+    let out = analyze(&[
+        dir.path().join("hand.dcm").as_os_str(),
+        "--model".as_ref(),
+        fx.bundle().as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("none of the 1 inputs is a chest radiograph"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn images_of_other_modalities_are_skipped_with_the_reason_and_alone_refused() {
     // A phantom radiograph and an MR slice in one folder (an archive holds both).
     let fx = Fixture::new(64, 1, 128);
@@ -1153,7 +1237,7 @@ fn images_of_other_modalities_are_skipped_with_the_reason_and_alone_refused() {
     assert!(!alone.status.success());
     assert!(stderr.contains("modality MR"), "{stderr}");
     assert!(
-        stderr.contains("none of the 1 inputs is a radiograph"),
+        stderr.contains("none of the 1 inputs is a chest radiograph"),
         "{stderr}"
     );
     assert!(alone.stdout.is_empty());

@@ -130,6 +130,7 @@ pub fn read_picture(
             rescale_intercept: 0.0,
             pixel_spacing_mm: None,
             view_position: None,
+            body_part_examined: None,
             laterality: None,
             patient_orientation: None,
             window: Some(VoiWindow {

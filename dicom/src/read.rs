@@ -160,6 +160,8 @@ pub struct ImageMeta {
     /// Row spacing, column spacing in mm (Pixel Spacing, else Imager Pixel Spacing).
     pub pixel_spacing_mm: Option<[f64; 2]>,
     pub view_position: Option<String>,
+    /// Body Part Examined (0018,0015), as recorded (CHEST, HAND, ABDOMEN...).
+    pub body_part_examined: Option<String>,
     pub laterality: Option<String>,
     /// Patient Orientation (0020,0020): the patient directions of the rows and columns, e.g. "L\\F".
     #[serde(default)]
@@ -1023,6 +1025,7 @@ fn header(
         rescale_intercept,
         pixel_spacing_mm,
         view_position: el.string(tags::VIEW_POSITION),
+        body_part_examined: el.string(tags::BODY_PART_EXAMINED),
         laterality: el
             .string(tags::IMAGE_LATERALITY)
             .or_else(|| el.string(tags::LATERALITY)),

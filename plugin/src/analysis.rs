@@ -293,6 +293,99 @@ pub fn is_radiograph_modality(modality: &str) -> bool {
     m.is_empty() || RADIOGRAPH_MODALITIES.contains(&m.as_str())
 }
 
+/// What a Body Part Examined (0018,0015) value says about the film.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPart {
+    /// The chest (CHEST, THORAX, LUNG, CHESTABDOMEN, "Chest PA", TORAX...).
+    Chest,
+    /// A part that is not the chest: a hand, a knee, an abdomen, a spine...
+    Other,
+    /// A value this list does not know (read as a chest film, with a warning).
+    Unknown,
+}
+
+/// Words of Body Part Examined values that name the chest (DICOM PS3.16 CID 4031 terms and
+/// variants seen in archives), matched inside the value with spaces and punctuation removed.
+const CHEST_WORDS: [&str; 8] = [
+    "CHEST", "THORAX", "TORAX", "THORAC", "LUNG", "PULM", "CXR", "POUMON",
+];
+
+/// Body Part Examined values of radiographs that are not of the chest (CID 4031 and common
+/// abbreviations), matched at the start of the value with spaces and punctuation removed.
+const OTHER_PARTS: [&str; 52] = [
+    "ABDOMEN",
+    "ABD",
+    "ANKLE",
+    "ARM",
+    "BREAST",
+    "CALCANEUS",
+    "CLAVICLE",
+    "COCCYX",
+    "CSPINE",
+    "ELBOW",
+    "EXTREMITY",
+    "FACE",
+    "FEMUR",
+    "FIBULA",
+    "FINGER",
+    "FOOT",
+    "FOREARM",
+    "HAND",
+    "HEAD",
+    "HEEL",
+    "HIP",
+    "HUMERUS",
+    "JAW",
+    "KNEE",
+    "KUB",
+    "LEG",
+    "LOWEXM",
+    "LOWERLIMB",
+    "LSPINE",
+    "MANDIBLE",
+    "NECK",
+    "NOSE",
+    "ORBIT",
+    "PATELLA",
+    "PELVIS",
+    "RADIUS",
+    "SACRUM",
+    "SCAPULA",
+    "SHOULDER",
+    "SINUS",
+    "SKULL",
+    "SSPINE",
+    "THIGH",
+    "TIBIA",
+    "TMJ",
+    "TOE",
+    "TSPINE",
+    "ULNA",
+    "UPPEXM",
+    "UPPERLIMB",
+    "WRIST",
+    "ZYGOMA",
+];
+
+/// Classifies a Body Part Examined value. A spine film is not a chest film even when it names
+/// the thoracic spine; a value that names the chest and more (CHESTABDOMEN) is the chest.
+pub fn body_part(value: &str) -> BodyPart {
+    let v: String = value
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    if v.contains("SPINE") {
+        BodyPart::Other
+    } else if CHEST_WORDS.iter().any(|w| v.contains(w)) {
+        BodyPart::Chest
+    } else if OTHER_PARTS.iter().any(|p| v.starts_with(p)) {
+        BodyPart::Other
+    } else {
+        BodyPart::Unknown
+    }
+}
+
 /// Whether the image's View Position is a lateral (or decubitus, or left oblique) one: "LL",
 /// "RL", "LATERAL", "LLD"...; PA and AP are frontal, a missing one is taken for frontal.
 fn is_lateral(image: &Image) -> bool {
@@ -573,7 +666,20 @@ impl ModelBundle {
                 });
             }
         }
+        let part = image.meta.body_part_examined.as_deref().map(str::trim);
+        let part_kind = part.filter(|p| !p.is_empty()).map(|p| (p, body_part(p)));
+        if let Some((p, BodyPart::Other)) = part_kind {
+            return Err(PluginError::NotAChest {
+                source_name: source_name.to_string(),
+                body_part: p.to_string(),
+            });
+        }
         let mut analysis = self.analyze(&image)?;
+        if let Some((p, BodyPart::Unknown)) = part_kind {
+            analysis.warnings.push(format!(
+                "body part examined {p} is not one known to be the chest: read as a chest film"
+            ));
+        }
         analysis.timings.decode_ms = decode_ms;
         analysis.timings.total_ms += decode_ms;
         Ok((analysis, image))
@@ -728,8 +834,48 @@ impl ModelBundle {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_radiograph_modality, snap_boxes_to_outlines, RegionResult};
+    use super::{
+        body_part, is_radiograph_modality, snap_boxes_to_outlines, BodyPart, RegionResult,
+    };
     use crate::outline::AnatomyOutline;
+
+    #[test]
+    fn body_parts_examined_are_told_apart() {
+        for chest in [
+            "CHEST",
+            "chest",
+            "Chest PA",
+            "THORAX",
+            "TORAX",
+            "CHESTABDOMEN",
+            "LUNG",
+            "CXR",
+            "PORTABLE CHEST",
+            "THORACIC CAVITY",
+        ] {
+            assert_eq!(body_part(chest), BodyPart::Chest, "{chest}");
+        }
+        for other in [
+            "HAND",
+            "Knee",
+            "ABDOMEN",
+            "PELVIS",
+            "SKULL",
+            "TSPINE",
+            "T-SPINE",
+            "THORACIC SPINE",
+            "LSPINE",
+            "SHOULDER",
+            "WRIST",
+            "FOOT",
+            "hip left",
+        ] {
+            assert_eq!(body_part(other), BodyPart::Other, "{other}");
+        }
+        for unknown in ["PORTABLE", "", "ICU", "XR"] {
+            assert_eq!(body_part(unknown), BodyPart::Unknown, "{unknown}");
+        }
+    }
 
     #[test]
     fn radiograph_modalities_whatever_their_case_and_padding() {

@@ -35,6 +35,16 @@ pub enum PluginError {
         source_name: String,
         modality: String,
     },
+    /// A radiograph whose Body Part Examined (0018,0015) names a part that is not the chest (a
+    /// hand, a knee, an abdomen...): the chest model's findings on it would mean nothing.
+    #[error(
+        "{source_name}: body part examined {body_part} is not the chest; the model reads chest \
+         X-rays: not analysed"
+    )]
+    NotAChest {
+        source_name: String,
+        body_part: String,
+    },
     /// A bundle file could not be read.
     #[error("{path}: {source}")]
     Io {

@@ -18,8 +18,8 @@ pub mod results;
 mod runtime;
 
 pub use analysis::{
-    is_radiograph_modality, Analysis, FindingScore, Heatmap, ImageInfo, ModelInfo, NamedOutput,
-    RegionResult, Timings, ANALYSIS_SCHEMA_VERSION, RADIOGRAPH_MODALITIES,
+    body_part, is_radiograph_modality, Analysis, BodyPart, FindingScore, Heatmap, ImageInfo,
+    ModelInfo, NamedOutput, RegionResult, Timings, ANALYSIS_SCHEMA_VERSION, RADIOGRAPH_MODALITIES,
 };
 /// The DICOM layer the plugin reads with, for callers that need it directly (the wasm face).
 pub use asg_dicom;

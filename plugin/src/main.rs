@@ -34,7 +34,8 @@ enum Command {
     /// region and per image with heatmaps, and with a report, the report checked sentence by
     /// sentence. Without --json, prints JSON to standard output (one object for one file, an array
     /// for several). Bad files are reported and skipped; the exit code is non-zero if any failed.
-    /// Images of other modalities (CT, MR, ultrasound...) are skipped with a note, and refused
+    /// Images of other modalities (CT, MR, ultrasound...) and radiographs whose Body Part
+    /// Examined is not the chest (HAND, KNEE, ABDOMEN...) are skipped with a note, and refused
     /// when nothing else is left.
     #[command(after_help = "Examples:
   asg analyze study.dcm                                  (embedded default model)
@@ -548,15 +549,17 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     let inputs = results.len();
     let mut ok = Vec::new();
     let mut failed = Vec::new();
-    // Images that are no radiograph (a CT or MR series in an archive) are skipped, not failed.
+    // Images that are no chest radiograph (a CT or MR series, a hand film in an archive) are
+    // skipped, not failed.
     let mut skipped = Vec::new();
     for (file, r) in results {
         match r {
             Ok(o) => ok.push(o),
             Err(e) => match e.downcast_ref::<asg_plugin::PluginError>() {
-                Some(asg_plugin::PluginError::NotARadiograph { .. }) => {
-                    skipped.push((file, e.to_string()))
-                }
+                Some(
+                    asg_plugin::PluginError::NotARadiograph { .. }
+                    | asg_plugin::PluginError::NotAChest { .. },
+                ) => skipped.push((file, e.to_string())),
                 _ => failed.push((file, format!("{e:#}"))),
             },
         }
@@ -641,7 +644,7 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     }
     anyhow::ensure!(
         !ok.is_empty() || skipped.is_empty(),
-        "none of the {inputs} inputs is a radiograph"
+        "none of the {inputs} inputs is a chest radiograph"
     );
     Ok(())
 }

@@ -36,6 +36,12 @@ pyo3::create_exception!(
 );
 pyo3::create_exception!(
     asg_cxr,
+    NotAChestError,
+    NotARadiographError,
+    "A radiograph whose Body Part Examined (0018,0015) is not the chest (HAND, KNEE, ABDOMEN...): `source` names it, `body_part` says which. A NotARadiographError too, so an archive's loop skips it as it skips other modalities."
+);
+pyo3::create_exception!(
+    asg_cxr,
     AnalysisError,
     AsgError,
     "An analysis dict that is not one asg_cxr made (check_report, summarise)."
@@ -96,6 +102,16 @@ fn plugin_error(py: Python<'_>, e: PluginError) -> PyErr {
             let value = err.value(py);
             let _ = value.setattr("source", source_name.as_str());
             let _ = value.setattr("modality", modality.as_str());
+            err
+        }
+        PluginError::NotAChest {
+            ref source_name,
+            ref body_part,
+        } => {
+            let err = NotAChestError::new_err(e.to_string());
+            let value = err.value(py);
+            let _ = value.setattr("source", source_name.as_str());
+            let _ = value.setattr("body_part", body_part.as_str());
             err
         }
     }
@@ -539,5 +555,6 @@ fn asg_cxr(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BundleError", py.get_type::<BundleError>())?;
     m.add("AnalysisError", py.get_type::<AnalysisError>())?;
     m.add("NotARadiographError", py.get_type::<NotARadiographError>())?;
+    m.add("NotAChestError", py.get_type::<NotAChestError>())?;
     Ok(())
 }

@@ -199,3 +199,16 @@ def test_an_mr_image_is_refused_and_a_lateral_view_says_nothing(phantoms, model,
     assert not any(f["present"] or f["assessed"] for f in a["findings"])
     assert a["regions"] == []
     assert any("is not frontal" in w for w in a["warnings"])
+
+
+def test_a_hand_film_is_refused_as_not_a_chest(phantoms, model, tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    ds = pydicom.dcmread(dicoms(phantoms)[0])
+    ds.BodyPartExamined = "HAND"
+    hand = tmp_path / "hand.dcm"
+    ds.save_as(hand)
+    with pytest.raises(asg_cxr.NotAChestError, match="body part examined HAND is not the chest") as e:
+        model.analyze(hand.read_bytes(), name="hand.dcm")
+    assert (e.value.source, e.value.body_part) == ("hand.dcm", "HAND")
+    # An archive's loop that skips other modalities skips it too.
+    assert isinstance(e.value, asg_cxr.NotARadiographError)
