@@ -51,8 +51,9 @@ rm -rf target/phantom-check
 "$target_dir/debug/asg-train" synth --n 60 --seed 3 --size 256 --errors --out target/phantom-check 2>/dev/null
 .venv/bin/python bench/phantom_check.py target/phantom-check
 
-echo "== the seed comparison table (scripts/seed_table.py) on hand-made cases"
+echo "== the analysis scripts on hand-made cases (scripts/seed_table.py, scripts/anatomy_check.py)"
 python3 scripts/seed_table.py --self-test
+.venv/bin/python scripts/anatomy_check.py --self-test
 
 echo "== the Python package (pip install ./python in a fresh venv; pytest: API vs CLI, errors, the Ray example on a local cluster)"
 bash scripts/test-python.sh

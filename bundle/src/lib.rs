@@ -4,6 +4,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod anatomy_check;
+
+pub use anatomy_check::{AnatomyCheck, LungLayout};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -71,6 +74,11 @@ pub struct Manifest {
     /// scores one finding there (the lung-crop nodule model), when the bundle has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crop_model: Option<CropModelSpec>,
+    /// The bounds on the image model's lung masks that an upright frontal chest film stays
+    /// within ([`anatomy_check`]); an image outside them gets no findings, regions or outlines.
+    /// None: no such check (bundles made before it, or without lung masks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anatomy_check: Option<AnatomyCheck>,
 }
 
 /// A lung-crop model: the plugin cuts each of `lungs` out of the film around the image model's
@@ -316,6 +324,23 @@ impl Manifest {
         if let Some(c) = &self.crop_model {
             self.check_crop_model(c)?;
         }
+        if let Some(c) = &self.anatomy_check {
+            let anatomy = self.anatomy.as_deref().unwrap_or_default();
+            if !["right lung", "left lung"]
+                .iter()
+                .all(|l| anatomy.iter().any(|a| a == l))
+            {
+                return bad(
+                    "anatomy_check needs the right and left lung among the anatomy structures"
+                        .into(),
+                );
+            }
+            if !c.is_valid() {
+                return bad(format!(
+                    "anatomy_check thresholds must be shares in 0..=1: {c:?}"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -444,6 +469,7 @@ mod tests {
             check_thresholds: None,
             assessed: None,
             crop_model: None,
+            anatomy_check: None,
         }
     }
 
@@ -511,6 +537,29 @@ mod tests {
         assert!(e.contains("[1, 3, 40, 40] but 2 structures"), "{e}");
         m.outputs[1].shape = vec![1, 2, 40, 40];
         assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
+        // An anatomy check reads both lungs' masks, and its thresholds are shares.
+        let check = AnatomyCheck {
+            min_lung_area: 0.02,
+            min_lung_height: 0.15,
+            min_lung_separation: 0.13,
+            min_lung_overlap: 0.4,
+            description: "hand-made".into(),
+        };
+        m.anatomy_check = Some(check.clone());
+        assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
+        m.anatomy_check = Some(AnatomyCheck {
+            min_lung_overlap: 2.0,
+            ..check.clone()
+        });
+        let e = Manifest::from_json(&m.to_json()).unwrap_err().to_string();
+        assert!(e.contains("must be shares in 0..=1"), "{e}");
+        m.anatomy_check = Some(check);
+        m.anatomy = Some(vec!["right lung".into(), "heart".into()]);
+        let e = Manifest::from_json(&m.to_json()).unwrap_err().to_string();
+        assert!(
+            e.contains("anatomy_check needs the right and left lung"),
+            "{e}"
+        );
     }
 
     #[test]

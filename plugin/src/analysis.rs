@@ -547,6 +547,34 @@ impl ModelBundle {
             .map_err(|reason| self.bad_output(reason))
     }
 
+    /// Why the image does not look like an upright frontal chest film by the bundle's
+    /// [`asg_bundle::AnatomyCheck`] on the image model's lung masks; None when it does, or when
+    /// the bundle has no such check.
+    fn implausible_anatomy(
+        &self,
+        outputs: &[NamedOutput],
+        letterbox: &Letterbox,
+    ) -> Option<String> {
+        let check = self.manifest.anatomy_check.as_ref()?;
+        let names = self.manifest.anatomy.as_ref()?;
+        let masks = output(outputs, "anatomy_masks")?;
+        let side = masks.shape.last().copied().unwrap_or(0);
+        let lung = |name: &str| {
+            let k = names.iter().position(|n| n == name)?;
+            masks.values.get(k * side * side..(k + 1) * side * side)
+        };
+        let (right, left) = (lung("right lung")?, lung("left lung")?);
+        // The image's extent inside the input square, in mask cells.
+        let cell = side as f32 / letterbox.size.max(1) as f32;
+        let content = [
+            letterbox.offset_x as f32 * cell,
+            letterbox.offset_y as f32 * cell,
+            (letterbox.offset_x + letterbox.content_width) as f32 * cell,
+            (letterbox.offset_y + letterbox.content_height) as f32 * cell,
+        ];
+        check.failure(&asg_bundle::LungLayout::measure(right, left, side, content))
+    }
+
     /// Runs the lung-crop model on the lungs the image model found and puts its answer into the
     /// findings and regions ([`crate::crops`]). A lung without a box is left out with a warning;
     /// with neither, the finding is not assessed on this image.
@@ -769,9 +797,22 @@ impl ModelBundle {
         let mut findings = findings;
         let mut warnings = view_warnings(image);
         let mut crop_model_ms = 0.0;
-        let (regions, anatomy) = if is_lateral(image) {
-            // The model reads frontal films: on a lateral its findings would be false alarms and
-            // its boxes nonsense, so it says nothing (the warning says why).
+        let implausible = if is_lateral(image) {
+            None
+        } else {
+            self.implausible_anatomy(&outputs, &input.letterbox)
+        };
+        if let Some(why) = &implausible {
+            warnings.push(format!(
+                "the model did not find the lungs of an upright frontal chest film: {why}. Another \
+                 body part, a blank picture, or a film rotated, flipped or cut? It gives no \
+                 findings, regions or outlines for this image"
+            ));
+        }
+        let (regions, anatomy) = if is_lateral(image) || implausible.is_some() {
+            // The model reads upright frontal chest films: on a lateral, or where it cannot find
+            // such a film's lungs, its findings would be false alarms and its boxes nonsense, so
+            // it says nothing (the warning says why).
             for f in &mut findings {
                 f.present = false;
                 f.assessed = false;

@@ -535,6 +535,7 @@ mod tests {
             assessed: None,
             anatomy: None,
             crop_model: None,
+            anatomy_check: None,
         }
     }
 

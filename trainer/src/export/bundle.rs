@@ -78,6 +78,7 @@ pub fn write_thin_bundle(
         check_thresholds: None,
         assessed: None,
         crop_model: None,
+        anatomy_check: None,
         anatomy: None,
     };
     write_atomically(out, "image.onnx", &onnx)?;
@@ -234,6 +235,7 @@ pub fn write_asg_bundle(
         check_thresholds: thresholds.check,
         assessed,
         crop_model: None,
+        anatomy_check: None,
         findings,
         files: BTreeMap::from([
             ("image.onnx".to_string(), FileDigest::of(&image)),
