@@ -11,6 +11,25 @@ fn analyze(args: &[&std::ffi::OsStr]) -> std::process::Output {
         .expect("run asg")
 }
 
+/// `asg analyze FOLDER --model BUNDLE --json OUT` (an archive's run), which must succeed: its
+/// standard error and the output folder.
+fn analyze_folder(
+    folder: &std::path::Path,
+    bundle: &std::path::Path,
+) -> (String, tempfile::TempDir) {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = analyze(&[
+        folder.as_os_str(),
+        "--model".as_ref(),
+        bundle.as_os_str(),
+        "--json".as_ref(),
+        out_dir.path().as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    (stderr, out_dir)
+}
+
 #[test]
 fn analyze_prints_the_model_outputs_as_json() {
     let fx = Fixture::new(128, 1, 300);
@@ -1180,18 +1199,7 @@ fn radiographs_of_other_body_parts_are_skipped_and_unknown_ones_read_with_a_warn
             );
         }
     }
-    let out_dir = tempfile::tempdir().unwrap();
-    let out = Command::new(asg_binary())
-        .arg("analyze")
-        .arg(dir.path())
-        .arg("--model")
-        .arg(fx.bundle())
-        .arg("--json")
-        .arg(out_dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (stderr, out_dir) = analyze_folder(dir.path(), &fx.bundle());
     assert!(stderr.contains("analysed 2 of 3 images"), "{stderr}");
     assert!(
         stderr.contains("hand.dcm: body part examined HAND is not the chest"),
@@ -1271,18 +1279,7 @@ fn images_of_other_modalities_are_skipped_with_the_reason_and_alone_refused() {
         },
     )
     .unwrap();
-    let out_dir = tempfile::tempdir().unwrap();
-    let out = Command::new(asg_binary())
-        .arg("analyze")
-        .arg(dir.path())
-        .arg("--model")
-        .arg(fx.bundle())
-        .arg("--json")
-        .arg(out_dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (stderr, out_dir) = analyze_folder(dir.path(), &fx.bundle());
     assert!(stderr.contains("analysed 1 of 2 images"), "{stderr}");
     assert!(
         stderr.contains("brain.dcm: modality MR is not a projection radiograph"),
