@@ -141,7 +141,9 @@ impl NewImage {
         put_str(tags::SERIES_NUMBER, VR::IS, "1");
         put_str(tags::INSTANCE_NUMBER, VR::IS, "1");
         put_str(tags::BODY_PART_EXAMINED, VR::CS, "CHEST");
-        put_str(tags::PATIENT_ORIENTATION, VR::CS, "R\\F");
+        // Rows run toward the patient's left, columns toward the feet: a frontal film shown as
+        // radiologists read it, the patient's right on the image's left (PS3.3 C.7.6.1.1.1).
+        put_str(tags::PATIENT_ORIENTATION, VR::CS, "L\\F");
         put_str(tags::PRESENTATION_INTENT_TYPE, VR::CS, "FOR PRESENTATION");
         if let Some(desc) = &self.study_description {
             put_str(tags::STUDY_DESCRIPTION, VR::LO, desc);

@@ -787,7 +787,7 @@ fn a_modality_lut_sequence_replaces_the_rescale_and_orientation_is_reported() {
     });
     let read = read_file(&path, &ReadOptions::default()).unwrap();
     assert_eq!(read.pixels, vec![10.0, 20.0, 30.0, 30.0]);
-    assert_eq!(read.meta.patient_orientation.as_deref(), Some("R\\F"));
+    assert_eq!(read.meta.patient_orientation.as_deref(), Some("L\\F"));
 }
 
 /// Found by the fuzzer (fuzz/bytes_to_tensor, a 60 s CI run): in a deflated data set an element declared
