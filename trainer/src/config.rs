@@ -272,6 +272,13 @@ pub struct AugmentConfig {
     /// The range of a drawn nodule's peak contrast, in display units (0..1; JSRT's nodules: the
     /// core 0.00-0.10 above the ring around it).
     pub nodule_contrast: [f64; 2],
+    /// Chance that a film read as normal (a real film given as normal: JSRT's non-nodule class,
+    /// ieee8023's "No Finding") is zoomed in by `zoom_in_scale` instead of `scale`, about its
+    /// centre: a tight crop of a normal chest, which must stay clean (magnified, the chest's
+    /// edges read as devices). Only normal films, so that no label is cropped out of view.
+    pub zoom_in: f64,
+    /// The zoom range of those films (2: the central quarter).
+    pub zoom_in_scale: [f64; 2],
 }
 
 impl Default for AugmentConfig {
@@ -290,6 +297,8 @@ impl Default for AugmentConfig {
             rewindow: 0.0,
             nodules: 0.0,
             nodule_contrast: NODULE_CONTRAST,
+            zoom_in: 0.0,
+            zoom_in_scale: [1.3, 2.0],
         }
     }
 }
@@ -431,6 +440,12 @@ impl Config {
         let a = &self.augment;
         if !(a.scale[0] > 0.0 && a.scale[0] <= a.scale[1]) {
             return Err("augment.scale must be [low, high] with 0 < low <= high".into());
+        }
+        if !(0.0..=1.0).contains(&a.zoom_in) {
+            return Err("augment.zoom_in is a chance in 0..=1".into());
+        }
+        if !(a.zoom_in_scale[0] > 0.0 && a.zoom_in_scale[0] <= a.zoom_in_scale[1]) {
+            return Err("augment.zoom_in_scale must be [low, high] with 0 < low <= high".into());
         }
         Ok(())
     }

@@ -69,19 +69,27 @@ impl Geometry {
 }
 
 /// Augments an image and its boxes in place, and says where the picture moved (for targets
-/// that move with it, such as anatomy masks).
+/// that move with it, such as anatomy masks). `normal`: a film read as normal, which
+/// `a.zoom_in` may zoom in on (no label of it can leave the view).
 pub(crate) fn augment(
     image: &mut Vec<f32>,
     boxes: &mut [[f32; 4]],
     present: &mut [bool],
     size: usize,
     a: &AugmentConfig,
+    normal: bool,
     rng: &mut ChaCha8Rng,
 ) -> Geometry {
-    let zoom = if a.scale[1] > a.scale[0] {
-        rng.random_range(a.scale[0]..a.scale[1])
+    // (No draw without zoom_in: the recipes made before it run as they did.)
+    let range = if normal && a.zoom_in > 0.0 && rng.random_bool(a.zoom_in) {
+        a.zoom_in_scale
     } else {
-        a.scale[0]
+        a.scale
+    };
+    let zoom = if range[1] > range[0] {
+        rng.random_range(range[0]..range[1])
+    } else {
+        range[0]
     };
     let max_shift = a.shift * size as f64;
     let shift = if max_shift > 0.0 {
@@ -345,7 +353,15 @@ mod tests {
             ..Default::default()
         };
         let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
-        let geometry = augment(&mut img, &mut boxes, &mut present, size, &a, &mut rng);
+        let geometry = augment(
+            &mut img,
+            &mut boxes,
+            &mut present,
+            size,
+            &a,
+            false,
+            &mut rng,
+        );
         let (mut bx, mut by, mut sum) = (0.0, 0.0, 0.0);
         for y in 0..size {
             for x in 0..size {
@@ -382,10 +398,58 @@ mod tests {
             noise: 0.0,
             ..Default::default()
         };
-        augment(&mut img, &mut boxes, &mut present, size, &a, &mut rng);
+        augment(
+            &mut img,
+            &mut boxes,
+            &mut present,
+            size,
+            &a,
+            false,
+            &mut rng,
+        );
         for (got, want) in boxes[0].iter().zip([0.2f32, 0.3, 0.5, 0.9]) {
             assert!((got - want).abs() < 1e-6, "{:?}", boxes[0]);
         }
+    }
+
+    #[test]
+    fn only_normal_films_are_zoomed_in_on() {
+        // zoom_in always, to exactly 2: a normal film's centred box doubles; another film's
+        // keeps the ordinary scale (1) and its box.
+        let a = AugmentConfig {
+            scale: [1.0, 1.0],
+            shift: 0.0,
+            contrast: 0.0,
+            noise: 0.0,
+            zoom_in: 1.0,
+            zoom_in_scale: [2.0, 2.0],
+            ..Default::default()
+        };
+        let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(5);
+        for (normal, want) in [
+            (true, [0.3f32, 0.3, 0.7, 0.7]),
+            (false, [0.4, 0.4, 0.6, 0.6]),
+        ] {
+            let mut img = vec![0.0f32; 16 * 16];
+            let mut boxes = vec![[0.4f32, 0.4, 0.6, 0.6]];
+            let mut present = vec![true];
+            let g = augment(&mut img, &mut boxes, &mut present, 16, &a, normal, &mut rng);
+            assert_eq!(g.zoom, if normal { 2.0 } else { 1.0 });
+            for (got, w) in boxes[0].iter().zip(want) {
+                assert!((got - w).abs() < 1e-6, "{normal}: {:?}", boxes[0]);
+            }
+        }
+        // Without zoom_in nothing is drawn for it: the same rng gives the same zoom as before.
+        let plain = AugmentConfig {
+            scale: [0.9, 1.1],
+            ..Default::default()
+        };
+        let draw = |normal: bool| {
+            let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(9);
+            let mut img = vec![0.0f32; 16 * 16];
+            augment(&mut img, &mut [], &mut [], 16, &plain, normal, &mut rng).zoom
+        };
+        assert_eq!(draw(true), draw(false));
     }
 
     #[test]

@@ -181,6 +181,7 @@ pub fn prepare_cached(
             &mut present,
             size,
             &config.augment,
+            record.given.as_ref().is_some_and(|g| g.normal) && drawn.is_none(),
             rng,
         )
     });
