@@ -10,7 +10,8 @@ through the product (`asg analyze`):
 2. with --write, each threshold set to MARGIN (default 0.5) times the smallest value any real
    film took, into the bundle's manifest.json;
 3. the bundle (as it now is) run again over the real films, which must all pass, and over stress
-   images made here in a temporary folder: held-out films turned a quarter or half round, flipped
+   images made here in a temporary folder: films drawn at random (also shown as they are, for
+   comparison) turned a quarter or half round, flipped
    upside down, cut in half, cropped to their centre, inverted, and pictures that are no film
    (blank, noise, a gradient, a checkerboard, a page of text): how many the check catches, and
    how many had a finding flagged without it.
@@ -101,6 +102,7 @@ def stress_images(realcxr, folder, per_kind=24, seed=3):
         im = Image.open(os.path.join(realcxr, r["image"])).convert("L")
         w, h = im.size
         made = {
+            "as it is (the same films, for comparison)": im,
             "turned a quarter round": im.rotate(90, expand=True),
             "turned three quarters round": im.rotate(270, expand=True),
             "turned half round": im.rotate(180),
