@@ -413,6 +413,19 @@ fn output<'a>(outputs: &'a [NamedOutput], name: &str) -> Option<&'a NamedOutput>
     outputs.iter().find(|o| o.name == name)
 }
 
+/// The plane of the `anatomy_masks` channel of structure `name` (`side` x `side`
+/// probabilities, `side` the output's last dimension); None when `names` has no such structure
+/// or the output is too short to hold it.
+pub(crate) fn mask_plane<'a>(
+    masks: &'a NamedOutput,
+    names: &[String],
+    name: &str,
+) -> Option<&'a [f32]> {
+    let side = masks.shape.last().copied().unwrap_or(0);
+    let k = names.iter().position(|n| n == name)?;
+    masks.values.get(k * side * side..(k + 1) * side * side)
+}
+
 impl ModelBundle {
     fn bad_output(&self, reason: String) -> PluginError {
         PluginError::Model {
@@ -559,11 +572,8 @@ impl ModelBundle {
         let names = self.manifest.anatomy.as_ref()?;
         let masks = output(outputs, "anatomy_masks")?;
         let side = masks.shape.last().copied().unwrap_or(0);
-        let lung = |name: &str| {
-            let k = names.iter().position(|n| n == name)?;
-            masks.values.get(k * side * side..(k + 1) * side * side)
-        };
-        let (right, left) = (lung("right lung")?, lung("left lung")?);
+        let right = mask_plane(masks, names, "right lung")?;
+        let left = mask_plane(masks, names, "left lung")?;
         // The image's extent inside the input square, in mask cells.
         let cell = side as f32 / letterbox.size.max(1) as f32;
         let content = [
@@ -694,8 +704,13 @@ impl ModelBundle {
                 });
             }
         }
-        let part = image.meta.body_part_examined.as_deref().map(str::trim);
-        let part_kind = part.filter(|p| !p.is_empty()).map(|p| (p, body_part(p)));
+        let part_kind = image
+            .meta
+            .body_part_examined
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| (p, body_part(p)));
         if let Some((p, BodyPart::Other)) = part_kind {
             return Err(PluginError::NotAChest {
                 source_name: source_name.to_string(),
@@ -797,7 +812,8 @@ impl ModelBundle {
         let mut findings = findings;
         let mut warnings = view_warnings(image);
         let mut crop_model_ms = 0.0;
-        let implausible = if is_lateral(image) {
+        let lateral = is_lateral(image);
+        let implausible = if lateral {
             None
         } else {
             self.implausible_anatomy(&outputs, &input.letterbox)
@@ -809,7 +825,7 @@ impl ModelBundle {
                  findings, regions or outlines for this image"
             ));
         }
-        let (regions, anatomy) = if is_lateral(image) || implausible.is_some() {
+        let (regions, anatomy) = if lateral || implausible.is_some() {
             // The model reads upright frontal chest films: on a lateral, or where it cannot find
             // such a film's lungs, its findings would be false alarms and its boxes nonsense, so
             // it says nothing (the warning says why).

@@ -80,8 +80,8 @@ pub fn crop_inputs(
             let b = r.bbox.map(f64::from);
             CropFrame::around(b, spec.margin, w, h)
         });
-        let channel = anatomy_names.iter().position(|n| n == lung);
-        let (Some(frame), Some(channel)) = (frame, channel) else {
+        let plane = crate::analysis::mask_plane(masks, anatomy_names, lung);
+        let (Some(frame), Some(plane)) = (frame, plane) else {
             out.frames.push(None);
             out.crops.extend(std::iter::repeat_n(-mean / std, w * h));
             out.coverage.extend(std::iter::repeat_n(0.0, gw * gh));
@@ -93,7 +93,6 @@ pub fn crop_inputs(
                 .into_iter()
                 .map(|v| (v - mean) / std),
         );
-        let plane = &masks.values[channel * side * side..(channel + 1) * side * side];
         out.coverage
             .extend(lung_coverage(spec, &frame, letterbox, plane, side));
     }
